@@ -1,0 +1,345 @@
+//! Agent configuration (TOML). Parsed raw with `deny_unknown_fields`, so a misspelt key is an
+//! error that names the key and its line, then validated.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::customer::{CustomerConfig, CustomerMap};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {key}: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// Stable id of this agent; the collector's token for it must match.
+    pub id: String,
+    /// Human name, `agent.name` on every event.
+    pub name: String,
+    /// Customer (institution) that events of this agent belong to, unless a source says otherwise.
+    pub customer: Option<String>,
+    pub collector: CollectorTarget,
+    pub spool: SpoolConfig,
+    pub batch: BatchConfig,
+    pub http: HttpConfig,
+    pub syslog: Vec<SyslogConfig>,
+    /// Sender prefixes per customer (see [`crate::customer`] for the precedence).
+    pub customers: Vec<CustomerConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CollectorTarget {
+    /// Base URL of the collector, e.g. `http://127.0.0.1:8080`.
+    pub url: String,
+    pub token: String,
+    /// Batches in flight at once.
+    pub window: usize,
+    #[serde(deserialize_with = "de_duration")]
+    pub timeout: Duration,
+    #[serde(deserialize_with = "de_duration")]
+    pub max_backoff: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolConfig {
+    pub dir: PathBuf,
+    /// Bound of the spool on disk; when full, the oldest batches are dropped (and counted).
+    pub max_bytes: u64,
+    /// fsync each batch before it is sent. Off trades durability across a power loss (not a
+    /// process crash) for throughput.
+    pub fsync: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    pub max_events: usize,
+    /// Approximate bound of a batch's uncompressed JSON.
+    pub max_bytes: usize,
+    #[serde(deserialize_with = "de_duration")]
+    pub max_wait: Duration,
+    /// Capacity of the channel between sources and the batcher.
+    pub channel: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// `/metrics`, `/healthz`, `/readyz`. Set to an empty string to disable.
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogConfig {
+    /// Address for both TCP and UDP, e.g. `0.0.0.0:5514`.
+    pub listen: SocketAddr,
+    #[serde(default = "default_protocols")]
+    pub protocols: Vec<Protocol>,
+    /// Customer for events from this listener (overrides the agent's).
+    #[serde(default)]
+    pub customer: Option<String>,
+    /// Longer messages are truncated (and flagged).
+    #[serde(default = "default_max_message")]
+    pub max_message_bytes: usize,
+    /// Concurrent TCP connections; more are closed at once and counted.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A TCP connection that sends nothing for this long is closed (what it had sent of an
+    /// unfinished message is kept, flagged as truncated).
+    #[serde(default = "default_idle_timeout", deserialize_with = "de_duration")]
+    pub idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+fn default_protocols() -> Vec<Protocol> {
+    vec![Protocol::Tcp, Protocol::Udp]
+}
+fn default_max_message() -> usize {
+    64 * 1024
+}
+fn default_max_connections() -> usize {
+    1024
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            id: "local".into(),
+            name: hostname(),
+            customer: None,
+            collector: CollectorTarget::default(),
+            spool: SpoolConfig::default(),
+            batch: BatchConfig::default(),
+            http: HttpConfig::default(),
+            syslog: vec![SyslogConfig {
+                listen: SocketAddr::from(([0, 0, 0, 0], 5514)),
+                protocols: default_protocols(),
+                customer: None,
+                max_message_bytes: default_max_message(),
+                max_connections: default_max_connections(),
+                idle_timeout: default_idle_timeout(),
+            }],
+            customers: Vec::new(),
+        }
+    }
+}
+
+impl Default for CollectorTarget {
+    fn default() -> Self {
+        CollectorTarget {
+            url: "http://127.0.0.1:8080".into(),
+            token: String::new(),
+            window: 4,
+            timeout: Duration::from_secs(30),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            dir: PathBuf::from("./vigil-agent-data/spool"),
+            max_bytes: 1 << 30,
+            fsync: true,
+        }
+    }
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_events: 2000,
+            max_bytes: 2 << 20,
+            max_wait: Duration::from_millis(200),
+            channel: 16 * 1024,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "127.0.0.1:9101".into(),
+        }
+    }
+}
+
+impl AgentConfig {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates config text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let cfg: AgentConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            message: message.to_owned(),
+        };
+        if self.id.is_empty() || self.id.len() > 128 {
+            return Err(invalid("id", "must be 1 to 128 characters"));
+        }
+        if !(self.collector.url.starts_with("http://")
+            || self.collector.url.starts_with("https://"))
+        {
+            return Err(invalid(
+                "collector.url",
+                "must start with http:// or https://",
+            ));
+        }
+        if self.collector.window == 0 || self.collector.window > 256 {
+            return Err(invalid("collector.window", "must be 1 to 256"));
+        }
+        if self.batch.max_events == 0 {
+            return Err(invalid("batch.max_events", "must be at least 1"));
+        }
+        if self.batch.channel == 0 {
+            return Err(invalid("batch.channel", "must be at least 1"));
+        }
+        if self.spool.max_bytes < 4096 {
+            return Err(invalid("spool.max_bytes", "must be at least 4096"));
+        }
+        for s in &self.syslog {
+            if s.protocols.is_empty() {
+                return Err(invalid("syslog.protocols", "name at least one of tcp, udp"));
+            }
+            if s.max_message_bytes < 64 {
+                return Err(invalid("syslog.max_message_bytes", "must be at least 64"));
+            }
+            if s.max_connections == 0 {
+                return Err(invalid("syslog.max_connections", "must be at least 1"));
+            }
+            if s.idle_timeout.is_zero() {
+                return Err(invalid("syslog.idle_timeout", "must be more than 0"));
+            }
+        }
+        CustomerMap::new(&self.customers).map_err(|e| invalid("customers", &e))?;
+        Ok(())
+    }
+}
+
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Parses `250ms`, `10s`, `5m`, `2h`, `1d`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("`{s}` has no unit (use ms, s, m, h or d)"))?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 10s"))?;
+    let ms = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => {
+            return Err(format!(
+                "`{s}`: unknown unit `{unit}` (use ms, s, m, h or d)"
+            ));
+        }
+    };
+    n.checked_mul(ms)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("`{s}` is too long"))
+}
+
+pub fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let err = AgentConfig::parse(
+            "id = \"a\"\n\n[spool]\nmax_bytez = 10\n",
+            Path::new("a.toml"),
+        )
+        .expect_err("unknown key");
+        let msg = err.to_string();
+        assert!(msg.contains("max_bytez"), "{msg}");
+        assert!(msg.contains("line 4"), "{msg}");
+    }
+
+    #[test]
+    fn empty_config_is_the_default() {
+        let cfg = AgentConfig::parse("", Path::new("a.toml")).expect("valid");
+        assert_eq!(cfg.syslog.len(), 1);
+        assert_eq!(cfg.collector.window, 4);
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("10y").is_err());
+        let err = AgentConfig::parse("[batch]\nmax_wait = \"soon\"\n", Path::new("a.toml"))
+            .expect_err("bad duration");
+        assert!(err.to_string().contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let err = AgentConfig::parse("[collector]\nwindow = 0\n", Path::new("a.toml"))
+            .expect_err("invalid");
+        assert!(err.to_string().contains("collector.window"), "{err}");
+    }
+}

@@ -1,0 +1,142 @@
+//! Customer attribution: which of the ~200 customer institutions an event belongs to.
+//!
+//! Precedence: the listener's `customer` (a port dedicated to one customer), then the
+//! longest configured prefix that contains the sender's address, then the agent's `customer`.
+
+use std::net::IpAddr;
+
+use serde::Deserialize;
+
+/// `[[customers]]` in the agent config: a customer and the sender prefixes that are theirs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerConfig {
+    pub name: String,
+    pub prefixes: Vec<String>,
+}
+
+/// An IPv4 or IPv6 prefix, kept as an IPv6 (v4-mapped) network and length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prefix {
+    net: u128,
+    len: u8,
+}
+
+impl Prefix {
+    /// Parses `10.0.0.0/8`, `2001:db8::/32`, or a bare address (a host prefix).
+    pub fn parse(s: &str) -> Result<Prefix, String> {
+        let (addr, len) = match s.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (s, None),
+        };
+        let ip: IpAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{s}` is not an IP prefix"))?;
+        let (max, offset) = if ip.is_ipv4() { (32u8, 96u8) } else { (128, 0) };
+        let len = match len {
+            Some(l) => l
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|l| *l <= max)
+                .ok_or_else(|| format!("`{s}`: prefix length must be 0 to {max}"))?,
+            None => max,
+        };
+        let len = len + offset;
+        Ok(Prefix {
+            net: to_u128(ip) & mask(len),
+            len,
+        })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        to_u128(ip) & mask(self.len) == self.net
+    }
+}
+
+fn to_u128(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
+fn mask(len: u8) -> u128 {
+    if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(len))
+    }
+}
+
+/// All configured prefixes; lookups pick the longest match.
+#[derive(Debug, Default)]
+pub struct CustomerMap {
+    prefixes: Vec<(Prefix, String)>,
+}
+
+impl CustomerMap {
+    pub fn new(customers: &[CustomerConfig]) -> Result<CustomerMap, String> {
+        let mut prefixes = Vec::new();
+        for c in customers {
+            if c.name.is_empty() {
+                return Err("a customer needs a name".into());
+            }
+            for p in &c.prefixes {
+                prefixes.push((Prefix::parse(p)?, c.name.clone()));
+            }
+        }
+        // Longest first, so the first match is the most specific.
+        prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.len));
+        Ok(CustomerMap { prefixes })
+    }
+
+    pub fn lookup(&self, ip: IpAddr) -> Option<&str> {
+        self.prefixes
+            .iter()
+            .find(|(p, _)| p.contains(ip))
+            .map(|(_, name)| name.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn longest_prefix_wins_for_v4_and_v6() {
+        let map = CustomerMap::new(&[
+            CustomerConfig {
+                name: "belnet".into(),
+                prefixes: vec!["10.0.0.0/8".into(), "2001:db8::/32".into()],
+            },
+            CustomerConfig {
+                name: "ulb".into(),
+                prefixes: vec!["10.1.0.0/16".into(), "2001:db8:1::/48".into()],
+            },
+            CustomerConfig {
+                name: "one-host".into(),
+                prefixes: vec!["10.1.2.3".into()],
+            },
+        ])
+        .expect("valid");
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        assert_eq!(map.lookup(ip("10.9.9.9")), Some("belnet"));
+        assert_eq!(map.lookup(ip("10.1.9.9")), Some("ulb"));
+        assert_eq!(map.lookup(ip("10.1.2.3")), Some("one-host"));
+        assert_eq!(map.lookup(ip("11.0.0.1")), None);
+        assert_eq!(map.lookup(ip("2001:db8:1::5")), Some("ulb"));
+        assert_eq!(map.lookup(ip("2001:db8:2::5")), Some("belnet"));
+        // An IPv4 prefix never matches an unrelated IPv6 address.
+        assert_eq!(map.lookup(ip("::1")), None);
+    }
+
+    #[test]
+    fn bad_prefixes_are_named() {
+        for bad in ["10.0.0.0/33", "nonsense", "2001:db8::/129", "10.0.0.0/x"] {
+            let err = Prefix::parse(bad).expect_err(bad);
+            assert!(err.contains(bad), "{err}");
+        }
+    }
+}

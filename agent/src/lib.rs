@@ -1,0 +1,208 @@
+//! `vigil-agent`: runs on a network edge, reads events from sources, keeps them in a disk
+//! spool and ships them to the collector.
+//!
+//! # Layout
+//! - [`config`]: the TOML configuration, strict about unknown keys.
+//! - [`syslog`]: the syslog listeners and parser.
+//! - [`batcher`]: events to batches, written to the [`spool`].
+//! - [`spool`]: batches on disk until acknowledged.
+//! - [`shipper`]: spooled batches to the collector, a window of them in flight.
+//! - [`metrics`], [`http`]: what the agent says about itself.
+//!
+//! # Invariants
+//! - An event accepted from a TCP source reaches the spool or the agent is still trying:
+//!   nothing between a source and the spool drops silently (UDP overruns are counted).
+//! - A batch leaves the spool only on the collector's acknowledgement, on a counted drop
+//!   when the spool is full, or when the collector refused it as invalid (set aside).
+//! - Shutdown order: stop sources, write the batch in progress to the spool, stop shipping.
+
+pub mod batcher;
+pub mod config;
+pub mod customer;
+pub mod http;
+pub mod metrics;
+pub mod shipper;
+pub mod spool;
+pub mod syslog;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use serde::Serialize;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{AgentConfig, Protocol};
+use crate::customer::CustomerMap;
+use crate::metrics::Metrics;
+use crate::spool::Spool;
+use crate::syslog::listener::{self, Listener};
+
+/// The addresses an agent actually bound (useful when a config asks for port 0).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BoundAddrs {
+    pub http: Option<SocketAddr>,
+    pub syslog_tcp: Vec<SocketAddr>,
+    pub syslog_udp: Vec<SocketAddr>,
+}
+
+/// An agent whose sockets are bound and whose spool is open, ready to [`Agent::run`].
+pub struct Agent {
+    cfg: AgentConfig,
+    metrics: Arc<Metrics>,
+    spool: Arc<Spool>,
+    http: Option<TcpListener>,
+    tcp: Vec<(config::SyslogConfig, TcpListener)>,
+    udp: Vec<(config::SyslogConfig, UdpSocket)>,
+}
+
+impl Agent {
+    /// Opens the spool and binds every listener; fails with the address that could not be bound.
+    pub async fn bind(cfg: AgentConfig) -> anyhow::Result<Agent> {
+        let metrics = Arc::new(Metrics::new());
+        let spool_cfg = cfg.spool.clone();
+        let m = metrics.clone();
+        let spool = tokio::task::spawn_blocking(move || {
+            Spool::open(&spool_cfg.dir, spool_cfg.max_bytes, spool_cfg.fsync, m)
+        })
+        .await?
+        .with_context(|| format!("cannot open spool {}", cfg.spool.dir.display()))?;
+        let http = if cfg.http.listen.is_empty() {
+            None
+        } else {
+            Some(
+                TcpListener::bind(&cfg.http.listen)
+                    .await
+                    .with_context(|| format!("cannot bind http.listen {}", cfg.http.listen))?,
+            )
+        };
+        let mut tcp = Vec::new();
+        let mut udp = Vec::new();
+        for s in &cfg.syslog {
+            if s.protocols.contains(&Protocol::Tcp) {
+                let l = TcpListener::bind(s.listen)
+                    .await
+                    .with_context(|| format!("cannot bind syslog tcp {}", s.listen))?;
+                tcp.push((s.clone(), l));
+            }
+            if s.protocols.contains(&Protocol::Udp) {
+                let u = UdpSocket::bind(s.listen)
+                    .await
+                    .with_context(|| format!("cannot bind syslog udp {}", s.listen))?;
+                udp.push((s.clone(), u));
+            }
+        }
+        Ok(Agent {
+            cfg,
+            metrics,
+            spool: Arc::new(spool),
+            http,
+            tcp,
+            udp,
+        })
+    }
+
+    pub fn addrs(&self) -> BoundAddrs {
+        BoundAddrs {
+            http: self.http.as_ref().and_then(|l| l.local_addr().ok()),
+            syslog_tcp: self
+                .tcp
+                .iter()
+                .filter_map(|(_, l)| l.local_addr().ok())
+                .collect(),
+            syslog_udp: self
+                .udp
+                .iter()
+                .filter_map(|(_, u)| u.local_addr().ok())
+                .collect(),
+        }
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Runs until `shutdown`, then stops in order: sources, batcher (its last batch goes to
+    /// the spool), shipper, HTTP.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let cfg = self.cfg;
+        let (tx, rx) = mpsc::channel(cfg.batch.channel);
+        let sources = CancellationToken::new();
+        let source_tasks = TaskTracker::new();
+        let customers = Arc::new(CustomerMap::new(&cfg.customers).map_err(anyhow::Error::msg)?);
+        for (s, l) in self.tcp {
+            let name = format!("syslog-tcp-{}", s.listen);
+            tracing::info!(listener = %name, addr = ?l.local_addr().ok(), "listening");
+            let ctx = Arc::new(Listener::new(
+                name,
+                &cfg,
+                &s,
+                customers.clone(),
+                tx.clone(),
+                &self.metrics,
+            ));
+            source_tasks.spawn(listener::run_tcp(
+                l,
+                ctx,
+                source_tasks.clone(),
+                sources.clone(),
+            ));
+        }
+        for (s, u) in self.udp {
+            let name = format!("syslog-udp-{}", s.listen);
+            tracing::info!(listener = %name, addr = ?u.local_addr().ok(), "listening");
+            let ctx = Arc::new(Listener::new(
+                name,
+                &cfg,
+                &s,
+                customers.clone(),
+                tx.clone(),
+                &self.metrics,
+            ));
+            source_tasks.spawn(listener::run_udp(u, ctx, sources.clone()));
+        }
+        drop(tx);
+
+        let batcher = tokio::spawn(batcher::run(
+            rx,
+            self.spool.clone(),
+            cfg.batch.clone(),
+            cfg.id.clone(),
+        ));
+        let ship_stop = CancellationToken::new();
+        let shipper = tokio::spawn(shipper::run(
+            self.spool.clone(),
+            cfg.collector.clone(),
+            self.metrics.clone(),
+            ship_stop.clone(),
+        ));
+        let http_stop = CancellationToken::new();
+        let http = self.http.map(|l| {
+            let app = http::app(http::HttpState {
+                metrics: self.metrics.clone(),
+                spool: self.spool.clone(),
+            });
+            tokio::spawn(http::run(l, app, http_stop.clone()))
+        });
+
+        shutdown.cancelled().await;
+        tracing::info!("agent stopping: sources");
+        sources.cancel();
+        source_tasks.close();
+        source_tasks.wait().await;
+        tracing::info!("agent stopping: writing the last batch to the spool");
+        let flushed = batcher.await;
+        ship_stop.cancel();
+        let _ = shipper.await;
+        http_stop.cancel();
+        if let Some(h) = http {
+            let _ = h.await;
+        }
+        tracing::info!(spooled_batches = self.spool.len(), "agent stopped");
+        flushed??;
+        Ok(())
+    }
+}

@@ -1,0 +1,164 @@
+//! Every metric the agent exports, in one place. Where an occurrence deserves a log line
+//! too, a method here writes both, so the log and the counter cannot drift apart.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+pub struct Metrics {
+    registry: Registry,
+    pub events_received: Family<Labels, Counter>,
+    pub events_dropped: Family<Labels, Counter>,
+    pub syslog_malformed: Family<Labels, Counter>,
+    pub syslog_truncated: Family<Labels, Counter>,
+    pub connections_refused: Family<Labels, Counter>,
+    pub connections_timed_out: Family<Labels, Counter>,
+    pub batches_spooled: Counter,
+    pub events_spooled: Counter,
+    pub spool_bytes: Gauge,
+    pub spool_batches: Gauge,
+    pub spool_dropped_batches: Counter,
+    pub spool_dropped_events: Counter,
+    pub spool_corrupt: Counter,
+    pub batches_acked: Counter,
+    pub events_acked: Counter,
+    pub batches_duplicate: Counter,
+    pub batches_rejected: Counter,
+    pub ship_errors: Family<Labels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("vigil_agent");
+        macro_rules! reg {
+            ($name:literal, $help:literal, $m:expr) => {{
+                let m = $m;
+                registry.register($name, $help, m.clone());
+                m
+            }};
+        }
+        Metrics {
+            events_received: reg!(
+                "events_received",
+                "Events read from sources, by listener",
+                Family::default()
+            ),
+            events_dropped: reg!(
+                "events_dropped",
+                "Events dropped before the spool, by listener and reason",
+                Family::default()
+            ),
+            syslog_malformed: reg!(
+                "syslog_malformed",
+                "Syslog messages that did not parse and were kept whole",
+                Family::default()
+            ),
+            syslog_truncated: reg!(
+                "syslog_truncated",
+                "Syslog messages truncated at the maximum size",
+                Family::default()
+            ),
+            connections_refused: reg!(
+                "connections_refused",
+                "TCP connections refused at the connection limit",
+                Family::default()
+            ),
+            connections_timed_out: reg!(
+                "connections_timed_out",
+                "TCP connections closed after the idle timeout",
+                Family::default()
+            ),
+            batches_spooled: reg!(
+                "batches_spooled",
+                "Batches written to the disk spool",
+                Counter::default()
+            ),
+            events_spooled: reg!(
+                "events_spooled",
+                "Events written to the disk spool",
+                Counter::default()
+            ),
+            spool_bytes: reg!("spool_bytes", "Bytes in the disk spool", Gauge::default()),
+            spool_batches: reg!(
+                "spool_batches",
+                "Batches in the disk spool",
+                Gauge::default()
+            ),
+            spool_dropped_batches: reg!(
+                "spool_dropped_batches",
+                "Oldest batches dropped because the spool was full",
+                Counter::default()
+            ),
+            spool_dropped_events: reg!(
+                "spool_dropped_events",
+                "Events in batches dropped because the spool was full",
+                Counter::default()
+            ),
+            spool_corrupt: reg!(
+                "spool_corrupt",
+                "Spool files found damaged at start and set aside",
+                Counter::default()
+            ),
+            batches_acked: reg!(
+                "batches_acked",
+                "Batches acknowledged by the collector",
+                Counter::default()
+            ),
+            events_acked: reg!(
+                "events_acked",
+                "Events acknowledged by the collector",
+                Counter::default()
+            ),
+            batches_duplicate: reg!(
+                "batches_duplicate",
+                "Batches the collector already had (a retry after a lost ack)",
+                Counter::default()
+            ),
+            batches_rejected: reg!(
+                "batches_rejected",
+                "Batches the collector refused as invalid, set aside in spool/rejected",
+                Counter::default()
+            ),
+            ship_errors: reg!(
+                "ship_errors",
+                "Failed sends to the collector, by kind",
+                Family::default()
+            ),
+            registry,
+        }
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn spool_dropped(&self, seq: u64, events: u64, bytes: u64) {
+        tracing::warn!(seq, events, bytes, "spool full: dropped oldest batch");
+        self.spool_dropped_batches.inc();
+        self.spool_dropped_events.inc_by(events);
+    }
+
+    pub fn ship_error(&self, kind: &'static str) {
+        self.ship_errors
+            .get_or_create(&vec![("kind", kind.to_owned())])
+            .inc();
+    }
+}
+
+pub fn listener_label(name: &str) -> Labels {
+    vec![("listener", name.to_owned())]
+}

@@ -1,0 +1,419 @@
+//! Syslog listeners: TCP (RFC 6587 octet counting or newline framing, chosen per connection
+//! from its first byte) and UDP (one datagram, one message).
+//!
+//! Bounds: a semaphore caps TCP connections (an extra connection is closed at once and
+//! counted); a message longer than `max_message_bytes` is cut there and flagged; TCP senders
+//! are slowed by the bounded channel; UDP cannot push back, so a full channel is a counted drop.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use prometheus_client::metrics::counter::Counter;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use vigil_schema::Event;
+
+use super::parse::{Origin, to_event};
+use crate::config::{AgentConfig, SyslogConfig};
+use crate::customer::CustomerMap;
+use crate::metrics::{Metrics, listener_label};
+
+/// What every message of one listener shares, with its metric handles resolved once.
+pub struct Listener {
+    pub name: String,
+    agent_id: String,
+    agent_name: String,
+    listener_customer: Option<String>,
+    agent_customer: Option<String>,
+    customers: Arc<CustomerMap>,
+    max_message_bytes: usize,
+    max_connections: usize,
+    idle_timeout: Duration,
+    tx: mpsc::Sender<Event>,
+    received: Counter,
+    malformed: Counter,
+    truncated: Counter,
+    dropped_full: Counter,
+    refused: Counter,
+    timed_out: Counter,
+}
+
+impl Listener {
+    pub fn new(
+        name: String,
+        agent: &AgentConfig,
+        cfg: &SyslogConfig,
+        customers: Arc<CustomerMap>,
+        tx: mpsc::Sender<Event>,
+        metrics: &Metrics,
+    ) -> Self {
+        let l = listener_label(&name);
+        let mut full = l.clone();
+        full.push(("reason", "channel_full".into()));
+        Listener {
+            received: metrics.events_received.get_or_create(&l).clone(),
+            malformed: metrics.syslog_malformed.get_or_create(&l).clone(),
+            truncated: metrics.syslog_truncated.get_or_create(&l).clone(),
+            dropped_full: metrics.events_dropped.get_or_create(&full).clone(),
+            refused: metrics.connections_refused.get_or_create(&l).clone(),
+            timed_out: metrics.connections_timed_out.get_or_create(&l).clone(),
+            name,
+            agent_id: agent.id.clone(),
+            agent_name: agent.name.clone(),
+            listener_customer: cfg.customer.clone(),
+            agent_customer: agent.customer.clone(),
+            customers,
+            max_message_bytes: cfg.max_message_bytes,
+            max_connections: cfg.max_connections,
+            idle_timeout: cfg.idle_timeout,
+            tx,
+        }
+    }
+
+    fn customer_for(&self, peer: IpAddr) -> Option<&str> {
+        self.listener_customer
+            .as_deref()
+            .or_else(|| self.customers.lookup(peer))
+            .or(self.agent_customer.as_deref())
+    }
+
+    fn event(
+        &self,
+        raw: &[u8],
+        peer: SocketAddr,
+        truncated: bool,
+        customer: Option<&str>,
+    ) -> Event {
+        let text = String::from_utf8_lossy(raw);
+        let origin = Origin {
+            agent_id: &self.agent_id,
+            agent_name: &self.agent_name,
+            customer,
+            peer: Some(peer.ip()),
+            received: Utc::now(),
+            truncated,
+        };
+        let (ev, parsed) = to_event(&text, &origin);
+        self.received.inc();
+        if !parsed {
+            self.malformed.inc();
+        }
+        if truncated {
+            self.truncated.inc();
+        }
+        ev
+    }
+}
+
+/// Accepts TCP connections until `shutdown`; connection tasks are tracked by `tasks` so the
+/// caller can wait for them to finish their current message.
+pub async fn run_tcp(
+    listener: TcpListener,
+    ctx: Arc<Listener>,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    let permits = Arc::new(Semaphore::new(ctx.max_connections));
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = listener.accept() => r,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(listener = %ctx.name, error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            ctx.refused.inc();
+            tracing::debug!(listener = %ctx.name, %peer, "connection limit reached; refused");
+            continue;
+        };
+        let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            let _permit = permit;
+            if let Err(e) = handle_tcp(stream, peer, &ctx, &shutdown).await {
+                tracing::debug!(listener = %ctx.name, %peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+async fn handle_tcp(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: &Listener,
+    shutdown: &CancellationToken,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::with_capacity(64 * 1024, stream);
+    let mut buf = Vec::with_capacity(1024);
+    let octet_counted = tokio::select! {
+        _ = shutdown.cancelled() => return Ok(()),
+        r = tokio::time::timeout(ctx.idle_timeout, reader.fill_buf()) => match r {
+            Ok(r) => looks_octet_counted(r?),
+            Err(_) => {
+                ctx.timed_out.inc();
+                return Ok(());
+            }
+        },
+    };
+    let customer = ctx.customer_for(peer.ip());
+    loop {
+        let read = read_frame(&mut reader, &mut buf, ctx.max_message_bytes, octet_counted);
+        let frame = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            r = tokio::time::timeout(ctx.idle_timeout, read) => match r {
+                Ok(r) => r?,
+                Err(_) => {
+                    ctx.timed_out.inc();
+                    tracing::debug!(listener = %ctx.name, %peer, "idle connection closed");
+                    // Keep what an unfinished message had sent: cut short, never dropped.
+                    if !buf.is_empty() {
+                        let _ = ctx.tx.send(ctx.event(&buf, peer, true, customer)).await;
+                    }
+                    return Ok(());
+                }
+            },
+        };
+        let Some(truncated) = frame else {
+            return Ok(());
+        };
+        if buf.is_empty() {
+            continue;
+        }
+        let ev = ctx.event(&buf, peer, truncated, customer);
+        if ctx.tx.send(ev).await.is_err() {
+            return Ok(());
+        }
+    }
+}
+
+/// RFC 6587 octet counting is `MSG-LEN SP SYSLOG-MSG` and a syslog message starts with
+/// `<PRI>`: only `digits SP <` means octet counting. Plenty of newline-framed logs start
+/// with digits too (`081109 203615 148 INFO ...`, `2015-10-18 18:01:47 ...`).
+pub fn looks_octet_counted(start: &[u8]) -> bool {
+    let digits = start.iter().take_while(|b| b.is_ascii_digit()).count();
+    (1..=10).contains(&digits)
+        && start.get(digits) == Some(&b' ')
+        && start.get(digits + 1) == Some(&b'<')
+}
+
+/// Reads one frame into `buf`. `Ok(None)` at a clean end of stream; `Ok(Some(truncated))`.
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    r: &mut BufReader<R>,
+    buf: &mut Vec<u8>,
+    max: usize,
+    octet_counted: bool,
+) -> std::io::Result<Option<bool>> {
+    buf.clear();
+    if octet_counted {
+        // MSG-LEN SP SYSLOG-MSG; a bad length prefix falls back to a newline-framed line
+        // that keeps the bytes read so far.
+        let mut len: usize = 0;
+        let mut digits = 0;
+        loop {
+            let avail = r.fill_buf().await?;
+            let Some(&b) = avail.first() else {
+                return Ok(if digits == 0 { None } else { Some(false) });
+            };
+            r.consume(1);
+            match b {
+                b'0'..=b'9' if digits < 10 => {
+                    len = len * 10 + usize::from(b - b'0');
+                    digits += 1;
+                    buf.push(b);
+                }
+                b' ' if digits > 0 => {
+                    buf.clear();
+                    return read_exact_bounded(r, buf, len, max).await.map(Some);
+                }
+                b'\n' if digits == 0 => continue,
+                _ => {
+                    buf.push(b);
+                    if b == b'\n' {
+                        buf.pop();
+                        return Ok(Some(false));
+                    }
+                    return read_line_bounded(r, buf, max)
+                        .await
+                        .map(|t| Some(t.unwrap_or(false)));
+                }
+            }
+        }
+    }
+    read_line_bounded(r, buf, max).await
+}
+
+async fn read_exact_bounded<R: AsyncBufRead + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    len: usize,
+    max: usize,
+) -> std::io::Result<bool> {
+    let mut left = len;
+    while left > 0 {
+        let avail = r.fill_buf().await?;
+        if avail.is_empty() {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let n = avail.len().min(left);
+        let room = max.saturating_sub(buf.len()).min(n);
+        buf.extend_from_slice(&avail[..room]);
+        r.consume(n);
+        left -= n;
+    }
+    trim_newline(buf);
+    Ok(len > max)
+}
+
+/// Reads up to `\n`, keeping at most `max` bytes. `None` at end of stream with nothing read.
+async fn read_line_bounded<R: AsyncBufRead + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Option<bool>> {
+    let mut truncated = false;
+    let mut any = !buf.is_empty();
+    loop {
+        let avail = r.fill_buf().await?;
+        if avail.is_empty() {
+            return Ok(any.then_some(truncated));
+        }
+        any = true;
+        let (chunk, used, done) = match avail.iter().position(|&b| b == b'\n') {
+            Some(i) => (&avail[..i], i + 1, true),
+            None => (avail, avail.len(), false),
+        };
+        let room = max.saturating_sub(buf.len());
+        if chunk.len() > room {
+            truncated = true;
+            buf.extend_from_slice(&chunk[..room]);
+        } else {
+            buf.extend_from_slice(chunk);
+        }
+        r.consume(used);
+        if done {
+            trim_newline(buf);
+            return Ok(Some(truncated));
+        }
+    }
+}
+
+fn trim_newline(buf: &mut Vec<u8>) {
+    while matches!(buf.last(), Some(b'\n' | b'\r' | 0)) {
+        buf.pop();
+    }
+}
+
+/// Receives datagrams until `shutdown`.
+pub async fn run_udp(sock: UdpSocket, ctx: Arc<Listener>, shutdown: CancellationToken) {
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let (n, peer) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = sock.recv_from(&mut buf) => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::debug!(listener = %ctx.name, error = %e, "udp receive error");
+                    continue;
+                }
+            },
+        };
+        let mut msg = buf[..n].to_vec();
+        let truncated = msg.len() > ctx.max_message_bytes;
+        msg.truncate(ctx.max_message_bytes);
+        trim_newline(&mut msg);
+        if msg.is_empty() {
+            continue;
+        }
+        let ev = ctx.event(&msg, peer, truncated, ctx.customer_for(peer.ip()));
+        match ctx.tx.try_send(ev) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                ctx.dropped_full.inc();
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn frames(input: &[u8], max: usize) -> Vec<(String, bool)> {
+        let mut r = BufReader::new(input);
+        let octet = looks_octet_counted(input);
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        while let Some(t) = read_frame(&mut r, &mut buf, max, octet)
+            .await
+            .expect("read")
+        {
+            out.push((String::from_utf8_lossy(&buf).into_owned(), t));
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn newline_framing_with_truncation() {
+        let got = frames(b"<13>a b\r\n<13>0123456789abcdef\nlast", 10).await;
+        assert_eq!(
+            got,
+            vec![
+                ("<13>a b".into(), false),
+                ("<13>012345".into(), true),
+                ("last".into(), false)
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn octet_counting_with_embedded_newlines() {
+        let got = frames(b"11 <13>a\nb c d6 <13>xy13 <13>toolong!!", 12).await;
+        assert_eq!(
+            got,
+            vec![
+                ("<13>a\nb c d".into(), false),
+                ("<13>xy".into(), false),
+                ("<13>toolong!".into(), true)
+            ]
+        );
+    }
+
+    #[test]
+    fn only_length_space_pri_is_octet_counting() {
+        assert!(looks_octet_counted(b"57 <13>1 - h a - - - m"));
+        assert!(!looks_octet_counted(b"081109 203615 148 INFO dfs.DataNode"));
+        assert!(!looks_octet_counted(b"2015-10-18 18:01:47,978 INFO"));
+        assert!(!looks_octet_counted(b"<13>Nov 22 10:00:00 h a: m"));
+        assert!(!looks_octet_counted(b"12345678901 <13>"));
+    }
+
+    #[tokio::test]
+    async fn a_line_that_starts_with_digits_is_newline_framed() {
+        assert_eq!(
+            frames(b"081109 203615 148 INFO a\n081109 203616 149 INFO b\n", 100).await,
+            vec![
+                ("081109 203615 148 INFO a".into(), false),
+                ("081109 203616 149 INFO b".into(), false)
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn half_an_octet_frame_is_an_error_not_a_message() {
+        let mut r = BufReader::new(&b"50 <13>short"[..]);
+        let mut buf = Vec::new();
+        assert!(read_frame(&mut r, &mut buf, 100, true).await.is_err());
+    }
+}

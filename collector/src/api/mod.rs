@@ -1,0 +1,115 @@
+//! The collector's HTTP API: `fn app(state) -> Router`, one handler module per resource.
+
+pub mod error;
+pub mod ingest;
+pub mod search;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use tokio::sync::mpsc;
+
+use crate::index::search::Searcher;
+use crate::index::writer::Msg;
+use crate::metrics::Metrics;
+pub use error::ApiError;
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+pub struct Inner {
+    pub searcher: Searcher,
+    pub ingest: mpsc::Sender<Msg>,
+    /// Cleared at shutdown, before the pipeline is drained.
+    pub ingest_open: AtomicBool,
+    /// False once the index writer stopped on an error.
+    pub writer_healthy: Arc<AtomicBool>,
+    /// token → agent id.
+    pub agents: HashMap<String, String>,
+    pub api_token: Option<String>,
+    pub metrics: Arc<Metrics>,
+    pub max_body_bytes: usize,
+    pub max_batch_events: usize,
+}
+
+pub fn app(state: AppState) -> Router {
+    let max_body = state.0.max_body_bytes;
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .route(
+            "/api/v1/ingest",
+            post(ingest::ingest).layer(DefaultBodyLimit::max(max_body)),
+        )
+        .route("/api/v1/search", get(search::search))
+        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .with_state(state)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+impl Inner {
+    /// The agent id a request's token belongs to.
+    pub fn agent_for(&self, headers: &HeaderMap) -> Result<&str, ApiError> {
+        let token =
+            bearer(headers).ok_or_else(|| ApiError::Unauthorized("missing bearer token".into()))?;
+        self.agents
+            .get(token)
+            .map(String::as_str)
+            .ok_or_else(|| ApiError::Unauthorized("unknown agent token".into()))
+    }
+
+    /// Read APIs: open unless an API token is configured.
+    pub fn check_reader(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        match &self.api_token {
+            None => Ok(()),
+            Some(t) if bearer(headers) == Some(t.as_str()) => Ok(()),
+            Some(_) => Err(ApiError::Unauthorized("missing or wrong API token".into())),
+        }
+    }
+}
+
+async fn ready(State(s): State<AppState>) -> impl IntoResponse {
+    let writer = s.0.writer_healthy.load(Ordering::SeqCst);
+    let open = s.0.ingest_open.load(Ordering::SeqCst);
+    let status = if writer && open {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "status": if status == StatusCode::OK { "ready" } else { "not_ready" },
+        "components": {
+            "index_writer": if writer { "ok" } else { "failed" },
+            "ingest": if open { "open" } else { "closed" },
+        }
+    });
+    (status, axum::Json(body))
+}
+
+async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.0.metrics.render(),
+    )
+}

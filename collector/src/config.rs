@@ -1,0 +1,186 @@
+//! Collector configuration (TOML): `vigil collector --config FILE` and `vigil up --config FILE`.
+//! Parsed raw with `deny_unknown_fields` (a misspelt key is named with its line), then validated.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use vigil_agent::config::{AgentConfig, ConfigError, de_duration};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CollectorConfig {
+    /// Index, write-ahead log (and, for `vigil up`, the agent's spool) live here.
+    pub data_dir: PathBuf,
+    pub http: HttpConfig,
+    pub ingest: IngestConfig,
+    pub index: IndexConfig,
+    /// The in-process agent of `vigil up` (ignored by `vigil collector`).
+    pub agent: Option<AgentConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub listen: String,
+    /// If set, search and other read APIs need `Authorization: Bearer <api_token>`.
+    pub api_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Largest batch body accepted (413 above).
+    pub max_body_bytes: usize,
+    /// Most events in one batch (413 above).
+    pub max_batch_events: usize,
+    /// fsync the write-ahead log before acknowledging (the durability promise; off only for tests
+    /// of throughput on throwaway data).
+    pub fsync: bool,
+    /// Agents allowed to send, each with its own token.
+    pub agents: Vec<AgentToken>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentToken {
+    pub id: String,
+    pub token: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IndexConfig {
+    /// Longest time between an acknowledged event and its being searchable.
+    #[serde(deserialize_with = "de_duration")]
+    pub commit_interval: Duration,
+    /// Indexing memory budget, split across indexing threads.
+    pub memory_budget_mb: usize,
+    pub threads: usize,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        CollectorConfig {
+            data_dir: PathBuf::from("./vigil-data"),
+            http: HttpConfig::default(),
+            ingest: IngestConfig::default(),
+            index: IndexConfig::default(),
+            agent: None,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "127.0.0.1:8080".into(),
+            api_token: None,
+        }
+    }
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            max_body_bytes: 32 << 20,
+            max_batch_events: 100_000,
+            fsync: true,
+            agents: Vec::new(),
+        }
+    }
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        IndexConfig {
+            commit_interval: Duration::from_secs(1),
+            memory_budget_mb: 128,
+            threads: 2,
+        }
+    }
+}
+
+impl CollectorConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let cfg: CollectorConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            message: message.to_owned(),
+        };
+        if self.ingest.max_body_bytes < 1024 {
+            return Err(invalid("ingest.max_body_bytes", "must be at least 1024"));
+        }
+        if self.index.commit_interval < Duration::from_millis(10) {
+            return Err(invalid("index.commit_interval", "must be at least 10ms"));
+        }
+        if self.index.threads == 0 || self.index.threads > 16 {
+            return Err(invalid("index.threads", "must be 1 to 16"));
+        }
+        if self.index.memory_budget_mb < 16 * self.index.threads {
+            return Err(invalid(
+                "index.memory_budget_mb",
+                "must be at least 16 per indexing thread",
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for a in &self.ingest.agents {
+            if a.token.len() < 16 {
+                return Err(invalid(
+                    "ingest.agents.token",
+                    "must be at least 16 characters",
+                ));
+            }
+            if !seen.insert(&a.token) {
+                return Err(invalid("ingest.agents.token", "two agents share a token"));
+            }
+        }
+        if let Some(agent) = &self.agent {
+            agent.validate(path)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_in_nested_agent_section_is_named() {
+        let err = CollectorConfig::parse(
+            "[http]\nlisten = \"127.0.0.1:0\"\n[agent]\nid = \"x\"\n[agent.batch]\nmax_event = 3\n",
+            Path::new("c.toml"),
+        )
+        .expect_err("unknown key");
+        let msg = err.to_string();
+        assert!(msg.contains("max_event") && msg.contains("line 6"), "{msg}");
+    }
+
+    #[test]
+    fn short_token_is_refused() {
+        let err = CollectorConfig::parse(
+            "[[ingest.agents]]\nid = \"a\"\ntoken = \"short\"\n",
+            Path::new("c.toml"),
+        )
+        .expect_err("short token");
+        assert!(err.to_string().contains("ingest.agents.token"), "{err}");
+    }
+}

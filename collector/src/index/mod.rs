@@ -1,0 +1,377 @@
+//! The event index (Tantivy).
+//!
+//! # Layout
+//! - this file: the index schema ([`IndexSchema`], typed from the one table [`FIELDS`]) and
+//!   how an event becomes a document.
+//! - [`writer`]: the single writer thread: deduplication, write-ahead log, indexing, commits.
+//! - [`search`]: queries over the committed index.
+//!
+//! # Invariants
+//! - Every document stores the whole event as it came (`_source`), enriched only with
+//!   `agent.id` from the authenticated batch; searches return exactly that.
+//! - A field value that does not fit its type (a port that is not a number) is not indexed
+//!   under that field but stays in `_source`: nothing is lost, nothing fails.
+//! - Every document carries its batch id (`_batch`, indexed, not stored): an index commit
+//!   is therefore also the durable record of which batches are in.
+//! - The commit payload names the last write-ahead-log segment the commit covers.
+
+pub mod search;
+pub mod writer;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+
+use serde_json::Value;
+use tantivy::schema::{
+    DateOptions, DateTimePrecision, FAST, Field, INDEXED, IpAddrOptions, NumericOptions, STORED,
+    STRING, Schema, TEXT,
+};
+use tantivy::{Index, TantivyDocument, Term};
+use uuid::Uuid;
+use vigil_schema::{Batch, Event, fields as f};
+
+/// How a field is indexed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldType {
+    /// One exact token: `host.name:web-1` matches only that host.
+    Keyword,
+    /// Tokenized full text.
+    Text,
+    /// Unsigned integer, fast (ranges, sums, sorting).
+    U64,
+    /// IPv4 or IPv6 (stored as IPv6, v4-mapped), fast.
+    Ip,
+    /// RFC 3339 date, fast, microsecond precision.
+    Date,
+}
+
+/// Every field of DESIGN.md with its type; `@timestamp` is handled apart (always present).
+pub const FIELDS: &[(&str, FieldType)] = {
+    use FieldType::*;
+    &[
+        (f::MESSAGE, Text),
+        (f::EVENT_KIND, Keyword),
+        (f::EVENT_DATASET, Keyword),
+        (f::EVENT_OUTCOME, Keyword),
+        (f::EVENT_START, Date),
+        (f::EVENT_END, Date),
+        (f::EVENT_DURATION, U64),
+        (f::AGENT_ID, Keyword),
+        (f::AGENT_NAME, Keyword),
+        (f::HOST_NAME, Keyword),
+        (f::CUSTOMER, Keyword),
+        (f::TAGS, Keyword),
+        (f::OBSERVER_IP, Ip),
+        (f::SOURCE_IP, Ip),
+        (f::SOURCE_PORT, U64),
+        (f::DESTINATION_IP, Ip),
+        (f::DESTINATION_PORT, U64),
+        (f::NETWORK_TRANSPORT, Keyword),
+        (f::NETWORK_IANA_NUMBER, Keyword),
+        (f::NETWORK_BYTES, U64),
+        (f::NETWORK_PACKETS, U64),
+        (f::SOURCE_BYTES, U64),
+        (f::DESTINATION_BYTES, U64),
+        (f::TCP_FLAGS, Keyword),
+        (f::NETWORK_COMMUNITY_ID, Keyword),
+        (f::SYSLOG_FACILITY, U64),
+        (f::SYSLOG_SEVERITY, U64),
+        (f::SYSLOG_HOSTNAME, Keyword),
+        (f::SYSLOG_APPNAME, Keyword),
+        (f::SYSLOG_PROCID, Keyword),
+        (f::SYSLOG_MSGID, Keyword),
+        (f::PROCESS_NAME, Keyword),
+        (f::PROCESS_PID, U64),
+        (f::MONITOR_ID, Keyword),
+        (f::MONITOR_TYPE, Keyword),
+        (f::MONITOR_STATUS, Keyword),
+        (f::URL_FULL, Keyword),
+        (f::HTTP_STATUS_CODE, U64),
+        (f::TLS_NOT_AFTER, Date),
+        (f::ERROR_MESSAGE, Text),
+    ]
+};
+
+#[derive(Clone)]
+pub struct IndexSchema {
+    pub schema: Schema,
+    pub timestamp: Field,
+    pub message: Field,
+    pub source: Field,
+    pub batch: Field,
+    /// Looked up once per event key (events are small maps; the schema is the larger side).
+    typed: HashMap<&'static str, (FieldType, Field)>,
+}
+
+fn date_options() -> DateOptions {
+    DateOptions::from(INDEXED | FAST).set_precision(DateTimePrecision::Microseconds)
+}
+
+impl IndexSchema {
+    pub fn new() -> Self {
+        let mut b = Schema::builder();
+        let timestamp = b.add_date_field(f::TIMESTAMP, date_options());
+        let typed: HashMap<_, _> = FIELDS
+            .iter()
+            .map(|&(name, ty)| {
+                let field = match ty {
+                    FieldType::Keyword => b.add_text_field(name, STRING | FAST),
+                    FieldType::Text => b.add_text_field(name, TEXT),
+                    FieldType::U64 => {
+                        b.add_u64_field(name, NumericOptions::default().set_indexed().set_fast())
+                    }
+                    FieldType::Ip => {
+                        b.add_ip_addr_field(name, IpAddrOptions::default().set_indexed().set_fast())
+                    }
+                    FieldType::Date => b.add_date_field(name, date_options()),
+                };
+                (name, (ty, field))
+            })
+            .collect();
+        let source = b.add_text_field("_source", STORED);
+        let batch = b.add_text_field("_batch", STRING);
+        let schema = b.build();
+        let message = schema.get_field(f::MESSAGE).unwrap_or(source);
+        IndexSchema {
+            schema,
+            timestamp,
+            message,
+            source,
+            batch,
+            typed,
+        }
+    }
+
+    /// Opens the index in `dir`, creating it if empty. Blocks on disk I/O.
+    pub fn open_or_create(&self, dir: &Path) -> tantivy::Result<Index> {
+        std::fs::create_dir_all(dir)?;
+        let mmap = tantivy::directory::MmapDirectory::open(dir)?;
+        Index::open_or_create(mmap, self.schema.clone())
+    }
+
+    pub fn batch_term(&self, id: &Uuid) -> Term {
+        Term::from_field_text(self.batch, &id.to_string())
+    }
+
+    /// The documents of a batch. Deterministic (a replay after a crash yields the same
+    /// documents): an event without a valid `@timestamp` gets its batch's creation time.
+    pub fn documents(&self, batch: Batch) -> impl Iterator<Item = TantivyDocument> + '_ {
+        let batch_id = batch.batch_id.to_string();
+        let batch_time = batch
+            .batch_id
+            .get_timestamp()
+            .map(|ts| {
+                let (s, ns) = ts.to_unix();
+                chrono::DateTime::from_timestamp(s as i64, ns).unwrap_or_default()
+            })
+            .unwrap_or_default();
+        let agent_id = batch.agent_id;
+        batch.events.into_iter().map(move |mut e| {
+            e.set_str(f::AGENT_ID, agent_id.as_str());
+            let at = match e.timestamp() {
+                Some(t) => t,
+                None => {
+                    e.set_timestamp(batch_time);
+                    batch_time
+                }
+            };
+            self.document(&e, at, &batch_id)
+        })
+    }
+
+    fn document(
+        &self,
+        e: &Event,
+        at: chrono::DateTime<chrono::Utc>,
+        batch_id: &str,
+    ) -> TantivyDocument {
+        let mut doc = TantivyDocument::default();
+        doc.add_date(
+            self.timestamp,
+            tantivy::DateTime::from_timestamp_micros(at.timestamp_micros()),
+        );
+        for (name, v) in &e.0 {
+            let Some(&(ty, field)) = self.typed.get(name.as_str()) else {
+                continue;
+            };
+            match v {
+                Value::Array(items) => items.iter().for_each(|v| add_value(&mut doc, ty, field, v)),
+                v => add_value(&mut doc, ty, field, v),
+            }
+        }
+        doc.add_text(self.source, serde_json::to_string(e).unwrap_or_default());
+        doc.add_text(self.batch, batch_id);
+        doc
+    }
+}
+
+fn add_value(doc: &mut TantivyDocument, ty: FieldType, field: Field, v: &Value) {
+    match (ty, v) {
+        (FieldType::Keyword | FieldType::Text, Value::String(s)) => doc.add_text(field, s),
+        (FieldType::Keyword, Value::Number(n)) => doc.add_text(field, n.to_string()),
+        (FieldType::Keyword, Value::Bool(b)) => {
+            doc.add_text(field, if *b { "true" } else { "false" })
+        }
+        (FieldType::U64, Value::Number(n)) => {
+            if let Some(n) = n.as_u64() {
+                doc.add_u64(field, n);
+            }
+        }
+        (FieldType::U64, Value::String(s)) => {
+            if let Ok(n) = s.trim().parse::<u64>() {
+                doc.add_u64(field, n);
+            }
+        }
+        (FieldType::Ip, Value::String(s)) => {
+            if let Ok(ip) = s.trim().parse::<IpAddr>() {
+                let v6 = match ip {
+                    IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+                    IpAddr::V6(v6) => v6,
+                };
+                doc.add_ip_addr(field, v6);
+            }
+        }
+        (FieldType::Date, Value::String(s)) => {
+            if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+                doc.add_date(
+                    field,
+                    tantivy::DateTime::from_timestamp_micros(t.timestamp_micros()),
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+impl Default for IndexSchema {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::search::{SearchRequest, Searcher};
+
+    fn event(msg: &str, at: &str, extra: &[(&str, Value)]) -> Event {
+        let mut e = Event::default();
+        e.set_str(f::TIMESTAMP, at);
+        e.set_str(f::EVENT_KIND, "flow");
+        e.set_str(f::MESSAGE, msg);
+        for (k, v) in extra {
+            e.set(k, v.clone());
+        }
+        e
+    }
+
+    /// An index in RAM holding one batch, and a searcher over it.
+    fn searcher(events: Vec<Event>) -> Searcher {
+        let schema = IndexSchema::new();
+        let index = Index::create_in_ram(schema.schema.clone());
+        let mut w: tantivy::IndexWriter = index.writer(15_000_000).expect("writer");
+        let batch = Batch {
+            batch_id: Uuid::now_v7(),
+            agent_id: "edge-1".into(),
+            seq: 0,
+            events,
+        };
+        for d in schema.documents(batch) {
+            w.add_document(d).expect("add");
+        }
+        w.commit().expect("commit");
+        let reader = index.reader().expect("reader");
+        Searcher::new(index, reader, schema)
+    }
+
+    fn req(q: &str) -> SearchRequest {
+        SearchRequest {
+            q: q.into(),
+            from: None,
+            to: None,
+            limit: 100,
+            offset: 0,
+        }
+    }
+
+    fn messages(s: &Searcher, r: &SearchRequest) -> Vec<String> {
+        s.search(r)
+            .expect("search")
+            .hits
+            .iter()
+            .map(|h| h["message"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn typed_fields_answer_exact_range_and_ip_queries_newest_first() {
+        let s = searcher(vec![
+            event(
+                "first",
+                "2026-11-22T10:00:00Z",
+                &[
+                    ("source.ip", "10.1.2.3".into()),
+                    ("destination.port", 22.into()),
+                    ("host.name", "web-1".into()),
+                ],
+            ),
+            event(
+                "second",
+                "2026-11-22T10:00:01.5Z",
+                &[
+                    ("source.ip", "2001:db8::1".into()),
+                    ("destination.port", 443.into()),
+                    ("host.name", "web-10".into()),
+                ],
+            ),
+            event(
+                "third",
+                "2026-11-22T10:00:02Z",
+                &[
+                    ("source.ip", "not an ip".into()),
+                    ("destination.port", "8080".into()),
+                ],
+            ),
+        ]);
+        assert_eq!(messages(&s, &req("*")), ["third", "second", "first"]);
+        assert_eq!(messages(&s, &req("host.name:web-1")), ["first"]);
+        assert_eq!(
+            messages(&s, &req("destination.port:[400 TO 9000]")),
+            ["third", "second"]
+        );
+        assert_eq!(messages(&s, &req("source.ip:10.1.2.3")), ["first"]);
+        assert_eq!(messages(&s, &req("source.ip:\"2001:db8::1\"")), ["second"]);
+        // Kept whole in _source even where a value did not fit its type.
+        let all = s.search(&req("third")).expect("search");
+        assert_eq!(all.hits[0]["source.ip"], "not an ip");
+        assert_eq!(all.hits[0]["agent.id"], "edge-1");
+
+        let t = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .expect("time")
+                .with_timezone(&chrono::Utc)
+        };
+        let mut r = req("*");
+        r.from = Some(t("2026-11-22T10:00:01Z"));
+        r.to = Some(t("2026-11-22T10:00:02Z"));
+        assert_eq!(messages(&s, &r), ["second"]);
+        r.offset = 1;
+        r.from = None;
+        r.to = None;
+        assert_eq!(messages(&s, &r), ["second", "first"]);
+    }
+
+    #[test]
+    fn bad_queries_and_limits_are_errors_not_panics() {
+        let s = searcher(vec![event("x", "2026-11-22T10:00:00Z", &[])]);
+        for q in ["message:(unbalanced", "\"open quote", "nosuchfield:x"] {
+            assert!(s.search(&req(q)).is_err(), "{q}");
+        }
+        let mut r = req("*");
+        r.limit = 1_000_000_000;
+        assert!(s.search(&r).is_err());
+        let huge = "a ".repeat(1 << 20);
+        assert!(s.search(&req(&huge)).is_err());
+    }
+}

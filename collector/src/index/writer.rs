@@ -1,0 +1,299 @@
+//! The one thread that writes: it deduplicates batches, appends them to the write-ahead
+//! log, acknowledges them once fsynced, indexes them, and commits the index.
+//!
+//! # Invariants
+//! - A batch is acknowledged (`Accepted` or `Duplicate`) only when it is durable: its WAL
+//!   record is fsynced, or it is in a committed index.
+//! - A batch id is in the WAL at most once and in the index at most once: before a batch is
+//!   appended, its id is looked up among the WAL records not yet committed (`pending`) and
+//!   in the committed index. One thread does all of this, so there is no race between the
+//!   check and the append.
+//! - Requests are handled in groups: one fsync acknowledges every batch of the group.
+//! - A commit first rotates the WAL, then commits the index with the closed segment's id as
+//!   payload, then deletes the covered segments. A crash between any two steps leaves
+//!   either the segments (replayed, deduplicated by `pending`) or the commit.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy};
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+use vigil_schema::Batch;
+
+use super::IndexSchema;
+use crate::metrics::Metrics;
+use crate::wal::{self, Wal};
+
+/// Most requests handled under one fsync.
+const GROUP_MAX: usize = 256;
+/// Commit early when this many documents wait, whatever the interval.
+const COMMIT_DOCS: usize = 500_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Accepted { events: usize },
+    Duplicate,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriterError {
+    #[error("storage failure: {0}")]
+    Storage(String),
+}
+
+pub struct IngestRequest {
+    pub batch: Batch,
+    pub frame: Bytes,
+    pub reply: oneshot::Sender<Result<Outcome, WriterError>>,
+}
+
+pub enum Msg {
+    Ingest(IngestRequest),
+    /// Commit what is pending and stop; answered once done.
+    Shutdown(oneshot::Sender<()>),
+}
+
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    pub wal_dir: PathBuf,
+    pub commit_interval: Duration,
+    pub fsync: bool,
+    pub memory_budget_bytes: usize,
+    pub threads: usize,
+}
+
+struct Writer {
+    schema: IndexSchema,
+    index_writer: IndexWriter,
+    reader: IndexReader,
+    wal: Wal,
+    pending: HashSet<Uuid>,
+    uncommitted_docs: usize,
+    commit_due: Option<Instant>,
+    cfg: WriterConfig,
+    metrics: Arc<Metrics>,
+}
+
+/// Opens the writer, replays the write-ahead log into the index and commits, then starts
+/// the writer thread. Blocks (replay) until the index holds every acknowledged batch.
+pub fn start(
+    index: &Index,
+    schema: IndexSchema,
+    reader: IndexReader,
+    cfg: WriterConfig,
+    metrics: Arc<Metrics>,
+    healthy: Arc<AtomicBool>,
+    rt: Handle,
+) -> anyhow::Result<(mpsc::Sender<Msg>, std::thread::JoinHandle<()>)> {
+    let index_writer = index.writer_with_num_threads(cfg.threads, cfg.memory_budget_bytes)?;
+    let committed_through = committed_wal_segment(index)?;
+    let mut w = Writer {
+        schema,
+        index_writer,
+        reader,
+        wal: Wal::open(&cfg.wal_dir)?,
+        pending: HashSet::new(),
+        uncommitted_docs: 0,
+        commit_due: None,
+        cfg,
+        metrics,
+    };
+    w.replay(committed_through)?;
+    let (tx, rx) = mpsc::channel(64);
+    let handle = std::thread::Builder::new()
+        .name("index-writer".into())
+        .spawn(move || {
+            if let Err(e) = w.run(rx, &rt) {
+                tracing::error!(error = %e, "index writer stopped on an error; ingest is refused until restart (nothing acknowledged is lost: it is in the write-ahead log)");
+            }
+            healthy.store(false, Ordering::SeqCst);
+        })?;
+    Ok((tx, handle))
+}
+
+fn committed_wal_segment(index: &Index) -> anyhow::Result<u64> {
+    let meta = index.load_metas()?;
+    Ok(meta
+        .payload
+        .as_deref()
+        .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+        .and_then(|v| v.get("wal_through").and_then(|n| n.as_u64()))
+        .unwrap_or(0))
+}
+
+impl Writer {
+    fn replay(&mut self, committed_through: u64) -> anyhow::Result<()> {
+        let mut batches = Vec::new();
+        let stats = wal::replay(
+            &self.cfg.wal_dir,
+            committed_through,
+            |frame| match Batch::decode(frame) {
+                Ok(b) => batches.push(b),
+                // The frame was validated before it was appended; this is disk damage.
+                Err(e) => tracing::error!(error = %e, "undecodable write-ahead log record skipped"),
+            },
+        )?;
+        let searcher = self.reader.searcher();
+        for b in batches {
+            if self.pending.contains(&b.batch_id)
+                || searcher.doc_freq(&self.schema.batch_term(&b.batch_id))? > 0
+            {
+                continue;
+            }
+            self.pending.insert(b.batch_id);
+            self.index(b)?;
+            self.metrics.wal_replayed_batches.inc();
+        }
+        if stats.records > 0 {
+            tracing::info!(
+                segments = stats.segments,
+                records = stats.records,
+                torn = stats.torn,
+                "write-ahead log replayed"
+            );
+        }
+        self.commit()
+    }
+
+    fn run(&mut self, mut rx: mpsc::Receiver<Msg>, rt: &Handle) -> anyhow::Result<()> {
+        let mut group = Vec::with_capacity(GROUP_MAX);
+        loop {
+            let wait = self.commit_due.map_or(Duration::from_secs(3600), |t| {
+                t.saturating_duration_since(Instant::now())
+            });
+            let first = rt.block_on(async { tokio::time::timeout(wait, rx.recv()).await });
+            match first {
+                Err(_) => {
+                    self.commit()?;
+                    continue;
+                }
+                Ok(None) => return self.commit(),
+                Ok(Some(Msg::Shutdown(done))) => {
+                    self.commit()?;
+                    let _ = done.send(());
+                    return Ok(());
+                }
+                Ok(Some(Msg::Ingest(req))) => group.push(req),
+            }
+            let mut shutdown = None;
+            while group.len() < GROUP_MAX {
+                match rx.try_recv() {
+                    Ok(Msg::Ingest(req)) => group.push(req),
+                    Ok(Msg::Shutdown(done)) => {
+                        shutdown = Some(done);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.handle_group(&mut group)?;
+            if let Some(done) = shutdown {
+                self.commit()?;
+                let _ = done.send(());
+                return Ok(());
+            }
+            if self.uncommitted_docs >= COMMIT_DOCS
+                || self.commit_due.is_some_and(|t| t <= Instant::now())
+            {
+                self.commit()?;
+            }
+        }
+    }
+
+    fn handle_group(&mut self, group: &mut Vec<IngestRequest>) -> anyhow::Result<()> {
+        let searcher = self.reader.searcher();
+        let mut outcomes = Vec::with_capacity(group.len());
+        let mut appended = false;
+        for req in group.iter() {
+            let id = req.batch.batch_id;
+            if req.batch.events.is_empty() {
+                outcomes.push(Outcome::Accepted { events: 0 });
+                continue;
+            }
+            if self.pending.contains(&id) || searcher.doc_freq(&self.schema.batch_term(&id))? > 0 {
+                outcomes.push(Outcome::Duplicate);
+                continue;
+            }
+            if let Err(e) = self.wal.append(&req.frame) {
+                return Err(self.fail(group, e.into()));
+            }
+            self.metrics.wal_bytes.inc_by(req.frame.len() as u64);
+            self.pending.insert(id);
+            appended = true;
+            outcomes.push(Outcome::Accepted {
+                events: req.batch.events.len(),
+            });
+        }
+        if appended {
+            if let Err(e) = self.wal.sync(self.cfg.fsync) {
+                return Err(self.fail(group, e.into()));
+            }
+            self.metrics.wal_syncs.inc();
+        }
+        let mut to_index = Vec::new();
+        for (req, outcome) in group.drain(..).zip(outcomes) {
+            if let Outcome::Accepted { .. } = outcome {
+                to_index.push(req.batch);
+            }
+            let _ = req.reply.send(Ok(outcome));
+        }
+        for b in to_index {
+            self.index(b)?;
+        }
+        Ok(())
+    }
+
+    /// Answers every request of the group with the error; the caller stops the thread.
+    fn fail(&self, group: &mut Vec<IngestRequest>, e: anyhow::Error) -> anyhow::Error {
+        for req in group.drain(..) {
+            let _ = req.reply.send(Err(WriterError::Storage(e.to_string())));
+        }
+        e
+    }
+
+    fn index(&mut self, b: Batch) -> anyhow::Result<()> {
+        self.uncommitted_docs += b.events.len();
+        for doc in self.schema.documents(b) {
+            self.index_writer.add_document(doc)?;
+        }
+        if self.commit_due.is_none() {
+            self.commit_due = Some(Instant::now() + self.cfg.commit_interval);
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self) -> anyhow::Result<()> {
+        let closed = self.wal.rotate(self.cfg.fsync)?;
+        let mut prepared = self.index_writer.prepare_commit()?;
+        prepared.set_payload(&serde_json::json!({ "wal_through": closed }).to_string());
+        prepared.commit()?;
+        self.reader.reload()?;
+        self.pending.clear();
+        self.wal.remove_through(closed)?;
+        self.uncommitted_docs = 0;
+        self.commit_due = None;
+        self.metrics.index_commits.inc();
+        self.metrics
+            .index_docs
+            .set(self.reader.searcher().num_docs() as i64);
+        Ok(())
+    }
+}
+
+/// A reader that only moves when the writer says so (after each commit).
+pub fn reader(index: &Index) -> tantivy::Result<IndexReader> {
+    index
+        .reader_builder()
+        .reload_policy(ReloadPolicy::Manual)
+        .try_into()
+}
+
+pub fn wal_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("wal")
+}

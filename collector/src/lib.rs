@@ -1,0 +1,21 @@
+//! `vigil-collector`: receives batches from agents, makes them durable, indexes them and
+//! answers searches; the `vigil` binary is its command line.
+//!
+//! # Layout
+//! - [`config`]: the TOML configuration, strict about unknown keys.
+//! - [`wal`]: the write-ahead log behind every acknowledgement.
+//! - [`index`]: the Tantivy index: schema, the writer thread, search.
+//! - [`api`]: the HTTP API (`fn app(state) -> Router`) and its one error type.
+//! - [`server`]: the collector as a whole: open, serve, ordered shutdown.
+//! - [`cli`]: the client side of `vigil search`.
+//! - [`up`]: `vigil up`, a collector and an in-process agent with embedded defaults.
+//! - [`metrics`]: every metric the collector exports.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod index;
+pub mod metrics;
+pub mod server;
+pub mod up;
+pub mod wal;

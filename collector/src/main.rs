@@ -1,0 +1,212 @@
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use vigil_agent::config::AgentConfig;
+use vigil_collector::cli::{self, SearchArgs};
+use vigil_collector::config::CollectorConfig;
+use vigil_collector::server::Collector;
+use vigil_collector::up::Up;
+
+// Events are many small maps and strings: glibc malloc was a quarter of the agent's CPU.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Vigil: network operations and security monitoring. Collects flows and syslog from agents,
+/// indexes them, and answers searches.
+#[derive(Parser)]
+#[command(version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the collector and an in-process agent with embedded defaults (no config needed):
+    /// data in ./vigil-data, API on 127.0.0.1:8080, syslog on TCP and UDP 5514.
+    Up {
+        /// Where the index, write-ahead log and spool live.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Optional configuration (collector keys, plus an [agent] section).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Write the bound addresses as JSON to this file once listening.
+        #[arg(long)]
+        ports_file: Option<PathBuf>,
+    },
+    /// Run the collector alone; agents connect to it with their tokens.
+    Collector {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        ports_file: Option<PathBuf>,
+    },
+    /// Search events: Tantivy query syntax over the event fields, newest first.
+    Search {
+        /// Query, e.g. `hello`, `host.name:web-1 AND message:failed`; `*` for everything.
+        query: String,
+        /// Only events from this long ago until now (e.g. 15m, 1h, 7d).
+        #[arg(long, conflicts_with = "from")]
+        since: Option<String>,
+        /// Start of the time range (RFC 3339 or now-1h).
+        #[arg(long)]
+        from: Option<String>,
+        /// End of the time range (RFC 3339 or now), exclusive.
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+        /// One JSON event per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, env = "VIGIL_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        #[arg(long, env = "VIGIL_TOKEN")]
+        token: Option<String>,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration file; print the first error with its location.
+    Check {
+        file: PathBuf,
+        /// The file is a vigil-agent configuration (default: collector / vigil up).
+        #[arg(long)]
+        agent: bool,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Up {
+            data_dir,
+            config,
+            ports_file,
+        } => {
+            let cfg = match &config {
+                Some(p) => CollectorConfig::load(p)?,
+                None => CollectorConfig::default(),
+            };
+            let up = Up::open(cfg, data_dir).await?;
+            if let Some(p) = ports_file {
+                write_ports(&p, &serde_json::to_vec(up.addrs())?)?;
+            }
+            let a = up.addrs();
+            eprintln!(
+                "vigil is up: API and web on http://{}, syslog on tcp {:?} and udp {:?}",
+                a.http, a.agent.syslog_tcp, a.agent.syslog_udp
+            );
+            let shutdown = CancellationToken::new();
+            tokio::spawn(signal_to(shutdown.clone()));
+            up.run(shutdown).await
+        }
+        Command::Collector { config, ports_file } => {
+            let cfg = CollectorConfig::load(&config)?;
+            let collector = Collector::open(&cfg).await?;
+            if let Some(p) = ports_file {
+                let addrs = serde_json::json!({ "http": collector.local_addr()? });
+                write_ports(&p, addrs.to_string().as_bytes())?;
+            }
+            let shutdown = CancellationToken::new();
+            tokio::spawn(signal_to(shutdown.clone()));
+            collector.run(shutdown).await
+        }
+        Command::Search {
+            query,
+            since,
+            from,
+            to,
+            limit,
+            offset,
+            json,
+            url,
+            token,
+        } => {
+            let args = SearchArgs {
+                query,
+                since,
+                from,
+                to,
+                limit,
+                offset,
+                json,
+                url,
+                token,
+            };
+            cli::search(args, &mut std::io::stdout().lock()).await
+        }
+        Command::Config {
+            command: ConfigCommand::Check { file, agent },
+        } => {
+            if agent {
+                AgentConfig::load(&file)?;
+            } else {
+                CollectorConfig::load(&file)?;
+            }
+            println!("{}: configuration is valid", file.display());
+            Ok(())
+        }
+    }
+}
+
+fn write_ports(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, data).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+async fn signal_to(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+    tracing::info!("signal received; shutting down");
+    shutdown.cancel();
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tantivy=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,99 @@
+//! Every metric the collector exports, in one place.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+pub struct Metrics {
+    registry: Registry,
+    pub ingest_batches: Family<Labels, Counter>,
+    pub ingest_events: Counter,
+    pub ingest_rejected: Family<Labels, Counter>,
+    pub wal_syncs: Counter,
+    pub wal_bytes: Counter,
+    pub wal_replayed_batches: Counter,
+    pub index_commits: Counter,
+    pub index_docs: Gauge,
+    pub search_requests: Counter,
+    pub search_errors: Family<Labels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("vigil");
+        macro_rules! reg {
+            ($name:literal, $help:literal, $m:expr) => {{
+                let m = $m;
+                registry.register($name, $help, m.clone());
+                m
+            }};
+        }
+        Metrics {
+            ingest_batches: reg!(
+                "ingest_batches",
+                "Batches acknowledged to agents, by outcome (accepted, duplicate)",
+                Family::default()
+            ),
+            ingest_events: reg!(
+                "ingest_events",
+                "Events accepted (durable in the write-ahead log)",
+                Counter::default()
+            ),
+            ingest_rejected: reg!(
+                "ingest_rejected",
+                "Ingest requests refused, by error code",
+                Family::default()
+            ),
+            wal_syncs: reg!(
+                "wal_syncs",
+                "Write-ahead log fsyncs (each one acknowledges a group of batches)",
+                Counter::default()
+            ),
+            wal_bytes: reg!(
+                "wal_bytes",
+                "Bytes appended to the write-ahead log",
+                Counter::default()
+            ),
+            wal_replayed_batches: reg!(
+                "wal_replayed_batches",
+                "Batches re-indexed from the write-ahead log at start",
+                Counter::default()
+            ),
+            index_commits: reg!("index_commits", "Index commits", Counter::default()),
+            index_docs: reg!(
+                "index_docs",
+                "Documents in the committed index",
+                Gauge::default()
+            ),
+            search_requests: reg!("search_requests", "Search requests", Counter::default()),
+            search_errors: reg!(
+                "search_errors",
+                "Search requests refused, by error code",
+                Family::default()
+            ),
+            registry,
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn rejected(&self, code: &str) {
+        self.ingest_rejected
+            .get_or_create(&vec![("code", code.to_owned())])
+            .inc();
+    }
+}

@@ -1,0 +1,123 @@
+//! The collector as one unit: open (index, write-ahead-log replay, writer thread), bind,
+//! serve, and stop in order.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, AppState, Inner};
+use crate::config::CollectorConfig;
+use crate::index::IndexSchema;
+use crate::index::search::Searcher;
+use crate::index::writer::{self, Msg, WriterConfig};
+use crate::metrics::Metrics;
+
+pub struct Collector {
+    state: AppState,
+    listener: TcpListener,
+    writer: std::thread::JoinHandle<()>,
+}
+
+impl Collector {
+    /// Opens the index, replays the write-ahead log (so everything acknowledged before a crash
+    /// is searchable again before the first request is served) and binds the HTTP listener.
+    pub async fn open(cfg: &CollectorConfig) -> anyhow::Result<Collector> {
+        let listener = TcpListener::bind(&cfg.http.listen)
+            .await
+            .with_context(|| format!("cannot bind http.listen {}", cfg.http.listen))?;
+        let metrics = Arc::new(Metrics::new());
+        let healthy = Arc::new(AtomicBool::new(true));
+        let schema = IndexSchema::new();
+        let data_dir = cfg.data_dir.clone();
+        let wcfg = WriterConfig {
+            wal_dir: writer::wal_dir(&data_dir),
+            commit_interval: cfg.index.commit_interval,
+            fsync: cfg.ingest.fsync,
+            memory_budget_bytes: cfg.index.memory_budget_mb << 20,
+            threads: cfg.index.threads,
+        };
+        let (m, h, rt) = (
+            metrics.clone(),
+            healthy.clone(),
+            tokio::runtime::Handle::current(),
+        );
+        let s2 = schema.clone();
+        let (index, reader, tx, writer) =
+            tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+                let index = s2
+                    .open_or_create(&data_dir.join("index"))
+                    .with_context(|| format!("cannot open the index in {}", data_dir.display()))?;
+                let reader = writer::reader(&index)?;
+                let (tx, handle) = writer::start(&index, s2, reader.clone(), wcfg, m, h, rt)?;
+                Ok((index, reader, tx, handle))
+            })
+            .await??;
+        let agents = cfg
+            .ingest
+            .agents
+            .iter()
+            .map(|a| (a.token.clone(), a.id.clone()))
+            .collect();
+        if cfg.ingest.agents.is_empty() {
+            tracing::warn!(
+                "no agents configured under [[ingest.agents]]: every ingest request will get 401"
+            );
+        }
+        let state = AppState(Arc::new(Inner {
+            searcher: Searcher::new(index, reader, schema),
+            ingest: tx,
+            ingest_open: AtomicBool::new(true),
+            writer_healthy: healthy,
+            agents,
+            api_token: cfg.http.api_token.clone(),
+            metrics,
+            max_body_bytes: cfg.ingest.max_body_bytes,
+            max_batch_events: cfg.ingest.max_batch_events,
+        }));
+        Ok(Collector {
+            state,
+            listener,
+            writer,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown`, then: stop ingest (503), drain the pipeline and commit the
+    /// index, stop HTTP.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let addr = self.local_addr()?;
+        tracing::info!(%addr, "collector listening");
+        let http_stop = CancellationToken::new();
+        let app = api::app(self.state.clone());
+        let stop = http_stop.clone();
+        let server = tokio::spawn(async move {
+            axum::serve(self.listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+        });
+        shutdown.cancelled().await;
+        tracing::info!("collector stopping: ingest closed");
+        self.state.0.ingest_open.store(false, Ordering::SeqCst);
+        let (done, drained) = oneshot::channel();
+        if self.state.0.ingest.send(Msg::Shutdown(done)).await.is_ok() {
+            let _ = drained.await;
+        }
+        tracing::info!("collector stopping: index committed; stopping http");
+        http_stop.cancel();
+        server.await??;
+        let writer = self.writer;
+        tokio::task::spawn_blocking(move || writer.join())
+            .await?
+            .ok();
+        tracing::info!("collector stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,75 @@
+//! The `vigil` command line as a user meets it (this file also makes `cargo test` build the
+//! `vigil` binary that the end-to-end tests in `tests/` run).
+
+use std::process::Command;
+
+fn vigil() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_vigil"))
+}
+
+#[test]
+fn help_lists_every_command() {
+    let out = vigil().arg("--help").output().expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for cmd in ["up", "collector", "search", "config"] {
+        assert!(text.contains(cmd), "--help lacks {cmd}: {text}");
+    }
+}
+
+#[test]
+fn config_check_names_the_bad_key_and_its_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "data_dir = \"x\"\n[index]\ncommit_intervall = \"1s\"\n",
+    )
+    .expect("write");
+    let out = vigil()
+        .args(["config", "check"])
+        .arg(&bad)
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("commit_intervall") && err.contains("line 3"),
+        "{err}"
+    );
+
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "[http]\nlisten = \"127.0.0.1:0\"\n").expect("write");
+    let out = vigil()
+        .args(["config", "check"])
+        .arg(&good)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let agent = dir.path().join("agent.toml");
+    std::fs::write(&agent, "[spool]\nmax_bytes = 1\n").expect("write");
+    let out = vigil()
+        .args(["config", "check", "--agent"])
+        .arg(&agent)
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("spool.max_bytes"));
+}
+
+#[test]
+fn search_against_nothing_says_where_it_looked() {
+    let out = vigil()
+        .args(["search", "x", "--url", "http://127.0.0.1:9"])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("cannot reach the collector at http://127.0.0.1:9")
+    );
+}

@@ -1,0 +1,47 @@
+//! Names of the event fields of DESIGN.md, in one place so the agent, the index and the
+//! detection stage cannot disagree on spelling.
+
+pub const TIMESTAMP: &str = "@timestamp";
+pub const EVENT_KIND: &str = "event.kind";
+pub const EVENT_DATASET: &str = "event.dataset";
+pub const EVENT_OUTCOME: &str = "event.outcome";
+pub const EVENT_START: &str = "event.start";
+pub const EVENT_END: &str = "event.end";
+pub const EVENT_DURATION: &str = "event.duration";
+pub const AGENT_ID: &str = "agent.id";
+pub const AGENT_NAME: &str = "agent.name";
+pub const HOST_NAME: &str = "host.name";
+pub const CUSTOMER: &str = "customer";
+pub const MESSAGE: &str = "message";
+pub const OBSERVER_IP: &str = "observer.ip";
+pub const TAGS: &str = "tags";
+
+pub const SOURCE_IP: &str = "source.ip";
+pub const SOURCE_PORT: &str = "source.port";
+pub const DESTINATION_IP: &str = "destination.ip";
+pub const DESTINATION_PORT: &str = "destination.port";
+pub const NETWORK_TRANSPORT: &str = "network.transport";
+pub const NETWORK_IANA_NUMBER: &str = "network.iana_number";
+pub const NETWORK_BYTES: &str = "network.bytes";
+pub const NETWORK_PACKETS: &str = "network.packets";
+pub const SOURCE_BYTES: &str = "source.bytes";
+pub const DESTINATION_BYTES: &str = "destination.bytes";
+pub const TCP_FLAGS: &str = "tcp.flags";
+pub const NETWORK_COMMUNITY_ID: &str = "network.community_id";
+
+pub const SYSLOG_FACILITY: &str = "log.syslog.facility.code";
+pub const SYSLOG_SEVERITY: &str = "log.syslog.severity.code";
+pub const SYSLOG_HOSTNAME: &str = "log.syslog.hostname";
+pub const SYSLOG_APPNAME: &str = "log.syslog.appname";
+pub const SYSLOG_PROCID: &str = "log.syslog.procid";
+pub const SYSLOG_MSGID: &str = "log.syslog.msgid";
+pub const PROCESS_NAME: &str = "process.name";
+pub const PROCESS_PID: &str = "process.pid";
+
+pub const MONITOR_ID: &str = "monitor.id";
+pub const MONITOR_TYPE: &str = "monitor.type";
+pub const MONITOR_STATUS: &str = "monitor.status";
+pub const URL_FULL: &str = "url.full";
+pub const HTTP_STATUS_CODE: &str = "http.response.status_code";
+pub const TLS_NOT_AFTER: &str = "tls.server.not_after";
+pub const ERROR_MESSAGE: &str = "error.message";

@@ -1,0 +1,20 @@
+//! `vigil-schema`: the only contract between a Vigil agent and a Vigil collector.
+//!
+//! # Layout
+//! - [`event`]: one flat, ECS-style JSON object per event, with typed helpers for the
+//!   fields named in DESIGN.md ([`fields`] holds their names, in one place).
+//! - [`wire`]: how a batch of events travels from agent to collector: a small binary
+//!   header (magic, version, checksum, length) in front of a zstd-compressed JSON body.
+//!
+//! # Invariants
+//! - An event is always a JSON object; the wire format never carries anything else.
+//! - A collector decodes every wire version up to [`wire::CURRENT_VERSION`], so an older
+//!   agent keeps working against a newer collector.
+//! - Decoding is hostile-input safe: every length is bounded before it is used.
+
+pub mod event;
+pub mod fields;
+pub mod wire;
+
+pub use event::{Event, EventKind};
+pub use wire::{Batch, DecodeError};

@@ -1,0 +1,298 @@
+//! The wire format of a batch between agent and collector (and in the agent's spool and
+//! the collector's write-ahead log, which store frames exactly as they travel).
+//!
+//! ```text
+//! offset size  field
+//!  0     4     magic  b"VGLB"
+//!  4     2     version (u16 LE)       1 = zstd(JSON BatchV1)
+//!  6     2     flags   (u16 LE)       reserved, must be 0
+//!  8     4     crc32   (u32 LE)       CRC-32/IEEE of the payload
+//! 12     4     length  (u32 LE)       payload length in bytes
+//! 16     n     payload
+//! ```
+//!
+//! The checksum covers the compressed payload so a damaged frame is rejected before any
+//! decompression. Decompression is bounded by [`MAX_DECODED_BYTES`] (a zstd bomb is an error,
+//! not an out-of-memory).
+
+use std::io::Read;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::event::Event;
+
+pub const MAGIC: [u8; 4] = *b"VGLB";
+pub const HEADER_LEN: usize = 16;
+/// The version this build writes. Every version from 1 up to this one is decoded.
+pub const CURRENT_VERSION: u16 = 1;
+/// Upper bound of a decompressed batch body.
+pub const MAX_DECODED_BYTES: u64 = 256 * 1024 * 1024;
+const ZSTD_LEVEL: i32 = 1;
+
+/// A batch of events from one agent. `batch_id` is unique per batch and is what the
+/// collector deduplicates on; `seq` increases per agent and is for humans and metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Batch {
+    pub batch_id: Uuid,
+    pub agent_id: String,
+    pub seq: u64,
+    pub events: Vec<Event>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("frame is truncated: {got} bytes, need at least {need}")]
+    Truncated { got: usize, need: usize },
+    #[error("not a vigil batch (bad magic)")]
+    BadMagic,
+    #[error("unsupported wire version {0} (this collector reads 1..={CURRENT_VERSION})")]
+    UnsupportedVersion(u16),
+    #[error("unknown flags {0:#06x}")]
+    UnknownFlags(u16),
+    #[error("payload length {declared} does not match the {actual} bytes that follow the header")]
+    LengthMismatch { declared: usize, actual: usize },
+    #[error("checksum mismatch: frame says {expected:#010x}, payload has {actual:#010x}")]
+    Checksum { expected: u32, actual: u32 },
+    #[error("payload is not valid zstd: {0}")]
+    Decompress(String),
+    #[error("decompressed payload exceeds {MAX_DECODED_BYTES} bytes")]
+    TooLarge,
+    #[error("payload is not a valid batch: {0}")]
+    Json(String),
+}
+
+impl DecodeError {
+    /// A stable machine-readable code, used in API errors and metric labels.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DecodeError::Truncated { .. } => "truncated",
+            DecodeError::BadMagic => "bad_magic",
+            DecodeError::UnsupportedVersion(_) => "unsupported_version",
+            DecodeError::UnknownFlags(_) => "unknown_flags",
+            DecodeError::LengthMismatch { .. } => "length_mismatch",
+            DecodeError::Checksum { .. } => "bad_checksum",
+            DecodeError::Decompress(_) => "bad_compression",
+            DecodeError::TooLarge => "too_large",
+            DecodeError::Json(_) => "bad_payload",
+        }
+    }
+}
+
+/// The validated header of a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub version: u16,
+    pub crc32: u32,
+    pub len: usize,
+}
+
+impl Batch {
+    /// Encodes the batch as a frame of [`CURRENT_VERSION`].
+    pub fn encode(&self) -> Vec<u8> {
+        // Serializing plain data to a Vec cannot fail; zstd into a Vec only fails on OOM.
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        let payload = zstd::bulk::compress(&json, ZSTD_LEVEL).unwrap_or_default();
+        frame(CURRENT_VERSION, &payload)
+    }
+
+    /// Decodes and validates a frame (header, checksum, size bounds, body).
+    pub fn decode(frame: &[u8]) -> Result<Batch, DecodeError> {
+        let header = check_frame(frame)?;
+        let payload = &frame[HEADER_LEN..HEADER_LEN + header.len];
+        match header.version {
+            1 => decode_v1(payload),
+            v => Err(DecodeError::UnsupportedVersion(v)),
+        }
+    }
+}
+
+/// Builds a frame around an already encoded payload.
+pub fn frame(version: u16, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&version.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Checks everything about a frame except its body: magic, version, flags, length and
+/// checksum. Cheap enough to run on every spooled file at start.
+pub fn check_frame(frame: &[u8]) -> Result<Header, DecodeError> {
+    if frame.len() < HEADER_LEN {
+        return Err(DecodeError::Truncated {
+            got: frame.len(),
+            need: HEADER_LEN,
+        });
+    }
+    if frame[0..4] != MAGIC {
+        return Err(DecodeError::BadMagic);
+    }
+    let u16_at = |i: usize| u16::from_le_bytes([frame[i], frame[i + 1]]);
+    let u32_at =
+        |i: usize| u32::from_le_bytes([frame[i], frame[i + 1], frame[i + 2], frame[i + 3]]);
+    let version = u16_at(4);
+    if version == 0 || version > CURRENT_VERSION {
+        return Err(DecodeError::UnsupportedVersion(version));
+    }
+    let flags = u16_at(6);
+    if flags != 0 {
+        return Err(DecodeError::UnknownFlags(flags));
+    }
+    let crc = u32_at(8);
+    let len = u32_at(12) as usize;
+    let actual = frame.len() - HEADER_LEN;
+    if actual < len {
+        return Err(DecodeError::Truncated {
+            got: frame.len(),
+            need: HEADER_LEN + len,
+        });
+    }
+    if actual != len {
+        return Err(DecodeError::LengthMismatch {
+            declared: len,
+            actual,
+        });
+    }
+    let got = crc32fast::hash(&frame[HEADER_LEN..]);
+    if got != crc {
+        return Err(DecodeError::Checksum {
+            expected: crc,
+            actual: got,
+        });
+    }
+    Ok(Header {
+        version,
+        crc32: crc,
+        len,
+    })
+}
+
+fn decode_v1(payload: &[u8]) -> Result<Batch, DecodeError> {
+    let mut decoder =
+        zstd::stream::Decoder::new(payload).map_err(|e| DecodeError::Decompress(e.to_string()))?;
+    let mut json = Vec::new();
+    (&mut decoder)
+        .take(MAX_DECODED_BYTES + 1)
+        .read_to_end(&mut json)
+        .map_err(|e| DecodeError::Decompress(e.to_string()))?;
+    if json.len() as u64 > MAX_DECODED_BYTES {
+        return Err(DecodeError::TooLarge);
+    }
+    serde_json::from_slice(&json).map_err(|e| DecodeError::Json(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Event, EventKind};
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    fn batch_with(events: Vec<Event>) -> Batch {
+        Batch {
+            batch_id: Uuid::now_v7(),
+            agent_id: "edge-1".into(),
+            seq: 7,
+            events,
+        }
+    }
+
+    fn arb_value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            any::<String>().prop_map(Value::String),
+            any::<u64>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<bool>().prop_map(Value::Bool),
+            Just(Value::Null),
+        ]
+    }
+
+    fn arb_event() -> impl Strategy<Value = Event> {
+        proptest::collection::btree_map("[a-z@][a-z._]{0,20}", arb_value(), 0..12)
+            .prop_map(|m| Event(m.into_iter().collect()))
+    }
+
+    proptest! {
+        #[test]
+        fn any_batch_round_trips(events in proptest::collection::vec(arb_event(), 0..20), seq in any::<u64>(), agent in ".{0,40}") {
+            let mut b = batch_with(events);
+            b.seq = seq;
+            b.agent_id = agent;
+            let decoded = Batch::decode(&b.encode()).expect("decodes");
+            prop_assert_eq!(decoded, b);
+        }
+
+        #[test]
+        fn any_byte_flip_is_detected(events in proptest::collection::vec(arb_event(), 1..5), pos in any::<prop::sample::Index>(), bit in 0u8..8) {
+            let frame = batch_with(events).encode();
+            let mut bad = frame.clone();
+            let i = pos.index(bad.len());
+            bad[i] ^= 1 << bit;
+            prop_assert!(Batch::decode(&bad).is_err());
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = Batch::decode(&bytes);
+        }
+    }
+
+    #[test]
+    fn errors_name_what_is_wrong() {
+        let frame = batch_with(vec![Event::new(EventKind::Syslog, chrono::Utc::now())]).encode();
+        assert_eq!(
+            Batch::decode(&frame[..10]).map(|_| ()),
+            Err(DecodeError::Truncated { got: 10, need: 16 })
+        );
+        assert!(matches!(
+            Batch::decode(&frame[..frame.len() - 1]),
+            Err(DecodeError::Truncated { .. })
+        ));
+        let mut v9 = frame.clone();
+        v9[4] = 9;
+        assert_eq!(
+            Batch::decode(&v9).map(|_| ()),
+            Err(DecodeError::UnsupportedVersion(9))
+        );
+        let mut bad_crc = frame.clone();
+        let last = bad_crc.len() - 1;
+        bad_crc[last] ^= 0xff;
+        assert!(matches!(
+            Batch::decode(&bad_crc),
+            Err(DecodeError::Checksum { .. })
+        ));
+        let mut magic = frame;
+        magic[0] = b'X';
+        assert_eq!(
+            Batch::decode(&magic).map(|_| ()),
+            Err(DecodeError::BadMagic)
+        );
+    }
+
+    #[test]
+    fn zstd_bomb_is_bounded() {
+        // 300 MB of zeros compresses to a few KB; decoding must refuse it, not allocate it.
+        let zeros = vec![b' '; (MAX_DECODED_BYTES + 1024) as usize];
+        let payload = zstd::bulk::compress(&zeros, 3).expect("compress");
+        drop(zeros);
+        let frame = frame(1, &payload);
+        assert_eq!(
+            Batch::decode(&frame).map(|_| ()),
+            Err(DecodeError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn payload_that_is_not_a_batch_is_rejected() {
+        let payload = zstd::bulk::compress(b"[1,2,3]", 1).expect("compress");
+        assert!(matches!(
+            Batch::decode(&frame(1, &payload)),
+            Err(DecodeError::Json(_))
+        ));
+    }
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: the real `vigil` and `vigil-agent` binaries, real sockets, real peers.
+//! One test binary (ripgrep style); one module per concern.
+
+mod bad_input;
+mod delivery;
+mod loghub;
+mod syslog;
+mod up;

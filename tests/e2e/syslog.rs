@@ -1,0 +1,259 @@
+//! The agent's syslog listeners against hostile input, customer attribution, and a real
+//! rsyslog forwarding to it.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::Duration;
+
+use vigil_e2e::{Agent, Collector, Proc, free_port, send_tcp, total, wait_for};
+
+#[test]
+fn hostile_tcp_input_is_bounded_and_the_agent_keeps_serving() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // No collector: everything stays in the spool, which is what we count.
+    let a = Agent::start(
+        dir.path(),
+        free_port(),
+        "",
+        "idle_timeout = \"1s\"\nmax_connections = 200\n",
+    );
+    let received = |a: &Agent| a.metric("vigil_agent_events_received_total");
+
+    // Random bytes: whatever they make is kept as (flagged) messages; no crash.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let noise: Vec<u8> = (0..1 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    TcpStream::connect(a.syslog_tcp)
+        .and_then(|mut s| s.write_all(&noise))
+        .expect("noise");
+    wait_for(
+        Duration::from_secs(30),
+        "the noise to be read",
+        || a.proc.log_tail(),
+        || (a.metric("vigil_agent_syslog_malformed_total") > 0.0).then_some(()),
+    );
+
+    // A 10 MB line is cut at 64 KiB and flagged; the line after it is intact.
+    let mut s = TcpStream::connect(a.syslog_tcp).expect("connect");
+    s.write_all(b"<13>1 - bighost app - - - ").expect("head");
+    s.write_all(&vec![b'A'; 10 << 20]).expect("10 MB");
+    s.write_all(b"\n<13>1 - bighost app - - - after the big one\n")
+        .expect("tail");
+    drop(s);
+    wait_for(
+        Duration::from_secs(30),
+        "the big line, cut",
+        || a.proc.log_tail(),
+        || (a.metric("vigil_agent_syslog_truncated_total") == 1.0).then_some(()),
+    );
+
+    // Half a frame, then silence: closed after the idle timeout, the half kept (flagged).
+    let mut half = TcpStream::connect(a.syslog_tcp).expect("connect");
+    half.write_all(b"<13>1 - slowhost app - - - half a mess")
+        .expect("half");
+    half.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut byte = [0u8; 1];
+    assert_eq!(
+        half.read(&mut byte).expect("agent closes"),
+        0,
+        "the agent must close it"
+    );
+    assert!(a.metric("vigil_agent_connections_timed_out_total") >= 1.0);
+    wait_for(
+        Duration::from_secs(10),
+        "the half message, flagged",
+        || a.proc.log_tail(),
+        || (a.metric("vigil_agent_syslog_truncated_total") == 2.0).then_some(()),
+    );
+    assert!(received(&a) > 2.0);
+
+    // 5,000 idle connections against a limit of 200, opened in chunks smaller than the
+    // kernel's accept backlog (a burst past it leaves half-open connections the agent never
+    // sees). Each one is answered with a bound: refused at once, or closed after the idle
+    // timeout (which frees its place for the next); at most 200 are open at any time.
+    let timed_out_before = a.metric("vigil_agent_connections_timed_out_total");
+    let mut idle: Vec<TcpStream> = Vec::new();
+    for _ in 0..10 {
+        idle.extend((0..500).filter_map(|_| TcpStream::connect(a.syslog_tcp).ok()));
+        let n = idle.len() as f64;
+        let counts = || {
+            (
+                a.metric("vigil_agent_connections_refused_total"),
+                a.metric("vigil_agent_connections_timed_out_total") - timed_out_before,
+            )
+        };
+        wait_for(
+            Duration::from_secs(60),
+            "idle connections to be refused or held",
+            || {
+                format!(
+                    "{n} connections; (refused, timed out) = {:?}\n{}",
+                    counts(),
+                    a.proc.log_tail()
+                )
+            },
+            || {
+                let (refused, timed_out) = counts();
+                (refused + timed_out + 200.0 >= n).then_some(())
+            },
+        );
+    }
+    assert!(
+        a.metric("vigil_agent_connections_refused_total") >= 1000.0,
+        "the limit of 200 was not enforced"
+    );
+    drop(idle);
+
+    // Still serving: a clean sender gets all its events in.
+    let before = a.metric("vigil_agent_events_spooled_total");
+    let addr = a.syslog_tcp;
+    wait_for(
+        Duration::from_secs(30),
+        "a clean sender to get through",
+        || a.proc.log_tail(),
+        || {
+            // The permits free up as the idle connections time out; retry until one is accepted.
+            send_tcp(addr, "clean", 0..10);
+            (a.metric("vigil_agent_events_spooled_total") >= before + 10.0).then_some(())
+        },
+    );
+    let healthz = reqwest::blocking::get(format!("http://{}/healthz", a.http)).expect("healthz");
+    assert!(healthz.status().is_success());
+}
+
+#[test]
+fn customer_comes_from_the_listener_then_the_sender_prefix_then_the_agent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = Collector::start(dir.path(), 0);
+    let extra = r#"
+[[syslog]]
+listen = "127.0.0.1:0"
+protocols = ["tcp"]
+customer = "dedicated-port-customer"
+
+[[syslog]]
+listen = "[::1]:0"
+protocols = ["tcp"]
+
+[[customers]]
+name = "loopback-v4-customer"
+prefixes = ["127.0.0.0/8"]
+"#;
+    let a = Agent::start(
+        dir.path(),
+        c.port,
+        "",
+        &format!("protocols = [\"tcp\"]\n{extra}"),
+    );
+    let tcp: Vec<SocketAddr> = a.ports["syslog_tcp"]
+        .as_array()
+        .expect("listeners")
+        .iter()
+        .map(|v| v.as_str().expect("addr").parse().expect("addr"))
+        .collect();
+    assert_eq!(tcp.len(), 3);
+    send_tcp(tcp[0], "by-prefix", 0..1);
+    send_tcp(tcp[1], "by-listener", 0..1);
+    send_tcp(tcp[2], "by-agent", 0..1);
+    let url = c.url();
+    for (q, want) in [
+        ("\"by-prefix-0\"", "loopback-v4-customer"),
+        ("\"by-listener-0\"", "dedicated-port-customer"),
+        ("\"by-agent-0\"", "test-customer"),
+    ] {
+        let hit = wait_for(
+            Duration::from_secs(30),
+            q,
+            || a.proc.log_tail(),
+            || {
+                let r = vigil_e2e::search(&url, q, 1, 0)?;
+                r["hits"].as_array()?.first().cloned()
+            },
+        );
+        assert_eq!(hit["customer"], want, "{q}: {hit}");
+    }
+    // And the customer is a searchable keyword.
+    assert_eq!(total(&url, "customer:loopback-v4-customer"), Some(1));
+}
+
+#[test]
+fn rsyslog_forwards_to_the_agent_over_octet_counted_tcp() {
+    let Ok(rsyslogd) = which("rsyslogd") else {
+        eprintln!("SKIPPED: rsyslogd is not installed (.ci/run installs it)");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = Collector::start(dir.path(), 0);
+    let a = Agent::start(dir.path(), c.port, "", "");
+    let work = dir.path().join("rsyslog");
+    std::fs::create_dir_all(&work).expect("workdir");
+    let input = free_port();
+    let conf = work.join("rsyslog.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"global(workDirectory="{w}")
+module(load="imptcp")
+input(type="imptcp" port="{input}" address="127.0.0.1")
+action(type="omfwd" target="127.0.0.1" port="{port}" protocol="tcp" TCP_Framing="octet-counted")
+"#,
+            w = work.display(),
+            port = a.syslog_tcp.port()
+        ),
+    )
+    .expect("conf");
+    let mut cmd = Command::new(rsyslogd);
+    cmd.arg("-n")
+        .arg("-f")
+        .arg(&conf)
+        .arg("-i")
+        .arg(work.join("pid"));
+    let rs = Proc::spawn("rsyslogd", cmd, &work.join("rsyslog.log"));
+    let mut s = wait_for(
+        Duration::from_secs(30),
+        "rsyslog's input",
+        || rs.log_tail(),
+        || TcpStream::connect(("127.0.0.1", input)).ok(),
+    );
+    for i in 0..100 {
+        writeln!(s, "<38>Nov 22 10:00:00 router-{i} sshd[4{i}]: Failed password for root from 10.0.0.{i} port 22 ssh2")
+            .expect("send to rsyslog");
+    }
+    drop(s);
+    let url = c.url();
+    wait_for(
+        Duration::from_secs(60),
+        "100 forwarded events",
+        || format!("{}\n{}", rs.log_tail(), a.proc.log_tail()),
+        || (total(&url, "\"Failed password for root\"")? == 100).then_some(()),
+    );
+    let r = vigil_e2e::search(&url, "host.name:router-7", 10, 0).expect("search");
+    assert_eq!(r["total"], 1, "{r}");
+    let ev = &r["hits"][0];
+    assert_eq!(ev["process.name"], "sshd");
+    assert_eq!(ev["process.pid"], 47);
+    assert_eq!(ev["log.syslog.facility.code"], 4);
+    assert_eq!(ev["log.syslog.severity.code"], 6);
+    assert_eq!(
+        ev["message"],
+        "Failed password for root from 10.0.0.7 port 22 ssh2"
+    );
+}
+
+fn which(name: &str) -> Result<std::path::PathBuf, ()> {
+    for dir in ["/usr/sbin", "/usr/bin", "/sbin", "/bin"] {
+        let p = std::path::Path::new(dir).join(name);
+        if p.exists() {
+            return Ok(p);
+        }
+    }
+    Err(())
+}

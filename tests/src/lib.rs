@@ -1,0 +1,456 @@
+//! Harness for Vigil's end-to-end tests and benchmark drivers: runs the real `vigil` and
+//! `vigil-agent` binaries in temporary directories, sends real syslog over real sockets, and
+//! reads results through the real HTTP API.
+//!
+//! Every wait has a deadline; on a timeout the panic message carries the tail of the logs of
+//! the processes involved.
+
+use std::io::{BufWriter, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The directory holding the workspace's binaries (next to this test's own executable).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut dir = exe.parent().expect("exe dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir
+}
+
+/// A workspace binary. `cargo test --workspace` builds it (the binary crates have integration
+/// tests of their own); a binary older than its sources is refused, because testing a stale
+/// one (as `cargo test -p vigil-e2e` alone would) proves nothing.
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    let built = std::fs::metadata(&p)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} is not built: run `cargo test --workspace`, which builds it",
+                p.display()
+            )
+        });
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace");
+    for src in ["schema", "agent", "collector"] {
+        if let Some(newest) = newest_mtime(&workspace.join(src).join("src")) {
+            assert!(
+                newest <= built,
+                "{} is older than the sources in {src}/: run `cargo test --workspace` (or `cargo build --workspace --bins`)",
+                p.display()
+            );
+        }
+    }
+    p
+}
+
+fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let t = if path.is_dir() {
+            newest_mtime(&path)
+        } else {
+            entry.metadata().and_then(|m| m.modified()).ok()
+        };
+        newest = newest.max(t);
+    }
+    newest
+}
+
+/// A port nothing listens on (bound, noted, released): for a collector that is not there yet.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// A numeric command-line option of a benchmark driver (`--name VALUE`), or `default`.
+pub fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Polls `f` until it returns `Some`, or panics after `timeout` with `what` and `context()`.
+pub fn wait_for<T>(
+    timeout: Duration,
+    what: &str,
+    context: impl Fn() -> String,
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "timed out after {timeout:?} waiting for {what}\n{}",
+                context()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A child process that is killed when dropped, with its stderr in a log file.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> Proc {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("log file");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("dup"))
+            .stderr(file)
+            .env("VIGIL_LOG", "info,tantivy=warn")
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc {
+            child,
+            log: log.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let start = lines.len().saturating_sub(30);
+        format!(
+            "--- last lines of {} ({}):\n{}",
+            self.name,
+            self.log.display(),
+            lines[start..].join("\n")
+        )
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait for an orderly exit; returns whether it exited successfully.
+    pub fn terminate(&mut self, timeout: Duration) -> bool {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                self.kill9();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Peak resident set size (VmHWM) in KiB, while the process runs.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+}
+
+impl Proc {
+    /// CPU time (user + system) the process has used so far, in seconds.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
+        // Fields after the command name, which is in parentheses and may contain spaces.
+        let rest = stat.rsplit_once(')')?.1;
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+        Some(ticks / 100.0)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.is_running() {
+            self.kill9();
+        }
+    }
+}
+
+/// Reads a `--ports-file` once the process wrote it.
+pub fn read_ports(path: &Path, proc: &Proc) -> Value {
+    wait_for(
+        Duration::from_secs(60),
+        &format!("{} to listen", proc.name),
+        || proc.log_tail(),
+        || {
+            let text = std::fs::read_to_string(path).ok()?;
+            serde_json::from_str(&text).ok()
+        },
+    )
+}
+
+pub const AGENT_ID: &str = "edge-1";
+pub const AGENT_TOKEN: &str = "test-token-0123456789abcdef";
+
+/// A collector's config: its own data dir, a fixed or ephemeral port, one agent token.
+pub fn collector_config(dir: &Path, port: u16, commit_interval: &str) -> String {
+    format!(
+        r#"data_dir = "{data}"
+[http]
+listen = "127.0.0.1:{port}"
+[index]
+commit_interval = "{commit_interval}"
+[[ingest.agents]]
+id = "{AGENT_ID}"
+token = "{AGENT_TOKEN}"
+"#,
+        data = dir.join("collector-data").display()
+    )
+}
+
+/// An agent's config: syslog TCP+UDP on an ephemeral port, its spool under `dir`;
+/// `spool_extra` goes into the `[spool]` table, `extra` (more tables) at the end.
+pub fn agent_config(dir: &Path, collector_port: u16, spool_extra: &str, extra: &str) -> String {
+    format!(
+        r#"id = "{AGENT_ID}"
+name = "test-agent"
+customer = "test-customer"
+[collector]
+url = "http://127.0.0.1:{collector_port}"
+token = "{AGENT_TOKEN}"
+max_backoff = "1s"
+[spool]
+dir = "{spool}"
+{spool_extra}
+[http]
+listen = "127.0.0.1:0"
+[[syslog]]
+listen = "127.0.0.1:0"
+{extra}
+"#,
+        spool = dir.join("spool").display()
+    )
+}
+
+pub struct Collector {
+    pub proc: Proc,
+    pub port: u16,
+    pub config: PathBuf,
+}
+
+impl Collector {
+    /// Starts `vigil collector` (port 0 = any free port; a restart passes the old port).
+    pub fn start(dir: &Path, port: u16) -> Collector {
+        Self::start_with_commit_interval(dir, port, "500ms")
+    }
+
+    pub fn start_with_commit_interval(dir: &Path, port: u16, commit_interval: &str) -> Collector {
+        let config = dir.join("collector.toml");
+        std::fs::write(&config, collector_config(dir, port, commit_interval)).expect("config");
+        let ports = dir.join("collector.ports.json");
+        let _ = std::fs::remove_file(&ports);
+        let mut cmd = Command::new(bin("vigil"));
+        cmd.arg("collector")
+            .arg("--config")
+            .arg(&config)
+            .arg("--ports-file")
+            .arg(&ports);
+        let proc = Proc::spawn("collector", cmd, &dir.join("collector.log"));
+        let addrs = read_ports(&ports, &proc);
+        let addr: SocketAddr = addrs["http"]
+            .as_str()
+            .expect("http addr")
+            .parse()
+            .expect("addr");
+        Collector {
+            proc,
+            port: addr.port(),
+            config,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+pub struct Agent {
+    pub proc: Proc,
+    /// Everything the agent bound, as in its ports file.
+    pub ports: Value,
+    pub syslog_tcp: SocketAddr,
+    pub syslog_udp: Option<SocketAddr>,
+    pub http: SocketAddr,
+}
+
+impl Agent {
+    pub fn start(dir: &Path, collector_port: u16, spool_extra: &str, extra: &str) -> Agent {
+        let config = dir.join("agent.toml");
+        std::fs::write(
+            &config,
+            agent_config(dir, collector_port, spool_extra, extra),
+        )
+        .expect("config");
+        let ports = dir.join("agent.ports.json");
+        let _ = std::fs::remove_file(&ports);
+        let mut cmd = Command::new(bin("vigil-agent"));
+        cmd.arg("--config")
+            .arg(&config)
+            .arg("--ports-file")
+            .arg(&ports);
+        let proc = Proc::spawn("agent", cmd, &dir.join("agent.log"));
+        let a = read_ports(&ports, &proc);
+        let addr = |v: &Value| -> SocketAddr { v.as_str().expect("addr").parse().expect("addr") };
+        Agent {
+            syslog_tcp: addr(&a["syslog_tcp"][0]),
+            syslog_udp: a["syslog_udp"][0].as_str().and_then(|s| s.parse().ok()),
+            http: addr(&a["http"]),
+            ports: a.clone(),
+            proc,
+        }
+    }
+
+    /// One metric's value from the agent's `/metrics` (summed over labels).
+    pub fn metric(&self, name: &str) -> f64 {
+        metric(&format!("http://{}", self.http), name)
+    }
+}
+
+/// Sums every sample of `name` in a `/metrics` page (0 when absent or unreachable).
+pub fn metric(base: &str, name: &str) -> f64 {
+    let Ok(resp) = reqwest::blocking::get(format!("{base}/metrics")) else {
+        return 0.0;
+    };
+    let text = resp.text().unwrap_or_default();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// An RFC 5424 line without a timestamp (the agent stamps it on receipt, with sub-second
+/// precision) whose message is `{prefix}-{i}`.
+pub fn line(prefix: &str, i: u64) -> String {
+    format!("<13>1 - testhost app - - - {prefix}-{i}\n")
+}
+
+/// Sends `{prefix}-{i}` for every i in `range` over one TCP connection (newline framing).
+pub fn send_tcp(addr: SocketAddr, prefix: &str, range: std::ops::Range<u64>) {
+    let stream = TcpStream::connect(addr).expect("connect to syslog");
+    let mut w = BufWriter::with_capacity(64 * 1024, stream);
+    for i in range {
+        w.write_all(line(prefix, i).as_bytes()).expect("send");
+    }
+    w.flush().expect("flush");
+}
+
+/// The search API's answer.
+pub fn search(base: &str, q: &str, limit: usize, offset: usize) -> Option<Value> {
+    let resp = reqwest::blocking::Client::new()
+        .get(format!("{base}/api/v1/search"))
+        .query(&[
+            ("q", q),
+            ("limit", &limit.to_string()),
+            ("offset", &offset.to_string()),
+        ])
+        .send()
+        .ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    resp.json().ok()
+}
+
+pub fn total(base: &str, q: &str) -> Option<u64> {
+    search(base, q, 0, 0)?.get("total")?.as_u64()
+}
+
+/// Every message in the index, by paging through all events (newest first).
+pub fn all_messages(base: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let page = 10_000;
+    loop {
+        let r = search(base, "*", page, out.len()).expect("search answers");
+        let hits = r["hits"].as_array().expect("hits").clone();
+        let n = hits.len();
+        out.extend(
+            hits.iter()
+                .map(|h| h["message"].as_str().unwrap_or_default().to_owned()),
+        );
+        if n < page {
+            return out;
+        }
+    }
+}
+
+/// Asserts that the messages are exactly `{prefix}-{i}` for i in 0..n, each once.
+pub fn assert_exactly_once(messages: &[String], prefix: &str, n: u64) {
+    let mut seen = vec![0u32; n as usize];
+    let mut foreign = 0;
+    for m in messages {
+        match m
+            .strip_prefix(prefix)
+            .and_then(|r| r.strip_prefix('-'))
+            .and_then(|i| i.parse::<usize>().ok())
+        {
+            Some(i) if i < seen.len() => seen[i] += 1,
+            _ => foreign += 1,
+        }
+    }
+    let missing: Vec<usize> = seen
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c == 0)
+        .map(|(i, _)| i)
+        .collect();
+    let doubled: Vec<usize> = seen
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c > 1)
+        .map(|(i, _)| i)
+        .collect();
+    assert!(
+        missing.is_empty() && doubled.is_empty() && foreign == 0,
+        "{} events missing (first {:?}), {} more than once (first {:?}), {} unexpected",
+        missing.len(),
+        &missing[..missing.len().min(10)],
+        doubled.len(),
+        &doubled[..doubled.len().min(10)],
+        foreign
+    );
+}
