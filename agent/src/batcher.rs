@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until};
 use uuid::Uuid;
 use vigil_schema::{Batch, Event};
@@ -14,9 +14,24 @@ use vigil_schema::{Batch, Event};
 use crate::config::BatchConfig;
 use crate::spool::Spool;
 
+/// What sources put on the batcher's channel.
+#[derive(Debug)]
+pub enum Item {
+    Event(Event),
+    /// Answered once every event sent before it is in the spool: the checkpoint of sources
+    /// that remember a position (the file tailer saves its offsets only then).
+    Sync(oneshot::Sender<()>),
+}
+
+impl From<Event> for Item {
+    fn from(ev: Event) -> Self {
+        Item::Event(ev)
+    }
+}
+
 /// Runs until every sender of `rx` is gone, then writes what it holds and returns.
 pub async fn run(
-    mut rx: mpsc::Receiver<Event>,
+    mut rx: mpsc::Receiver<Item>,
     spool: Arc<Spool>,
     cfg: BatchConfig,
     agent_id: String,
@@ -26,8 +41,14 @@ pub async fn run(
     let mut deadline: Option<Instant> = None;
     loop {
         tokio::select! {
-            ev = rx.recv() => match ev {
-                Some(ev) => {
+            item = rx.recv() => match item {
+                Some(Item::Sync(done)) => {
+                    flush(&mut events, &spool, &agent_id, cfg.max_events).await?;
+                    bytes = 0;
+                    deadline = None;
+                    let _ = done.send(());
+                }
+                Some(Item::Event(ev)) => {
                     if events.is_empty() {
                         deadline = Some(Instant::now() + cfg.max_wait);
                     }

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use chrono_tz::Tz;
 use serde::{Deserialize, Deserializer};
 
 use crate::customer::{CustomerConfig, CustomerMap};
@@ -40,6 +41,8 @@ pub struct AgentConfig {
     pub batch: BatchConfig,
     pub http: HttpConfig,
     pub syslog: Vec<SyslogConfig>,
+    /// Files to tail (`[[file]]`); their read positions are kept in the spool directory.
+    pub file: Vec<FileConfig>,
     /// Sender prefixes per customer (see [`crate::customer`] for the precedence).
     pub customers: Vec<CustomerConfig>,
 }
@@ -108,6 +111,64 @@ pub struct SyslogConfig {
     /// unfinished message is kept, flagged as truncated).
     #[serde(default = "default_idle_timeout", deserialize_with = "de_duration")]
     pub idle_timeout: Duration,
+    /// Time zone of timestamps without an offset (RFC 3164 and most application logs), an
+    /// IANA name such as `Europe/Brussels`.
+    #[serde(default = "default_tz", deserialize_with = "de_tz")]
+    pub timezone: Tz,
+    /// Certificate chain and key (PEM) for the `tls` protocol (RFC 5425).
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Kernel receive buffer asked for the UDP socket (the kernel may grant less; what it
+    /// grants is logged). Overruns are counted from the kernel's per-socket drop counter.
+    #[serde(default = "default_udp_buffer")]
+    pub udp_receive_buffer_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// A TLS handshake that takes longer is abandoned (and counted as timed out).
+    #[serde(
+        default = "default_handshake_timeout",
+        deserialize_with = "de_duration"
+    )]
+    pub handshake_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Paths or glob patterns (`/var/log/app/*.log`), checked again at every poll so new
+    /// files and rotated ones are found.
+    pub paths: Vec<String>,
+    /// Where to start in a file seen for the first time at agent start: `end` (default) or
+    /// `beginning`. Files that appear later are always read from their beginning, and a
+    /// file with a saved position resumes there.
+    #[serde(default)]
+    pub start_at: StartAt,
+    #[serde(default)]
+    pub customer: Option<String>,
+    #[serde(default = "default_tz", deserialize_with = "de_tz")]
+    pub timezone: Tz,
+    /// Longer lines are truncated (and flagged).
+    #[serde(default = "default_max_message")]
+    pub max_line_bytes: usize,
+    #[serde(default = "default_poll", deserialize_with = "de_duration")]
+    pub poll_interval: Duration,
+    /// A file renamed out of `paths` or deleted is still read for this long after its last
+    /// new line (writers keep writing to the old file until they reopen).
+    #[serde(default = "default_rotate_wait", deserialize_with = "de_duration")]
+    pub rotate_wait: Duration,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartAt {
+    Beginning,
+    #[default]
+    End,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -115,6 +176,8 @@ pub struct SyslogConfig {
 pub enum Protocol {
     Tcp,
     Udp,
+    /// Syslog over TLS (RFC 5425) on the listener's TCP port, with `tls` cert and key.
+    Tls,
 }
 
 fn default_protocols() -> Vec<Protocol> {
@@ -128,6 +191,21 @@ fn default_max_connections() -> usize {
 }
 fn default_idle_timeout() -> Duration {
     Duration::from_secs(300)
+}
+fn default_tz() -> Tz {
+    Tz::UTC
+}
+fn default_udp_buffer() -> usize {
+    8 << 20
+}
+fn default_handshake_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_poll() -> Duration {
+    Duration::from_millis(250)
+}
+fn default_rotate_wait() -> Duration {
+    Duration::from_secs(5)
 }
 
 impl Default for AgentConfig {
@@ -147,7 +225,11 @@ impl Default for AgentConfig {
                 max_message_bytes: default_max_message(),
                 max_connections: default_max_connections(),
                 idle_timeout: default_idle_timeout(),
+                timezone: default_tz(),
+                tls: None,
+                udp_receive_buffer_bytes: default_udp_buffer(),
             }],
+            file: Vec::new(),
             customers: Vec::new(),
         }
     }
@@ -245,7 +327,23 @@ impl AgentConfig {
         }
         for s in &self.syslog {
             if s.protocols.is_empty() {
-                return Err(invalid("syslog.protocols", "name at least one of tcp, udp"));
+                return Err(invalid(
+                    "syslog.protocols",
+                    "name at least one of tcp, udp, tls",
+                ));
+            }
+            let tls = s.protocols.contains(&Protocol::Tls);
+            if tls && s.protocols.contains(&Protocol::Tcp) {
+                return Err(invalid(
+                    "syslog.protocols",
+                    "tcp and tls share the TCP port: use two listeners",
+                ));
+            }
+            if tls != s.tls.is_some() {
+                return Err(invalid(
+                    "syslog.tls",
+                    "the tls protocol needs [syslog.tls] cert and key, and only it uses them",
+                ));
             }
             if s.max_message_bytes < 64 {
                 return Err(invalid("syslog.max_message_bytes", "must be at least 64"));
@@ -255,6 +353,20 @@ impl AgentConfig {
             }
             if s.idle_timeout.is_zero() {
                 return Err(invalid("syslog.idle_timeout", "must be more than 0"));
+            }
+        }
+        for f in &self.file {
+            if f.paths.is_empty() {
+                return Err(invalid("file.paths", "name at least one path or glob"));
+            }
+            if let Some(bad) = f.paths.iter().find_map(|p| glob::Pattern::new(p).err()) {
+                return Err(invalid("file.paths", &bad.to_string()));
+            }
+            if f.max_line_bytes < 64 {
+                return Err(invalid("file.max_line_bytes", "must be at least 64"));
+            }
+            if f.poll_interval.is_zero() {
+                return Err(invalid("file.poll_interval", "must be more than 0"));
             }
         }
         CustomerMap::new(&self.customers).map_err(|e| invalid("customers", &e))?;
@@ -302,6 +414,15 @@ pub fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error
     parse_duration(&s).map_err(serde::de::Error::custom)
 }
 
+pub fn de_tz<'de, D: Deserializer<'de>>(d: D) -> Result<Tz, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse::<Tz>().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "`{s}` is not an IANA time zone name like UTC or Europe/Brussels"
+        ))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,6 +455,31 @@ mod tests {
         let err = AgentConfig::parse("[batch]\nmax_wait = \"soon\"\n", Path::new("a.toml"))
             .expect_err("bad duration");
         assert!(err.to_string().contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn time_zones_and_tls_are_checked() {
+        let cfg = AgentConfig::parse(
+            "[[syslog]]\nlisten = \"127.0.0.1:1\"\ntimezone = \"Europe/Brussels\"\n",
+            Path::new("a.toml"),
+        )
+        .expect("valid");
+        assert_eq!(cfg.syslog[0].timezone, chrono_tz::Europe::Brussels);
+        let err = AgentConfig::parse(
+            "[[syslog]]\nlisten = \"127.0.0.1:1\"\ntimezone = \"Mars/Olympus\"\n",
+            Path::new("a.toml"),
+        )
+        .expect_err("bad zone");
+        assert!(err.to_string().contains("Mars/Olympus"), "{err}");
+        let err = AgentConfig::parse(
+            "[[syslog]]\nlisten = \"127.0.0.1:1\"\nprotocols = [\"tls\"]\n",
+            Path::new("a.toml"),
+        )
+        .expect_err("tls without a certificate");
+        assert!(err.to_string().contains("syslog.tls"), "{err}");
+        let err = AgentConfig::parse("[[file]]\npaths = [\"/var/log/[\"]\n", Path::new("a.toml"))
+            .expect_err("bad glob");
+        assert!(err.to_string().contains("file.paths"), "{err}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`config`]: the TOML configuration, strict about unknown keys.
 //! - [`syslog`]: the syslog listeners and parser.
+//! - [`tail`]: the file source (tails globs, follows rotation, remembers positions).
 //! - [`batcher`]: events to batches, written to the [`spool`].
 //! - [`spool`]: batches on disk until acknowledged.
 //! - [`shipper`]: spooled batches to the collector, a window of them in flight.
@@ -24,6 +25,7 @@ pub mod metrics;
 pub mod shipper;
 pub mod spool;
 pub mod syslog;
+pub mod tail;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,6 +34,7 @@ use anyhow::Context;
 use serde::Serialize;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -41,11 +44,31 @@ use crate::metrics::Metrics;
 use crate::spool::Spool;
 use crate::syslog::listener::{self, Listener};
 
+/// Binds a UDP socket with the receive buffer the config asks for (the kernel caps it at
+/// `net.core.rmem_max`; what it granted is logged).
+fn bind_udp(s: &config::SyslogConfig) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol as P, Socket, Type};
+    let sock = Socket::new(Domain::for_address(s.listen), Type::DGRAM, Some(P::UDP))?;
+    if let Err(e) = sock.set_recv_buffer_size(s.udp_receive_buffer_bytes) {
+        tracing::warn!(listen = %s.listen, error = %e, "cannot set the UDP receive buffer");
+    }
+    sock.bind(&s.listen.into())?;
+    sock.set_nonblocking(true)?;
+    tracing::info!(
+        listen = %s.listen,
+        asked = s.udp_receive_buffer_bytes,
+        granted = sock.recv_buffer_size().unwrap_or(0),
+        "UDP receive buffer"
+    );
+    UdpSocket::from_std(sock.into())
+}
+
 /// The addresses an agent actually bound (useful when a config asks for port 0).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct BoundAddrs {
     pub http: Option<SocketAddr>,
     pub syslog_tcp: Vec<SocketAddr>,
+    pub syslog_tls: Vec<SocketAddr>,
     pub syslog_udp: Vec<SocketAddr>,
 }
 
@@ -55,7 +78,8 @@ pub struct Agent {
     metrics: Arc<Metrics>,
     spool: Arc<Spool>,
     http: Option<TcpListener>,
-    tcp: Vec<(config::SyslogConfig, TcpListener)>,
+    /// TCP listeners, with their TLS acceptor when they speak TLS.
+    tcp: Vec<(config::SyslogConfig, TcpListener, Option<TlsAcceptor>)>,
     udp: Vec<(config::SyslogConfig, UdpSocket)>,
 }
 
@@ -82,16 +106,19 @@ impl Agent {
         let mut tcp = Vec::new();
         let mut udp = Vec::new();
         for s in &cfg.syslog {
-            if s.protocols.contains(&Protocol::Tcp) {
+            let tls = match &s.tls {
+                Some(t) => Some(syslog::tls::acceptor(t)?),
+                None => None,
+            };
+            if s.protocols.contains(&Protocol::Tcp) || tls.is_some() {
                 let l = TcpListener::bind(s.listen)
                     .await
                     .with_context(|| format!("cannot bind syslog tcp {}", s.listen))?;
-                tcp.push((s.clone(), l));
+                tcp.push((s.clone(), l, tls));
             }
             if s.protocols.contains(&Protocol::Udp) {
-                let u = UdpSocket::bind(s.listen)
-                    .await
-                    .with_context(|| format!("cannot bind syslog udp {}", s.listen))?;
+                let u =
+                    bind_udp(s).with_context(|| format!("cannot bind syslog udp {}", s.listen))?;
                 udp.push((s.clone(), u));
             }
         }
@@ -111,7 +138,14 @@ impl Agent {
             syslog_tcp: self
                 .tcp
                 .iter()
-                .filter_map(|(_, l)| l.local_addr().ok())
+                .filter(|(_, _, tls)| tls.is_none())
+                .filter_map(|(_, l, _)| l.local_addr().ok())
+                .collect(),
+            syslog_tls: self
+                .tcp
+                .iter()
+                .filter(|(_, _, tls)| tls.is_some())
+                .filter_map(|(_, l, _)| l.local_addr().ok())
                 .collect(),
             syslog_udp: self
                 .udp
@@ -133,8 +167,9 @@ impl Agent {
         let sources = CancellationToken::new();
         let source_tasks = TaskTracker::new();
         let customers = Arc::new(CustomerMap::new(&cfg.customers).map_err(anyhow::Error::msg)?);
-        for (s, l) in self.tcp {
-            let name = format!("syslog-tcp-{}", s.listen);
+        for (s, l, tls) in self.tcp {
+            let kind = if tls.is_some() { "tls" } else { "tcp" };
+            let name = format!("syslog-{kind}-{}", s.listen);
             tracing::info!(listener = %name, addr = ?l.local_addr().ok(), "listening");
             let ctx = Arc::new(Listener::new(
                 name,
@@ -143,6 +178,7 @@ impl Agent {
                 customers.clone(),
                 tx.clone(),
                 &self.metrics,
+                tls,
             ));
             source_tasks.spawn(listener::run_tcp(
                 l,
@@ -161,8 +197,18 @@ impl Agent {
                 customers.clone(),
                 tx.clone(),
                 &self.metrics,
+                None,
             ));
             source_tasks.spawn(listener::run_udp(u, ctx, sources.clone()));
+        }
+        if !cfg.file.is_empty() {
+            let (cfg, tx, metrics, stop) = (
+                cfg.clone(),
+                tx.clone(),
+                self.metrics.clone(),
+                sources.clone(),
+            );
+            source_tasks.spawn_blocking(move || tail::run(cfg, tx, metrics, stop));
         }
         drop(tx);
 

@@ -17,6 +17,8 @@ pub struct Metrics {
     pub syslog_truncated: Family<Labels, Counter>,
     pub connections_refused: Family<Labels, Counter>,
     pub connections_timed_out: Family<Labels, Counter>,
+    pub connections_open: Family<Labels, Gauge>,
+    pub tls_failed: Family<Labels, Counter>,
     pub batches_spooled: Counter,
     pub events_spooled: Counter,
     pub spool_bytes: Gauge,
@@ -76,6 +78,16 @@ impl Metrics {
             connections_timed_out: reg!(
                 "connections_timed_out",
                 "TCP connections closed after the idle timeout",
+                Family::default()
+            ),
+            tls_failed: reg!(
+                "tls_handshakes_failed",
+                "TLS connections closed because the handshake failed",
+                Family::default()
+            ),
+            connections_open: reg!(
+                "connections_open",
+                "TCP connections open now (at most the listener's max_connections)",
                 Family::default()
             ),
             batches_spooled: reg!(

@@ -42,6 +42,7 @@ fn origin(received: DateTime<Utc>) -> Origin<'static> {
         peer: None,
         received,
         truncated: false,
+        tz: chrono_tz::Tz::UTC,
     }
 }
 

@@ -15,6 +15,8 @@ pub const CUSTOMER: &str = "customer";
 pub const MESSAGE: &str = "message";
 pub const OBSERVER_IP: &str = "observer.ip";
 pub const TAGS: &str = "tags";
+/// The file a line was read from (file source).
+pub const LOG_FILE_PATH: &str = "log.file.path";
 
 pub const SOURCE_IP: &str = "source.ip";
 pub const SOURCE_PORT: &str = "source.port";

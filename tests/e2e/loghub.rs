@@ -36,6 +36,7 @@ fn every_loghub_line_arrives_over_tcp_and_udp() {
     assert_eq!(samples.len(), 16);
 
     let dir = tempfile::tempdir().expect("tempdir");
+    let started = chrono::Utc::now();
     let c = Collector::start(dir.path(), 0);
     let extra: String = samples
         .iter()
@@ -120,8 +121,29 @@ fn every_loghub_line_arrives_over_tcp_and_udp() {
             "{name}"
         );
     }
+    // Every sample's lines carry their own time (syslog or the application's format), and
+    // all of it is older than this test: an event stamped on receipt would be newer.
+    let before_start = started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    for (name, lines) in &samples {
+        let r = reqwest::blocking::Client::new()
+            .get(format!("{url}/api/v1/search"))
+            .query(&[
+                ("q", format!("customer:{name}")),
+                ("to", before_start.clone()),
+                ("limit", "0".into()),
+            ])
+            .send()
+            .and_then(|r| r.json::<serde_json::Value>())
+            .expect("search");
+        assert_eq!(
+            r["total"].as_u64(),
+            Some(2 * lines.len() as u64),
+            "{name}: events stamped with the line's own time"
+        );
+    }
     println!(
-        "loghub: {expected} events; {} kept whole as not syslog (tag _syslogparsefailure)",
+        "loghub: {expected} events, all with the time of their line; {} kept whole as not \
+         syslog (tag _syslogparsefailure)",
         total(&url, "tags:_syslogparsefailure").unwrap_or(0)
     );
 }

@@ -1,5 +1,5 @@
 //! Syslog listeners: TCP (RFC 6587 octet counting or newline framing, chosen per connection
-//! from its first byte) and UDP (one datagram, one message).
+//! from its first byte), the same over TLS (RFC 5425) and UDP (one datagram, one message).
 //!
 //! Bounds: a semaphore caps TCP connections (an extra connection is closed at once and
 //! counted); a message longer than `max_message_bytes` is cut there and flagged; TCP senders
@@ -10,15 +10,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use chrono_tz::Tz;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{Semaphore, mpsc};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use vigil_schema::Event;
 
 use super::parse::{Origin, to_event};
+use crate::batcher::Item;
 use crate::config::{AgentConfig, SyslogConfig};
 use crate::customer::CustomerMap;
 use crate::metrics::{Metrics, listener_label};
@@ -34,13 +38,18 @@ pub struct Listener {
     max_message_bytes: usize,
     max_connections: usize,
     idle_timeout: Duration,
-    tx: mpsc::Sender<Event>,
+    tz: Tz,
+    tls: Option<(TlsAcceptor, Duration)>,
+    tx: mpsc::Sender<Item>,
     received: Counter,
     malformed: Counter,
     truncated: Counter,
     dropped_full: Counter,
+    dropped_overrun: Counter,
     refused: Counter,
     timed_out: Counter,
+    open: Gauge,
+    tls_failed: Counter,
 }
 
 impl Listener {
@@ -49,19 +58,36 @@ impl Listener {
         agent: &AgentConfig,
         cfg: &SyslogConfig,
         customers: Arc<CustomerMap>,
-        tx: mpsc::Sender<Event>,
+        tx: mpsc::Sender<Item>,
         metrics: &Metrics,
+        tls: Option<TlsAcceptor>,
     ) -> Self {
         let l = listener_label(&name);
-        let mut full = l.clone();
-        full.push(("reason", "channel_full".into()));
+        let reason = |r: &str| {
+            let mut l = l.clone();
+            l.push(("reason", r.into()));
+            l
+        };
+        // One statement each: a family's guard lives to the end of its statement, and a
+        // second label of the same family in one statement would wait for it forever.
+        let dropped_full = metrics
+            .events_dropped
+            .get_or_create(&reason("channel_full"))
+            .clone();
+        let dropped_overrun = metrics
+            .events_dropped
+            .get_or_create(&reason("receive_buffer"))
+            .clone();
         Listener {
             received: metrics.events_received.get_or_create(&l).clone(),
             malformed: metrics.syslog_malformed.get_or_create(&l).clone(),
             truncated: metrics.syslog_truncated.get_or_create(&l).clone(),
-            dropped_full: metrics.events_dropped.get_or_create(&full).clone(),
+            dropped_full,
+            dropped_overrun,
             refused: metrics.connections_refused.get_or_create(&l).clone(),
             timed_out: metrics.connections_timed_out.get_or_create(&l).clone(),
+            open: metrics.connections_open.get_or_create(&l).clone(),
+            tls_failed: metrics.tls_failed.get_or_create(&l).clone(),
             name,
             agent_id: agent.id.clone(),
             agent_name: agent.name.clone(),
@@ -71,6 +97,8 @@ impl Listener {
             max_message_bytes: cfg.max_message_bytes,
             max_connections: cfg.max_connections,
             idle_timeout: cfg.idle_timeout,
+            tz: cfg.timezone,
+            tls: tls.zip(cfg.tls.as_ref().map(|t| t.handshake_timeout)),
             tx,
         }
     }
@@ -97,6 +125,7 @@ impl Listener {
             peer: Some(peer.ip()),
             received: Utc::now(),
             truncated,
+            tz: self.tz,
         };
         let (ev, parsed) = to_event(&text, &origin);
         self.received.inc();
@@ -139,17 +168,35 @@ pub async fn run_tcp(
             continue;
         };
         let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
+        ctx.open.inc();
         tasks.spawn(async move {
-            let _permit = permit;
-            if let Err(e) = handle_tcp(stream, peer, &ctx, &shutdown).await {
+            let handled = match &ctx.tls {
+                None => handle_tcp(stream, peer, &ctx, &shutdown).await,
+                Some((acceptor, limit)) => {
+                    match tokio::time::timeout(*limit, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => handle_tcp(tls, peer, &ctx, &shutdown).await,
+                        Ok(Err(e)) => {
+                            ctx.tls_failed.inc();
+                            Err(e)
+                        }
+                        Err(_) => {
+                            ctx.timed_out.inc();
+                            Ok(())
+                        }
+                    }
+                }
+            };
+            if let Err(e) = handled {
                 tracing::debug!(listener = %ctx.name, %peer, error = %e, "connection ended with an error");
             }
+            ctx.open.dec();
+            drop(permit);
         });
     }
 }
 
-async fn handle_tcp(
-    stream: TcpStream,
+async fn handle_tcp<S: AsyncRead + Unpin>(
+    stream: S,
     peer: SocketAddr,
     ctx: &Listener,
     shutdown: &CancellationToken,
@@ -178,7 +225,7 @@ async fn handle_tcp(
                     tracing::debug!(listener = %ctx.name, %peer, "idle connection closed");
                     // Keep what an unfinished message had sent: cut short, never dropped.
                     if !buf.is_empty() {
-                        let _ = ctx.tx.send(ctx.event(&buf, peer, true, customer)).await;
+                        let _ = ctx.tx.send(ctx.event(&buf, peer, true, customer).into()).await;
                     }
                     return Ok(());
                 }
@@ -191,7 +238,7 @@ async fn handle_tcp(
             continue;
         }
         let ev = ctx.event(&buf, peer, truncated, customer);
-        if ctx.tx.send(ev).await.is_err() {
+        if ctx.tx.send(ev.into()).await.is_err() {
             return Ok(());
         }
     }
@@ -314,12 +361,23 @@ fn trim_newline(buf: &mut Vec<u8>) {
     }
 }
 
-/// Receives datagrams until `shutdown`.
+/// Receives datagrams until `shutdown`. Once a second it reads the kernel's count of
+/// datagrams dropped because the socket's receive buffer was full, and counts the new ones.
 pub async fn run_udp(sock: UdpSocket, ctx: Arc<Listener>, shutdown: CancellationToken) {
     let mut buf = vec![0u8; 65_536];
+    let inode = socket_inode(&sock);
+    let mut kernel_dropped = inode.and_then(kernel_drops).unwrap_or(0);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         let (n, peer) = tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {
+                if let Some(now) = inode.and_then(kernel_drops) {
+                    ctx.dropped_overrun.inc_by(now.saturating_sub(kernel_dropped));
+                    kernel_dropped = now;
+                }
+                continue;
+            }
             r = sock.recv_from(&mut buf) => match r {
                 Ok(x) => x,
                 Err(e) => {
@@ -336,14 +394,45 @@ pub async fn run_udp(sock: UdpSocket, ctx: Arc<Listener>, shutdown: Cancellation
             continue;
         }
         let ev = ctx.event(&msg, peer, truncated, ctx.customer_for(peer.ip()));
-        match ctx.tx.try_send(ev) {
+        match ctx.tx.try_send(ev.into()) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 ctx.dropped_full.inc();
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => return,
+            Err(mpsc::error::TrySendError::Closed(_)) => break,
         }
     }
+    if let Some(now) = inode.and_then(kernel_drops) {
+        ctx.dropped_overrun
+            .inc_by(now.saturating_sub(kernel_dropped));
+    }
+}
+
+/// The inode of a socket, which names it in `/proc/net/udp{,6}` (Linux; `None` elsewhere).
+fn socket_inode(sock: &UdpSocket) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", sock.as_raw_fd())).ok()?;
+    link.to_str()?
+        .strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// Datagrams the kernel dropped for the socket with this inode: the last column (`drops`)
+/// of its line in `/proc/net/udp` or `/proc/net/udp6`.
+fn kernel_drops(inode: u64) -> Option<u64> {
+    ["/proc/self/net/udp", "/proc/self/net/udp6"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .find_map(|table| {
+            table.lines().skip(1).find_map(|line| {
+                let cols: Vec<&str> = line.split_ascii_whitespace().collect();
+                (cols.get(9)?.parse::<u64>().ok()? == inode)
+                    .then(|| cols.last()?.parse().ok())
+                    .flatten()
+            })
+        })
 }
 
 #[cfg(test)]

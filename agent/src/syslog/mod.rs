@@ -1,5 +1,8 @@
-//! Syslog source: listeners ([`listener`]) and the parser that turns one message into an
-//! event with the syslog fields of DESIGN.md ([`parse`]).
+//! Syslog source: listeners ([`listener`], TLS from [`tls`]) and the parser that turns one message into an
+//! event with the syslog fields of DESIGN.md ([`parse`]), and the times at the start of lines that
+//! are not syslog ([`timestamp`]).
 
 pub mod listener;
 pub mod parse;
+pub mod timestamp;
+pub mod tls;

@@ -5,10 +5,13 @@
 
 use std::net::IpAddr;
 
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Datelike, Offset, TimeZone, Utc};
+use chrono_tz::Tz;
 use serde_json::Value;
 use syslog_loose::{IncompleteDate, ProcId, Variant};
 use vigil_schema::{Event, EventKind, fields};
+
+use super::timestamp;
 
 /// Tag on events whose text was not recognisable syslog.
 pub const PARSE_FAILURE_TAG: &str = "_syslogparsefailure";
@@ -24,6 +27,8 @@ pub struct Origin<'a> {
     pub peer: Option<IpAddr>,
     pub received: DateTime<Utc>,
     pub truncated: bool,
+    /// Time zone of timestamps that carry no offset (RFC 3164, most application logs).
+    pub tz: Tz,
 }
 
 /// Parses one message; returns the event and whether the text parsed as syslog.
@@ -32,10 +37,18 @@ pub fn to_event(text: &str, origin: &Origin<'_>) -> (Event, bool) {
     // RFC 3164 has no year: take the one that puts the timestamp nearest to now, never in
     // the future by more than a day (a Dec 31 message read on Jan 1 is last year's).
     let year = |(month, day, ..): IncompleteDate| infer_year(now, month, day);
-    let msg = syslog_loose::parse_message_with_year_tz(text, year, Some(Utc), Variant::Either);
+    // syslog_loose takes a fixed offset: the zone's offset now (off by the DST change for
+    // messages stamped in the hour around it, which a live stream barely has).
+    let offset = origin.tz.offset_from_utc_datetime(&now.naive_utc()).fix();
+    let msg = syslog_loose::parse_message_with_year_tz(text, year, Some(offset), Variant::Either);
     let parsed = msg.facility.is_some() || msg.timestamp.is_some();
 
-    let at = msg.timestamp.map(|t| t.with_timezone(&Utc)).unwrap_or(now);
+    let at = match msg.timestamp {
+        Some(t) => t.with_timezone(&Utc),
+        // Not syslog: an application log line may still start with its own time.
+        None if !parsed => timestamp::leading(text, now, origin.tz).unwrap_or(now),
+        None => now,
+    };
     let mut ev = Event::new(EventKind::Syslog, at);
     ev.set_str(fields::EVENT_DATASET, "syslog");
     ev.set_str(fields::AGENT_ID, origin.agent_id);
@@ -126,6 +139,7 @@ mod tests {
                 .expect("valid")
                 .with_timezone(&Utc),
             truncated: false,
+            tz: Tz::UTC,
         }
     }
 

@@ -63,6 +63,7 @@ pub const FIELDS: &[(&str, FieldType)] = {
         (f::CUSTOMER, Keyword),
         (f::TAGS, Keyword),
         (f::OBSERVER_IP, Ip),
+        (f::LOG_FILE_PATH, Keyword),
         (f::SOURCE_IP, Ip),
         (f::SOURCE_PORT, U64),
         (f::DESTINATION_IP, Ip),
