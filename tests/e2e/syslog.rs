@@ -133,6 +133,73 @@ fn hostile_tcp_input_is_bounded_and_the_agent_keeps_serving() {
     assert!(healthz.status().is_success());
 }
 
+/// A UDP burst far past a tiny receive buffer: the kernel drops datagrams, and the agent
+/// counts every one of them from the socket's drop counter, so read + overrun = sent.
+#[test]
+fn udp_overruns_are_counted_so_every_datagram_is_accounted_for() {
+    const SENT: u64 = 50_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The smallest buffer the kernel grants (about 4 KiB: a handful of datagrams).
+    let a = Agent::start(
+        dir.path(),
+        free_port(),
+        "",
+        "udp_receive_buffer_bytes = 1\n",
+    );
+    let target = a.syslog_udp.expect("udp listener");
+    let senders: Vec<_> = (0..2)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+                let pad = "x".repeat(150);
+                for i in 0..SENT / 2 {
+                    let line = format!("<13>1 - udphost app - - - burst-{t}-{i} {pad}");
+                    sock.send_to(line.as_bytes(), target).expect("send");
+                }
+            })
+        })
+        .collect();
+    for s in senders {
+        s.join().expect("sender");
+    }
+    let read = || metric_for(&a, "vigil_agent_events_received_total", "syslog-udp-");
+    let overrun = || {
+        let text = reqwest::blocking::get(format!("http://{}/metrics", a.http))
+            .and_then(|r| r.text())
+            .unwrap_or_default();
+        text.lines()
+            .filter(|l| {
+                l.starts_with("vigil_agent_events_dropped_total")
+                    && l.contains("reason=\"receive_buffer\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    wait_for(
+        Duration::from_secs(30),
+        "every datagram read or counted as an overrun",
+        || {
+            format!(
+                "read {}, overrun {}\n{}",
+                read(),
+                overrun(),
+                a.proc.log_tail()
+            )
+        },
+        || (read() + overrun() == SENT as f64).then_some(()),
+    );
+    println!(
+        "udp burst: {SENT} sent, {} read, {} counted as receive-buffer overruns",
+        read(),
+        overrun()
+    );
+    assert!(
+        overrun() > 0.0,
+        "a 4 KiB buffer must overflow under this burst"
+    );
+    assert!(read() > 0.0);
+}
+
 #[test]
 fn customer_comes_from_the_listener_then_the_sender_prefix_then_the_agent() {
     let dir = tempfile::tempdir().expect("tempdir");

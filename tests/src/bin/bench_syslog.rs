@@ -2,7 +2,9 @@
 //! TCP, 400-byte messages, 1 and 10 connections) into rsyslog (`imptcp` → file) and into
 //! vigil-agent (parsing into fields and writing its fsynced disk spool; no collector, so the
 //! spool is the end of the line). For each: messages/s and MB/s from the first message sent
-//! to the last one written, and the ratio.
+//! to the last one written, and the ratio. Then UDP at rising rates (2 s of loggen at each
+//! rate, both with a 4 MiB socket buffer: rsyslog as root forces its size, the agent asks for 8 MiB and gets net.core.rmem_max, 4 MiB here): messages lost at each rate, and the highest rate
+//! each one takes without loss.
 //!
 //! Needs `rsyslogd` and `loggen` (syslog-ng's; see `../shared/PEERS.md`: unpack
 //! syslog-ng-core and point `LOGGEN` at its `usr/bin/loggen`).
@@ -18,6 +20,16 @@ use vigil_e2e::{Agent, Proc, arg, free_port, wait_for};
 const SIZE: u64 = 400;
 
 fn loggen(path: &Path, port: u16, n: u64, conns: u64) -> Command {
+    loggen_with(
+        path,
+        port,
+        n,
+        &["-S", &format!("--active-connections={conns}")],
+        100_000_000,
+    )
+}
+
+fn loggen_with(path: &Path, port: u16, n: u64, transport: &[&str], rate: u64) -> Command {
     let root = path
         .parent()
         .and_then(Path::parent)
@@ -26,20 +38,47 @@ fn loggen(path: &Path, port: u16, n: u64, conns: u64) -> Command {
     let mut cmd = Command::new(path);
     cmd.env("LD_LIBRARY_PATH", root.join("usr/lib/syslog-ng"))
         .env("SYSLOGNG_PREFIX", root.join("usr"))
+        .args(transport)
         .args([
-            "-S",
             "-P",
             "-Q",
             "-s",
             &SIZE.to_string(),
             "-r",
-            "100000000",
+            &rate.to_string(),
             "-n",
             &n.to_string(),
+            // loggen stops after --interval (10 s by default) even before -n messages.
+            "-I",
+            "3600",
         ])
-        .arg(format!("--active-connections={conns}"))
         .args(["127.0.0.1", &port.to_string()]);
     cmd
+}
+
+/// Starts rsyslogd in `dir` with one `input` module (listening on 127.0.0.1 with `params`)
+/// writing to one file, whose path it returns.
+fn rsyslog(dir: &Path, input: &str, params: &str) -> (Proc, PathBuf) {
+    let out = dir.join("out.log");
+    let conf = dir.join("rsyslog.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "global(workDirectory=\"{w}\")\nmodule(load=\"{input}\")\n\
+             input(type=\"{input}\" address=\"127.0.0.1\" {params})\n\
+             action(type=\"omfile\" file=\"{o}\")\n",
+            w = dir.display(),
+            o = out.display()
+        ),
+    )
+    .expect("conf");
+    let mut cmd = Command::new("/usr/sbin/rsyslogd");
+    cmd.arg("-n")
+        .arg("-f")
+        .arg(&conf)
+        .arg("-i")
+        .arg(dir.join("pid"));
+    (Proc::spawn("rsyslogd", cmd, &dir.join("rsyslog.log")), out)
 }
 
 fn lines_in(path: &Path) -> u64 {
@@ -64,6 +103,39 @@ fn measure(loggen_path: &Path, port: u16, n: u64, conns: u64, done: impl Fn() ->
     start.elapsed()
 }
 
+/// Waits until `count` has not changed for a second (or 30 s pass) and returns it.
+fn settled(count: impl Fn() -> u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = count();
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = count();
+        if now == last || Instant::now() > deadline {
+            return now;
+        }
+        last = now;
+    }
+}
+
+/// Sends 2 s of UDP at each rate to `port` and returns the messages lost at each.
+fn udp_losses(loggen_path: &Path, port: u16, rates: &[u64], count: impl Fn() -> u64) -> Vec<u64> {
+    let mut before = count();
+    rates
+        .iter()
+        .map(|&rate| {
+            let n = rate * 2;
+            let status = loggen_with(loggen_path, port, n, &["-i", "-D"], rate)
+                .status()
+                .expect("loggen runs");
+            assert!(status.success(), "loggen failed");
+            let after = settled(&count);
+            let lost = n.saturating_sub(after - before);
+            before = after;
+            lost
+        })
+        .collect()
+}
+
 fn main() {
     let n = arg("--messages", 1_000_000);
     let loggen_path = PathBuf::from(
@@ -86,24 +158,7 @@ fn main() {
         // rsyslog: imptcp → one file.
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
-        let out = dir.path().join("out.log");
-        let conf = dir.path().join("rsyslog.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "global(workDirectory=\"{w}\")\nmodule(load=\"imptcp\")\ninput(type=\"imptcp\" port=\"{port}\" address=\"127.0.0.1\")\naction(type=\"omfile\" file=\"{o}\")\n",
-                w = dir.path().display(),
-                o = out.display()
-            ),
-        )
-        .expect("conf");
-        let mut cmd = Command::new("/usr/sbin/rsyslogd");
-        cmd.arg("-n")
-            .arg("-f")
-            .arg(&conf)
-            .arg("-i")
-            .arg(dir.path().join("pid"));
-        let mut rs = Proc::spawn("rsyslogd", cmd, &dir.path().join("rsyslog.log"));
+        let (mut rs, out) = rsyslog(dir.path(), "imptcp", &format!("port=\"{port}\""));
         wait_for(
             Duration::from_secs(30),
             "rsyslog to listen",
@@ -139,6 +194,63 @@ fn main() {
             "{:<12} {conns:>5}   ratio vigil-agent / rsyslog = {:.2}",
             "",
             t_rs.as_secs_f64() / t_ag.as_secs_f64()
+        );
+    }
+
+    udp(&loggen_path);
+}
+
+fn udp(loggen_path: &Path) {
+    let rates = [10_000, 20_000, 40_000, 80_000, 160_000, 320_000];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let (mut rs, out) = rsyslog(
+        dir.path(),
+        "imudp",
+        &format!("port=\"{port}\" rcvbufSize=\"4m\""),
+    );
+    // rsyslog is ready once its first line (a probe datagram) is in the file.
+    let probe = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    wait_for(
+        Duration::from_secs(30),
+        "rsyslog to listen on UDP",
+        || rs.log_tail(),
+        || {
+            probe.send_to(b"<13>probe", ("127.0.0.1", port)).ok();
+            std::thread::sleep(Duration::from_millis(100));
+            (lines_in(&out) > 0).then_some(())
+        },
+    );
+    settled(|| lines_in(&out));
+    let rs_lost = udp_losses(loggen_path, port, &rates, || lines_in(&out));
+    rs.terminate(Duration::from_secs(10));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = Agent::start(dir.path(), free_port(), "max_bytes = 17179869184", "");
+    let udp_port = a.syslog_udp.expect("udp listener").port();
+    let ag_lost = udp_losses(loggen_path, udp_port, &rates, || {
+        a.metric("vigil_agent_events_spooled_total") as u64
+    });
+
+    println!("UDP, {SIZE}-byte messages, 2 s at each rate: messages lost");
+    println!(
+        "{:<12} {}",
+        "msg/s",
+        rates.map(|r| format!("{r:>9}")).join("")
+    );
+    let best = |lost: &[u64]| {
+        rates
+            .iter()
+            .zip(lost)
+            .take_while(|(_, l)| **l == 0)
+            .last()
+            .map_or(0, |(r, _)| *r)
+    };
+    for (name, lost) in [("rsyslog", &rs_lost), ("vigil-agent", &ag_lost)] {
+        println!(
+            "{name:<12} {}   highest rate without loss: {}",
+            lost.iter().map(|l| format!("{l:>9}")).collect::<String>(),
+            best(lost)
         );
     }
 }
