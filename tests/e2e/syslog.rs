@@ -162,18 +162,19 @@ fn udp_overruns_are_counted_so_every_datagram_is_accounted_for() {
     for s in senders {
         s.join().expect("sender");
     }
-    let read = || metric_for(&a, "vigil_agent_events_received_total", "syslog-udp-");
+    let read = || {
+        metric_where(
+            &a,
+            "vigil_agent_events_received_total",
+            "listener=\"syslog-udp-",
+        )
+    };
     let overrun = || {
-        let text = reqwest::blocking::get(format!("http://{}/metrics", a.http))
-            .and_then(|r| r.text())
-            .unwrap_or_default();
-        text.lines()
-            .filter(|l| {
-                l.starts_with("vigil_agent_events_dropped_total")
-                    && l.contains("reason=\"receive_buffer\"")
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>()
+        metric_where(
+            &a,
+            "vigil_agent_events_dropped_total",
+            "reason=\"receive_buffer\"",
+        )
     };
     wait_for(
         Duration::from_secs(30),
@@ -380,20 +381,24 @@ action(type="omfwd" target="127.0.0.1" port="{port}" protocol="tcp" TCP_Framing=
         // They came over TLS: nothing reached the plain TCP listener, no handshake failed.
         assert_eq!(a.metric("vigil_agent_tls_handshakes_failed_total"), 0.0);
         assert_eq!(
-            metric_for(&a, "vigil_agent_events_received_total", "syslog-tls-"),
+            metric_where(
+                &a,
+                "vigil_agent_events_received_total",
+                "listener=\"syslog-tls-"
+            ),
             100.0
         );
     }
 }
 
-/// A metric's value summed over the series whose `listener` label starts with `prefix`.
-fn metric_for(a: &Agent, name: &str, prefix: &str) -> f64 {
+/// A metric's value summed over the series whose labels contain `label` (such as
+/// `listener="syslog-udp-` or `reason="receive_buffer"`).
+fn metric_where(a: &Agent, name: &str, label: &str) -> f64 {
     let text = reqwest::blocking::get(format!("http://{}/metrics", a.http))
         .and_then(|r| r.text())
         .unwrap_or_default();
-    let label = format!("listener=\"{prefix}");
     text.lines()
-        .filter(|l| l.starts_with(name) && l.contains(&label))
+        .filter(|l| l.starts_with(name) && l.contains(label))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
