@@ -110,3 +110,101 @@ fn print_table(body: &Value, out: &mut impl Write) -> anyhow::Result<()> {
     writeln!(out, "{} of {} events", rows.len(), total)?;
     Ok(())
 }
+
+/// `vigil rules check [PATH...]`: loads the rules (Vigil's own when no path is given) and
+/// reports every one that cannot load, and every one that sees no events; `Ok(false)` when
+/// any was rejected.
+pub fn rules_check(
+    paths: &[std::path::PathBuf],
+    mappings: &[std::path::PathBuf],
+    out: &mut impl Write,
+) -> anyhow::Result<bool> {
+    use crate::detect::DetectConfig;
+    use crate::detect::engine::RuleEngine;
+    let cfg = DetectConfig {
+        builtin_rules: paths.is_empty(),
+        rules: paths.to_vec(),
+        mappings: mappings.to_vec(),
+        ..DetectConfig::default()
+    };
+    let (engine, errors) = cfg.load()?;
+    for e in &errors {
+        writeln!(out, "error: {e}")?;
+    }
+    let rules = engine.rules();
+    let blind: Vec<_> = rules.iter().filter(|r| r.sources.is_empty()).collect();
+    for r in &blind {
+        writeln!(
+            out,
+            "note: {}: rule {:?} loads but sees no events (no mapping source for its logsource)",
+            r.file, r.title
+        )?;
+    }
+    writeln!(
+        out,
+        "{} rules loaded ({} of them see no events), {} rejected",
+        rules.len(),
+        blind.len(),
+        errors.len()
+    )?;
+    Ok(errors.is_empty())
+}
+
+/// `vigil rules test RULE --events FILE.ndjson`: the alerts RULE raises on the events.
+pub fn rules_test(
+    rule: &std::path::Path,
+    events: &std::path::Path,
+    mappings: &[std::path::PathBuf],
+    json: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<usize> {
+    use std::io::BufRead;
+
+    use crate::detect::engine::RuleEngine;
+    use crate::detect::{DetectConfig, test_events};
+    let cfg = DetectConfig {
+        builtin_rules: false,
+        rules: vec![rule.to_owned()],
+        mappings: mappings.to_vec(),
+        ..DetectConfig::default()
+    };
+    let (mut engine, errors) = cfg.load()?;
+    for e in &errors {
+        writeln!(out, "error: {e}")?;
+    }
+    if engine.rules().is_empty() {
+        bail!("no rule loaded from {}", rule.display());
+    }
+    let file =
+        std::fs::File::open(events).with_context(|| format!("cannot open {}", events.display()))?;
+    let mut evs = Vec::new();
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("cannot read {}", events.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let ev: vigil_schema::Event = serde_json::from_str(&line)
+            .with_context(|| format!("{}:{}: not a JSON event object", events.display(), n + 1))?;
+        evs.push(ev);
+    }
+    let alerts = test_events(&mut engine, &mut evs);
+    for a in &alerts {
+        if json {
+            writeln!(out, "{}", serde_json::to_string(a)?)?;
+        } else {
+            let s = |f: &str| a.get_str(f).unwrap_or("-");
+            writeln!(
+                out,
+                "{}  {:8}  {}  {}",
+                s("@timestamp"),
+                s("rule.level"),
+                s("rule.id"),
+                s("message")
+            )?;
+        }
+    }
+    if !json {
+        writeln!(out, "{} alerts from {} events", alerts.len(), evs.len())?;
+    }
+    Ok(alerts.len())
+}

@@ -15,6 +15,8 @@ pub struct CollectorConfig {
     pub http: HttpConfig,
     pub ingest: IngestConfig,
     pub index: IndexConfig,
+    /// Sigma rules and correlations on every event.
+    pub detect: crate::detect::DetectConfig,
     /// The in-process agent of `vigil up` (ignored by `vigil collector`).
     pub agent: Option<AgentConfig>,
 }
@@ -66,6 +68,7 @@ impl Default for CollectorConfig {
             http: HttpConfig::default(),
             ingest: IngestConfig::default(),
             index: IndexConfig::default(),
+            detect: crate::detect::DetectConfig::default(),
             agent: None,
         }
     }
@@ -151,6 +154,15 @@ impl CollectorConfig {
             if !seen.insert(&a.token) {
                 return Err(invalid("ingest.agents.token", "two agents share a token"));
             }
+        }
+        if self.detect.max_correlation_groups == 0 || self.detect.max_group_entries == 0 {
+            return Err(invalid(
+                "detect.max_correlation_groups",
+                "correlation limits must be at least 1",
+            ));
+        }
+        if let Err(e) = self.detect.mapping() {
+            return Err(invalid("detect.mappings", &e.to_string()));
         }
         if let Some(agent) = &self.agent {
             agent.validate(path)?;

@@ -5,6 +5,7 @@
 //! - [`config`]: the TOML configuration, strict about unknown keys.
 //! - [`wal`]: the write-ahead log behind every acknowledgement.
 //! - [`index`]: the Tantivy index: schema, the writer thread, search.
+//! - [`detect`]: Sigma rules and correlations on every event; alerts.
 //! - [`api`]: the HTTP API (`fn app(state) -> Router`) and its one error type.
 //! - [`server`]: the collector as a whole: open, serve, ordered shutdown.
 //! - [`cli`]: the client side of `vigil search`.
@@ -14,6 +15,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod detect;
 pub mod index;
 pub mod metrics;
 pub mod server;

@@ -69,10 +69,40 @@ enum Command {
         #[arg(long, env = "VIGIL_TOKEN")]
         token: Option<String>,
     },
+    /// Sigma rules: check that they load, test them on events.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Load rule files and directories (Vigil's own rules when none is given); report every
+    /// rule that cannot load, with its file and the reason, and exit non-zero if any.
+    Check {
+        paths: Vec<PathBuf>,
+        /// Mapping files (default: Vigil's rules/mappings/vigil.yml).
+        #[arg(long)]
+        mapping: Vec<PathBuf>,
+    },
+    /// Run one rule file (a rule, or a correlation with the rules it counts) over events and
+    /// print the alerts it raises.
+    Test {
+        rule: PathBuf,
+        /// One JSON event per line (Vigil's field names; @timestamp drives correlations).
+        #[arg(long)]
+        events: PathBuf,
+        #[arg(long)]
+        mapping: Vec<PathBuf>,
+        /// Alerts as JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -164,6 +194,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 token,
             };
             cli::search(args, &mut std::io::stdout().lock()).await
+        }
+        Command::Rules {
+            command: RulesCommand::Check { paths, mapping },
+        } => {
+            if cli::rules_check(&paths, &mapping, &mut std::io::stdout().lock())? {
+                Ok(())
+            } else {
+                anyhow::bail!("some rules cannot be loaded (listed above)")
+            }
+        }
+        Command::Rules {
+            command:
+                RulesCommand::Test {
+                    rule,
+                    events,
+                    mapping,
+                    json,
+                },
+        } => {
+            cli::rules_test(
+                &rule,
+                &events,
+                &mapping,
+                json,
+                &mut std::io::stdout().lock(),
+            )?;
+            Ok(())
         }
         Command::Config {
             command: ConfigCommand::Check { file, agent },

@@ -20,6 +20,11 @@ pub struct Metrics {
     pub index_docs: Gauge,
     pub search_requests: Counter,
     pub search_errors: Family<Labels, Counter>,
+    pub detect_events: Counter,
+    pub detect_alerts: Family<Labels, Counter>,
+    pub detect_correlation_groups: Gauge,
+    pub detect_rules: Family<Labels, Gauge>,
+    pub detect_reloads: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -79,6 +84,31 @@ impl Metrics {
             search_errors: reg!(
                 "search_errors",
                 "Search requests refused, by error code",
+                Family::default()
+            ),
+            detect_events: reg!(
+                "detect_events",
+                "Events evaluated against the Sigma rules",
+                Counter::default()
+            ),
+            detect_alerts: reg!(
+                "detect_alerts",
+                "Alerts raised, by type (detection or the correlation type)",
+                Family::default()
+            ),
+            detect_correlation_groups: reg!(
+                "detect_correlation_groups",
+                "Correlation windows (rule, group) held in memory",
+                Gauge::default()
+            ),
+            detect_rules: reg!(
+                "detect_rules",
+                "Sigma rules by state (loaded, rejected, blind: loaded but no mapped events)",
+                Family::default()
+            ),
+            detect_reloads: reg!(
+                "detect_reloads",
+                "Rule reloads, by outcome",
                 Family::default()
             ),
             registry,

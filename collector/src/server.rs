@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState, Inner};
 use crate::config::CollectorConfig;
+use crate::detect::{DetectView, Detector};
 use crate::index::IndexSchema;
 use crate::index::search::Searcher;
 use crate::index::writer::{self, Msg, WriterConfig};
@@ -34,26 +35,37 @@ impl Collector {
         let healthy = Arc::new(AtomicBool::new(true));
         let schema = IndexSchema::new();
         let data_dir = cfg.data_dir.clone();
+        let detect_state = data_dir.join("detect-state.json");
         let wcfg = WriterConfig {
             wal_dir: writer::wal_dir(&data_dir),
             commit_interval: cfg.index.commit_interval,
             fsync: cfg.ingest.fsync,
             memory_budget_bytes: cfg.index.memory_budget_mb << 20,
             threads: cfg.index.threads,
+            detect_state: detect_state.clone(),
         };
         let (m, h, rt) = (
             metrics.clone(),
             healthy.clone(),
             tokio::runtime::Handle::current(),
         );
+        let view = Arc::new(DetectView::default());
+        let detector = if cfg.detect.enabled {
+            let dcfg = cfg.detect.clone();
+            let (engine, errors) = tokio::task::spawn_blocking(move || dcfg.load()).await??;
+            let mut d = Detector::new(Box::new(engine), errors, view.clone(), metrics.clone());
+            d.restore(&detect_state);
+            Some(d)
+        } else {
+            None
+        };
         let s2 = schema.clone();
         let (index, reader, tx, writer) =
             tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
                 let index = s2
                     .open_or_create(&data_dir.join("index"))
                     .with_context(|| format!("cannot open the index in {}", data_dir.display()))?;
-                let reader = writer::reader(&index)?;
-                let (tx, handle) = writer::start(&index, s2, reader.clone(), wcfg, m, h, rt)?;
+                let (tx, handle, reader) = writer::start(&index, s2, wcfg, m, detector, h, rt)?;
                 Ok((index, reader, tx, handle))
             })
             .await??;
@@ -78,6 +90,8 @@ impl Collector {
             metrics,
             max_body_bytes: cfg.ingest.max_body_bytes,
             max_batch_events: cfg.ingest.max_batch_events,
+            detect: view,
+            detect_cfg: cfg.detect.clone(),
         }));
         Ok(Collector {
             state,
@@ -103,7 +117,9 @@ impl Collector {
                 .with_graceful_shutdown(async move { stop.cancelled().await })
                 .await
         });
+        let reloads = tokio::spawn(reload_on_sighup(self.state.clone()));
         shutdown.cancelled().await;
+        reloads.abort();
         tracing::info!("collector stopping: ingest closed");
         self.state.0.ingest_open.store(false, Ordering::SeqCst);
         let (done, drained) = oneshot::channel();
@@ -119,5 +135,18 @@ impl Collector {
             .ok();
         tracing::info!("collector stopped");
         Ok(())
+    }
+}
+
+/// SIGHUP reloads the Sigma rules, as `POST /api/v1/rules/reload` does.
+async fn reload_on_sighup(state: AppState) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        if let Err(e) = api::rules::reload(&state).await {
+            tracing::error!(error = %e, "sigma rule reload failed; the previous rules stay");
+        }
     }
 }

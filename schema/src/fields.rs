@@ -8,6 +8,11 @@ pub const EVENT_OUTCOME: &str = "event.outcome";
 pub const EVENT_START: &str = "event.start";
 pub const EVENT_END: &str = "event.end";
 pub const EVENT_DURATION: &str = "event.duration";
+/// Set by the collector: `<batch id>.<position>`, stable across replays.
+pub const EVENT_ID: &str = "event.id";
+/// ECS categorisation of what an event records (`authentication`, ...).
+pub const EVENT_CATEGORY: &str = "event.category";
+pub const EVENT_ACTION: &str = "event.action";
 pub const AGENT_ID: &str = "agent.id";
 pub const AGENT_NAME: &str = "agent.name";
 pub const HOST_NAME: &str = "host.name";
@@ -20,6 +25,9 @@ pub const LOG_FILE_PATH: &str = "log.file.path";
 
 pub const SOURCE_IP: &str = "source.ip";
 pub const SOURCE_PORT: &str = "source.port";
+/// A peer known only by name (a PAM `rhost` that is not an address).
+pub const SOURCE_DOMAIN: &str = "source.domain";
+pub const USER_NAME: &str = "user.name";
 pub const DESTINATION_IP: &str = "destination.ip";
 pub const DESTINATION_PORT: &str = "destination.port";
 pub const NETWORK_TRANSPORT: &str = "network.transport";
@@ -30,6 +38,8 @@ pub const SOURCE_BYTES: &str = "source.bytes";
 pub const DESTINATION_BYTES: &str = "destination.bytes";
 pub const TCP_FLAGS: &str = "tcp.flags";
 pub const NETWORK_COMMUNITY_ID: &str = "network.community_id";
+/// Application protocol of a flow where the source recognised it (`dns`, `http`, ...).
+pub const NETWORK_PROTOCOL: &str = "network.protocol";
 
 pub const SYSLOG_FACILITY: &str = "log.syslog.facility.code";
 pub const SYSLOG_SEVERITY: &str = "log.syslog.severity.code";
@@ -47,3 +57,16 @@ pub const URL_FULL: &str = "url.full";
 pub const HTTP_STATUS_CODE: &str = "http.response.status_code";
 pub const TLS_NOT_AFTER: &str = "tls.server.not_after";
 pub const ERROR_MESSAGE: &str = "error.message";
+
+// Alerts (`event.kind = alert`), written by the collector's detection stage.
+pub const RULE_ID: &str = "rule.id";
+pub const RULE_NAME: &str = "rule.name";
+pub const RULE_LEVEL: &str = "rule.level";
+/// `detection`, or the Sigma correlation type (`event_count`, `value_count`, ...).
+pub const ALERT_TYPE: &str = "alert.type";
+/// The correlation's group, as `field=value` pairs joined by `, `.
+pub const ALERT_GROUP_KEY: &str = "alert.group_key";
+/// The aggregated value that met the correlation's condition.
+pub const ALERT_VALUE: &str = "alert.value";
+/// `event.id`s of the events behind the alert (bounded).
+pub const ALERT_EVENT_IDS: &str = "alert.event_ids";

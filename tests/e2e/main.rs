@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod delivery;
+mod detect;
 mod file;
 mod loghub;
 mod syslog;

@@ -222,6 +222,9 @@ pub fn read_ports(path: &Path, proc: &Proc) -> Value {
 
 pub const AGENT_ID: &str = "edge-1";
 pub const AGENT_TOKEN: &str = "test-token-0123456789abcdef";
+/// A second agent the collector of [`collector_config`] also accepts.
+pub const AGENT2_ID: &str = "edge-2";
+pub const AGENT2_TOKEN: &str = "test-token-second-agent-0123";
 
 /// A collector's config: its own data dir, a fixed or ephemeral port, one agent token.
 pub fn collector_config(dir: &Path, port: u16, commit_interval: &str) -> String {
@@ -234,6 +237,9 @@ commit_interval = "{commit_interval}"
 [[ingest.agents]]
 id = "{AGENT_ID}"
 token = "{AGENT_TOKEN}"
+[[ingest.agents]]
+id = "{AGENT2_ID}"
+token = "{AGENT2_TOKEN}"
 "#,
         data = dir.join("collector-data").display()
     )
@@ -242,13 +248,30 @@ token = "{AGENT_TOKEN}"
 /// An agent's config: syslog TCP+UDP on an ephemeral port, its spool under `dir`;
 /// `spool_extra` goes into the `[spool]` table, `extra` (more tables) at the end.
 pub fn agent_config(dir: &Path, collector_port: u16, spool_extra: &str, extra: &str) -> String {
+    agent_config_as(
+        dir,
+        collector_port,
+        (AGENT_ID, AGENT_TOKEN),
+        spool_extra,
+        extra,
+    )
+}
+
+/// [`agent_config`] for the agent `(id, token)`.
+pub fn agent_config_as(
+    dir: &Path,
+    collector_port: u16,
+    (id, token): (&str, &str),
+    spool_extra: &str,
+    extra: &str,
+) -> String {
     format!(
-        r#"id = "{AGENT_ID}"
+        r#"id = "{id}"
 name = "test-agent"
 customer = "test-customer"
 [collector]
 url = "http://127.0.0.1:{collector_port}"
-token = "{AGENT_TOKEN}"
+token = "{token}"
 max_backoff = "1s"
 [spool]
 dir = "{spool}"
@@ -276,8 +299,17 @@ impl Collector {
     }
 
     pub fn start_with_commit_interval(dir: &Path, port: u16, commit_interval: &str) -> Collector {
+        Self::start_with(dir, port, commit_interval, "")
+    }
+
+    /// Starts with `extra` (more TOML tables) at the end of the configuration.
+    pub fn start_with(dir: &Path, port: u16, commit_interval: &str, extra: &str) -> Collector {
         let config = dir.join("collector.toml");
-        std::fs::write(&config, collector_config(dir, port, commit_interval)).expect("config");
+        std::fs::write(
+            &config,
+            collector_config(dir, port, commit_interval) + extra,
+        )
+        .expect("config");
         let ports = dir.join("collector.ports.json");
         let _ = std::fs::remove_file(&ports);
         let mut cmd = Command::new(bin("vigil"));
@@ -316,10 +348,28 @@ pub struct Agent {
 
 impl Agent {
     pub fn start(dir: &Path, collector_port: u16, spool_extra: &str, extra: &str) -> Agent {
+        Self::start_as(
+            dir,
+            collector_port,
+            (AGENT_ID, AGENT_TOKEN),
+            spool_extra,
+            extra,
+        )
+    }
+
+    /// Starts the agent `(id, token)`; `dir` holds its config, spool and log.
+    pub fn start_as(
+        dir: &Path,
+        collector_port: u16,
+        id: (&str, &str),
+        spool_extra: &str,
+        extra: &str,
+    ) -> Agent {
+        std::fs::create_dir_all(dir).expect("agent dir");
         let config = dir.join("agent.toml");
         std::fs::write(
             &config,
-            agent_config(dir, collector_port, spool_extra, extra),
+            agent_config_as(dir, collector_port, id, spool_extra, extra),
         )
         .expect("config");
         let ports = dir.join("agent.ports.json");

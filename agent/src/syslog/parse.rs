@@ -11,7 +11,7 @@ use serde_json::Value;
 use syslog_loose::{IncompleteDate, ProcId, Variant};
 use vigil_schema::{Event, EventKind, fields};
 
-use super::timestamp;
+use super::{auth, timestamp};
 
 /// Tag on events whose text was not recognisable syslog.
 pub const PARSE_FAILURE_TAG: &str = "_syslogparsefailure";
@@ -101,6 +101,7 @@ pub fn to_event(text: &str, origin: &Origin<'_>) -> (Event, bool) {
                 );
             }
         }
+        auth::enrich(&mut ev);
     }
     if ev.get(fields::HOST_NAME).is_none()
         && let Some(ip) = origin.peer

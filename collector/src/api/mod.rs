@@ -2,6 +2,7 @@
 
 pub mod error;
 pub mod ingest;
+pub mod rules;
 pub mod search;
 
 use std::collections::HashMap;
@@ -36,6 +37,8 @@ pub struct Inner {
     pub metrics: Arc<Metrics>,
     pub max_body_bytes: usize,
     pub max_batch_events: usize,
+    pub detect: Arc<crate::detect::DetectView>,
+    pub detect_cfg: crate::detect::DetectConfig,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -52,6 +55,12 @@ pub fn app(state: AppState) -> Router {
             post(ingest::ingest).layer(DefaultBodyLimit::max(max_body)),
         )
         .route("/api/v1/search", get(search::search))
+        .route("/api/v1/rules", get(rules::list))
+        .route(
+            "/api/v1/rules/test",
+            post(rules::test).layer(DefaultBodyLimit::max(max_body)),
+        )
+        .route("/api/v1/rules/reload", post(rules::reload_handler))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .with_state(state)
 }

@@ -8,7 +8,7 @@
 //!
 //! # Invariants
 //! - Every document stores the whole event as it came (`_source`), enriched only with
-//!   `agent.id` from the authenticated batch; searches return exactly that.
+//!   `agent.id` from the authenticated batch and its `event.id`; searches return exactly that.
 //! - A field value that does not fit its type (a port that is not a number) is not indexed
 //!   under that field but stays in `_source`: nothing is lost, nothing fails.
 //! - Every document carries its batch id (`_batch`, indexed, not stored): an index commit
@@ -57,6 +57,9 @@ pub const FIELDS: &[(&str, FieldType)] = {
         (f::EVENT_START, Date),
         (f::EVENT_END, Date),
         (f::EVENT_DURATION, U64),
+        (f::EVENT_ID, Keyword),
+        (f::EVENT_CATEGORY, Keyword),
+        (f::EVENT_ACTION, Keyword),
         (f::AGENT_ID, Keyword),
         (f::AGENT_NAME, Keyword),
         (f::HOST_NAME, Keyword),
@@ -66,6 +69,8 @@ pub const FIELDS: &[(&str, FieldType)] = {
         (f::LOG_FILE_PATH, Keyword),
         (f::SOURCE_IP, Ip),
         (f::SOURCE_PORT, U64),
+        (f::SOURCE_DOMAIN, Keyword),
+        (f::USER_NAME, Keyword),
         (f::DESTINATION_IP, Ip),
         (f::DESTINATION_PORT, U64),
         (f::NETWORK_TRANSPORT, Keyword),
@@ -76,6 +81,7 @@ pub const FIELDS: &[(&str, FieldType)] = {
         (f::DESTINATION_BYTES, U64),
         (f::TCP_FLAGS, Keyword),
         (f::NETWORK_COMMUNITY_ID, Keyword),
+        (f::NETWORK_PROTOCOL, Keyword),
         (f::SYSLOG_FACILITY, U64),
         (f::SYSLOG_SEVERITY, U64),
         (f::SYSLOG_HOSTNAME, Keyword),
@@ -91,6 +97,12 @@ pub const FIELDS: &[(&str, FieldType)] = {
         (f::HTTP_STATUS_CODE, U64),
         (f::TLS_NOT_AFTER, Date),
         (f::ERROR_MESSAGE, Text),
+        (f::RULE_ID, Keyword),
+        (f::RULE_NAME, Keyword),
+        (f::RULE_LEVEL, Keyword),
+        (f::ALERT_TYPE, Keyword),
+        (f::ALERT_GROUP_KEY, Keyword),
+        (f::ALERT_EVENT_IDS, Keyword),
     ]
 };
 
@@ -155,9 +167,10 @@ impl IndexSchema {
         Term::from_field_text(self.batch, &id.to_string())
     }
 
-    /// The documents of a batch. Deterministic (a replay after a crash yields the same
-    /// documents): an event without a valid `@timestamp` gets its batch's creation time.
-    pub fn documents(&self, batch: Batch) -> impl Iterator<Item = TantivyDocument> + '_ {
+    /// The events of a batch as they are stored: each gets the batch's agent id, an
+    /// `event.id` of `<batch id>.<position>`, and, without a valid `@timestamp`, its batch's
+    /// creation time. Deterministic, so a replay after a crash yields the same events.
+    pub fn enrich(batch: Batch) -> (String, Vec<Event>) {
         let batch_id = batch.batch_id.to_string();
         let batch_time = batch
             .batch_id
@@ -168,17 +181,26 @@ impl IndexSchema {
             })
             .unwrap_or_default();
         let agent_id = batch.agent_id;
-        batch.events.into_iter().map(move |mut e| {
-            e.set_str(f::AGENT_ID, agent_id.as_str());
-            let at = match e.timestamp() {
-                Some(t) => t,
-                None => {
+        let events = batch
+            .events
+            .into_iter()
+            .enumerate()
+            .map(|(n, mut e)| {
+                e.set_str(f::AGENT_ID, agent_id.as_str());
+                e.set_str(f::EVENT_ID, format!("{batch_id}.{n}"));
+                if e.timestamp().is_none() {
                     e.set_timestamp(batch_time);
-                    batch_time
                 }
-            };
-            self.document(&e, at, &batch_id)
-        })
+                e
+            })
+            .collect();
+        (batch_id, events)
+    }
+
+    /// The document of an event of batch `batch_id` (enriched by [`Self::enrich`]).
+    pub fn to_document(&self, e: &Event, batch_id: &str) -> TantivyDocument {
+        let at = e.timestamp().unwrap_or_default();
+        self.document(e, at, batch_id)
     }
 
     fn document(
@@ -278,8 +300,9 @@ mod tests {
             seq: 0,
             events,
         };
-        for d in schema.documents(batch) {
-            w.add_document(d).expect("add");
+        let (id, events) = IndexSchema::enrich(batch);
+        for e in &events {
+            w.add_document(schema.to_document(e, &id)).expect("add");
         }
         w.commit().expect("commit");
         let reader = index.reader().expect("reader");

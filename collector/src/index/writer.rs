@@ -27,6 +27,7 @@ use uuid::Uuid;
 use vigil_schema::Batch;
 
 use super::IndexSchema;
+use crate::detect::Detector;
 use crate::metrics::Metrics;
 use crate::wal::{self, Wal};
 
@@ -53,8 +54,13 @@ pub struct IngestRequest {
     pub reply: oneshot::Sender<Result<Outcome, WriterError>>,
 }
 
+/// A change to the detection stage, run on the writer thread between batches.
+pub type DetectChange = Box<dyn FnOnce(&mut Option<Detector>) + Send>;
+
 pub enum Msg {
     Ingest(IngestRequest),
+    /// Swap the detection engine (rule reload); answered once it is in place.
+    Detect(DetectChange, oneshot::Sender<()>),
     /// Commit what is pending and stop; answered once done.
     Shutdown(oneshot::Sender<()>),
 }
@@ -66,6 +72,8 @@ pub struct WriterConfig {
     pub fsync: bool,
     pub memory_budget_bytes: usize,
     pub threads: usize,
+    /// Where the correlation state is saved at shutdown.
+    pub detect_state: PathBuf,
 }
 
 struct Writer {
@@ -78,31 +86,35 @@ struct Writer {
     commit_due: Option<Instant>,
     cfg: WriterConfig,
     metrics: Arc<Metrics>,
+    detector: Option<Detector>,
 }
 
 /// Opens the writer, replays the write-ahead log into the index and commits, then starts
 /// the writer thread. Blocks (replay) until the index holds every acknowledged batch.
+/// Returns the channel to the thread, its handle, and the reader it reloads on each commit.
 pub fn start(
     index: &Index,
     schema: IndexSchema,
-    reader: IndexReader,
     cfg: WriterConfig,
     metrics: Arc<Metrics>,
+    detector: Option<Detector>,
     healthy: Arc<AtomicBool>,
     rt: Handle,
-) -> anyhow::Result<(mpsc::Sender<Msg>, std::thread::JoinHandle<()>)> {
+) -> anyhow::Result<(mpsc::Sender<Msg>, std::thread::JoinHandle<()>, IndexReader)> {
+    let reader = self::reader(index)?;
     let index_writer = index.writer_with_num_threads(cfg.threads, cfg.memory_budget_bytes)?;
     let committed_through = committed_wal_segment(index)?;
     let mut w = Writer {
         schema,
         index_writer,
-        reader,
+        reader: reader.clone(),
         wal: Wal::open(&cfg.wal_dir)?,
         pending: HashSet::new(),
         uncommitted_docs: 0,
         commit_due: None,
         cfg,
         metrics,
+        detector,
     };
     w.replay(committed_through)?;
     let (tx, rx) = mpsc::channel(64);
@@ -114,7 +126,7 @@ pub fn start(
             }
             healthy.store(false, Ordering::SeqCst);
         })?;
-    Ok((tx, handle))
+    Ok((tx, handle, reader))
 }
 
 fn committed_wal_segment(index: &Index) -> anyhow::Result<u64> {
@@ -176,10 +188,16 @@ impl Writer {
                 Ok(None) => return self.commit(),
                 Ok(Some(Msg::Shutdown(done))) => {
                     self.commit()?;
+                    self.save_detect_state();
                     let _ = done.send(());
                     return Ok(());
                 }
                 Ok(Some(Msg::Ingest(req))) => group.push(req),
+                Ok(Some(Msg::Detect(change, done))) => {
+                    change(&mut self.detector);
+                    let _ = done.send(());
+                    continue;
+                }
             }
             let mut shutdown = None;
             while group.len() < GROUP_MAX {
@@ -189,12 +207,17 @@ impl Writer {
                         shutdown = Some(done);
                         break;
                     }
+                    Ok(Msg::Detect(change, done)) => {
+                        change(&mut self.detector);
+                        let _ = done.send(());
+                    }
                     Err(_) => break,
                 }
             }
             self.handle_group(&mut group)?;
             if let Some(done) = shutdown {
                 self.commit()?;
+                self.save_detect_state();
                 let _ = done.send(());
                 return Ok(());
             }
@@ -257,15 +280,32 @@ impl Writer {
         e
     }
 
+    /// Indexes a batch and the alerts its events raise (under the same batch id, so they
+    /// commit, deduplicate and replay together).
     fn index(&mut self, b: Batch) -> anyhow::Result<()> {
-        self.uncommitted_docs += b.events.len();
-        for doc in self.schema.documents(b) {
-            self.index_writer.add_document(doc)?;
+        let (batch_id, events) = IndexSchema::enrich(b);
+        let alerts = match &mut self.detector {
+            Some(d) => d.process(&events, &batch_id),
+            None => Vec::new(),
+        };
+        self.uncommitted_docs += events.len() + alerts.len();
+        for e in events.iter().chain(&alerts) {
+            self.index_writer
+                .add_document(self.schema.to_document(e, &batch_id))?;
         }
         if self.commit_due.is_none() {
             self.commit_due = Some(Instant::now() + self.cfg.commit_interval);
         }
         Ok(())
+    }
+
+    /// Correlation windows survive a restart (not a crash: they are saved at shutdown).
+    fn save_detect_state(&self) {
+        if let Some(d) = &self.detector
+            && let Err(e) = d.save(&self.cfg.detect_state)
+        {
+            tracing::warn!(error = %e, path = %self.cfg.detect_state.display(), "correlation state not saved");
+        }
     }
 
     fn commit(&mut self) -> anyhow::Result<()> {
