@@ -68,5 +68,7 @@ pub const ALERT_TYPE: &str = "alert.type";
 pub const ALERT_GROUP_KEY: &str = "alert.group_key";
 /// The aggregated value that met the correlation's condition.
 pub const ALERT_VALUE: &str = "alert.value";
+/// The correlation's window, in seconds.
+pub const ALERT_TIMESPAN: &str = "alert.timespan";
 /// `event.id`s of the events behind the alert (bounded).
 pub const ALERT_EVENT_IDS: &str = "alert.event_ids";

@@ -75,7 +75,7 @@ pub fn alert(hit: &Hit, ev: &Event, id: String) -> Event {
                 f::ALERT_VALUE,
                 serde_json::Number::from_f64(*value).map_or(Value::Null, Value::Number),
             );
-            a.set_u64("alert.timespan", *timespan_secs);
+            a.set_u64(f::ALERT_TIMESPAN, *timespan_secs);
             a.set(
                 f::ALERT_EVENT_IDS,
                 Value::Array(event_ids.iter().map(|i| Value::from(i.as_str())).collect()),

@@ -125,10 +125,9 @@ impl SigmaEngine {
                     rules.push(Compiled { mask, per_source });
                     for k in [&r.id, &r.name].into_iter().flatten() {
                         known.insert(k.clone(), mask);
-                        result_key
-                            .insert(k.clone(), r.id.clone().unwrap_or_else(|| r.title.clone()));
+                        result_key.insert(k.clone(), key.clone());
                     }
-                    keys.insert(r.id.clone().unwrap_or_else(|| r.title.clone()), key.clone());
+                    keys.insert(key.clone(), key.clone());
                     info.push(RuleInfo {
                         file: file_of(&key),
                         key,

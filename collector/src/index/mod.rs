@@ -170,7 +170,7 @@ impl IndexSchema {
     /// The events of a batch as they are stored: each gets the batch's agent id, an
     /// `event.id` of `<batch id>.<position>`, and, without a valid `@timestamp`, its batch's
     /// creation time. Deterministic, so a replay after a crash yields the same events.
-    pub fn enrich(batch: Batch) -> (String, Vec<Event>) {
+    pub fn enrich(batch: Batch) -> Enriched {
         let batch_id = batch.batch_id.to_string();
         let batch_time = batch
             .batch_id
@@ -181,6 +181,7 @@ impl IndexSchema {
             })
             .unwrap_or_default();
         let agent_id = batch.agent_id;
+        let mut times = Vec::with_capacity(batch.events.len());
         let events = batch
             .events
             .into_iter()
@@ -188,22 +189,23 @@ impl IndexSchema {
             .map(|(n, mut e)| {
                 e.set_str(f::AGENT_ID, agent_id.as_str());
                 e.set_str(f::EVENT_ID, format!("{batch_id}.{n}"));
-                if e.timestamp().is_none() {
+                let at = e.timestamp().unwrap_or_else(|| {
                     e.set_timestamp(batch_time);
-                }
+                    batch_time
+                });
+                times.push(at);
                 e
             })
             .collect();
-        (batch_id, events)
+        Enriched {
+            batch_id,
+            events,
+            times,
+        }
     }
 
-    /// The document of an event of batch `batch_id` (enriched by [`Self::enrich`]).
-    pub fn to_document(&self, e: &Event, batch_id: &str) -> TantivyDocument {
-        let at = e.timestamp().unwrap_or_default();
-        self.document(e, at, batch_id)
-    }
-
-    fn document(
+    /// The document of event `e`, at `at`, of batch `batch_id`.
+    pub fn document(
         &self,
         e: &Event,
         at: chrono::DateTime<chrono::Utc>,
@@ -267,6 +269,13 @@ fn add_value(doc: &mut TantivyDocument, ty: FieldType, field: Field, v: &Value) 
     }
 }
 
+/// A batch's events as [`IndexSchema::enrich`] makes them, with their times (parsed once).
+pub struct Enriched {
+    pub batch_id: String,
+    pub events: Vec<Event>,
+    pub times: Vec<chrono::DateTime<chrono::Utc>>,
+}
+
 impl Default for IndexSchema {
     fn default() -> Self {
         Self::new()
@@ -300,9 +309,10 @@ mod tests {
             seq: 0,
             events,
         };
-        let (id, events) = IndexSchema::enrich(batch);
-        for e in &events {
-            w.add_document(schema.to_document(e, &id)).expect("add");
+        let b = IndexSchema::enrich(batch);
+        for (e, at) in b.events.iter().zip(&b.times) {
+            w.add_document(schema.document(e, *at, &b.batch_id))
+                .expect("add");
         }
         w.commit().expect("commit");
         let reader = index.reader().expect("reader");

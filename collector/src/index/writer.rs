@@ -283,15 +283,20 @@ impl Writer {
     /// Indexes a batch and the alerts its events raise (under the same batch id, so they
     /// commit, deduplicate and replay together).
     fn index(&mut self, b: Batch) -> anyhow::Result<()> {
-        let (batch_id, events) = IndexSchema::enrich(b);
+        let b = IndexSchema::enrich(b);
         let alerts = match &mut self.detector {
-            Some(d) => d.process(&events, &batch_id),
+            Some(d) => d.process(&b.events, &b.batch_id),
             None => Vec::new(),
         };
-        self.uncommitted_docs += events.len() + alerts.len();
-        for e in events.iter().chain(&alerts) {
+        self.uncommitted_docs += b.events.len() + alerts.len();
+        for (e, at) in b.events.iter().zip(&b.times) {
             self.index_writer
-                .add_document(self.schema.to_document(e, &batch_id))?;
+                .add_document(self.schema.document(e, *at, &b.batch_id))?;
+        }
+        for a in &alerts {
+            let at = a.timestamp().unwrap_or_default();
+            self.index_writer
+                .add_document(self.schema.document(a, at, &b.batch_id))?;
         }
         if self.commit_due.is_none() {
             self.commit_due = Some(Instant::now() + self.cfg.commit_interval);
