@@ -45,6 +45,81 @@ pub struct AgentConfig {
     pub file: Vec<FileConfig>,
     /// Sender prefixes per customer (see [`crate::customer`] for the precedence).
     pub customers: Vec<CustomerConfig>,
+    /// NetFlow v5/v9 and IPFIX receivers (`[[netflow]]`).
+    pub netflow: Vec<NetflowConfig>,
+    /// Packet capture on interfaces (`[[capture]]`).
+    pub capture: Vec<CaptureConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetflowConfig {
+    /// UDP address, e.g. `0.0.0.0:2055`; any of v5, v9 and IPFIX is accepted on it.
+    pub listen: SocketAddr,
+    /// Customer for flows from this listener (overrides prefixes and the agent's).
+    #[serde(default)]
+    pub customer: Option<String>,
+    #[serde(default = "default_netflow_buffer")]
+    pub udp_receive_buffer_bytes: usize,
+    /// Exporters whose templates and sampling rates are kept (least recently heard first out).
+    #[serde(default = "default_max_exporters")]
+    pub max_exporters: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureConfig {
+    /// Interface name, e.g. `eth0`.
+    pub interface: String,
+    /// Which packets count (see `vigil_agent::flow::filter` for the grammar), e.g.
+    /// `not port 22 and net 10.0.0.0/8`.
+    #[serde(default)]
+    pub filter: Option<String>,
+    #[serde(default = "default_true")]
+    pub promiscuous: bool,
+    /// A flow with no packet for this long ends.
+    #[serde(default = "default_flow_idle", deserialize_with = "de_duration")]
+    pub idle_timeout: Duration,
+    /// A flow longer than this is exported and starts a new record.
+    #[serde(default = "default_flow_active", deserialize_with = "de_duration")]
+    pub active_timeout: Duration,
+    /// After FIN from both sides, how long the flow waits for the last ACK.
+    #[serde(default = "default_flow_linger", deserialize_with = "de_duration")]
+    pub close_linger: Duration,
+    /// Flows held at once; when full, the least recently active is exported early.
+    #[serde(default = "default_max_flows")]
+    pub max_flows: usize,
+    /// Kernel buffer for captured frames (capped by `net.core.rmem_max`; what was granted is
+    /// logged). Bursts beyond it are lost in the kernel.
+    #[serde(default = "default_capture_buffer")]
+    pub receive_buffer_bytes: usize,
+    #[serde(default)]
+    pub customer: Option<String>,
+}
+
+fn default_netflow_buffer() -> usize {
+    8 << 20
+}
+fn default_max_exporters() -> usize {
+    10_000
+}
+fn default_true() -> bool {
+    true
+}
+fn default_flow_idle() -> Duration {
+    Duration::from_secs(15)
+}
+fn default_flow_active() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_flow_linger() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_capture_buffer() -> usize {
+    32 << 20
+}
+fn default_max_flows() -> usize {
+    100_000
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -231,6 +306,17 @@ impl Default for AgentConfig {
             }],
             file: Vec::new(),
             customers: Vec::new(),
+            // DESIGN.md's ports: NetFlow v5/v9 on 2055, IPFIX on 4739 (each takes all three).
+            netflow: [2055, 4739]
+                .into_iter()
+                .map(|port| NetflowConfig {
+                    listen: SocketAddr::from(([0, 0, 0, 0], port)),
+                    customer: None,
+                    udp_receive_buffer_bytes: default_netflow_buffer(),
+                    max_exporters: default_max_exporters(),
+                })
+                .collect(),
+            capture: Vec::new(),
         }
     }
 }
@@ -367,6 +453,28 @@ impl AgentConfig {
             }
             if f.poll_interval.is_zero() {
                 return Err(invalid("file.poll_interval", "must be more than 0"));
+            }
+        }
+        for n in &self.netflow {
+            if n.max_exporters == 0 {
+                return Err(invalid("netflow.max_exporters", "must be at least 1"));
+            }
+        }
+        for c in &self.capture {
+            if c.interface.is_empty() {
+                return Err(invalid("capture.interface", "name an interface"));
+            }
+            if let Some(f) = &c.filter {
+                crate::flow::filter::Filter::parse(f).map_err(|e| invalid("capture.filter", &e))?;
+            }
+            if c.max_flows == 0 {
+                return Err(invalid("capture.max_flows", "must be at least 1"));
+            }
+            if c.idle_timeout.is_zero() || c.active_timeout.is_zero() {
+                return Err(invalid(
+                    "capture.idle_timeout",
+                    "idle_timeout and active_timeout must be more than 0",
+                ));
             }
         }
         CustomerMap::new(&self.customers).map_err(|e| invalid("customers", &e))?;

@@ -92,6 +92,16 @@ impl CustomerMap {
         Ok(CustomerMap { prefixes })
     }
 
+    /// The customer of an event from `sender`, in the precedence of the module docs.
+    pub fn attribute<'a>(
+        &'a self,
+        listener: Option<&'a str>,
+        sender: IpAddr,
+        agent: Option<&'a str>,
+    ) -> Option<&'a str> {
+        listener.or_else(|| self.lookup(sender)).or(agent)
+    }
+
     pub fn lookup(&self, ip: IpAddr) -> Option<&str> {
         self.prefixes
             .iter()

@@ -20,12 +20,14 @@
 pub mod batcher;
 pub mod config;
 pub mod customer;
+pub mod flow;
 pub mod http;
 pub mod metrics;
 pub mod shipper;
 pub mod spool;
 pub mod syslog;
 pub mod tail;
+pub mod udp;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,25 +46,6 @@ use crate::metrics::Metrics;
 use crate::spool::Spool;
 use crate::syslog::listener::{self, Listener};
 
-/// Binds a UDP socket with the receive buffer the config asks for (the kernel caps it at
-/// `net.core.rmem_max`; what it granted is logged).
-fn bind_udp(s: &config::SyslogConfig) -> std::io::Result<UdpSocket> {
-    use socket2::{Domain, Protocol as P, Socket, Type};
-    let sock = Socket::new(Domain::for_address(s.listen), Type::DGRAM, Some(P::UDP))?;
-    if let Err(e) = sock.set_recv_buffer_size(s.udp_receive_buffer_bytes) {
-        tracing::warn!(listen = %s.listen, error = %e, "cannot set the UDP receive buffer");
-    }
-    sock.bind(&s.listen.into())?;
-    sock.set_nonblocking(true)?;
-    tracing::info!(
-        listen = %s.listen,
-        asked = s.udp_receive_buffer_bytes,
-        granted = sock.recv_buffer_size().unwrap_or(0),
-        "UDP receive buffer"
-    );
-    UdpSocket::from_std(sock.into())
-}
-
 /// The addresses an agent actually bound (useful when a config asks for port 0).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct BoundAddrs {
@@ -70,6 +53,7 @@ pub struct BoundAddrs {
     pub syslog_tcp: Vec<SocketAddr>,
     pub syslog_tls: Vec<SocketAddr>,
     pub syslog_udp: Vec<SocketAddr>,
+    pub netflow: Vec<SocketAddr>,
 }
 
 /// An agent whose sockets are bound and whose spool is open, ready to [`Agent::run`].
@@ -81,6 +65,7 @@ pub struct Agent {
     /// TCP listeners, with their TLS acceptor when they speak TLS.
     tcp: Vec<(config::SyslogConfig, TcpListener, Option<TlsAcceptor>)>,
     udp: Vec<(config::SyslogConfig, UdpSocket)>,
+    netflow: Vec<(config::NetflowConfig, std::net::UdpSocket)>,
 }
 
 impl Agent {
@@ -117,12 +102,21 @@ impl Agent {
                 tcp.push((s.clone(), l, tls));
             }
             if s.protocols.contains(&Protocol::Udp) {
-                let u =
-                    bind_udp(s).with_context(|| format!("cannot bind syslog udp {}", s.listen))?;
+                let u = udp::bind(s.listen, s.udp_receive_buffer_bytes, true)
+                    .and_then(UdpSocket::from_std)
+                    .with_context(|| format!("cannot bind syslog udp {}", s.listen))?;
                 udp.push((s.clone(), u));
             }
         }
+        let mut netflow = Vec::new();
+        for n in &cfg.netflow {
+            // Blocking with a timeout: the receiver runs on its own thread.
+            let u = udp::bind(n.listen, n.udp_receive_buffer_bytes, false)
+                .with_context(|| format!("cannot bind netflow udp {}", n.listen))?;
+            netflow.push((n.clone(), u));
+        }
         Ok(Agent {
+            netflow,
             cfg,
             metrics,
             spool: Arc::new(spool),
@@ -149,6 +143,11 @@ impl Agent {
                 .collect(),
             syslog_udp: self
                 .udp
+                .iter()
+                .filter_map(|(_, u)| u.local_addr().ok())
+                .collect(),
+            netflow: self
+                .netflow
                 .iter()
                 .filter_map(|(_, u)| u.local_addr().ok())
                 .collect(),
@@ -200,6 +199,33 @@ impl Agent {
                 None,
             ));
             source_tasks.spawn(listener::run_udp(u, ctx, sources.clone()));
+        }
+        for (n, sock) in self.netflow {
+            let name = format!("netflow-{}", n.listen);
+            let port = sock
+                .local_addr()
+                .map(|a| a.port())
+                .unwrap_or(n.listen.port());
+            let store = flow::templates::FileTemplateStore::open(
+                &cfg.spool.dir.join(format!("netflow-templates-{port}.json")),
+            );
+            tracing::info!(listener = %name, addr = ?sock.local_addr().ok(), templates = store.len(), "listening");
+            let rx = flow::netflow::Receiver {
+                name,
+                decoder: flow::netflow::Decoder::new(Some(Arc::new(store)), n.max_exporters),
+                customer: n.customer.clone(),
+                customers: customers.clone(),
+                agent_customer: cfg.customer.clone(),
+                metrics: self.metrics.clone(),
+            };
+            let (tx, stop) = (tx.clone(), sources.clone());
+            source_tasks.spawn_blocking(move || flow::netflow::run(sock, rx, tx, stop));
+        }
+        for c in &cfg.capture {
+            let customer = c.customer.clone().or_else(|| cfg.customer.clone());
+            let (c, tx, metrics, stop) =
+                (c.clone(), tx.clone(), self.metrics.clone(), sources.clone());
+            source_tasks.spawn_blocking(move || flow::capture::run(c, customer, tx, metrics, stop));
         }
         if !cfg.file.is_empty() {
             let (cfg, tx, metrics, stop) = (

@@ -31,6 +31,17 @@ pub struct Metrics {
     pub batches_duplicate: Counter,
     pub batches_rejected: Counter,
     pub ship_errors: Family<Labels, Counter>,
+    pub netflow_messages: Family<Labels, Counter>,
+    pub netflow_flows: Family<Labels, Counter>,
+    pub netflow_templates: Family<Labels, Counter>,
+    pub netflow_decode_errors: Family<Labels, Counter>,
+    pub netflow_missing_template: Family<Labels, Counter>,
+    pub capture_packets: Family<Labels, Counter>,
+    pub capture_malformed: Family<Labels, Counter>,
+    pub capture_fragments: Family<Labels, Counter>,
+    pub capture_errors: Family<Labels, Counter>,
+    pub capture_flows: Family<Labels, Counter>,
+    pub capture_flows_active: Family<Labels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -146,7 +157,78 @@ impl Metrics {
                 "Failed sends to the collector, by kind",
                 Family::default()
             ),
+            netflow_messages: reg!(
+                "netflow_messages",
+                "NetFlow/IPFIX messages decoded, by exporter",
+                Family::default()
+            ),
+            netflow_flows: reg!(
+                "netflow_flows",
+                "Flow records decoded, by exporter",
+                Family::default()
+            ),
+            netflow_templates: reg!(
+                "netflow_templates",
+                "Templates and options templates received, by exporter",
+                Family::default()
+            ),
+            netflow_decode_errors: reg!(
+                "netflow_decode_errors",
+                "Datagrams that did not decode (or not to the end), by exporter",
+                Family::default()
+            ),
+            netflow_missing_template: reg!(
+                "netflow_missing_template",
+                "Data sets dropped because their template is unknown, by exporter",
+                Family::default()
+            ),
+            capture_packets: reg!(
+                "capture_packets",
+                "Frames captured, by interface",
+                Family::default()
+            ),
+            capture_malformed: reg!(
+                "capture_malformed",
+                "Captured frames shorter than their headers say, by interface",
+                Family::default()
+            ),
+            capture_fragments: reg!(
+                "capture_fragments",
+                "Non-first IP fragments captured (counted in a flow without ports)",
+                Family::default()
+            ),
+            capture_errors: reg!(
+                "capture_errors",
+                "Failures to open or read the capture interface (it is retried)",
+                Family::default()
+            ),
+            capture_flows: reg!(
+                "capture_flows",
+                "Flows exported by the capture, by interface and why they ended",
+                Family::default()
+            ),
+            capture_flows_active: reg!(
+                "capture_flows_active",
+                "Flows in the capture's flow table",
+                Family::default()
+            ),
             registry,
+        }
+    }
+
+    /// Counts what one NetFlow datagram from `exporter` gave.
+    pub fn netflow(&self, exporter: &str, d: &crate::flow::netflow::Decoded) {
+        let l = vec![("exporter", exporter.to_owned())];
+        for (fam, n) in [
+            (&self.netflow_messages, d.messages),
+            (&self.netflow_flows, d.flows),
+            (&self.netflow_templates, d.templates),
+            (&self.netflow_decode_errors, d.errors),
+            (&self.netflow_missing_template, d.missing_template),
+        ] {
+            if n > 0 {
+                fam.get_or_create(&l).inc_by(n);
+            }
         }
     }
 

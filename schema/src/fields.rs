@@ -19,6 +19,8 @@ pub const HOST_NAME: &str = "host.name";
 pub const CUSTOMER: &str = "customer";
 pub const MESSAGE: &str = "message";
 pub const OBSERVER_IP: &str = "observer.ip";
+/// The interface a flow was captured on.
+pub const OBSERVER_NAME: &str = "observer.ingress.interface.name";
 pub const TAGS: &str = "tags";
 /// The file a line was read from (file source).
 pub const LOG_FILE_PATH: &str = "log.file.path";
@@ -36,6 +38,11 @@ pub const NETWORK_BYTES: &str = "network.bytes";
 pub const NETWORK_PACKETS: &str = "network.packets";
 pub const SOURCE_BYTES: &str = "source.bytes";
 pub const DESTINATION_BYTES: &str = "destination.bytes";
+pub const SOURCE_PACKETS: &str = "source.packets";
+pub const DESTINATION_PACKETS: &str = "destination.packets";
+/// ICMP type and code of an ICMP flow (which has no ports).
+pub const ICMP_TYPE: &str = "icmp.type";
+pub const ICMP_CODE: &str = "icmp.code";
 pub const TCP_FLAGS: &str = "tcp.flags";
 pub const NETWORK_COMMUNITY_ID: &str = "network.community_id";
 /// Application protocol of a flow where the source recognised it (`dns`, `http`, ...).

@@ -5,6 +5,7 @@ mod bad_input;
 mod delivery;
 mod detect;
 mod file;
+mod flows;
 mod loghub;
 mod syslog;
 mod up;

@@ -13,7 +13,7 @@ fn logger_over_tcp_and_udp_is_searchable_with_the_cli_and_the_api() {
     // Only the ports differ from the embedded defaults, so tests can run side by side.
     std::fs::write(
         &config,
-        "[http]\nlisten = \"127.0.0.1:0\"\n[agent.http]\nlisten = \"127.0.0.1:0\"\n[[agent.syslog]]\nlisten = \"127.0.0.1:0\"\n",
+        "[http]\nlisten = \"127.0.0.1:0\"\n[agent.http]\nlisten = \"127.0.0.1:0\"\n[[agent.syslog]]\nlisten = \"127.0.0.1:0\"\n[[agent.netflow]]\nlisten = \"127.0.0.1:0\"\n",
     )
     .expect("config");
     let ports = dir.path().join("ports.json");

@@ -269,6 +269,7 @@ pub fn agent_config_as(
         r#"id = "{id}"
 name = "test-agent"
 customer = "test-customer"
+{netflow_none}
 [collector]
 url = "http://127.0.0.1:{collector_port}"
 token = "{token}"
@@ -282,7 +283,14 @@ listen = "127.0.0.1:0"
 listen = "127.0.0.1:0"
 {extra}
 "#,
-        spool = dir.join("spool").display()
+        spool = dir.join("spool").display(),
+        // The embedded defaults listen for NetFlow on 2055 and 4739: tests that run side by
+        // side must not, unless they ask for listeners of their own.
+        netflow_none = if extra.contains("[[netflow]]") {
+            ""
+        } else {
+            "netflow = []"
+        },
     )
 }
 
@@ -343,6 +351,7 @@ pub struct Agent {
     pub ports: Value,
     pub syslog_tcp: SocketAddr,
     pub syslog_udp: Option<SocketAddr>,
+    pub netflow: Option<SocketAddr>,
     pub http: SocketAddr,
 }
 
@@ -385,6 +394,7 @@ impl Agent {
         Agent {
             syslog_tcp: addr(&a["syslog_tcp"][0]),
             syslog_udp: a["syslog_udp"][0].as_str().and_then(|s| s.parse().ok()),
+            netflow: a["netflow"][0].as_str().and_then(|s| s.parse().ok()),
             http: addr(&a["http"]),
             ports: a.clone(),
             proc,
@@ -503,4 +513,163 @@ pub fn assert_exactly_once(messages: &[String], prefix: &str, n: u64) {
         &doubled[..doubled.len().min(10)],
         foreign
     );
+}
+
+/// Network namespaces and veth pairs a test creates, deleted (by name) when dropped.
+pub struct Netns {
+    pub namespaces: Vec<String>,
+    pub links: Vec<String>,
+}
+
+/// Runs `ip ARGS`, failing the test with what `ip` said.
+pub fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Netns {
+    /// Whether this machine lets a test make namespaces (root, `ip` present); the reason if not.
+    pub fn unavailable() -> Option<String> {
+        let uid = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("Uid:"))
+                    .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
+            })
+            .unwrap_or_default();
+        if uid != "0" {
+            return Some("not root".into());
+        }
+        match Command::new("ip").arg("-V").output() {
+            Ok(o) if o.status.success() => None,
+            _ => Some("`ip` (iproute2) is missing".into()),
+        }
+    }
+
+    /// A veth pair: `host_if` stays in this namespace with `host_addr`, its peer goes into a
+    /// new namespace `ns` with `ns_addr` (both `/24`). IPv6 is off on both ends, so only the
+    /// test's own traffic crosses the link.
+    pub fn pair(tag: &str, host_addr: &str, ns_addr: &str) -> (Netns, String, String) {
+        let id = std::process::id() % 100_000;
+        let ns = format!("vg{tag}{id}");
+        let host_if = format!("vh{tag}{id}");
+        let ns_if = format!("vn{tag}{id}");
+        let n = Netns {
+            namespaces: vec![ns.clone()],
+            links: vec![host_if.clone()],
+        };
+        ip(&["netns", "add", &ns]);
+        ip(&[
+            "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if,
+        ]);
+        ip(&["link", "set", &ns_if, "netns", &ns]);
+        for (netns, dev) in [(None, &host_if), (Some(&ns), &ns_if)] {
+            let sysctl = format!("net.ipv6.conf.{dev}.disable_ipv6=1");
+            let mut cmd = match netns {
+                Some(ns) => {
+                    let mut c = Command::new("ip");
+                    c.args(["netns", "exec", ns, "sysctl", "-qw", &sysctl]);
+                    c
+                }
+                None => {
+                    let mut c = Command::new("sysctl");
+                    c.args(["-qw", &sysctl]);
+                    c
+                }
+            };
+            let _ = cmd.status();
+        }
+        ip(&["addr", "add", &format!("{host_addr}/24"), "dev", &host_if]);
+        ip(&["link", "set", &host_if, "up"]);
+        ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{ns_addr}/24"),
+            "dev",
+            &ns_if,
+        ]);
+        ip(&["-n", &ns, "link", "set", &ns_if, "up"]);
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        (n, ns, host_if)
+    }
+
+    /// A command run inside namespace `ns`.
+    pub fn exec(ns: &str, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns, program]);
+        c
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for l in &self.links {
+            let _ = Command::new("ip").args(["link", "del", l]).output();
+        }
+        for n in &self.namespaces {
+            let _ = Command::new("ip").args(["netns", "del", n]).output();
+        }
+    }
+}
+
+/// Bytes and packets per connection, both directions together: the key is
+/// (protocol, lower endpoint, higher endpoint), ports 0 for protocols without ports.
+pub type FlowTotals = std::collections::BTreeMap<(u8, String, u16, String, u16), (u64, u64)>;
+
+pub fn flow_key(proto: u8, a: (String, u16), b: (String, u16)) -> (u8, String, u16, String, u16) {
+    let (a, b) = if proto == 6 || proto == 17 {
+        (a, b)
+    } else {
+        ((a.0, 0), (b.0, 0))
+    };
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    (proto, lo.0, lo.1, hi.0, hi.1)
+}
+
+/// What a pcap file holds, per connection (IP lengths, as NetFlow counts them).
+pub fn pcap_totals(path: &Path) -> FlowTotals {
+    use vigil_agent::flow::{packet, pcap};
+    let (link, frames) = pcap::read(path).expect("read pcap");
+    let mut out = FlowTotals::new();
+    for f in frames {
+        let Ok(p) = packet::decode(link, &f.data) else {
+            continue;
+        };
+        let k = flow_key(
+            p.proto,
+            (p.src.to_string(), p.sport),
+            (p.dst.to_string(), p.dport),
+        );
+        let e = out.entry(k).or_default();
+        e.0 += p.ip_bytes;
+        e.1 += 1;
+    }
+    out
+}
+
+/// The same, from the flow events a search returns.
+pub fn event_totals(events: &[Value]) -> FlowTotals {
+    let mut out = FlowTotals::new();
+    for ev in events {
+        let s = |f: &str| ev[f].as_str().unwrap_or_default().to_owned();
+        let n = |f: &str| ev[f].as_u64().unwrap_or(0);
+        let proto: u8 = s("network.iana_number").parse().unwrap_or(0);
+        let k = flow_key(
+            proto,
+            (s("source.ip"), n("source.port") as u16),
+            (s("destination.ip"), n("destination.port") as u16),
+        );
+        let e = out.entry(k).or_default();
+        e.0 += n("network.bytes");
+        e.1 += n("network.packets");
+    }
+    out
 }

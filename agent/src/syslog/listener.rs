@@ -104,10 +104,11 @@ impl Listener {
     }
 
     fn customer_for(&self, peer: IpAddr) -> Option<&str> {
-        self.listener_customer
-            .as_deref()
-            .or_else(|| self.customers.lookup(peer))
-            .or(self.agent_customer.as_deref())
+        self.customers.attribute(
+            self.listener_customer.as_deref(),
+            peer,
+            self.agent_customer.as_deref(),
+        )
     }
 
     fn event(
@@ -365,17 +366,13 @@ fn trim_newline(buf: &mut Vec<u8>) {
 /// datagrams dropped because the socket's receive buffer was full, and counts the new ones.
 pub async fn run_udp(sock: UdpSocket, ctx: Arc<Listener>, shutdown: CancellationToken) {
     let mut buf = vec![0u8; 65_536];
-    let inode = socket_inode(&sock);
-    let mut kernel_dropped = inode.and_then(kernel_drops).unwrap_or(0);
+    let mut kernel = crate::udp::KernelDrops::new(&sock);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         let (n, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tick.tick() => {
-                if let Some(now) = inode.and_then(kernel_drops) {
-                    ctx.dropped_overrun.inc_by(now.saturating_sub(kernel_dropped));
-                    kernel_dropped = now;
-                }
+                ctx.dropped_overrun.inc_by(kernel.poll());
                 continue;
             }
             r = sock.recv_from(&mut buf) => match r {
@@ -402,37 +399,7 @@ pub async fn run_udp(sock: UdpSocket, ctx: Arc<Listener>, shutdown: Cancellation
             Err(mpsc::error::TrySendError::Closed(_)) => break,
         }
     }
-    if let Some(now) = inode.and_then(kernel_drops) {
-        ctx.dropped_overrun
-            .inc_by(now.saturating_sub(kernel_dropped));
-    }
-}
-
-/// The inode of a socket, which names it in `/proc/net/udp{,6}` (Linux; `None` elsewhere).
-fn socket_inode(sock: &UdpSocket) -> Option<u64> {
-    use std::os::fd::AsRawFd;
-    let link = std::fs::read_link(format!("/proc/self/fd/{}", sock.as_raw_fd())).ok()?;
-    link.to_str()?
-        .strip_prefix("socket:[")?
-        .strip_suffix(']')?
-        .parse()
-        .ok()
-}
-
-/// Datagrams the kernel dropped for the socket with this inode: the last column (`drops`)
-/// of its line in `/proc/net/udp` or `/proc/net/udp6`.
-fn kernel_drops(inode: u64) -> Option<u64> {
-    ["/proc/self/net/udp", "/proc/self/net/udp6"]
-        .iter()
-        .filter_map(|p| std::fs::read_to_string(p).ok())
-        .find_map(|table| {
-            table.lines().skip(1).find_map(|line| {
-                let cols: Vec<&str> = line.split_ascii_whitespace().collect();
-                (cols.get(9)?.parse::<u64>().ok()? == inode)
-                    .then(|| cols.last()?.parse().ok())
-                    .flatten()
-            })
-        })
+    ctx.dropped_overrun.inc_by(kernel.poll());
 }
 
 #[cfg(test)]

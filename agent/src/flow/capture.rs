@@ -1,0 +1,190 @@
+//! Packet capture on an interface (AF_PACKET through `pnet_datalink`, no system library),
+//! on its own thread: frames → [`packet::decode`] → [`FlowTable`] → flow events.
+//!
+//! # Invariants
+//! - The capture survives its interface going away or down: a read error closes the channel,
+//!   and it is reopened once a second until the interface is back (each failure counted).
+//! - At shutdown every flow still in the table is exported.
+//! - Frames are read into a 64 KiB buffer, so the segments GRO or TSO coalesce on virtual
+//!   links still give their IP length (counted from the IP header, not the frame).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use prometheus_client::metrics::counter::Counter;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::Flow;
+use super::filter::Filter;
+use super::packet::{self, Link, Skip};
+use super::table::{End, FlowTable, TableConfig};
+use crate::batcher::Item;
+use crate::config::CaptureConfig;
+use crate::metrics::Metrics;
+
+/// Runs until `shutdown`. `customer` is set on every flow event.
+pub fn run(
+    cfg: CaptureConfig,
+    customer: Option<String>,
+    tx: mpsc::Sender<Item>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    let iface = cfg.interface.clone();
+    let label = vec![("interface", iface.clone())];
+    let c = |fam: &prometheus_client::metrics::family::Family<
+        Vec<(&'static str, String)>,
+        Counter,
+    >| { fam.get_or_create(&label).clone() };
+    let (packets, malformed, fragments, errors) = (
+        c(&metrics.capture_packets),
+        c(&metrics.capture_malformed),
+        c(&metrics.capture_fragments),
+        c(&metrics.capture_errors),
+    );
+    let filter = cfg.filter.as_deref().and_then(|f| Filter::parse(f).ok());
+    let mut table = FlowTable::new(TableConfig {
+        idle_timeout: cfg.idle_timeout,
+        active_timeout: cfg.active_timeout,
+        close_linger: cfg.close_linger,
+        max_flows: cfg.max_flows,
+    });
+    let mut ended: Vec<(Flow, End)> = Vec::new();
+    let send = |ended: &mut Vec<(Flow, End)>, table: &FlowTable| -> bool {
+        metrics
+            .capture_flows_active
+            .get_or_create(&label)
+            .set(table.len() as i64);
+        let now = Utc::now();
+        for (fl, why) in ended.drain(..) {
+            metrics
+                .capture_flows
+                .get_or_create(&vec![
+                    ("interface", iface.clone()),
+                    ("end", why.as_str().to_owned()),
+                ])
+                .inc();
+            let mut ev = fl.into_event(now);
+            ev.set_str(vigil_schema::fields::OBSERVER_NAME, iface.clone());
+            if let Some(c) = &customer {
+                ev.set_str(vigil_schema::fields::CUSTOMER, c.clone());
+            }
+            if tx.blocking_send(ev.into()).is_err() {
+                return false;
+            }
+        }
+        true
+    };
+    'open: while !shutdown.is_cancelled() {
+        let Some(nic) = pnet_datalink::interfaces()
+            .into_iter()
+            .find(|i| i.name == iface)
+        else {
+            errors.inc();
+            tracing::warn!(interface = %iface, "capture: no such interface; retrying");
+            wait(&shutdown, Duration::from_secs(1));
+            continue;
+        };
+        let fd = match packet_socket(cfg.receive_buffer_bytes) {
+            Ok(fd) => fd,
+            Err(e) => {
+                errors.inc();
+                tracing::warn!(interface = %iface, error = %e, "capture: cannot open a packet socket; retrying");
+                wait(&shutdown, Duration::from_secs(1));
+                continue;
+            }
+        };
+        let dl_cfg = pnet_datalink::Config {
+            socket_fd: Some(fd),
+            read_timeout: Some(Duration::from_millis(100)),
+            read_buffer_size: 65_536,
+            promiscuous: cfg.promiscuous,
+            ..Default::default()
+        };
+        let mut rx = match pnet_datalink::channel(&nic, dl_cfg) {
+            Ok(pnet_datalink::Channel::Ethernet(_tx, rx)) => rx,
+            Ok(_) => {
+                tracing::error!(interface = %iface, "capture: not an Ethernet channel");
+                return;
+            }
+            Err(e) => {
+                errors.inc();
+                tracing::warn!(interface = %iface, error = %e, "capture: cannot open; retrying");
+                wait(&shutdown, Duration::from_secs(1));
+                continue;
+            }
+        };
+        tracing::info!(interface = %iface, "capturing");
+        let mut last_expire = Instant::now();
+        while !shutdown.is_cancelled() {
+            match rx.next() {
+                Ok(frame) => {
+                    packets.inc();
+                    match packet::decode(Link::Ethernet, frame) {
+                        Ok(p) => {
+                            if p.fragment {
+                                fragments.inc();
+                            }
+                            if filter.as_ref().is_none_or(|f| f.matches(&p)) {
+                                table.add(&p, Utc::now(), &mut ended);
+                            }
+                        }
+                        Err(Skip::Malformed) => {
+                            malformed.inc();
+                        }
+                        Err(Skip::NotIp) => {}
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(e) => {
+                    errors.inc();
+                    tracing::warn!(interface = %iface, error = %e, "capture: read failed; reopening");
+                    drop(rx);
+                    wait(&shutdown, Duration::from_secs(1));
+                    continue 'open;
+                }
+            }
+            if last_expire.elapsed() >= Duration::from_millis(500) {
+                last_expire = Instant::now();
+                table.expire(Utc::now(), &mut ended);
+            }
+            if !ended.is_empty() && !send(&mut ended, &table) {
+                return;
+            }
+        }
+    }
+    table.drain(&mut ended);
+    send(&mut ended, &table);
+}
+
+/// An AF_PACKET socket with a large receive buffer, for pnet to bind. pnet's own socket keeps
+/// the kernel's default buffer (about 200 KiB), which a port scan's burst overflows.
+fn packet_socket(receive_buffer: usize) -> std::io::Result<i32> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::os::fd::IntoRawFd;
+    const ETH_P_ALL: u16 = 0x0003;
+    let sock = Socket::new(
+        Domain::PACKET,
+        Type::RAW,
+        Some(Protocol::from(i32::from(ETH_P_ALL.to_be()))),
+    )?;
+    if let Err(e) = sock.set_recv_buffer_size(receive_buffer) {
+        tracing::warn!(error = %e, "capture: cannot set the receive buffer");
+    }
+    tracing::info!(
+        asked = receive_buffer,
+        granted = sock.recv_buffer_size().unwrap_or(0),
+        "capture receive buffer (the kernel caps it at net.core.rmem_max)"
+    );
+    // pnet owns (and closes) the descriptor from here on.
+    Ok(sock.into_raw_fd())
+}
+
+fn wait(shutdown: &CancellationToken, d: Duration) {
+    let until = Instant::now() + d;
+    while !shutdown.is_cancelled() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

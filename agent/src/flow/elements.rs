@@ -1,0 +1,412 @@
+//! The one table from IANA IPFIX information elements (which NetFlow v9 field types share)
+//! to Vigil's flow fields, and [`Record`], which collects one data record's elements into a
+//! [`Flow`].
+//!
+//! Elements the table does not name are kept, not dropped: `netflow.<element name>` for IANA
+//! and known vendor elements, `netflow.pen<enterprise>.ie<id>` (hex) for unknown enterprise
+//! elements.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, TimeZone, Utc};
+use netflow_parser::variable_versions::field_value::FieldValue;
+use netflow_parser::variable_versions::ipfix::lookup::{
+    IANAIPFixField as Ie, IPFixField, ReverseInformationElement as Rev,
+};
+use netflow_parser::variable_versions::v9::lookup::V9Field;
+use serde_json::Value;
+
+use super::Flow;
+
+/// What an element sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    SrcIp,
+    DstIp,
+    SrcPort,
+    DstPort,
+    Proto,
+    Bytes,
+    Packets,
+    RevBytes,
+    RevPackets,
+    /// Totals since the flow began; used only when the record has no delta counter.
+    TotalBytes,
+    TotalPackets,
+    TcpFlags,
+    /// Milliseconds since the exporter booted (v9 and v5 style).
+    StartUptime,
+    EndUptime,
+    /// Seconds or milliseconds since the Unix epoch (the library hands both as ms).
+    StartEpochMs,
+    EndEpochMs,
+    /// NTP timestamps (IPFIX micro- and nanosecond elements).
+    StartNtp,
+    EndNtp,
+    /// Microseconds before the message's export time.
+    StartDeltaUs,
+    EndDeltaUs,
+    /// When the exporter booted (options data usually), ms since the epoch.
+    SysInitMs,
+    /// ICMP type × 256 + code.
+    IcmpTypeCode,
+    IcmpType,
+    IcmpCode,
+    /// 1-in-N sampling rate, and the id of the sampler a record names.
+    SamplingRate,
+    SamplerId,
+    /// The label of an MPLS label stack entry (20 bits of 3 bytes).
+    MplsLabel(&'static str),
+    /// Copied as it is under this event field.
+    Field(&'static str),
+}
+
+/// The table. NetFlow v9 field types 1–127 are the IANA elements of the same number.
+pub fn iana(ie: Ie) -> Option<Target> {
+    use Target::*;
+    Some(match ie {
+        Ie::OctetDeltaCount | Ie::InitiatorOctets => Bytes,
+        Ie::PacketDeltaCount | Ie::InitiatorPackets => Packets,
+        Ie::ResponderOctets => RevBytes,
+        Ie::ResponderPackets => RevPackets,
+        Ie::OctetTotalCount => TotalBytes,
+        Ie::PacketTotalCount => TotalPackets,
+        Ie::ProtocolIdentifier => Proto,
+        Ie::TcpControlBits => TcpFlags,
+        Ie::SourceTransportPort => SrcPort,
+        Ie::DestinationTransportPort => DstPort,
+        Ie::SourceIpv4address | Ie::SourceIpv6address => SrcIp,
+        Ie::DestinationIpv4address | Ie::DestinationIpv6address => DstIp,
+        Ie::IngressInterface => Field("observer.ingress.interface.id"),
+        Ie::EgressInterface => Field("observer.egress.interface.id"),
+        Ie::IpNextHopIpv4address | Ie::IpNextHopIpv6address => Field("netflow.next_hop"),
+        Ie::BgpSourceAsNumber => Field("source.as.number"),
+        Ie::BgpDestinationAsNumber => Field("destination.as.number"),
+        Ie::FlowStartSysUpTime => StartUptime,
+        Ie::FlowEndSysUpTime => EndUptime,
+        Ie::FlowStartSeconds | Ie::FlowStartMilliseconds => StartEpochMs,
+        Ie::FlowEndSeconds | Ie::FlowEndMilliseconds => EndEpochMs,
+        Ie::FlowStartMicroseconds | Ie::FlowStartNanoseconds => StartNtp,
+        Ie::FlowEndMicroseconds | Ie::FlowEndNanoseconds => EndNtp,
+        Ie::FlowStartDeltaMicroseconds => StartDeltaUs,
+        Ie::FlowEndDeltaMicroseconds => EndDeltaUs,
+        Ie::SystemInitTimeMilliseconds => SysInitMs,
+        Ie::IcmpTypeCodeIpv4 | Ie::IcmpTypeCodeIpv6 => IcmpTypeCode,
+        Ie::IcmpTypeIpv4 | Ie::IcmpTypeIpv6 => IcmpType,
+        Ie::IcmpCodeIpv4 | Ie::IcmpCodeIpv6 => IcmpCode,
+        Ie::SamplingInterval | Ie::SamplerRandomInterval | Ie::SamplingPacketInterval => {
+            SamplingRate
+        }
+        Ie::SamplerId | Ie::SelectorId => SamplerId,
+        Ie::SourceMacaddress => Field("source.mac"),
+        Ie::DestinationMacaddress => Field("destination.mac"),
+        Ie::VlanId | Ie::Dot1qVlanId => Field("network.vlan.id"),
+        Ie::FlowDirection => Field("netflow.direction"),
+        Ie::FlowEndReason => Field("netflow.end_reason"),
+        Ie::MplsTopLabelStackSection => MplsLabel("netflow.mpls.top_label"),
+        Ie::PostNatsourceIpv4address | Ie::PostNatsourceIpv6address => Field("source.nat.ip"),
+        Ie::PostNatdestinationIpv4address | Ie::PostNatdestinationIpv6address => {
+            Field("destination.nat.ip")
+        }
+        Ie::PostNaptsourceTransportPort => Field("source.nat.port"),
+        Ie::PostNaptdestinationTransportPort => Field("destination.nat.port"),
+        _ => return None,
+    })
+}
+
+/// Reverse elements (RFC 5103, enterprise 29305): what the destination sent back.
+pub fn reverse(ie: Rev) -> Option<Target> {
+    Some(match ie {
+        Rev::ReverseOctetDeltaCount => Target::RevBytes,
+        Rev::ReversePacketDeltaCount => Target::RevPackets,
+        Rev::ReverseTcpControlBits => Target::TcpFlags,
+        _ => return None,
+    })
+}
+
+/// Where a field of an IPFIX record goes: a target, or a name to keep it under.
+pub fn ipfix_target(field: &IPFixField) -> Result<Target, String> {
+    match field {
+        IPFixField::IANA(ie) => iana(*ie).ok_or_else(|| iana_name(*ie)),
+        IPFixField::ReverseInformationElement(r) => {
+            reverse(*r).ok_or_else(|| format!("netflow.{}", snake(&format!("{r:?}"))))
+        }
+        IPFixField::Enterprise {
+            enterprise_number,
+            field_number,
+        } => Err(format!("netflow.pen{enterprise_number}.ie{field_number}")),
+        other => {
+            // Cisco(ApplicationName) → netflow.cisco.application_name
+            let dbg = format!("{other:?}");
+            let (vendor, rest) = dbg.split_once('(').unwrap_or((&dbg, ""));
+            let rest = rest.trim_end_matches(')');
+            Err(format!("netflow.{}.{}", snake(vendor), snake(rest)))
+        }
+    }
+}
+
+/// Where a field of a NetFlow v9 record goes (through the IANA element of its number).
+pub fn v9_target(field: V9Field) -> Result<Target, String> {
+    let ie = Ie::from(u16::from(field));
+    iana(ie).ok_or_else(|| iana_name(ie))
+}
+
+fn iana_name(ie: Ie) -> String {
+    match ie {
+        Ie::Unknown(n) => format!("netflow.ie{n}"),
+        other => format!("netflow.{}", snake(&format!("{other:?}"))),
+    }
+}
+
+/// `SourceIpv4prefixLength` → `source_ipv4prefix_length`.
+fn snake(camel: &str) -> String {
+    let mut out = String::with_capacity(camel.len() + 4);
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else if c.is_ascii_alphanumeric() {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn as_u64(v: &FieldValue) -> Option<u64> {
+    match v {
+        FieldValue::TcpControlBits(bits, _) => Some(u16::from(*bits).into()),
+        FieldValue::ProtocolType(_) => v.as_u8().map(u64::from),
+        FieldValue::Vec(b) if b.len() <= 8 => Some(b.iter().fold(0, |acc, x| acc << 8 | *x as u64)),
+        _ => v.as_u64(),
+    }
+}
+
+fn as_ip(v: &FieldValue) -> Option<IpAddr> {
+    match v {
+        FieldValue::Ip4Addr(a) => Some(IpAddr::V4(*a)),
+        FieldValue::Ip6Addr(a) => Some(IpAddr::V6(*a)),
+        _ => None,
+    }
+}
+
+/// A field value as JSON: numbers as numbers, addresses and strings as text, bytes as hex.
+pub fn to_json(v: &FieldValue) -> Value {
+    if let Some(ip) = as_ip(v) {
+        return Value::String(ip.to_string());
+    }
+    match v {
+        FieldValue::String(s) => Value::String(s.value.clone()),
+        FieldValue::MacAddr(_) => String::try_from(v)
+            .map(Value::String)
+            .unwrap_or(Value::Null),
+        FieldValue::Vec(b) => Value::String(b.iter().map(|x| format!("{x:02x}")).collect()),
+        FieldValue::Float64(x) => serde_json::Number::from_f64(*x)
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
+        _ => match as_u64(v) {
+            Some(n) => Value::from(n),
+            None => Value::String(format!("{v:?}")),
+        },
+    }
+}
+
+/// Seconds between the NTP epoch (1900) and the Unix epoch.
+const NTP_UNIX_OFFSET_S: i64 = 2_208_988_800;
+
+/// The times an exporter's message header gives.
+#[derive(Debug, Clone, Copy)]
+pub struct Header {
+    pub export: DateTime<Utc>,
+    /// Milliseconds since the exporter booted, at export (v5 and v9 headers).
+    pub uptime_ms: Option<u64>,
+}
+
+/// One data record being read.
+#[derive(Debug)]
+pub struct Record {
+    pub flow: Flow,
+    start_up: Option<u64>,
+    end_up: Option<u64>,
+    start_ms: Option<i64>,
+    end_ms: Option<i64>,
+    start_delta_us: Option<u64>,
+    end_delta_us: Option<u64>,
+    sys_init_ms: Option<i64>,
+    has_delta_bytes: bool,
+    has_delta_packets: bool,
+    total_bytes: Option<u64>,
+    total_packets: Option<u64>,
+    icmp_type: Option<u8>,
+    icmp_code: Option<u8>,
+    pub sampler_id: Option<u64>,
+    pub sampling_rate: Option<u64>,
+}
+
+impl Record {
+    pub fn new(dataset: &'static str) -> Record {
+        Record {
+            flow: Flow::new(dataset),
+            start_up: None,
+            end_up: None,
+            start_ms: None,
+            end_ms: None,
+            start_delta_us: None,
+            end_delta_us: None,
+            sys_init_ms: None,
+            has_delta_bytes: false,
+            has_delta_packets: false,
+            total_bytes: None,
+            total_packets: None,
+            icmp_type: None,
+            icmp_code: None,
+            sampler_id: None,
+            sampling_rate: None,
+        }
+    }
+
+    /// Reads one element; `Err(name)` from the table keeps it raw under that name.
+    pub fn set(&mut self, target: Result<Target, String>, v: &FieldValue) {
+        let t = match target {
+            Ok(t) => t,
+            Err(name) => {
+                self.flow.extra.insert(name, to_json(v));
+                return;
+            }
+        };
+        let n = as_u64(v);
+        let fl = &mut self.flow;
+        match t {
+            Target::SrcIp => fl.src = as_ip(v).or(fl.src),
+            Target::DstIp => fl.dst = as_ip(v).or(fl.dst),
+            Target::SrcPort => fl.src_port = n.unwrap_or(0) as u16,
+            Target::DstPort => fl.dst_port = n.unwrap_or(0) as u16,
+            Target::Proto => fl.proto = n.map(|p| p as u8),
+            Target::Bytes => {
+                self.has_delta_bytes = true;
+                fl.bytes = fl.bytes.saturating_add(n.unwrap_or(0));
+            }
+            Target::Packets => {
+                self.has_delta_packets = true;
+                fl.packets = fl.packets.saturating_add(n.unwrap_or(0));
+            }
+            Target::RevBytes => fl.rev_bytes = Some(n.unwrap_or(0)),
+            Target::RevPackets => fl.rev_packets = Some(n.unwrap_or(0)),
+            Target::TotalBytes => self.total_bytes = n,
+            Target::TotalPackets => self.total_packets = n,
+            Target::TcpFlags => fl.tcp_flags |= n.unwrap_or(0) as u16 & 0x1ff,
+            Target::StartUptime => self.start_up = n,
+            Target::EndUptime => self.end_up = n,
+            Target::StartEpochMs => self.start_ms = n.map(|x| x as i64),
+            Target::EndEpochMs => self.end_ms = n.map(|x| x as i64),
+            // The library gives NTP times as ms since 1900.
+            Target::StartNtp => self.start_ms = n.map(|x| x as i64 - NTP_UNIX_OFFSET_S * 1000),
+            Target::EndNtp => self.end_ms = n.map(|x| x as i64 - NTP_UNIX_OFFSET_S * 1000),
+            Target::StartDeltaUs => self.start_delta_us = n,
+            Target::EndDeltaUs => self.end_delta_us = n,
+            Target::SysInitMs => self.sys_init_ms = n.map(|x| x as i64),
+            Target::IcmpTypeCode => {
+                if let Some(x) = n {
+                    self.icmp_type = Some((x >> 8) as u8);
+                    self.icmp_code = Some(x as u8);
+                }
+            }
+            Target::IcmpType => self.icmp_type = n.map(|x| x as u8),
+            Target::IcmpCode => self.icmp_code = n.map(|x| x as u8),
+            Target::SamplingRate => self.sampling_rate = n,
+            Target::SamplerId => self.sampler_id = n,
+            Target::MplsLabel(name) => {
+                if let Some(x) = n {
+                    fl.extra.insert(name.into(), Value::from(x >> 4));
+                }
+            }
+            Target::Field(name) => {
+                fl.extra.insert(name.into(), to_json(v));
+            }
+        }
+    }
+
+    /// The flow, with times resolved against the header and counters scaled by `rate`
+    /// (1-in-`rate` sampling; 0 or 1 mean unsampled).
+    pub fn finish(mut self, hdr: &Header, rate: u64) -> Flow {
+        let fl = &mut self.flow;
+        if !self.has_delta_bytes
+            && let Some(b) = self.total_bytes
+        {
+            fl.bytes = b;
+        }
+        if !self.has_delta_packets
+            && let Some(p) = self.total_packets
+        {
+            fl.packets = p;
+        }
+        if let Some(ty) = self.icmp_type.or(self.icmp_code.map(|_| 0)) {
+            fl.icmp = Some((ty, self.icmp_code.unwrap_or(0)));
+        } else if matches!(fl.proto, Some(1 | 58)) && (fl.src_port != 0 || fl.dst_port != 0) {
+            // Exporters without ICMP elements (softflowd among them) put type × 256 + code
+            // in the destination port.
+            fl.icmp = Some(((fl.dst_port >> 8) as u8, fl.dst_port as u8));
+        }
+        let export_ms = hdr.export.timestamp_millis();
+        // Uptime-relative times: against the boot time an option gave, else the header's
+        // uptime at export.
+        let boot_ms = self
+            .sys_init_ms
+            .or(hdr.uptime_ms.map(|up| export_ms - up as i64));
+        let from_uptime = |up: Option<u64>| Some(boot_ms? + up? as i64);
+        let from_delta = |d: Option<u64>| Some(export_ms - (d? / 1000) as i64);
+        let start = self
+            .start_ms
+            .or_else(|| from_uptime(self.start_up))
+            .or_else(|| from_delta(self.start_delta_us));
+        let end = self
+            .end_ms
+            .or_else(|| from_uptime(self.end_up))
+            .or_else(|| from_delta(self.end_delta_us));
+        fl.start = start.and_then(|ms| Utc.timestamp_millis_opt(ms).single());
+        fl.end = end.and_then(|ms| Utc.timestamp_millis_opt(ms).single());
+        let rate = self.sampling_rate.unwrap_or(rate);
+        if rate > 1 {
+            fl.bytes = fl.bytes.saturating_mul(rate);
+            fl.packets = fl.packets.saturating_mul(rate);
+            fl.rev_bytes = fl.rev_bytes.map(|b| b.saturating_mul(rate));
+            fl.rev_packets = fl.rev_packets.map(|p| p.saturating_mul(rate));
+            fl.extra
+                .insert("netflow.sampling_rate".into(), Value::from(rate));
+        }
+        self.flow
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_of_elements_outside_the_table() {
+        assert_eq!(
+            v9_target(V9Field::from(5u16)),
+            Err("netflow.ip_class_of_service".to_owned())
+        );
+        assert_eq!(
+            ipfix_target(&IPFixField::new(12345, Some(9999))),
+            Err("netflow.pen9999.ie12345".to_owned())
+        );
+        assert_eq!(v9_target(V9Field::from(1u16)), Ok(Target::Bytes));
+    }
+
+    #[test]
+    fn totals_stand_in_for_missing_deltas_and_sampling_scales() {
+        let mut r = Record::new("flow.ipfix");
+        r.set(Ok(Target::TotalBytes), &FieldValue::Vec(vec![0, 100]));
+        r.set(Ok(Target::Packets), &FieldValue::Vec(vec![2]));
+        let hdr = Header {
+            export: Utc::now(),
+            uptime_ms: None,
+        };
+        let fl = r.finish(&hdr, 10);
+        assert_eq!((fl.bytes, fl.packets), (1000, 20));
+        assert_eq!(fl.extra["netflow.sampling_rate"], Value::from(10));
+    }
+}

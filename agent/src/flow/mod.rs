@@ -1,0 +1,234 @@
+//! Flows. Two sources end in the same [`Flow`]: the NetFlow v5/v9/IPFIX receiver
+//! ([`netflow`], IANA elements mapped once in [`elements`], templates kept across restarts by
+//! [`templates`]) and the packet capture ([`capture`]: frames decoded by [`packet`], kept or not by
+//! [`filter`], folded into flows by [`table`]). [`Flow::into_event`] is the one place a flow becomes an event with
+//! the flow fields of DESIGN.md, including its [`community_id`].
+//!
+//! # Invariants
+//! - `source` is the side that initiated the flow where it is known (the first packet seen,
+//!   or the exporter's forward direction); `source.bytes`/`source.packets` count what it sent,
+//!   `destination.*` what came back (only when the source of the flow knows it).
+//! - `network.bytes` and `network.packets` are the totals of both directions, at the IP layer
+//!   (as NetFlow counts them), scaled by the sampling rate when the exporter samples.
+
+pub mod capture;
+pub mod community_id;
+pub mod elements;
+pub mod filter;
+pub mod netflow;
+pub mod packet;
+pub mod pcap;
+pub mod table;
+pub mod templates;
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use vigil_schema::{Event, EventKind, fields as f};
+
+/// One flow record, whatever produced it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Flow {
+    pub src: Option<IpAddr>,
+    pub dst: Option<IpAddr>,
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// IANA protocol number.
+    pub proto: Option<u8>,
+    /// Bytes and packets the source sent.
+    pub bytes: u64,
+    pub packets: u64,
+    /// Bytes and packets the destination sent back, when the exporter is bidirectional.
+    pub rev_bytes: Option<u64>,
+    pub rev_packets: Option<u64>,
+    /// TCP flags seen in either direction (the low 9 bits of the TCP header's flags).
+    pub tcp_flags: u16,
+    /// ICMP type and code (ICMP flows have no ports).
+    pub icmp: Option<(u8, u8)>,
+    pub start: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
+    /// The exporter's address (NetFlow) or the capturing agent's interface (capture: unset).
+    pub observer: Option<IpAddr>,
+    /// `event.dataset`: `flow.netflow`, `flow.ipfix`, `flow.capture`.
+    pub dataset: &'static str,
+    /// Further fields, already under their event names (interfaces, AS numbers, NAT, MPLS,
+    /// sampling, vendor elements kept raw).
+    pub extra: Map<String, Value>,
+}
+
+impl Flow {
+    pub fn new(dataset: &'static str) -> Flow {
+        Flow {
+            src: None,
+            dst: None,
+            src_port: 0,
+            dst_port: 0,
+            proto: None,
+            bytes: 0,
+            packets: 0,
+            rev_bytes: None,
+            rev_packets: None,
+            tcp_flags: 0,
+            icmp: None,
+            start: None,
+            end: None,
+            observer: None,
+            dataset,
+            extra: Map::new(),
+        }
+    }
+
+    /// The event of this flow; `@timestamp` is the flow's end (else its start, else `now`).
+    pub fn into_event(self, now: DateTime<Utc>) -> Event {
+        let at = self.end.or(self.start).unwrap_or(now);
+        let mut ev = Event::new(EventKind::Flow, at);
+        ev.set_str(f::EVENT_DATASET, self.dataset);
+        if let Some(ip) = self.src {
+            ev.set_str(f::SOURCE_IP, ip.to_string());
+        }
+        if let Some(ip) = self.dst {
+            ev.set_str(f::DESTINATION_IP, ip.to_string());
+        }
+        let has_ports = matches!(self.proto, Some(6 | 17 | 132));
+        if has_ports {
+            ev.set_u64(f::SOURCE_PORT, self.src_port.into());
+            ev.set_u64(f::DESTINATION_PORT, self.dst_port.into());
+        }
+        if let Some(p) = self.proto {
+            ev.set_str(f::NETWORK_IANA_NUMBER, p.to_string());
+            ev.set_str(f::NETWORK_TRANSPORT, transport_name(p));
+            let (sport, dport) = match self.icmp {
+                Some((ty, code)) if matches!(p, 1 | 58) => (ty.into(), code.into()),
+                _ => (self.src_port, self.dst_port),
+            };
+            if let (Some(s), Some(d)) = (self.src, self.dst)
+                && let Some(id) = community_id::community_id(0, s, d, sport, dport, p)
+            {
+                ev.set_str(f::NETWORK_COMMUNITY_ID, id);
+            }
+        }
+        if let Some((ty, code)) = self.icmp {
+            ev.set_u64(f::ICMP_TYPE, ty.into());
+            ev.set_u64(f::ICMP_CODE, code.into());
+        }
+        ev.set_u64(f::SOURCE_BYTES, self.bytes);
+        ev.set_u64(f::SOURCE_PACKETS, self.packets);
+        if let Some(b) = self.rev_bytes {
+            ev.set_u64(f::DESTINATION_BYTES, b);
+        }
+        if let Some(p) = self.rev_packets {
+            ev.set_u64(f::DESTINATION_PACKETS, p);
+        }
+        ev.set_u64(
+            f::NETWORK_BYTES,
+            self.bytes.saturating_add(self.rev_bytes.unwrap_or(0)),
+        );
+        ev.set_u64(
+            f::NETWORK_PACKETS,
+            self.packets.saturating_add(self.rev_packets.unwrap_or(0)),
+        );
+        if self.proto == Some(6) {
+            ev.set(f::TCP_FLAGS, tcp_flag_names(self.tcp_flags));
+        }
+        let rfc3339 = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+        if let Some(s) = self.start {
+            ev.set_str(f::EVENT_START, rfc3339(s));
+        }
+        if let Some(e) = self.end {
+            ev.set_str(f::EVENT_END, rfc3339(e));
+        }
+        if let (Some(s), Some(e)) = (self.start, self.end) {
+            // ECS: nanoseconds.
+            let ns = (e - s).num_nanoseconds().unwrap_or(0).max(0);
+            ev.set_u64(f::EVENT_DURATION, ns as u64);
+        }
+        if let Some(ip) = self.observer {
+            ev.set_str(f::OBSERVER_IP, ip.to_string());
+        }
+        for (k, v) in self.extra {
+            ev.0.insert(k, v);
+        }
+        ev
+    }
+}
+
+/// ECS `network.transport`: the lowercase IANA keyword of the common protocols, else the number.
+pub fn transport_name(proto: u8) -> String {
+    match proto {
+        1 => "icmp".into(),
+        2 => "igmp".into(),
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        41 => "ipv6".into(),
+        47 => "gre".into(),
+        50 => "esp".into(),
+        51 => "ah".into(),
+        58 => "ipv6-icmp".into(),
+        89 => "ospf".into(),
+        112 => "vrrp".into(),
+        132 => "sctp".into(),
+        n => n.to_string(),
+    }
+}
+
+/// TCP flags as a list of names, in header order (`["SYN", "ACK"]`).
+pub fn tcp_flag_names(bits: u16) -> Value {
+    const NAMES: [&str; 9] = ["FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR", "NS"];
+    Value::Array(
+        NAMES
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| bits & (1 << i) != 0)
+            .map(|(_, n)| Value::from(*n))
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bidirectional_tcp_flow_becomes_an_event_with_totals_and_community_id() {
+        let mut fl = Flow::new("flow.capture");
+        fl.src = Some("1.2.3.4".parse().expect("ip"));
+        fl.dst = Some("5.6.7.8".parse().expect("ip"));
+        fl.src_port = 1122;
+        fl.dst_port = 3344;
+        fl.proto = Some(6);
+        fl.bytes = 100;
+        fl.packets = 2;
+        fl.rev_bytes = Some(50);
+        fl.rev_packets = Some(1);
+        fl.tcp_flags = 0x12;
+        let ev = fl.into_event(Utc::now());
+        assert_eq!(ev.get_u64(f::NETWORK_BYTES), Some(150));
+        assert_eq!(ev.get_u64(f::NETWORK_PACKETS), Some(3));
+        assert_eq!(ev.get_str(f::NETWORK_TRANSPORT), Some("tcp"));
+        assert_eq!(
+            ev.get_str(f::NETWORK_COMMUNITY_ID),
+            Some("1:wCb3OG7yAFWelaUydu0D+125CLM=")
+        );
+        assert_eq!(
+            ev.get(f::TCP_FLAGS),
+            Some(&serde_json::json!(["SYN", "ACK"]))
+        );
+    }
+
+    #[test]
+    fn icmp_flows_have_no_ports_but_type_and_code() {
+        let mut fl = Flow::new("flow.capture");
+        fl.src = Some("1.2.3.4".parse().expect("ip"));
+        fl.dst = Some("5.6.7.8".parse().expect("ip"));
+        fl.proto = Some(1);
+        fl.icmp = Some((8, 0));
+        let ev = fl.into_event(Utc::now());
+        assert_eq!(ev.get(f::SOURCE_PORT), None);
+        assert_eq!(ev.get_u64(f::ICMP_TYPE), Some(8));
+        assert_eq!(
+            ev.get_str(f::NETWORK_COMMUNITY_ID),
+            Some("1:crodRHL2FEsHjbv3UkRrfbs4bZ0=")
+        );
+    }
+}

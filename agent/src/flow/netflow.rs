@@ -1,0 +1,418 @@
+//! The NetFlow v5/v9 and IPFIX receiver: datagrams from exporters, decoded with
+//! `netflow_parser`'s [`AutoScopedParser`] (templates scoped per exporter address and
+//! observation domain / source id, as RFC 3954 and RFC 7011 say), into [`Flow`]s.
+//!
+//! `netflow_parser` is pinned at 1.0.5: 1.0.6 rejects whole v9 packets that end in zero
+//! padding (Cisco ACI, PAN-OS), which 1.0.5 decodes; the corpus test holds both cases.
+//!
+//! # Invariants
+//! - A datagram that does not decode is counted (`decode_errors`) and skipped; what decoded
+//!   before the error in the same datagram is kept.
+//! - A data set whose template is unknown is counted (`missing_template`), never guessed at.
+//! - Options data that carries a sampling rate scales the counters of the exporter's later
+//!   records (per sampler id where records name one); the raw rate is kept in
+//!   `netflow.sampling_rate`.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use netflow_parser::scoped_parser::AutoScopedParser;
+use netflow_parser::static_versions::v5::V5;
+use netflow_parser::template_store::TemplateStore;
+use netflow_parser::variable_versions::field_value::FieldValue;
+use netflow_parser::variable_versions::ipfix::{FlowSetBody as IpfixBody, IPFix};
+use netflow_parser::variable_versions::v9::{FlowSetBody as V9Body, V9};
+use netflow_parser::{NetflowPacket, NetflowParser};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::Flow;
+use super::elements::{self, Header, Record, Target};
+use crate::batcher::Item;
+use crate::customer::CustomerMap;
+use crate::metrics::Metrics;
+
+/// What one datagram gave.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Decoded {
+    /// NetFlow/IPFIX messages decoded.
+    pub messages: u64,
+    pub flows: u64,
+    pub templates: u64,
+    /// Data sets dropped because their template is unknown.
+    pub missing_template: u64,
+    /// 1 when the datagram (or its rest) did not decode, plus each data set that gave no
+    /// record.
+    pub errors: u64,
+}
+
+/// Sampling rates an exporter announced in options data.
+#[derive(Debug, Default)]
+struct Sampling {
+    by_sampler: HashMap<u64, u64>,
+    last: Option<u64>,
+}
+
+impl Sampling {
+    fn rate(&self, sampler: Option<u64>) -> u64 {
+        sampler
+            .and_then(|id| self.by_sampler.get(&id).copied())
+            .or(self.last)
+            .unwrap_or(1)
+    }
+}
+
+/// Decoder state: templates per exporter, and sampling rates.
+pub struct Decoder {
+    parser: AutoScopedParser,
+    sampling: HashMap<(IpAddr, u32), Sampling>,
+    max_exporters: usize,
+}
+
+impl Decoder {
+    /// `store` keeps templates across restarts; `max_exporters` bounds the state kept (the
+    /// least recently heard exporter is forgotten first).
+    pub fn new(store: Option<Arc<dyn TemplateStore>>, max_exporters: usize) -> Decoder {
+        let mut builder = NetflowParser::builder();
+        if let Some(s) = store {
+            builder = builder.with_template_store(s);
+        }
+        let parser = AutoScopedParser::try_with_builder(builder)
+            .and_then(|p| p.with_max_sources(max_exporters.max(1)))
+            .unwrap_or_default();
+        Decoder {
+            parser,
+            sampling: HashMap::new(),
+            max_exporters: max_exporters.max(1),
+        }
+    }
+
+    /// Decodes one datagram from `from`, appending its flows to `out`.
+    pub fn decode(
+        &mut self,
+        from: SocketAddr,
+        data: &[u8],
+        now: DateTime<Utc>,
+        out: &mut Vec<Flow>,
+    ) -> Decoded {
+        let mut d = Decoded::default();
+        let result = self.parser.parse_from_source(from, strip_padding(data));
+        if let Some(e) = &result.error {
+            tracing::debug!(exporter = %from, error = %e, "netflow datagram did not decode");
+            d.errors = 1;
+        }
+        let before = out.len();
+        for packet in result.packets {
+            d.messages += 1;
+            match packet {
+                NetflowPacket::V5(v5) => v5_flows(&v5, from.ip(), out),
+                NetflowPacket::V9(v9) => self.v9_flows(&v9, from.ip(), &mut d, out),
+                NetflowPacket::IPFix(ipfix) => self.ipfix_flows(&ipfix, from.ip(), &mut d, out),
+                _ => d.errors += 1,
+            }
+        }
+        for fl in &mut out[before..] {
+            fl.observer = Some(from.ip());
+            if fl.end.is_none() && fl.start.is_none() {
+                fl.end = Some(now);
+            }
+        }
+        d.flows = (out.len() - before) as u64;
+        d
+    }
+
+    fn sampling(&mut self, exporter: IpAddr, domain: u32) -> &mut Sampling {
+        if self.sampling.len() >= self.max_exporters
+            && !self.sampling.contains_key(&(exporter, domain))
+        {
+            // Rare (more exporters than the bound): start over rather than grow.
+            self.sampling.clear();
+        }
+        self.sampling.entry((exporter, domain)).or_default()
+    }
+
+    fn learn_sampling(&mut self, exporter: IpAddr, domain: u32, rec: &Record) {
+        if let Some(rate) = rec.sampling_rate {
+            let s = self.sampling(exporter, domain);
+            if let Some(id) = rec.sampler_id {
+                s.by_sampler.insert(id, rate);
+            }
+            s.last = Some(rate);
+        }
+    }
+
+    fn v9_flows(&mut self, v9: &V9, exporter: IpAddr, d: &mut Decoded, out: &mut Vec<Flow>) {
+        let hdr = Header {
+            export: Utc
+                .timestamp_opt(v9.header.unix_secs.into(), 0)
+                .single()
+                .unwrap_or_default(),
+            uptime_ms: Some(v9.header.sys_up_time.into()),
+        };
+        let domain = v9.header.source_id;
+        for fs in &v9.flowsets {
+            match &fs.body {
+                V9Body::Template(t) => d.templates += t.templates.len() as u64,
+                V9Body::OptionsTemplate(t) => d.templates += t.templates.len() as u64,
+                V9Body::NoTemplate(_) => d.missing_template += 1,
+                V9Body::OptionsData(o) => {
+                    for rec in &o.fields {
+                        let mut r = Record::new("flow.netflow");
+                        for (field, v) in &rec.options_fields {
+                            r.set(elements::v9_target(*field), v);
+                        }
+                        self.learn_sampling(exporter, domain, &r);
+                    }
+                }
+                V9Body::Data(data) => {
+                    for rec in &data.fields {
+                        let mut r = Record::new("flow.netflow");
+                        for (field, v) in rec {
+                            r.set(elements::v9_target(*field), v);
+                        }
+                        let rate = self.sampling(exporter, domain).rate(r.sampler_id);
+                        out.push(r.finish(&hdr, rate));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn ipfix_flows(&mut self, m: &IPFix, exporter: IpAddr, d: &mut Decoded, out: &mut Vec<Flow>) {
+        let hdr = Header {
+            export: Utc
+                .timestamp_opt(m.header.export_time.into(), 0)
+                .single()
+                .unwrap_or_default(),
+            uptime_ms: None,
+        };
+        let domain = m.header.observation_domain_id;
+        for fs in &m.flowsets {
+            match &fs.body {
+                IpfixBody::Template(_)
+                | IpfixBody::V9Template(_)
+                | IpfixBody::OptionsTemplate(_)
+                | IpfixBody::V9OptionsTemplate(_) => d.templates += 1,
+                IpfixBody::Templates(t) => d.templates += t.len() as u64,
+                IpfixBody::V9Templates(t) => d.templates += t.len() as u64,
+                IpfixBody::OptionsTemplates(t) => d.templates += t.len() as u64,
+                IpfixBody::V9OptionsTemplates(t) => d.templates += t.len() as u64,
+                IpfixBody::NoTemplate(_) => d.missing_template += 1,
+                IpfixBody::OptionsData(o) => {
+                    for rec in &o.fields {
+                        let r = ipfix_record(rec);
+                        self.learn_sampling(exporter, domain, &r);
+                    }
+                }
+                IpfixBody::V9OptionsData(o) => {
+                    for rec in &o.fields {
+                        let mut r = Record::new("flow.ipfix");
+                        for (field, v) in &rec.options_fields {
+                            r.set(elements::v9_target(*field), v);
+                        }
+                        self.learn_sampling(exporter, domain, &r);
+                    }
+                }
+                IpfixBody::Data(data) => {
+                    if data.fields.is_empty() {
+                        // netflow_parser 1.0.5 refuses a variable-length element of length 0
+                        // (RFC 7011 allows it; Ixia and Procera send them) and then returns
+                        // the set with no records: count it rather than lose it silently.
+                        d.errors += 1;
+                    }
+                    for rec in &data.fields {
+                        let r = ipfix_record(rec);
+                        let rate = self.sampling(exporter, domain).rate(r.sampler_id);
+                        out.push(r.finish(&hdr, rate));
+                    }
+                }
+                IpfixBody::V9Data(data) => {
+                    for rec in &data.fields {
+                        let mut r = Record::new("flow.ipfix");
+                        for (field, v) in rec {
+                            r.set(elements::v9_target(*field), v);
+                        }
+                        let rate = self.sampling(exporter, domain).rate(r.sampler_id);
+                        out.push(r.finish(&hdr, rate));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The datagram without the zero padding some exporters (Cisco ACI, PAN-OS) put after the
+/// last flow set. Without this the parser reads the zeros as a next message of version 0
+/// and reports an error for a datagram that decoded completely.
+pub fn strip_padding(data: &[u8]) -> &[u8] {
+    let end = match data.get(..4).map(|h| {
+        (
+            u16::from_be_bytes([h[0], h[1]]),
+            u16::from_be_bytes([h[2], h[3]]),
+        )
+    }) {
+        // IPFIX: the header gives the message length.
+        Some((10, len)) => usize::from(len),
+        // v9: walk the flow sets, each of which gives its length.
+        Some((9, _)) => {
+            let mut at = 20;
+            while let Some(h) = data.get(at..at + 4) {
+                let len = usize::from(u16::from_be_bytes([h[2], h[3]]));
+                if len < 4 || at + len > data.len() {
+                    break;
+                }
+                at += len;
+            }
+            at
+        }
+        _ => return data,
+    };
+    match data.get(end..) {
+        Some(rest) if !rest.is_empty() && rest.iter().all(|&b| b == 0) => &data[..end],
+        _ => data,
+    }
+}
+
+fn ipfix_record(
+    rec: &[(
+        netflow_parser::variable_versions::ipfix::lookup::IPFixField,
+        FieldValue,
+    )],
+) -> Record {
+    let mut r = Record::new("flow.ipfix");
+    for (field, v) in rec {
+        r.set(elements::ipfix_target(field), v);
+    }
+    r
+}
+
+/// NetFlow v5: fixed records, times relative to the exporter's uptime.
+fn v5_flows(v5: &V5, _exporter: IpAddr, out: &mut Vec<Flow>) {
+    let h = &v5.header;
+    let hdr = Header {
+        export: Utc
+            .timestamp_opt(h.unix_secs.into(), h.unix_nsecs.min(999_999_999))
+            .single()
+            .unwrap_or_default(),
+        uptime_ms: Some(h.sys_up_time.into()),
+    };
+    // The top two bits are the sampling mode, the other 14 the interval.
+    let rate = u64::from(h.sampling_interval & 0x3fff);
+    for r in &v5.flowsets {
+        let mut rec = Record::new("flow.netflow");
+        let n = |x: u64| {
+            FieldValue::DataNumber(
+                netflow_parser::variable_versions::field_value::DataNumber::U64(x),
+            )
+        };
+        rec.set(Ok(Target::SrcIp), &FieldValue::Ip4Addr(r.src_addr));
+        rec.set(Ok(Target::DstIp), &FieldValue::Ip4Addr(r.dst_addr));
+        rec.set(
+            Ok(Target::Field("netflow.next_hop")),
+            &FieldValue::Ip4Addr(r.next_hop),
+        );
+        rec.set(Ok(Target::SrcPort), &n(r.src_port.into()));
+        rec.set(Ok(Target::DstPort), &n(r.dst_port.into()));
+        rec.set(Ok(Target::Proto), &n(r.protocol_number.into()));
+        rec.set(Ok(Target::Bytes), &n(r.d_octets.into()));
+        rec.set(Ok(Target::Packets), &n(r.d_pkts.into()));
+        rec.set(Ok(Target::TcpFlags), &n(r.tcp_flags.into()));
+        rec.set(Ok(Target::StartUptime), &n(r.first.into()));
+        rec.set(Ok(Target::EndUptime), &n(r.last.into()));
+        rec.set(
+            Ok(Target::Field("observer.ingress.interface.id")),
+            &n(r.input.into()),
+        );
+        rec.set(
+            Ok(Target::Field("observer.egress.interface.id")),
+            &n(r.output.into()),
+        );
+        rec.set(Ok(Target::Field("source.as.number")), &n(r.src_as.into()));
+        rec.set(
+            Ok(Target::Field("destination.as.number")),
+            &n(r.dst_as.into()),
+        );
+        out.push(rec.finish(&hdr, rate));
+    }
+}
+
+/// A listener's state shared with its receive thread.
+pub struct Receiver {
+    pub name: String,
+    pub decoder: Decoder,
+    pub customer: Option<String>,
+    pub customers: Arc<CustomerMap>,
+    pub agent_customer: Option<String>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Receives datagrams until `shutdown` (checked at least every 200 ms) on its own thread,
+/// sending each flow to the batcher. The send waits when the batcher is behind; the kernel's
+/// receive buffer absorbs the wait, and what overflows it is counted from the kernel's drops.
+pub fn run(sock: UdpSocket, mut rx: Receiver, tx: mpsc::Sender<Item>, shutdown: CancellationToken) {
+    let _ = sock.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut kernel = crate::udp::KernelDrops::new(&sock);
+    let dropped = rx
+        .metrics
+        .events_dropped
+        .get_or_create(&vec![
+            ("listener", rx.name.clone()),
+            ("reason", "udp_overrun".to_owned()),
+        ])
+        .clone();
+    let received = rx
+        .metrics
+        .events_received
+        .get_or_create(&crate::metrics::listener_label(&rx.name))
+        .clone();
+    let mut buf = vec![0u8; 65_536];
+    let mut flows = Vec::new();
+    let mut last_drop_check = std::time::Instant::now();
+    while !shutdown.is_cancelled() {
+        if last_drop_check.elapsed() >= Duration::from_secs(1) {
+            last_drop_check = std::time::Instant::now();
+            dropped.inc_by(kernel.poll());
+        }
+        let (n, from) = match sock.recv_from(&mut buf) {
+            Ok(x) => x,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => {
+                tracing::debug!(listener = %rx.name, error = %e, "netflow receive error");
+                continue;
+            }
+        };
+        let now = Utc::now();
+        let d = rx.decoder.decode(from, &buf[..n], now, &mut flows);
+        rx.metrics.netflow(&from.ip().to_string(), &d);
+        received.inc_by(d.flows);
+        let customer = rx
+            .customers
+            .attribute(
+                rx.customer.as_deref(),
+                from.ip(),
+                rx.agent_customer.as_deref(),
+            )
+            .map(str::to_owned);
+        for fl in flows.drain(..) {
+            let mut ev = fl.into_event(now);
+            if let Some(c) = &customer {
+                ev.set_str(vigil_schema::fields::CUSTOMER, c.clone());
+            }
+            if tx.blocking_send(ev.into()).is_err() {
+                return;
+            }
+        }
+    }
+}

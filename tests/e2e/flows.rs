@@ -1,0 +1,312 @@
+//! Flows end to end: a real exporter (softflowd) and the agent's own capture, in network
+//! namespaces with real traffic; what the collector stores must add up to the packets.
+//!
+//! The expected totals come from a pcap of the same link recorded by tcpdump, read packet by
+//! packet: per connection (both directions), IP bytes and packets.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use vigil_e2e::{
+    Agent, Collector, FlowTotals, Netns, Proc, event_totals, pcap_totals, search, total, wait_for,
+};
+
+fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Why this machine cannot run these tests, if it cannot.
+fn skip(programs: &[&str]) -> Option<String> {
+    if let Some(why) = Netns::unavailable() {
+        return Some(why);
+    }
+    programs
+        .iter()
+        .find(|p| !have(p))
+        .map(|p| format!("{p} is not installed"))
+}
+
+/// Traffic between this namespace (`host`) and a server in `ns` (`peer`): a TCP transfer
+/// each way, UDP datagrams answered by the server, and pings.
+fn traffic(ns: &str, peer: &str, dir: &Path) {
+    let server = r#"
+import socket, sys, threading
+t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+t.bind(("0.0.0.0", 8080)); t.listen(8)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("0.0.0.0", 5353))
+def tcp():
+    while True:
+        c, _ = t.accept()
+        n = int(c.recv(16).decode().strip())
+        c.sendall(b"x" * n)
+        c.shutdown(socket.SHUT_WR)
+        while c.recv(65536): pass
+        c.close()
+def udp():
+    while True:
+        d, a = u.recvfrom(2048)
+        u.sendto(d[::-1], a)
+threading.Thread(target=udp, daemon=True).start()
+print("ready", flush=True)
+tcp()
+"#;
+    let script = dir.join("server.py");
+    std::fs::write(&script, server).expect("script");
+    let mut cmd = Netns::exec(ns, "python3");
+    cmd.arg(&script);
+    let srv = Proc::spawn("server", cmd, &dir.join("server.log"));
+    wait_for(
+        Duration::from_secs(20),
+        "the server to listen",
+        || srv.log_tail(),
+        || srv.log_tail().contains("ready").then_some(()),
+    );
+    for n in [200_000usize, 3_000, 1] {
+        let mut s = std::net::TcpStream::connect((peer, 8080)).expect("connect");
+        s.write_all(format!("{n:<16}").as_bytes()).expect("send");
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).expect("read");
+        assert_eq!(got.len(), n);
+    }
+    let u = std::net::UdpSocket::bind("0.0.0.0:0").expect("udp");
+    u.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    for i in 0..5 {
+        u.send_to(format!("datagram {i}").as_bytes(), (peer, 5353))
+            .expect("send");
+        let mut buf = [0u8; 64];
+        u.recv_from(&mut buf).expect("answer");
+    }
+    let ok = Command::new("ping")
+        .args(["-c", "3", "-i", "0.2", "-q", peer])
+        .output()
+        .expect("ping");
+    assert!(ok.status.success(), "ping {peer}");
+    drop(srv);
+}
+
+/// tcpdump on `iface` while `f` runs; the pcap's path.
+fn recorded(iface: &str, dir: &Path, f: impl FnOnce()) -> std::path::PathBuf {
+    let pcap = dir.join("link.pcap");
+    let mut cmd = Command::new("tcpdump");
+    // --immediate-mode: without it packets wait in tcpdump's ring until a block times out,
+    // and a stop in between loses them.
+    cmd.args(["-i", iface, "--immediate-mode", "-U", "-n", "-s", "0", "-w"])
+        .arg(&pcap)
+        .arg("ip");
+    let mut td = Proc::spawn("tcpdump", cmd, &dir.join("tcpdump.log"));
+    wait_for(
+        Duration::from_secs(20),
+        "tcpdump to listen",
+        || td.log_tail(),
+        || td.log_tail().contains("listening on").then_some(()),
+    );
+    f();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(td.terminate(Duration::from_secs(10)), "tcpdump stops");
+    pcap
+}
+
+fn flow_events(url: &str, q: &str) -> Vec<Value> {
+    search(url, q, 1000, 0)
+        .and_then(|r| r["hits"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+/// Waits until the flows the collector holds for `q` add up to `want`.
+fn wait_totals(url: &str, q: &str, want: &FlowTotals, agent: &Agent) -> FlowTotals {
+    assert!(!want.is_empty(), "the pcap holds packets");
+    let last = std::cell::RefCell::new(FlowTotals::new());
+    wait_for(
+        Duration::from_secs(60),
+        "the flows to add up to the pcap",
+        || {
+            format!(
+                "want {want:#?}\ngot {:#?}\nagent: {}",
+                last.borrow(),
+                agent.proc.log_tail()
+            )
+        },
+        || {
+            *last.borrow_mut() = event_totals(&flow_events(url, q));
+            (&*last.borrow() == want).then_some(())
+        },
+    );
+    last.into_inner()
+}
+
+#[test]
+fn softflowd_exports_what_the_pcap_holds_over_v9_and_ipfix() {
+    if let Some(why) = skip(&["softflowd", "tcpdump", "python3", "ping"]) {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_ns, ns, host_if) = Netns::pair("sf", "10.231.7.1", "10.231.7.2");
+    let pcap = recorded(&host_if, dir.path(), || {
+        traffic(&ns, "10.231.7.2", dir.path())
+    });
+    let want = pcap_totals(&pcap);
+    assert!(
+        want.len() >= 5,
+        "the pcap holds the test's connections: {want:?}"
+    );
+
+    let collector = Collector::start(dir.path(), 0);
+    let extra = "[[netflow]]\nlisten = \"127.0.0.1:0\"\n";
+    let agent = Agent::start(&dir.path().join("agent"), collector.port, "", extra);
+    let nf = agent.netflow.expect("netflow listener");
+    for (version, dataset) in [("9", "flow.netflow"), ("10", "flow.ipfix")] {
+        let out = Command::new("softflowd")
+            .args(["-r"])
+            .arg(&pcap)
+            .args(["-n", &nf.to_string(), "-v", version])
+            .output()
+            .expect("softflowd");
+        assert!(
+            out.status.success(),
+            "softflowd: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let q = format!("event.kind:flow AND event.dataset:\"{dataset}\"");
+        let got = wait_totals(&collector.url(), &q, &want, &agent);
+        println!(
+            "softflowd -v {version}: {} connections, totals equal to the pcap",
+            got.len()
+        );
+        let evs = flow_events(&collector.url(), &q);
+        assert!(evs.iter().all(|e| e["observer.ip"] == "127.0.0.1"));
+        assert!(
+            evs.iter()
+                .any(|e| e["network.community_id"].as_str().is_some())
+        );
+    }
+    assert!(agent.metric("vigil_agent_netflow_templates_total") >= 2.0);
+    assert_eq!(agent.metric("vigil_agent_netflow_decode_errors_total"), 0.0);
+}
+
+#[test]
+fn live_capture_on_a_veth_adds_up_to_the_packets() {
+    if let Some(why) = skip(&["tcpdump", "python3", "ping"]) {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_ns, ns, host_if) = Netns::pair("cp", "10.231.8.1", "10.231.8.2");
+    let collector = Collector::start(dir.path(), 0);
+    let extra = format!(
+        "[[capture]]\ninterface = \"{host_if}\"\nfilter = \"net 10.231.8.0/24\"\nidle_timeout = \"1s\"\nclose_linger = \"300ms\"\n"
+    );
+    let agent = Agent::start(&dir.path().join("agent"), collector.port, "", &extra);
+    wait_for(
+        Duration::from_secs(20),
+        "the capture to start",
+        || agent.proc.log_tail(),
+        || agent.proc.log_tail().contains("capturing").then_some(()),
+    );
+    let pcap = recorded(&host_if, dir.path(), || {
+        traffic(&ns, "10.231.8.2", dir.path())
+    });
+    let want = pcap_totals(&pcap);
+    let got = wait_totals(&collector.url(), "event.kind:flow", &want, &agent);
+    println!(
+        "capture: {} connections, totals equal to tcpdump's",
+        got.len()
+    );
+    // The 200 kB download is one flow whose source is the client that opened it.
+    let big = flow_events(
+        &collector.url(),
+        "event.kind:flow AND destination.port:8080",
+    )
+    .into_iter()
+    .max_by_key(|e| e["network.bytes"].as_u64())
+    .expect("the download");
+    assert_eq!(big["source.ip"], "10.231.8.1");
+    assert!(big["destination.bytes"].as_u64() > Some(200_000));
+    let flags = big["tcp.flags"].as_array().expect("tcp.flags");
+    for f in ["SYN", "ACK", "FIN"] {
+        assert!(flags.contains(&Value::from(f)), "{flags:?}");
+    }
+    assert!(
+        total(
+            &collector.url(),
+            "event.kind:flow AND network.transport:icmp"
+        ) >= Some(1)
+    );
+}
+
+#[test]
+fn nmap_port_scan_raises_an_alert_naming_the_scanner() {
+    if let Some(why) = skip(&["nmap"]) {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_ns, ns, host_if) = Netns::pair("sc", "10.231.9.1", "10.231.9.2");
+    let collector = Collector::start(dir.path(), 0);
+    let extra = format!(
+        "[[capture]]\ninterface = \"{host_if}\"\nidle_timeout = \"1s\"\nclose_linger = \"300ms\"\n"
+    );
+    let agent = Agent::start(&dir.path().join("agent"), collector.port, "", &extra);
+    wait_for(
+        Duration::from_secs(20),
+        "the capture to start",
+        || agent.proc.log_tail(),
+        || agent.proc.log_tail().contains("capturing").then_some(()),
+    );
+    // A SYN scan of the 1,000 most common ports of this side of the link, from the namespace.
+    let out = Netns::exec(&ns, "nmap")
+        .args([
+            "-sS",
+            "-n",
+            "-Pn",
+            "-T4",
+            "--top-ports",
+            "1000",
+            "10.231.9.1",
+        ])
+        .output()
+        .expect("nmap");
+    assert!(
+        out.status.success(),
+        "nmap: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let url = collector.url();
+    let alert = wait_for(
+        Duration::from_secs(60),
+        "a port-scan alert",
+        || {
+            format!(
+                "flows from the scanner: {:?}, flows: {:?}, one: {}\n{}",
+                total(&url, "event.kind:flow AND source.ip:10.231.9.2"),
+                total(&url, "event.kind:flow"),
+                search(&url, "event.kind:flow", 1, 0)
+                    .map(|r| r["hits"][0].to_string())
+                    .unwrap_or_default(),
+                agent.proc.log_tail()
+            )
+        },
+        || {
+            let r = search(&url, "event.kind:alert AND rule.name:\"Port scan\"", 10, 0)?;
+            r["hits"].as_array()?.first().cloned()
+        },
+    );
+    assert_eq!(alert["source.ip"], "10.231.9.2", "{alert}");
+    let scanned = total(&url, "event.kind:flow AND source.ip:10.231.9.2").unwrap_or(0);
+    assert!(scanned >= 1000, "{scanned} flows from the scanner");
+    // The target answered nothing that looks like a scan of its own.
+    assert_eq!(
+        total(
+            &url,
+            "event.kind:alert AND rule.name:\"Port scan\" AND source.ip:10.231.9.1"
+        ),
+        Some(0)
+    );
+}
