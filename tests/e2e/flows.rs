@@ -310,3 +310,76 @@ fn nmap_port_scan_raises_an_alert_naming_the_scanner() {
         Some(0)
     );
 }
+
+#[test]
+fn capture_survives_its_interface_going_down_and_away() {
+    if let Some(why) = skip(&["ping"]) {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ns_guard, ns, host_if) = Netns::pair("dn", "10.231.10.1", "10.231.10.2");
+    let collector = Collector::start(dir.path(), 0);
+    let extra = format!("[[capture]]\ninterface = \"{host_if}\"\nidle_timeout = \"500ms\"\n");
+    let agent = Agent::start(&dir.path().join("agent"), collector.port, "", &extra);
+    let url = collector.url();
+    let ping = |count: &str| {
+        let ok = Command::new("ping")
+            .args(["-c", count, "-i", "0.2", "-W", "1", "-q", "10.231.10.2"])
+            .output()
+            .expect("ping");
+        assert!(ok.status.success(), "ping");
+    };
+    let link_up = |what: &str| {
+        wait_for(Duration::from_secs(20), what, String::new, || {
+            Command::new("ping")
+                .args(["-c", "1", "-W", "1", "-q", "10.231.10.2"])
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+        });
+    };
+    let echo_requests = || {
+        total(
+            &url,
+            "event.kind:flow AND network.transport:icmp AND source.ip:10.231.10.1",
+        )
+        .unwrap_or(0)
+    };
+    let wait_more = |than: u64, what: &str| {
+        wait_for(
+            Duration::from_secs(30),
+            what,
+            || agent.proc.log_tail(),
+            || (echo_requests() > than).then_some(()),
+        );
+        echo_requests()
+    };
+    wait_for(
+        Duration::from_secs(20),
+        "the capture to start",
+        || agent.proc.log_tail(),
+        || agent.proc.log_tail().contains("capturing").then_some(()),
+    );
+    ping("2");
+    let n = wait_more(0, "a flow before the link goes down");
+    // Down and up again.
+    vigil_e2e::ip(&["link", "set", &host_if, "down"]);
+    std::thread::sleep(Duration::from_millis(500));
+    vigil_e2e::ip(&["link", "set", &host_if, "up"]);
+    link_up("the link to carry traffic again");
+    std::thread::sleep(Duration::from_secs(1));
+    ping("2");
+    let n = wait_more(n, "a flow after the link came back up");
+    // Gone, then back under the same name: the capture reopens it.
+    drop(ns_guard);
+    std::thread::sleep(Duration::from_secs(2));
+    let (_ns2, _, host_if2) = Netns::pair("dn", "10.231.10.1", "10.231.10.2");
+    assert_eq!(host_if2, host_if);
+    link_up("the new link to carry traffic");
+    std::thread::sleep(Duration::from_secs(2));
+    ping("2");
+    wait_more(n, "a flow after the interface was recreated");
+    assert!(agent.metric("vigil_agent_capture_errors_total") >= 1.0);
+    let _ = ns;
+}

@@ -65,6 +65,21 @@ fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
     newest
 }
 
+/// Waits until `count` has not changed for a second (or 60 s pass) and returns it: the end
+/// of a load in the benchmarks.
+pub fn settled(count: impl Fn() -> u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = count();
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = count();
+        if now == last || Instant::now() > deadline {
+            return now;
+        }
+        last = now;
+    }
+}
+
 /// A port nothing listens on (bound, noted, released): for a collector that is not there yet.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

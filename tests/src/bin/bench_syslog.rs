@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use vigil_e2e::{Agent, Proc, arg, free_port, wait_for};
+use vigil_e2e::{Agent, Proc, arg, free_port, settled, wait_for};
 
 const SIZE: u64 = 400;
 
@@ -101,20 +101,6 @@ fn measure(loggen_path: &Path, port: u16, n: u64, conns: u64, done: impl Fn() ->
         || (done() >= n).then_some(()),
     );
     start.elapsed()
-}
-
-/// Waits until `count` has not changed for a second (or 30 s pass) and returns it.
-fn settled(count: impl Fn() -> u64) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut last = count();
-    loop {
-        std::thread::sleep(Duration::from_secs(1));
-        let now = count();
-        if now == last || Instant::now() > deadline {
-            return now;
-        }
-        last = now;
-    }
 }
 
 /// Sends 2 s of UDP at each rate to `port` and returns the messages lost at each.

@@ -1,0 +1,309 @@
+//! Flow collection, side by side in one run.
+//!
+//! 1. Decode alone: NetFlow v9 and IPFIX datagrams (40 and 25 records, templates every 100
+//!    datagrams) through the agent's decoder on one thread: records/s (goal ≥ 1,000,000), and
+//!    records/s when each record is also turned into its event.
+//! 2. Collection: the same streams sent over loopback at rising rates, 2 s per rate, into
+//!    `nfcapd` (Debian nfdump, writing its files) and into `vigil-agent` (decoding into events
+//!    and writing its fsynced spool; no collector, so the spool is the end of the line). Both
+//!    ask for an 8 MiB socket buffer (the kernel grants `net.core.rmem_max`). For each: flows
+//!    lost at each rate, the highest rate without loss, and the ratio.
+//!
+//! `cargo run --release -p vigil-e2e --bin bench-flows -- --seconds 2`
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+
+// The agent's allocator, so that decode-alone figures are the agent's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+use vigil_agent::flow::netflow::Decoder;
+use vigil_e2e::{Agent, Proc, arg, free_port, settled};
+
+/// NetFlow v9 or IPFIX datagrams of synthetic but plausible flows.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Version {
+    V9,
+    Ipfix,
+}
+
+impl Version {
+    fn records(self) -> usize {
+        match self {
+            Version::V9 => 40,
+            Version::Ipfix => 25,
+        }
+    }
+}
+
+/// (element id, length) of the template: addresses, ports, protocol, flags, interfaces,
+/// counters, times.
+fn template(v: Version) -> Vec<(u16, u16)> {
+    let mut t = vec![
+        (8, 4),
+        (12, 4),
+        (7, 2),
+        (11, 2),
+        (4, 1),
+        (6, 1),
+        (10, 2),
+        (14, 2),
+    ];
+    match v {
+        Version::V9 => t.extend([(1, 4), (2, 4), (22, 4), (21, 4)]),
+        Version::Ipfix => t.extend([(1, 8), (2, 8), (152, 8), (153, 8)]),
+    }
+    t
+}
+
+fn put_record(out: &mut Vec<u8>, v: Version, n: u64, now_ms: u64) {
+    let src = 0x0a00_0000u32 | (n as u32 & 0xffff);
+    let dst = 0xc0a8_0000u32 | ((n >> 16) as u32 & 0xffff);
+    out.extend(src.to_be_bytes());
+    out.extend(dst.to_be_bytes());
+    out.extend((1024 + (n % 60000) as u16).to_be_bytes());
+    out.extend((80 + (n % 3) as u16).to_be_bytes());
+    out.push(if n % 4 == 0 { 17 } else { 6 });
+    out.push(0x1b);
+    out.extend(1u16.to_be_bytes());
+    out.extend(2u16.to_be_bytes());
+    let (bytes, pkts) = (40 + n % 1500 * 7, 1 + n % 20);
+    match v {
+        Version::V9 => {
+            out.extend((bytes as u32).to_be_bytes());
+            out.extend((pkts as u32).to_be_bytes());
+            out.extend(1_000u32.to_be_bytes());
+            out.extend(2_000u32.to_be_bytes());
+        }
+        Version::Ipfix => {
+            out.extend(bytes.to_be_bytes());
+            out.extend(pkts.to_be_bytes());
+            out.extend((now_ms - 2_000).to_be_bytes());
+            out.extend((now_ms - 1_000).to_be_bytes());
+        }
+    }
+}
+
+/// Datagram `seq` of a stream; the first and every 100th carry the template.
+fn datagram(v: Version, seq: u64, first_record: u64) -> Vec<u8> {
+    let now = Utc::now();
+    let (secs, ms) = (now.timestamp() as u32, now.timestamp_millis() as u64);
+    let mut sets = Vec::new();
+    let with_template = seq % 100 == 0;
+    if with_template {
+        let t = template(v);
+        let mut body = Vec::new();
+        body.extend(256u16.to_be_bytes());
+        body.extend((t.len() as u16).to_be_bytes());
+        for (id, len) in &t {
+            body.extend(id.to_be_bytes());
+            body.extend(len.to_be_bytes());
+        }
+        sets.extend(if v == Version::V9 { 0u16 } else { 2u16 }.to_be_bytes());
+        sets.extend((body.len() as u16 + 4).to_be_bytes());
+        sets.extend(body);
+    }
+    let mut data = Vec::new();
+    for i in 0..v.records() as u64 {
+        put_record(&mut data, v, first_record + i, ms);
+    }
+    while data.len() % 4 != 0 {
+        data.push(0);
+    }
+    sets.extend(256u16.to_be_bytes());
+    sets.extend((data.len() as u16 + 4).to_be_bytes());
+    sets.extend(data);
+    let mut out = Vec::new();
+    match v {
+        Version::V9 => {
+            out.extend(9u16.to_be_bytes());
+            let count = v.records() as u16 + u16::from(with_template);
+            out.extend(count.to_be_bytes());
+            out.extend(10_000u32.to_be_bytes()); // uptime ms
+            out.extend(secs.to_be_bytes());
+            out.extend((seq as u32).to_be_bytes());
+            out.extend(7u32.to_be_bytes());
+        }
+        Version::Ipfix => {
+            out.extend(10u16.to_be_bytes());
+            out.extend((sets.len() as u16 + 16).to_be_bytes());
+            out.extend(secs.to_be_bytes());
+            out.extend(((seq * v.records() as u64) as u32).to_be_bytes());
+            out.extend(7u32.to_be_bytes());
+        }
+    }
+    out.extend(sets);
+    out
+}
+
+fn stream(v: Version, datagrams: u64) -> Vec<Vec<u8>> {
+    (0..datagrams)
+        .map(|s| datagram(v, s, s * v.records() as u64))
+        .collect()
+}
+
+fn decode_alone(v: Version, rounds: u32) {
+    let dgrams = stream(v, 10_000);
+    let from: SocketAddr = "192.0.2.1:2055".parse().expect("addr");
+    for events in [false, true] {
+        let mut dec = Decoder::new(None, 10);
+        let mut flows = Vec::new();
+        let mut records = 0u64;
+        let start = Instant::now();
+        for _ in 0..rounds {
+            for d in &dgrams {
+                records += dec.decode(from, d, Utc::now(), &mut flows).flows;
+                if events {
+                    let now = Utc::now();
+                    for f in flows.drain(..) {
+                        std::hint::black_box(f.into_event(now));
+                    }
+                } else {
+                    flows.clear();
+                }
+            }
+        }
+        let s = start.elapsed().as_secs_f64();
+        println!(
+            "{:<6} {:<22} {records:>10} records {s:>7.2} s {:>12.0} records/s",
+            format!("{v:?}"),
+            if events { "decode + event" } else { "decode" },
+            records as f64 / s
+        );
+    }
+}
+
+/// Sends `rate` flows/s of `v` for `secs` to `to` from `sock` (one exporter: one socket, as
+/// templates are scoped by the exporter's address and port); the flows sent.
+fn send(v: Version, sock: &UdpSocket, to: SocketAddr, rate: u64, secs: u64, seq0: &mut u64) -> u64 {
+    let per = v.records() as u64;
+    let total = rate * secs / per;
+    // Built before the clock starts, so the sender is not what limits the rate.
+    let dgrams: Vec<Vec<u8>> = (0..total)
+        .map(|i| datagram(v, *seq0 + i, (*seq0 + i) * per))
+        .collect();
+    *seq0 += total;
+    let start = Instant::now();
+    for (i, d) in dgrams.iter().enumerate() {
+        let due = Duration::from_secs_f64(i as f64 * per as f64 / rate as f64);
+        while start.elapsed() < due {
+            std::hint::spin_loop();
+        }
+        let _ = sock.send_to(d, to);
+    }
+    total * per
+}
+
+/// Flows in nfcapd's files under `dir` (after it stopped and wrote them).
+fn nfdump_flows(dir: &Path) -> u64 {
+    let out = Command::new("nfdump")
+        .arg("-R")
+        .arg(dir)
+        .arg("-I")
+        .output()
+        .expect("nfdump");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("Flows:"))
+        .filter_map(|n| n.trim().parse::<u64>().ok())
+        .sum()
+}
+
+fn main() {
+    let secs = arg("--seconds", 2);
+    let rounds = arg("--rounds", 5) as u32;
+    println!("bench-flows: decode alone, one thread");
+    for v in [Version::V9, Version::Ipfix] {
+        decode_alone(v, rounds);
+    }
+    if arg("--collect", 1) == 0 {
+        return;
+    }
+    let rates: Vec<u64> = match std::env::var("BENCH_RATES") {
+        Ok(r) => r.split(',').filter_map(|x| x.parse().ok()).collect(),
+        Err(_) => vec![25_000, 50_000, 100_000, 200_000, 400_000, 800_000],
+    };
+    println!("\nbench-flows: collection over loopback, {secs} s per rate");
+    println!(
+        "{:<6} {:<12} {:>10} {:>10} {:>10}",
+        "stream", "collector", "flows/s", "sent", "lost"
+    );
+    for v in [Version::V9, Version::Ipfix] {
+        let mut best = [0u64; 2];
+        // nfcapd: one process per stream, stopped to write its file after each rate.
+        for &rate in &rates {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let port = free_port();
+            let mut cmd = Command::new("nfcapd");
+            cmd.args(["-p", &port.to_string(), "-B", "8388608", "-t", "3600", "-w"])
+                .arg(dir.path());
+            let mut nf = Proc::spawn("nfcapd", cmd, &dir.path().join("nfcapd.log"));
+            std::thread::sleep(Duration::from_millis(500));
+            let mut seq = 0;
+            let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+            let sent = send(
+                v,
+                &sock,
+                ([127, 0, 0, 1], port).into(),
+                rate,
+                secs,
+                &mut seq,
+            );
+            std::thread::sleep(Duration::from_millis(500));
+            nf.terminate(Duration::from_secs(30));
+            let got = nfdump_flows(dir.path());
+            let lost = sent.saturating_sub(got);
+            println!(
+                "{:<6} {:<12} {rate:>10} {sent:>10} {lost:>10}",
+                format!("{v:?}"),
+                "nfcapd"
+            );
+            if lost == 0 {
+                best[0] = rate;
+            }
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let extra = "[[netflow]]\nlisten = \"127.0.0.1:0\"\n";
+        let a = Agent::start(dir.path(), free_port(), "max_bytes = 17179869184", extra);
+        let to = a.netflow.expect("netflow listener");
+        let spooled = || a.metric("vigil_agent_events_spooled_total") as u64;
+        let mut seq = 0;
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let mut before = spooled();
+        for &rate in &rates {
+            let sent = send(v, &sock, to, rate, secs, &mut seq);
+            let after = settled(spooled);
+            let lost = sent.saturating_sub(after - before);
+            before = after;
+            println!(
+                "{:<6} {:<12} {rate:>10} {sent:>10} {lost:>10}",
+                format!("{v:?}"),
+                "vigil-agent"
+            );
+            if std::env::var_os("BENCH_METRICS").is_some() {
+                for m in [
+                    "vigil_agent_events_dropped_total",
+                    "vigil_agent_netflow_flows_total",
+                    "vigil_agent_netflow_missing_template_total",
+                    "vigil_agent_netflow_decode_errors_total",
+                ] {
+                    println!("    {m} {}", a.metric(m));
+                }
+            }
+            if lost == 0 {
+                best[1] = rate;
+            }
+        }
+        println!(
+            "{:<6} highest rate without loss: nfcapd {} flows/s, vigil-agent {} flows/s, ratio {:.2}",
+            format!("{v:?}"),
+            best[0],
+            best[1],
+            best[1] as f64 / best[0].max(1) as f64
+        );
+    }
+}
