@@ -50,6 +50,8 @@ impl Default for Limits {
 
 /// Evict expired correlation windows every this many events.
 const EVICT_EVERY: u64 = 4096;
+/// How late an event may come (behind the newest one) and still find its windows.
+const LATENESS_SECS: i64 = 24 * 3600;
 
 struct Compiled {
     mask: SourceMask,
@@ -75,7 +77,8 @@ pub struct SigmaEngine {
     percentile_bounds: HashMap<String, Vec<(rsigma_parser::ConditionOperator, f64)>>,
     max_event_ids: usize,
     events: u64,
-    last_ts: i64,
+    /// The newest event time a detection was seen at (seconds).
+    newest_ts: i64,
 }
 
 impl SigmaEngine {
@@ -249,7 +252,7 @@ impl SigmaEngine {
             percentile_bounds,
             max_event_ids: limits.max_event_ids,
             events: 0,
-            last_ts: 0,
+            newest_ts: 0,
         };
         // A filter that does not apply to the rules is refused here, not per route later.
         let mut probe = engine.route_engine(SourceMask::MAX);
@@ -407,14 +410,19 @@ impl RuleEngine for SigmaEngine {
             None => return Vec::new(),
         };
         self.events += 1;
-        if self.events.is_multiple_of(EVICT_EVERY) && self.last_ts > 0 {
-            self.correlation.evict_expired(self.last_ts);
+        // Evict windows that ended more than LATENESS before the newest event: an agent that
+        // sends its spool's backlog after an outage sends events older than what others sent
+        // meanwhile, and their windows (and suppressions) must survive that. Memory stays
+        // bounded by max_correlation_groups whatever the order.
+        if self.events.is_multiple_of(EVICT_EVERY) && self.newest_ts > 0 {
+            self.correlation
+                .evict_expired(self.newest_ts.saturating_sub(LATENESS_SECS));
         }
         if detections.is_empty() {
             return Vec::new();
         }
         if let Some(ts) = event.timestamp() {
-            self.last_ts = self.last_ts.max(ts.timestamp());
+            self.newest_ts = self.newest_ts.max(ts.timestamp());
         }
         let results = self.correlation.correlate_detections(&ev, detections);
         results

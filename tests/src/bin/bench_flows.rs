@@ -73,7 +73,7 @@ fn put_record(out: &mut Vec<u8>, v: Version, n: u64, now_ms: u64) {
     out.extend(dst.to_be_bytes());
     out.extend((1024 + (n % 60000) as u16).to_be_bytes());
     out.extend((80 + (n % 3) as u16).to_be_bytes());
-    out.push(if n % 4 == 0 { 17 } else { 6 });
+    out.push(if n.is_multiple_of(4) { 17 } else { 6 });
     out.push(0x1b);
     out.extend(1u16.to_be_bytes());
     out.extend(2u16.to_be_bytes());
@@ -99,7 +99,7 @@ fn datagram(v: Version, seq: u64, first_record: u64) -> Vec<u8> {
     let now = Utc::now();
     let (secs, ms) = (now.timestamp() as u32, now.timestamp_millis() as u64);
     let mut sets = Vec::new();
-    let with_template = seq % 100 == 0;
+    let with_template = seq.is_multiple_of(100);
     if with_template {
         let t = template(v);
         let mut body = Vec::new();
@@ -230,7 +230,7 @@ fn synthetic_pcap(path: &Path, packets: u64, flows: u64) {
     out.extend(1u32.to_le_bytes());
     for i in 0..packets {
         let f = i % flows;
-        let tcp = f % 2 == 0;
+        let tcp = f.is_multiple_of(2);
         let l4 = if tcp { 20 } else { 8 };
         let payload = 18usize;
         let ip_len = 20 + l4 + payload;
