@@ -402,6 +402,69 @@ mod tests {
     }
 
     #[test]
+    fn cidr_and_existence_combine_with_the_rest_of_the_query() {
+        let s = searcher(vec![
+            event(
+                "v4",
+                "2026-11-22T10:00:00Z",
+                &[
+                    ("source.ip", "10.1.2.3".into()),
+                    ("host.name", "h".into()),
+                    ("destination.port", 22.into()),
+                ],
+            ),
+            event(
+                "v4-other",
+                "2026-11-22T10:00:01Z",
+                &[("source.ip", "192.0.2.9".into())],
+            ),
+            event(
+                "v6",
+                "2026-11-22T10:00:02Z",
+                &[("source.ip", "2001:db8:1::5".into())],
+            ),
+            event(
+                "v6-other",
+                "2026-11-22T10:00:03Z",
+                &[("source.ip", "2001:db9::1".into())],
+            ),
+        ]);
+        let m = |q: &str| messages(&s, &req(q));
+        assert_eq!(m("source.ip:10.0.0.0/8"), ["v4"]);
+        assert_eq!(m("source.ip:0.0.0.0/0"), ["v4-other", "v4"]);
+        assert_eq!(m("source.ip:\"2001:db8::/32\""), ["v6"]);
+        assert_eq!(m("source.ip:\"2001:db8::/29\""), ["v6-other", "v6"]);
+        assert_eq!(
+            m("source.ip:192.0.2.9/32 OR source.ip:\"2001:db8::/32\""),
+            ["v6", "v4-other"]
+        );
+        assert_eq!(
+            m("event.kind:flow AND NOT source.ip:10.0.0.0/8"),
+            ["v6-other", "v6", "v4-other"]
+        );
+        // Tantivy alone finds nothing for `a AND NOT b`; it must exclude b.
+        assert_eq!(
+            m("event.kind:flow AND NOT host.name:h"),
+            ["v6-other", "v6", "v4-other"]
+        );
+        assert_eq!(m("host.name:*"), ["v4"]);
+        assert_eq!(m("destination.port:* AND source.ip:10.0.0.0/8"), ["v4"]);
+        assert_eq!(
+            m("(source.ip:* AND NOT destination.port:*)"),
+            ["v6-other", "v6", "v4-other"]
+        );
+        // Ordinary terms are left to Tantivy.
+        assert_eq!(m("message:\"v4-other\" OR host.name:h"), ["v4-other", "v4"]);
+        for bad in [
+            "source.ip:10.0.0.0/33",
+            "source.ip:10.0.0/8",
+            "source.ip:\"2001:db8::/200\"",
+        ] {
+            assert!(s.search(&req(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn bad_queries_and_limits_are_errors_not_panics() {
         let s = searcher(vec![event("x", "2026-11-22T10:00:00Z", &[])]);
         for q in ["message:(unbalanced", "\"open quote", "nosuchfield:x"] {
