@@ -119,6 +119,18 @@ fn flow_events(url: &str, q: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// An agent with the `[[capture]]` table `extra`, once its capture runs.
+fn capturing_agent(dir: &Path, collector: &Collector, extra: &str) -> Agent {
+    let agent = Agent::start(&dir.join("agent"), collector.port, "", extra);
+    wait_for(
+        Duration::from_secs(20),
+        "the capture to start",
+        || agent.proc.log_tail(),
+        || agent.proc.log_tail().contains("capturing").then_some(()),
+    );
+    agent
+}
+
 /// Waits until the flows the collector holds for `q` add up to `want`.
 fn wait_totals(url: &str, q: &str, want: &FlowTotals, agent: &Agent) -> FlowTotals {
     assert!(!want.is_empty(), "the pcap holds packets");
@@ -203,13 +215,7 @@ fn live_capture_on_a_veth_adds_up_to_the_packets() {
     let extra = format!(
         "[[capture]]\ninterface = \"{host_if}\"\nfilter = \"net 10.231.8.0/24\"\nidle_timeout = \"1s\"\nclose_linger = \"300ms\"\n"
     );
-    let agent = Agent::start(&dir.path().join("agent"), collector.port, "", &extra);
-    wait_for(
-        Duration::from_secs(20),
-        "the capture to start",
-        || agent.proc.log_tail(),
-        || agent.proc.log_tail().contains("capturing").then_some(()),
-    );
+    let agent = capturing_agent(dir.path(), &collector, &extra);
     let pcap = recorded(&host_if, dir.path(), || {
         traffic(&ns, "10.231.8.2", dir.path())
     });
@@ -253,13 +259,7 @@ fn nmap_port_scan_raises_an_alert_naming_the_scanner() {
     let extra = format!(
         "[[capture]]\ninterface = \"{host_if}\"\nidle_timeout = \"1s\"\nclose_linger = \"300ms\"\n"
     );
-    let agent = Agent::start(&dir.path().join("agent"), collector.port, "", &extra);
-    wait_for(
-        Duration::from_secs(20),
-        "the capture to start",
-        || agent.proc.log_tail(),
-        || agent.proc.log_tail().contains("capturing").then_some(()),
-    );
+    let agent = capturing_agent(dir.path(), &collector, &extra);
     // A SYN scan of the 1,000 most common ports of this side of the link, from the namespace.
     let out = Netns::exec(&ns, "nmap")
         .args([
@@ -321,7 +321,7 @@ fn capture_survives_its_interface_going_down_and_away() {
     let (ns_guard, ns, host_if) = Netns::pair("dn", "10.231.10.1", "10.231.10.2");
     let collector = Collector::start(dir.path(), 0);
     let extra = format!("[[capture]]\ninterface = \"{host_if}\"\nidle_timeout = \"500ms\"\n");
-    let agent = Agent::start(&dir.path().join("agent"), collector.port, "", &extra);
+    let agent = capturing_agent(dir.path(), &collector, &extra);
     let url = collector.url();
     let ping = |count: &str| {
         let ok = Command::new("ping")
@@ -355,12 +355,6 @@ fn capture_survives_its_interface_going_down_and_away() {
         );
         echo_requests()
     };
-    wait_for(
-        Duration::from_secs(20),
-        "the capture to start",
-        || agent.proc.log_tail(),
-        || agent.proc.log_tail().contains("capturing").then_some(()),
-    );
     ping("2");
     let n = wait_more(0, "a flow before the link goes down");
     // Down and up again.

@@ -144,6 +144,18 @@ impl Decoder {
         }
     }
 
+    /// The flow of a data record, scaled by its exporter's sampling rate.
+    fn emit(
+        &mut self,
+        r: Record,
+        (exporter, domain): (IpAddr, u32),
+        hdr: &Header,
+        out: &mut Vec<Flow>,
+    ) {
+        let rate = self.sampling(exporter, domain).rate(r.sampler_id);
+        out.push(r.finish(hdr, rate));
+    }
+
     fn v9_flows(&mut self, v9: &V9, exporter: IpAddr, d: &mut Decoded, out: &mut Vec<Flow>) {
         let hdr = Header {
             export: Utc
@@ -160,21 +172,14 @@ impl Decoder {
                 V9Body::NoTemplate(_) => d.missing_template += 1,
                 V9Body::OptionsData(o) => {
                     for rec in &o.fields {
-                        let mut r = Record::new("flow.netflow");
-                        for (field, v) in &rec.options_fields {
-                            r.set(elements::v9_target(*field), v);
-                        }
+                        let r = v9_record("flow.netflow", &rec.options_fields);
                         self.learn_sampling(exporter, domain, &r);
                     }
                 }
                 V9Body::Data(data) => {
                     for rec in &data.fields {
-                        let mut r = Record::new("flow.netflow");
-                        for (field, v) in rec {
-                            r.set(elements::v9_target(*field), v);
-                        }
-                        let rate = self.sampling(exporter, domain).rate(r.sampler_id);
-                        out.push(r.finish(&hdr, rate));
+                        let r = v9_record("flow.netflow", rec);
+                        self.emit(r, (exporter, domain), &hdr, out);
                     }
                 }
                 _ => {}
@@ -210,10 +215,7 @@ impl Decoder {
                 }
                 IpfixBody::V9OptionsData(o) => {
                     for rec in &o.fields {
-                        let mut r = Record::new("flow.ipfix");
-                        for (field, v) in &rec.options_fields {
-                            r.set(elements::v9_target(*field), v);
-                        }
+                        let r = v9_record("flow.ipfix", &rec.options_fields);
                         self.learn_sampling(exporter, domain, &r);
                     }
                 }
@@ -225,19 +227,13 @@ impl Decoder {
                         d.errors += 1;
                     }
                     for rec in &data.fields {
-                        let r = ipfix_record(rec);
-                        let rate = self.sampling(exporter, domain).rate(r.sampler_id);
-                        out.push(r.finish(&hdr, rate));
+                        self.emit(ipfix_record(rec), (exporter, domain), &hdr, out);
                     }
                 }
                 IpfixBody::V9Data(data) => {
                     for rec in &data.fields {
-                        let mut r = Record::new("flow.ipfix");
-                        for (field, v) in rec {
-                            r.set(elements::v9_target(*field), v);
-                        }
-                        let rate = self.sampling(exporter, domain).rate(r.sampler_id);
-                        out.push(r.finish(&hdr, rate));
+                        let r = v9_record("flow.ipfix", rec);
+                        self.emit(r, (exporter, domain), &hdr, out);
                     }
                 }
                 _ => {}
@@ -276,6 +272,20 @@ pub fn strip_padding(data: &[u8]) -> &[u8] {
         Some(rest) if !rest.is_empty() && rest.iter().all(|&b| b == 0) => &data[..end],
         _ => data,
     }
+}
+
+fn v9_record(
+    dataset: &'static str,
+    rec: &[(
+        netflow_parser::variable_versions::v9::lookup::V9Field,
+        FieldValue,
+    )],
+) -> Record {
+    let mut r = Record::new(dataset);
+    for (field, v) in rec {
+        r.set(elements::v9_target(*field), v);
+    }
+    r
 }
 
 fn ipfix_record(
