@@ -830,3 +830,56 @@ fn templates_persist_across_a_restart() {
     let d = cold.decode(from, &data, Utc::now(), &mut Vec::new());
     assert_eq!((d.flows, d.missing_template), (0, 1));
 }
+
+/// Hostile datagrams: every corpus payload cut at every length, and with bytes flipped, after
+/// its templates were learnt. The decoder answers each with flows or counted errors, never a
+/// panic.
+#[test]
+fn truncated_and_corrupted_datagrams_are_counted_never_a_panic() {
+    let Some(dir) = corpus() else {
+        eprintln!("SKIPPED: ../shared/corpus/netflow not found");
+        return;
+    };
+    let dir = dir.join("logstash-codec-netflow");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "dat"))
+        .collect();
+    files.sort_by_key(|p| !p.to_string_lossy().contains("tpl"));
+    let mut dec = Decoder::new(None, 100);
+    let from: SocketAddr = "192.0.2.1:2055".parse().expect("addr");
+    let mut flows = Vec::new();
+    let (mut decoded, mut errors) = (0u64, 0u64);
+    let mut x: u32 = 0x2545_f491;
+    for p in &files {
+        let bytes = std::fs::read(p).expect("read");
+        for cut in 0..=bytes.len() {
+            let d = dec.decode(from, &bytes[..cut], Utc::now(), &mut flows);
+            decoded += d.flows;
+            errors += d.errors;
+            flows.clear();
+        }
+        for _ in 0..50 {
+            let mut b = bytes.clone();
+            for _ in 0..4 {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                if !b.is_empty() {
+                    let i = x as usize % b.len();
+                    b[i] ^= (x >> 24) as u8 | 1;
+                }
+            }
+            let d = dec.decode(from, &b, Utc::now(), &mut flows);
+            decoded += d.flows;
+            errors += d.errors;
+            flows.clear();
+        }
+    }
+    println!(
+        "{} files cut and corrupted: {decoded} flows, {errors} counted errors",
+        files.len()
+    );
+    assert!(errors > 1000, "the damaged datagrams are counted: {errors}");
+}
