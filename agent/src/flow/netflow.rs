@@ -108,7 +108,7 @@ impl Decoder {
         for packet in result.packets {
             d.messages += 1;
             match packet {
-                NetflowPacket::V5(v5) => v5_flows(&v5, from.ip(), out),
+                NetflowPacket::V5(v5) => v5_flows(&v5, out),
                 NetflowPacket::V9(v9) => self.v9_flows(&v9, from.ip(), &mut d, out),
                 NetflowPacket::IPFix(ipfix) => self.ipfix_flows(&ipfix, from.ip(), &mut d, out),
                 _ => d.errors += 1,
@@ -302,7 +302,7 @@ fn ipfix_record(
 }
 
 /// NetFlow v5: fixed records, times relative to the exporter's uptime.
-fn v5_flows(v5: &V5, _exporter: IpAddr, out: &mut Vec<Flow>) {
+fn v5_flows(v5: &V5, out: &mut Vec<Flow>) {
     let h = &v5.header;
     let hdr = Header {
         export: Utc
