@@ -96,10 +96,22 @@ fn recorded(iface: &str, dir: &Path, f: impl FnOnce()) -> std::path::PathBuf {
     let pcap = dir.join("link.pcap");
     let mut cmd = Command::new("tcpdump");
     // --immediate-mode: without it packets wait in tcpdump's ring until a block times out,
-    // and a stop in between loses them.
-    cmd.args(["-i", iface, "--immediate-mode", "-U", "-n", "-s", "0", "-w"])
-        .arg(&pcap)
-        .arg("ip");
+    // and a stop in between loses them. -B: a 16 MiB ring, so a busy machine does not make
+    // tcpdump drop the frames it is there to record.
+    cmd.args([
+        "-i",
+        iface,
+        "--immediate-mode",
+        "-B",
+        "16384",
+        "-U",
+        "-n",
+        "-s",
+        "0",
+        "-w",
+    ])
+    .arg(&pcap)
+    .arg("ip");
     let mut td = Proc::spawn("tcpdump", cmd, &dir.join("tcpdump.log"));
     wait_for(
         Duration::from_secs(20),
@@ -161,10 +173,23 @@ fn softflowd_exports_what_the_pcap_holds_over_v9_and_ipfix() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let (_ns, ns, host_if) = Netns::pair("sf", "10.231.7.1", "10.231.7.2");
-    let pcap = recorded(&host_if, dir.path(), || {
-        traffic(&ns, "10.231.7.2", dir.path())
-    });
-    let want = pcap_totals(&pcap);
+    // The recording is the expectation; should tcpdump still miss part of the traffic (seen
+    // once under the full suite's load), record again rather than compare against less.
+    let mut attempt = 0;
+    let (pcap, want) = loop {
+        attempt += 1;
+        let pcap = recorded(&host_if, dir.path(), || {
+            traffic(&ns, "10.231.7.2", dir.path())
+        });
+        let want = pcap_totals(&pcap);
+        if want.len() >= 5 || attempt == 3 {
+            break (pcap, want);
+        }
+        eprintln!(
+            "tcpdump recorded {} of 5 connections; recording again",
+            want.len()
+        );
+    };
     assert!(
         want.len() >= 5,
         "the pcap holds the test's connections: {want:?}"
