@@ -15,14 +15,26 @@ pub struct SearchArgs {
     pub json: bool,
     pub url: String,
     pub token: Option<String>,
+    /// Aggregate instead of listing events: top values of this field...
+    pub top: Option<String>,
+    /// ...this many of them...
+    pub size: usize,
+    /// ...ranked by the sum of this numeric field (also summed per histogram bucket)...
+    pub sum: Option<String>,
+    /// ...and/or event counts in buckets of this width...
+    pub histogram: Option<String>,
+    /// ...and/or statistics of this numeric field.
+    pub stats: Option<String>,
+}
+
+impl SearchArgs {
+    fn aggregates(&self) -> bool {
+        self.top.is_some() || self.histogram.is_some() || self.stats.is_some()
+    }
 }
 
 pub async fn search(args: SearchArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    let mut params: Vec<(&str, String)> = vec![
-        ("q", args.query.clone()),
-        ("limit", args.limit.to_string()),
-        ("offset", args.offset.to_string()),
-    ];
+    let mut params: Vec<(&str, String)> = vec![("q", args.query.clone())];
     match (&args.since, &args.from) {
         (Some(s), None) => params.push(("from", format!("now-{s}"))),
         (None, Some(f)) => params.push(("from", f.clone())),
@@ -32,8 +44,50 @@ pub async fn search(args: SearchArgs, out: &mut impl Write) -> anyhow::Result<()
     if let Some(t) = &args.to {
         params.push(("to", t.clone()));
     }
-    let url = format!("{}/api/v1/search", args.url.trim_end_matches('/'));
-    let mut req = reqwest::Client::new().get(&url).query(&params);
+    if args.sum.is_some() && !args.aggregates() {
+        bail!("--sum goes with --top or --histogram");
+    }
+    if args.aggregates() {
+        let optional = [
+            ("terms", &args.top),
+            ("sum", &args.sum),
+            ("histogram", &args.histogram),
+            ("stats", &args.stats),
+        ];
+        for (name, v) in optional {
+            if let Some(v) = v {
+                params.push((name, v.clone()));
+            }
+        }
+        params.push(("size", args.size.to_string()));
+        let body = get(&args, "aggregate", &params).await?;
+        if args.json {
+            writeln!(out, "{body}")?;
+            return Ok(());
+        }
+        return print_aggregate(&body, out);
+    }
+    params.push(("limit", args.limit.to_string()));
+    params.push(("offset", args.offset.to_string()));
+    let body = get(&args, "search", &params).await?;
+    if args.json {
+        for hit in body
+            .get("hits")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            writeln!(out, "{hit}")?;
+        }
+        return Ok(());
+    }
+    print_table(&body, out)
+}
+
+/// `GET /api/v1/<path>` with `params`; the JSON answer, or the collector's error message.
+async fn get(args: &SearchArgs, path: &str, params: &[(&str, String)]) -> anyhow::Result<Value> {
+    let url = format!("{}/api/v1/{path}", args.url.trim_end_matches('/'));
+    let mut req = reqwest::Client::new().get(&url).query(params);
     if let Some(t) = &args.token {
         req = req.bearer_auth(t);
     }
@@ -51,20 +105,148 @@ pub async fn search(args: SearchArgs, out: &mut impl Write) -> anyhow::Result<()
             .pointer("/error/message")
             .and_then(Value::as_str)
             .unwrap_or("unknown error");
-        bail!("search failed ({status}): {msg}");
+        bail!("{path} failed ({status}): {msg}");
     }
-    if args.json {
-        for hit in body
-            .get("hits")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            writeln!(out, "{hit}")?;
+    Ok(body)
+}
+
+/// Rows under a header, each column as wide as its widest cell; numbers right-aligned.
+fn print_columns(
+    header: &[&str],
+    rows: &[Vec<String>],
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    let width = |i: usize| {
+        rows.iter()
+            .map(|r| r[i].chars().count())
+            .chain([header[i].len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let widths: Vec<usize> = (0..header.len()).map(width).collect();
+    let line = |cells: Vec<&str>, out: &mut dyn Write| {
+        let text: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (c, &w))| {
+                let numeric = i > 0
+                    && c.chars()
+                        .all(|ch| ch.is_ascii_digit() || ",.-".contains(ch));
+                if numeric {
+                    format!("{c:>w$}")
+                } else {
+                    format!("{c:w$}")
+                }
+            })
+            .collect();
+        writeln!(out, "{}", text.join("  ").trim_end())
+    };
+    line(header.to_vec(), out)?;
+    for r in rows {
+        line(r.iter().map(String::as_str).collect(), out)?;
+    }
+    Ok(())
+}
+
+/// 1234567 → "1,234,567"; fractions keep two decimals.
+fn number(v: &Value) -> String {
+    let Some(f) = v.as_f64() else {
+        return "-".into();
+    };
+    if f.fract() != 0.0 {
+        return format!("{f:.2}");
+    }
+    let digits = format!("{}", f.abs() as u64);
+    let mut s = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            s.push(',');
         }
-        return Ok(());
+        s.push(c);
     }
-    print_table(&body, out)
+    if f < 0.0 { format!("-{s}") } else { s }
+}
+
+fn print_aggregate(body: &Value, out: &mut impl Write) -> anyhow::Result<()> {
+    writeln!(out, "{} events", number(&body["total"]))?;
+    if let Some(t) = body.get("terms") {
+        let field = t["field"].as_str().unwrap_or("value").to_uppercase();
+        let summed = t["buckets"]
+            .as_array()
+            .is_some_and(|b| b.iter().any(|b| b.get("sum").is_some()));
+        let mut header = vec![field.as_str(), "EVENTS"];
+        if summed {
+            header.push("SUM");
+        }
+        let mut rows: Vec<Vec<String>> = Vec::new();
+        for b in t["buckets"].as_array().into_iter().flatten() {
+            let key = match &b["key"] {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let mut row = vec![key, number(&b["count"])];
+            if summed {
+                row.push(number(&b["sum"]));
+            }
+            rows.push(row);
+        }
+        if t["other_count"].as_u64().unwrap_or(0) > 0 {
+            let mut row = vec!["(others)".to_owned(), number(&t["other_count"])];
+            if summed {
+                row.push(String::new());
+            }
+            rows.push(row);
+        }
+        writeln!(out)?;
+        print_columns(&header, &rows, out)?;
+    }
+    if let Some(h) = body.get("histogram") {
+        let buckets = h["buckets"].as_array().cloned().unwrap_or_default();
+        let max = buckets
+            .iter()
+            .filter_map(|b| b["count"].as_u64())
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let rows: Vec<Vec<String>> = buckets
+            .iter()
+            .map(|b| {
+                let n = b["count"].as_u64().unwrap_or(0);
+                let bar = "█".repeat(((n * 40).div_ceil(max)) as usize);
+                vec![
+                    b["key"].as_str().unwrap_or("-").to_owned(),
+                    number(&b["count"]),
+                    bar,
+                ]
+            })
+            .collect();
+        writeln!(out)?;
+        print_columns(&["TIME", "EVENTS", ""], &rows, out)?;
+    }
+    if let Some(s) = body.get("stats") {
+        writeln!(out)?;
+        let p = &s["percentiles"];
+        let rows = vec![vec![
+            s["field"].as_str().unwrap_or("-").to_owned(),
+            number(&s["count"]),
+            number(&s["min"]),
+            number(&s["avg"]),
+            number(&p["50"]),
+            number(&p["90"]),
+            number(&p["99"]),
+            number(&s["max"]),
+            number(&s["sum"]),
+        ]];
+        print_columns(
+            &[
+                "FIELD", "COUNT", "MIN", "AVG", "P50", "P90", "P99", "MAX", "SUM",
+            ],
+            &rows,
+            out,
+        )?;
+    }
+    Ok(())
 }
 
 fn print_table(body: &Value, out: &mut impl Write) -> anyhow::Result<()> {
@@ -75,14 +257,14 @@ fn print_table(body: &Value, out: &mut impl Write) -> anyhow::Result<()> {
         .unwrap_or_default();
     let total = body.get("total").and_then(Value::as_u64).unwrap_or(0);
     let s = |h: &Value, f: &str| h.get(f).and_then(Value::as_str).unwrap_or("-").to_owned();
-    let rows: Vec<[String; 4]> = hits
+    let rows: Vec<Vec<String>> = hits
         .iter()
         .map(|h| {
             let mut msg: String = s(h, "message").replace(['\n', '\r', '\t'], " ");
             if msg.chars().count() > 160 {
                 msg = msg.chars().take(159).collect::<String>() + "…";
             }
-            [
+            vec![
                 s(h, "@timestamp"),
                 s(h, "event.kind"),
                 s(h, "host.name"),
@@ -90,23 +272,7 @@ fn print_table(body: &Value, out: &mut impl Write) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    let header = ["TIME", "KIND", "HOST", "MESSAGE"];
-    let width = |i: usize| {
-        rows.iter()
-            .map(|r| r[i].chars().count())
-            .chain([header[i].len()])
-            .max()
-            .unwrap_or(0)
-    };
-    let (w0, w1, w2) = (width(0), width(1), width(2));
-    writeln!(
-        out,
-        "{:w0$}  {:w1$}  {:w2$}  {}",
-        header[0], header[1], header[2], header[3]
-    )?;
-    for r in &rows {
-        writeln!(out, "{:w0$}  {:w1$}  {:w2$}  {}", r[0], r[1], r[2], r[3])?;
-    }
+    print_columns(&["TIME", "KIND", "HOST", "MESSAGE"], &rows, out)?;
     writeln!(out, "{} of {} events", rows.len(), total)?;
     Ok(())
 }

@@ -59,6 +59,19 @@ pub struct IndexConfig {
     /// Indexing memory budget, split across indexing threads.
     pub memory_budget_mb: usize,
     pub threads: usize,
+    /// Days a partition (a day of arrival) is kept; 0 keeps everything.
+    pub retention_days: u32,
+    /// The oldest partitions are dropped while all together are larger; 0: no size limit.
+    pub retention_max_mb: u64,
+}
+
+impl IndexConfig {
+    pub fn retention(&self) -> crate::index::retention::Policy {
+        crate::index::retention::Policy {
+            max_age_days: (self.retention_days > 0).then_some(self.retention_days),
+            max_bytes: (self.retention_max_mb > 0).then_some(self.retention_max_mb << 20),
+        }
+    }
 }
 
 impl Default for CollectorConfig {
@@ -100,6 +113,8 @@ impl Default for IndexConfig {
             commit_interval: Duration::from_secs(1),
             memory_budget_mb: 128,
             threads: 2,
+            retention_days: 30,
+            retention_max_mb: 0,
         }
     }
 }

@@ -44,7 +44,13 @@ enum Command {
         #[arg(long)]
         ports_file: Option<PathBuf>,
     },
-    /// Search events: Tantivy query syntax over the event fields, newest first.
+    /// Search events: Tantivy query syntax over the event fields, newest first. With --top,
+    /// --histogram or --stats: aggregate the matching events instead of listing them.
+    ///
+    /// Beyond Tantivy's syntax: `source.ip:10.0.0.0/8` (CIDR, IPv6 quoted:
+    /// `source.ip:"2001:db8::/32"`) and `field:*` (the field is present).
+    /// Examples: `vigil search 'event.kind:flow' --since 1h --top source.ip --sum network.bytes`,
+    /// `vigil search 'log.syslog.appname:sshd' --since 1d --histogram 1h`.
     Search {
         /// Query, e.g. `hello`, `host.name:web-1 AND message:failed`; `*` for everything.
         query: String,
@@ -61,9 +67,25 @@ enum Command {
         limit: usize,
         #[arg(long, default_value_t = 0)]
         offset: usize,
-        /// One JSON event per line instead of a table.
+        /// One JSON event per line (or the aggregation as JSON) instead of a table.
         #[arg(long)]
         json: bool,
+        /// Top values of this field (keyword, numeric or IP), e.g. source.ip.
+        #[arg(long, value_name = "FIELD")]
+        top: Option<String>,
+        /// How many top values.
+        #[arg(long, default_value_t = 10)]
+        size: usize,
+        /// Rank top values by the sum of this numeric field (top talkers: network.bytes);
+        /// with --histogram, also sum it per bucket.
+        #[arg(long, value_name = "FIELD")]
+        sum: Option<String>,
+        /// Event counts over time in buckets of this width (e.g. 1m, 1h).
+        #[arg(long, value_name = "INTERVAL")]
+        histogram: Option<String>,
+        /// Count, min, max, average, percentiles and sum of this numeric field.
+        #[arg(long, value_name = "FIELD")]
+        stats: Option<String>,
         #[arg(long, env = "VIGIL_URL", default_value = "http://127.0.0.1:8080")]
         url: String,
         #[arg(long, env = "VIGIL_TOKEN")]
@@ -179,6 +201,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             limit,
             offset,
             json,
+            top,
+            size,
+            sum,
+            histogram,
+            stats,
             url,
             token,
         } => {
@@ -192,6 +219,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 json,
                 url,
                 token,
+                top,
+                size,
+                sum,
+                histogram,
+                stats,
             };
             cli::search(args, &mut std::io::stdout().lock()).await
         }

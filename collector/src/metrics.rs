@@ -18,6 +18,10 @@ pub struct Metrics {
     pub wal_replayed_batches: Counter,
     pub index_commits: Counter,
     pub index_docs: Gauge,
+    pub index_partitions: Gauge,
+    pub index_disk_bytes: Gauge,
+    pub index_partitions_dropped: Family<Labels, Counter>,
+    pub aggregate_requests: Counter,
     pub search_requests: Counter,
     pub search_errors: Family<Labels, Counter>,
     pub detect_events: Counter,
@@ -75,6 +79,26 @@ impl Metrics {
                 Counter::default()
             ),
             index_commits: reg!("index_commits", "Index commits", Counter::default()),
+            index_partitions: reg!(
+                "index_partitions",
+                "Index partitions (one per day of arrival)",
+                Gauge::default()
+            ),
+            index_disk_bytes: reg!(
+                "index_disk_bytes",
+                "Bytes the index partitions take on disk (measured at each retention pass)",
+                Gauge::default()
+            ),
+            index_partitions_dropped: reg!(
+                "index_partitions_dropped",
+                "Index partitions dropped by retention, by reason (age, size)",
+                Family::default()
+            ),
+            aggregate_requests: reg!(
+                "aggregate_requests",
+                "Aggregation requests",
+                Counter::default()
+            ),
             index_docs: reg!(
                 "index_docs",
                 "Documents in the committed index",

@@ -14,6 +14,7 @@ use crate::api::{self, AppState, Inner};
 use crate::config::CollectorConfig;
 use crate::detect::{DetectView, Detector};
 use crate::index::IndexSchema;
+use crate::index::partition::Partitions;
 use crate::index::search::Searcher;
 use crate::index::writer::{self, Msg, WriterConfig};
 use crate::metrics::Metrics;
@@ -43,6 +44,8 @@ impl Collector {
             memory_budget_bytes: cfg.index.memory_budget_mb << 20,
             threads: cfg.index.threads,
             detect_state: detect_state.clone(),
+            retention: cfg.index.retention(),
+            clock: writer::system_clock(),
         };
         let (m, h, rt) = (
             metrics.clone(),
@@ -59,16 +62,14 @@ impl Collector {
         } else {
             None
         };
-        let s2 = schema.clone();
-        let (index, reader, tx, writer) =
-            tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-                let index = s2
-                    .open_or_create(&data_dir.join("index"))
-                    .with_context(|| format!("cannot open the index in {}", data_dir.display()))?;
-                let (tx, handle, reader) = writer::start(&index, s2, wcfg, m, detector, h, rt)?;
-                Ok((index, reader, tx, handle))
-            })
-            .await??;
+        let (parts, tx, writer) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let dir = data_dir.join("index");
+            let parts = Partitions::open(&dir, schema)
+                .with_context(|| format!("cannot open the index in {}", dir.display()))?;
+            let (tx, handle) = writer::start(parts.clone(), wcfg, m, detector, h, rt)?;
+            Ok((parts, tx, handle))
+        })
+        .await??;
         let agents = cfg
             .ingest
             .agents
@@ -81,7 +82,7 @@ impl Collector {
             );
         }
         let state = AppState(Arc::new(Inner {
-            searcher: Searcher::new(index, reader, schema),
+            searcher: Searcher::new(parts),
             ingest: tx,
             ingest_open: AtomicBool::new(true),
             writer_healthy: healthy,

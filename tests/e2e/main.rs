@@ -6,6 +6,7 @@ mod delivery;
 mod detect;
 mod file;
 mod flows;
+mod hunt;
 mod loghub;
 mod syslog;
 mod up;

@@ -56,6 +56,21 @@ impl ApiError {
     }
 }
 
+impl From<crate::index::search::SearchError> for ApiError {
+    fn from(e: crate::index::search::SearchError) -> Self {
+        use crate::index::search::SearchError;
+        match e {
+            SearchError::Query(m) => ApiError::bad_request("bad_query", m),
+            SearchError::Limit(m) => ApiError::bad_request("bad_parameter", m),
+            // Too many buckets or too much memory: the request asks too much, not our fault.
+            SearchError::Index(tantivy::TantivyError::AggregationError(e)) => {
+                ApiError::bad_request("bad_parameter", e.to_string())
+            }
+            SearchError::Index(e) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::Internal(detail) = &self {

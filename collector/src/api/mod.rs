@@ -1,5 +1,6 @@
 //! The collector's HTTP API: `fn app(state) -> Router`, one handler module per resource.
 
+pub mod aggregate;
 pub mod error;
 pub mod ingest;
 pub mod rules;
@@ -23,6 +24,10 @@ pub use error::ApiError;
 
 #[derive(Clone)]
 pub struct AppState(pub Arc<Inner>);
+
+/// Largest search or aggregation body read (the query itself is refused beyond 16 KiB, with a
+/// message that says so, rather than a bare 413).
+const QUERY_BODY_BYTES: usize = 2 << 20;
 
 pub struct Inner {
     pub searcher: Searcher,
@@ -54,7 +59,18 @@ pub fn app(state: AppState) -> Router {
             "/api/v1/ingest",
             post(ingest::ingest).layer(DefaultBodyLimit::max(max_body)),
         )
-        .route("/api/v1/search", get(search::search))
+        .route(
+            "/api/v1/search",
+            get(search::search)
+                .post(search::search)
+                .layer(DefaultBodyLimit::max(QUERY_BODY_BYTES)),
+        )
+        .route(
+            "/api/v1/aggregate",
+            get(aggregate::aggregate)
+                .post(aggregate::aggregate)
+                .layer(DefaultBodyLimit::max(QUERY_BODY_BYTES)),
+        )
         .route("/api/v1/rules", get(rules::list))
         .route(
             "/api/v1/rules/test",

@@ -1,16 +1,19 @@
 //! `GET /api/v1/search?q=&from=&to=&limit=&offset=`: `{"total": N, "hits": [event, ...]}`,
-//! newest first.
+//! newest first. `POST` takes the same parameters as a JSON object, for queries too long for
+//! a URL (a few hundred addresses OR'ed together).
 
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
-use axum::http::HeaderMap;
+use axum::extract::{FromRequest, Query, Request, State};
+use axum::http::{HeaderMap, Method};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use super::{ApiError, AppState};
-use crate::index::search::{SearchError, SearchRequest, SearchResult, parse_time};
+use crate::index::search::{SearchRequest, SearchResult, parse_time};
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SearchParams {
     q: Option<String>,
     from: Option<String>,
@@ -19,10 +22,29 @@ pub struct SearchParams {
     offset: Option<usize>,
 }
 
+/// Parameters from the query string (`GET`) or from a JSON object body (`POST`).
+pub struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bad = |m: String| ApiError::bad_request("bad_parameter", m);
+        if req.method() == Method::POST {
+            let Json(v) = Json::<T>::from_request(req, state)
+                .await
+                .map_err(|e| bad(e.body_text()))?;
+            return Ok(Params(v));
+        }
+        let Query(v) = Query::<T>::try_from_uri(req.uri()).map_err(|e| bad(e.body_text()))?;
+        Ok(Params(v))
+    }
+}
+
 pub async fn search(
     State(s): State<AppState>,
     headers: HeaderMap,
-    params: Result<Query<SearchParams>, QueryRejection>,
+    params: Result<Params<SearchParams>, ApiError>,
 ) -> Result<Json<SearchResult>, ApiError> {
     s.0.metrics.search_requests.inc();
     let result = run(&s, &headers, params).await;
@@ -38,22 +60,15 @@ pub async fn search(
 async fn run(
     s: &AppState,
     headers: &HeaderMap,
-    params: Result<Query<SearchParams>, QueryRejection>,
+    params: Result<Params<SearchParams>, ApiError>,
 ) -> Result<Json<SearchResult>, ApiError> {
     s.0.check_reader(headers)?;
-    let Query(p) = params.map_err(|e| ApiError::bad_request("bad_parameter", e.body_text()))?;
-    let now = chrono::Utc::now();
-    let time = |v: Option<String>, name: &str| {
-        v.map(|t| {
-            parse_time(&t, now)
-                .map_err(|e| ApiError::bad_request("bad_parameter", format!("{name}: {e}")))
-        })
-        .transpose()
-    };
+    let Params(p) = params?;
+    let (from, to) = range(p.from, p.to)?;
     let req = SearchRequest {
         q: p.q.unwrap_or_default(),
-        from: time(p.from, "from")?,
-        to: time(p.to, "to")?,
+        from,
+        to,
         limit: p.limit.unwrap_or(100),
         offset: p.offset.unwrap_or(0),
     };
@@ -61,9 +76,21 @@ async fn run(
     let result = tokio::task::spawn_blocking(move || searcher.search(&req))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    result.map(Json).map_err(|e| match e {
-        SearchError::Query(m) => ApiError::bad_request("bad_query", m),
-        SearchError::Limit(m) => ApiError::bad_request("bad_parameter", m),
-        SearchError::Index(e) => ApiError::Internal(e.to_string()),
-    })
+    Ok(Json(result?))
+}
+
+/// A time range; either end may be open.
+pub type Range = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// `from` and `to` parameters: RFC 3339 or `now-<duration>`.
+pub fn range(from: Option<String>, to: Option<String>) -> Result<Range, ApiError> {
+    let now = Utc::now();
+    let time = |v: Option<String>, name: &str| {
+        v.map(|t| {
+            parse_time(&t, now)
+                .map_err(|e| ApiError::bad_request("bad_parameter", format!("{name}: {e}")))
+        })
+        .transpose()
+    };
+    Ok((time(from, "from")?, time(to, "to")?))
 }

@@ -3,8 +3,11 @@
 //! # Layout
 //! - this file: the index schema ([`IndexSchema`], typed from the one table [`FIELDS`]) and
 //!   how an event becomes a document.
+//! - [`partition`]: one Tantivy index per day of arrival, with the time bounds of each.
 //! - [`writer`]: the single writer thread: deduplication, write-ahead log, indexing, commits.
-//! - [`search`]: queries over the committed index.
+//! - [`retention`]: which partitions to drop, by age and size.
+//! - [`search`]: queries over the committed partitions, newest first.
+//! - [`aggregate`]: top values, histograms and statistics over the same queries.
 //!
 //! # Invariants
 //! - Every document stores the whole event as it came (`_source`), enriched only with
@@ -15,6 +18,9 @@
 //!   is therefore also the durable record of which batches are in.
 //! - The commit payload names the last write-ahead-log segment the commit covers.
 
+pub mod aggregate;
+pub mod partition;
+pub mod retention;
 pub mod search;
 pub mod writer;
 
@@ -303,11 +309,13 @@ mod tests {
         e
     }
 
-    /// An index in RAM holding one batch, and a searcher over it.
-    fn searcher(events: Vec<Event>) -> Searcher {
-        let schema = IndexSchema::new();
-        let index = Index::create_in_ram(schema.schema.clone());
-        let mut w: tantivy::IndexWriter = index.writer(15_000_000).expect("writer");
+    /// A partition holding one batch, and a searcher over it (the directory lives as long).
+    fn searcher(events: Vec<Event>) -> (tempfile::TempDir, Searcher) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let parts = partition::Partitions::open(dir.path(), IndexSchema::new()).expect("open");
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 22).expect("day");
+        let p = parts.create(day).expect("partition");
+        let mut w: tantivy::IndexWriter = p.index.writer(15_000_000).expect("writer");
         let batch = Batch {
             batch_id: Uuid::now_v7(),
             agent_id: "edge-1".into(),
@@ -316,12 +324,12 @@ mod tests {
         };
         let b = IndexSchema::enrich(batch);
         for (e, at) in b.events.iter().zip(&b.times) {
-            w.add_document(schema.document(e, *at, &b.batch_id))
+            w.add_document(parts.schema().document(e, *at, &b.batch_id))
                 .expect("add");
         }
         w.commit().expect("commit");
-        let reader = index.reader().expect("reader");
-        Searcher::new(index, reader, schema)
+        parts.refresh(day).expect("refresh");
+        (dir, Searcher::new(parts))
     }
 
     fn req(q: &str) -> SearchRequest {
@@ -345,7 +353,7 @@ mod tests {
 
     #[test]
     fn typed_fields_answer_exact_range_and_ip_queries_newest_first() {
-        let s = searcher(vec![
+        let (_dir, s) = searcher(vec![
             event(
                 "first",
                 "2026-11-22T10:00:00Z",
@@ -403,7 +411,7 @@ mod tests {
 
     #[test]
     fn cidr_and_existence_combine_with_the_rest_of_the_query() {
-        let s = searcher(vec![
+        let (_dir, s) = searcher(vec![
             event(
                 "v4",
                 "2026-11-22T10:00:00Z",
@@ -466,7 +474,7 @@ mod tests {
 
     #[test]
     fn bad_queries_and_limits_are_errors_not_panics() {
-        let s = searcher(vec![event("x", "2026-11-22T10:00:00Z", &[])]);
+        let (_dir, s) = searcher(vec![event("x", "2026-11-22T10:00:00Z", &[])]);
         for q in ["message:(unbalanced", "\"open quote", "nosuchfield:x"] {
             assert!(s.search(&req(q)).is_err(), "{q}");
         }

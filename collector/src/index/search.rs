@@ -1,4 +1,7 @@
-//! Queries over the committed index: a query string, a time range, newest first.
+//! Queries over the committed partitions: a query string, a time range, newest first.
+//!
+//! A search opens only the partitions whose time bounds overlap its range, takes the newest
+//! `offset + limit` of each, and merges them; `total` is the sum of the partitions' counts.
 //!
 //! The query string is Tantivy's syntax on our field names, plus two things analysts expect
 //! and Tantivy's parser lacks: `field:CIDR` on IP fields (`source.ip:10.0.0.0/8`,
@@ -12,10 +15,14 @@ use std::ops::Bound;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tantivy::collector::{Count, TopDocs};
-use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
+use tantivy::query::{
+    AllQuery, BooleanQuery, Occur, Query, QueryParser, QueryParserError, RangeQuery, TermQuery,
+};
 use tantivy::schema::Value;
-use tantivy::{DocAddress, Index, IndexReader, Order, TantivyDocument, Term};
+use tantivy::tokenizer::TokenizerManager;
+use tantivy::{DocAddress, Order, TantivyDocument, Term};
 
+use super::partition::Partitions;
 use super::{FieldType, IndexSchema};
 
 /// Most hits one request returns.
@@ -52,17 +59,26 @@ pub enum SearchError {
 
 #[derive(Clone)]
 pub struct Searcher {
-    index: Index,
-    reader: IndexReader,
+    parts: Partitions,
     schema: IndexSchema,
 }
 
 impl Searcher {
-    pub fn new(index: Index, reader: IndexReader, schema: IndexSchema) -> Self {
-        Searcher {
-            index,
-            reader,
-            schema,
+    pub fn new(parts: Partitions) -> Self {
+        let schema = parts.schema().clone();
+        Searcher { parts, schema }
+    }
+
+    pub fn partitions(&self) -> &Partitions {
+        &self.parts
+    }
+
+    /// How `name` is indexed, `None` for a field that is not in the schema.
+    pub fn field_type(&self, name: &str) -> Option<FieldType> {
+        match self.schema.typed.get(name) {
+            Some(&(ty, _)) => Some(ty),
+            None if name == vigil_schema::fields::TIMESTAMP => Some(FieldType::Date),
+            None => None,
         }
     }
 
@@ -78,22 +94,36 @@ impl Searcher {
                 "offset + limit must be at most {MAX_WINDOW}; narrow the time range instead"
             )));
         }
-        let query = self.query(req)?;
-        let searcher = self.reader.searcher();
-        let total = searcher.search(&query, &Count)?;
-        if req.limit == 0 {
-            return Ok(SearchResult {
-                total,
-                hits: Vec::new(),
-            });
+        let query = self.query(&req.q, req.from, req.to)?;
+        let window = req.offset + req.limit;
+        let mut total = 0;
+        // (time, partition, doc) of the newest `window` matches seen so far.
+        let mut newest: Vec<(tantivy::DateTime, usize, DocAddress)> = Vec::new();
+        let searchers: Vec<_> = self
+            .parts
+            .overlapping(req.from, req.to)
+            .iter()
+            .map(|p| p.reader.searcher())
+            .collect();
+        for (i, searcher) in searchers.iter().enumerate() {
+            if req.limit == 0 {
+                total += searcher.search(&query, &Count)?;
+                continue;
+            }
+            let top = TopDocs::with_limit(window).order_by_fast_field::<tantivy::DateTime>(
+                vigil_schema::fields::TIMESTAMP,
+                Order::Desc,
+            );
+            let (n, docs) = searcher.search(&query, &(Count, top))?;
+            total += n;
+            newest.extend(docs.into_iter().map(|(t, addr)| (t, i, addr)));
+            // Stable: among equal times, the newer partition's documents stay first.
+            newest.sort_by_key(|&(t, ..)| std::cmp::Reverse(t));
+            newest.truncate(window);
         }
-        let top = TopDocs::with_limit(req.limit)
-            .and_offset(req.offset)
-            .order_by_fast_field::<tantivy::DateTime>(vigil_schema::fields::TIMESTAMP, Order::Desc);
-        let docs: Vec<(tantivy::DateTime, DocAddress)> = searcher.search(&query, &top)?;
-        let mut hits = Vec::with_capacity(docs.len());
-        for (_, addr) in docs {
-            let doc: TantivyDocument = searcher.doc(addr)?;
+        let mut hits = Vec::with_capacity(req.limit);
+        for &(_, i, addr) in newest.iter().skip(req.offset) {
+            let doc: TantivyDocument = searchers[i].doc(addr)?;
             let source = doc
                 .get_first(self.schema.source)
                 .and_then(|v| v.as_str())
@@ -103,25 +133,36 @@ impl Searcher {
         Ok(SearchResult { total, hits })
     }
 
-    fn query(&self, req: &SearchRequest) -> Result<Box<dyn Query>, SearchError> {
-        if req.q.len() > MAX_QUERY_BYTES {
+    /// The query for `q` over `[from, to)`: what [`Searcher::search`] and aggregations run.
+    pub fn query(
+        &self,
+        q: &str,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<Box<dyn Query>, SearchError> {
+        if q.len() > MAX_QUERY_BYTES {
             return Err(SearchError::Query(format!(
                 "query is longer than {MAX_QUERY_BYTES} bytes"
             )));
         }
-        let text = req.q.trim();
+        let lead = q.len() - q.trim_start().len();
+        let text = q.trim();
         let main: Box<dyn Query> = if text.is_empty() || text == "*" {
             Box::new(AllQuery)
         } else {
-            let (text, subs) = self.extensions(text)?;
-            let mut parser = QueryParser::for_index(&self.index, vec![self.schema.message]);
+            let (parsed_text, subs, origin) = self.extensions(text)?;
+            let mut parser = QueryParser::new(
+                self.schema.schema.clone(),
+                vec![self.schema.message],
+                TokenizerManager::default(),
+            );
             parser.set_conjunction_by_default();
             let parsed = parser
-                .parse_query(&text)
-                .map_err(|e| SearchError::Query(e.to_string()))?;
+                .parse_query(&parsed_text)
+                .map_err(|e| query_error(e, text, &parsed_text, &origin, lead))?;
             self.rebuild(parsed, &subs)
         };
-        if req.from.is_none() && req.to.is_none() {
+        if from.is_none() && to.is_none() {
             return Ok(main);
         }
         let term = |t: DateTime<Utc>| {
@@ -131,10 +172,8 @@ impl Searcher {
             )
         };
         let range = RangeQuery::new(
-            req.from
-                .map_or(Bound::Unbounded, |t| Bound::Included(term(t))),
-            req.to
-                .map_or(Bound::Unbounded, |t| Bound::Excluded(term(t))),
+            from.map_or(Bound::Unbounded, |t| Bound::Included(term(t))),
+            to.map_or(Bound::Unbounded, |t| Bound::Excluded(term(t))),
         );
         Ok(Box::new(BooleanQuery::new(vec![
             (Occur::Must, main),
@@ -146,16 +185,55 @@ impl Searcher {
 /// An extension term's query and the bytes of query text it spans.
 type Extension = (Box<dyn Query>, usize);
 
+/// Query text with placeholders, the queries they stand for, and where each byte came from.
+type Substituted = (String, Vec<Box<dyn Query>>, Vec<usize>);
+
+/// A parse error as the user should read it: where in their query, and what was expected.
+fn query_error(
+    e: QueryParserError,
+    text: &str,
+    parsed: &str,
+    origin: &[usize],
+    lead: usize,
+) -> SearchError {
+    let at = |pos: usize| {
+        let p = origin.get(pos).copied().unwrap_or(text.len());
+        let near: String = text[p..].chars().take(20).collect();
+        if near.is_empty() {
+            format!("at position {} (end of query)", p + lead)
+        } else {
+            format!("at position {} (`{near}`)", p + lead)
+        }
+    };
+    let msg = match &e {
+        QueryParserError::SyntaxError(_) => {
+            let (_, errors) = tantivy::query_grammar::parse_query_lenient(parsed);
+            match errors.first() {
+                Some(err) => format!("{}: {}", at(err.pos), err.message),
+                None => "syntax error".to_owned(),
+            }
+        }
+        QueryParserError::FieldDoesNotExist(field) => {
+            let pos = parsed.find(&format!("{field}:")).unwrap_or(0);
+            format!("{}: unknown field `{field}`", at(pos))
+        }
+        other => other.to_string(),
+    };
+    SearchError::Query(msg)
+}
+
 /// The word that stands in for extension term `i` while Tantivy parses the rest.
 fn placeholder(i: usize) -> String {
     format!("vigilterm{i}x")
 }
 
 impl Searcher {
-    /// Cuts `field:CIDR` and `field:*` out of `text`: the text with placeholders, and the
-    /// queries they stand for.
-    fn extensions(&self, text: &str) -> Result<(String, Vec<Box<dyn Query>>), SearchError> {
+    /// Cuts `field:CIDR` and `field:*` out of `text`: the text with placeholders, the
+    /// queries they stand for, and for each byte of the new text the byte of `text` it came
+    /// from (so a syntax error points into what the user wrote).
+    fn extensions(&self, text: &str) -> Result<Substituted, SearchError> {
         let mut out = String::with_capacity(text.len());
+        let mut origin = Vec::with_capacity(text.len());
         let mut subs: Vec<Box<dyn Query>> = Vec::new();
         let mut rest = text;
         while !rest.is_empty() {
@@ -170,18 +248,23 @@ impl Searcher {
                 .flatten();
             match hit {
                 Some((query, used)) => {
-                    out.push_str(&format!("message:{}", placeholder(subs.len())));
+                    let word = format!("message:{}", placeholder(subs.len()));
+                    let at = text.len() - rest.len();
+                    origin.extend(std::iter::repeat_n(at, word.len()));
+                    out.push_str(&word);
                     subs.push(query);
                     rest = &rest[used..];
                 }
                 None => {
                     let c = rest.chars().next().unwrap_or(' ');
+                    let at = text.len() - rest.len();
+                    origin.extend(at..at + c.len_utf8());
                     out.push(c);
                     rest = &rest[c.len_utf8()..];
                 }
             }
         }
-        Ok((out, subs))
+        Ok((out, subs, origin))
     }
 
     /// An extension term at the start of `s` (`field:*` on any field of the schema,

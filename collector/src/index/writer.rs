@@ -12,6 +12,12 @@
 //! - A commit first rotates the WAL, then commits the index with the closed segment's id as
 //!   payload, then deletes the covered segments. A crash between any two steps leaves
 //!   either the segments (replayed, deduplicated by `pending`) or the commit.
+//! - Only today's partition (by the writer's clock) has a writer, so every uncommitted
+//!   document is in it. When the day changes, the old day is committed and its writer
+//!   closed before any batch of the new day is appended to the WAL. Replay therefore starts
+//!   after the newest commit of any partition and goes into today's partition.
+//! - Retention runs after commits (at most once a minute) and never drops the partition
+//!   that has a writer.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -20,6 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
@@ -27,6 +34,8 @@ use uuid::Uuid;
 use vigil_schema::Batch;
 
 use super::IndexSchema;
+use super::partition::{Day, Partition, Partitions};
+use super::retention::{self, Policy};
 use crate::detect::Detector;
 use crate::metrics::Metrics;
 use crate::wal::{self, Wal};
@@ -65,7 +74,18 @@ pub enum Msg {
     Shutdown(oneshot::Sender<()>),
 }
 
-#[derive(Debug, Clone)]
+/// The writer's notion of now: the day of arrival and retention follow it (tests drive it).
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// The wall clock.
+pub fn system_clock() -> Clock {
+    Arc::new(Utc::now)
+}
+
+/// How often retention looks at the partitions.
+const RETENTION_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+#[derive(Clone)]
 pub struct WriterConfig {
     pub wal_dir: PathBuf,
     pub commit_interval: Duration,
@@ -74,12 +94,15 @@ pub struct WriterConfig {
     pub threads: usize,
     /// Where the correlation state is saved at shutdown.
     pub detect_state: PathBuf,
+    pub retention: Policy,
+    pub clock: Clock,
 }
 
 struct Writer {
-    schema: IndexSchema,
-    index_writer: IndexWriter,
-    reader: IndexReader,
+    parts: Partitions,
+    /// Today's partition and its writer, once something was indexed today.
+    current: Option<(Day, IndexWriter)>,
+    next_retention: Option<DateTime<Utc>>,
     wal: Wal,
     pending: HashSet<Uuid>,
     uncommitted_docs: usize,
@@ -91,23 +114,23 @@ struct Writer {
 
 /// Opens the writer, replays the write-ahead log into the index and commits, then starts
 /// the writer thread. Blocks (replay) until the index holds every acknowledged batch.
-/// Returns the channel to the thread, its handle, and the reader it reloads on each commit.
+/// Returns the channel to the thread and its handle; searches see each commit through `parts`.
 pub fn start(
-    index: &Index,
-    schema: IndexSchema,
+    parts: Partitions,
     cfg: WriterConfig,
     metrics: Arc<Metrics>,
     detector: Option<Detector>,
     healthy: Arc<AtomicBool>,
     rt: Handle,
-) -> anyhow::Result<(mpsc::Sender<Msg>, std::thread::JoinHandle<()>, IndexReader)> {
-    let reader = self::reader(index)?;
-    let index_writer = index.writer_with_num_threads(cfg.threads, cfg.memory_budget_bytes)?;
-    let committed_through = committed_wal_segment(index)?;
+) -> anyhow::Result<(mpsc::Sender<Msg>, std::thread::JoinHandle<()>)> {
+    let mut committed_through = 0;
+    for p in parts.all() {
+        committed_through = committed_through.max(p.wal_through()?);
+    }
     let mut w = Writer {
-        schema,
-        index_writer,
-        reader: reader.clone(),
+        parts,
+        current: None,
+        next_retention: None,
         wal: Wal::open(&cfg.wal_dir)?,
         pending: HashSet::new(),
         uncommitted_docs: 0,
@@ -126,17 +149,29 @@ pub fn start(
             }
             healthy.store(false, Ordering::SeqCst);
         })?;
-    Ok((tx, handle, reader))
+    Ok((tx, handle))
 }
 
-fn committed_wal_segment(index: &Index) -> anyhow::Result<u64> {
-    let meta = index.load_metas()?;
-    Ok(meta
-        .payload
-        .as_deref()
-        .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
-        .and_then(|v| v.get("wal_through").and_then(|n| n.as_u64()))
-        .unwrap_or(0))
+/// Whether batch `id` is in a committed partition. A batch is indexed on or after the day
+/// its (time-ordered) id was made, so older partitions are not looked at (a day of slack
+/// covers an agent whose clock is ahead); the two newest always are, for an agent whose clock
+/// is far ahead.
+fn committed(parts: &[Partition], schema: &IndexSchema, id: &Uuid) -> tantivy::Result<bool> {
+    let made = id.get_timestamp().and_then(|ts| {
+        let (s, _) = ts.to_unix();
+        DateTime::from_timestamp(s as i64, 0)
+    });
+    let since = made.map_or(Day::MIN, |t| t.date_naive() - chrono::Days::new(1));
+    let term = schema.batch_term(id);
+    for (i, p) in parts.iter().rev().enumerate() {
+        if i >= 2 && p.day < since {
+            break;
+        }
+        if p.reader.searcher().doc_freq(&term)? > 0 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 impl Writer {
@@ -151,10 +186,10 @@ impl Writer {
                 Err(e) => tracing::error!(error = %e, "undecodable write-ahead log record skipped"),
             },
         )?;
-        let searcher = self.reader.searcher();
+        let parts = self.parts.all();
         for b in batches {
             if self.pending.contains(&b.batch_id)
-                || searcher.doc_freq(&self.schema.batch_term(&b.batch_id))? > 0
+                || committed(&parts, self.parts.schema(), &b.batch_id)?
             {
                 continue;
             }
@@ -182,6 +217,7 @@ impl Writer {
             let first = rt.block_on(async { tokio::time::timeout(wait, rx.recv()).await });
             match first {
                 Err(_) => {
+                    self.roll_day()?;
                     self.commit()?;
                     continue;
                 }
@@ -230,7 +266,9 @@ impl Writer {
     }
 
     fn handle_group(&mut self, group: &mut Vec<IngestRequest>) -> anyhow::Result<()> {
-        let searcher = self.reader.searcher();
+        // Before anything of this group is in the WAL, so the new day's commit covers it.
+        self.roll_day()?;
+        let parts = self.parts.all();
         let mut outcomes = Vec::with_capacity(group.len());
         let mut appended = false;
         for req in group.iter() {
@@ -239,7 +277,7 @@ impl Writer {
                 outcomes.push(Outcome::Accepted { events: 0 });
                 continue;
             }
-            if self.pending.contains(&id) || searcher.doc_freq(&self.schema.batch_term(&id))? > 0 {
+            if self.pending.contains(&id) || committed(&parts, self.parts.schema(), &id)? {
                 outcomes.push(Outcome::Duplicate);
                 continue;
             }
@@ -289,14 +327,14 @@ impl Writer {
             None => Vec::new(),
         };
         self.uncommitted_docs += b.events.len() + alerts.len();
+        let schema = self.parts.schema().clone();
+        let w = self.writer()?;
         for (e, at) in b.events.iter().zip(&b.times) {
-            self.index_writer
-                .add_document(self.schema.document(e, *at, &b.batch_id))?;
+            w.add_document(schema.document(e, *at, &b.batch_id))?;
         }
         for a in &alerts {
             let at = a.timestamp().unwrap_or_default();
-            self.index_writer
-                .add_document(self.schema.document(a, at, &b.batch_id))?;
+            w.add_document(schema.document(a, at, &b.batch_id))?;
         }
         if self.commit_due.is_none() {
             self.commit_due = Some(Instant::now() + self.cfg.commit_interval);
@@ -313,21 +351,101 @@ impl Writer {
         }
     }
 
+    /// Today's writer, opening today's partition when nothing was indexed today yet.
+    fn writer(&mut self) -> anyhow::Result<&mut IndexWriter> {
+        if self.current.is_none() {
+            let day = (self.cfg.clock)().date_naive();
+            let p = self.parts.create(day)?;
+            let w = p
+                .index
+                .writer_with_num_threads(self.cfg.threads, self.cfg.memory_budget_bytes)?;
+            self.current = Some((day, w));
+            self.metrics.index_partitions.set(self.parts.len() as i64);
+        }
+        match &mut self.current {
+            Some((_, w)) => Ok(w),
+            None => anyhow::bail!("no partition writer"),
+        }
+    }
+
+    /// When the day has changed, commits the old day's partition and closes its writer.
+    fn roll_day(&mut self) -> anyhow::Result<()> {
+        let today = (self.cfg.clock)().date_naive();
+        if self.current.as_ref().is_some_and(|(day, _)| *day != today) {
+            self.commit()?;
+            if let Some((day, _)) = self.current.take() {
+                tracing::info!(%day, %today, "index partition closed; a new day starts");
+            }
+        }
+        Ok(())
+    }
+
     fn commit(&mut self) -> anyhow::Result<()> {
         let closed = self.wal.rotate(self.cfg.fsync)?;
-        let mut prepared = self.index_writer.prepare_commit()?;
-        prepared.set_payload(&serde_json::json!({ "wal_through": closed }).to_string());
-        prepared.commit()?;
-        self.reader.reload()?;
+        if let Some((day, w)) = &mut self.current {
+            let mut prepared = w.prepare_commit()?;
+            prepared.set_payload(&serde_json::json!({ "wal_through": closed }).to_string());
+            prepared.commit()?;
+            self.parts.refresh(*day)?;
+        }
         self.pending.clear();
         self.wal.remove_through(closed)?;
         self.uncommitted_docs = 0;
         self.commit_due = None;
         self.metrics.index_commits.inc();
-        self.metrics
-            .index_docs
-            .set(self.reader.searcher().num_docs() as i64);
+        self.metrics.index_docs.set(self.parts.num_docs() as i64);
+        self.retention();
         Ok(())
+    }
+
+    /// Drops the partitions the policy says are too old or too many; logs and counts each.
+    /// A failure is logged and retried at the next pass: ingest goes on.
+    fn retention(&mut self) {
+        let now = (self.cfg.clock)();
+        if self.next_retention.is_some_and(|t| now < t) {
+            return;
+        }
+        self.next_retention = Some(now + RETENTION_EVERY);
+        let open = self.current.as_ref().map(|(d, _)| *d);
+        let sizes: Vec<(Day, u64)> = self
+            .parts
+            .all()
+            .iter()
+            .map(|p| (p.day, p.disk_bytes()))
+            .collect();
+        let total: u64 = sizes.iter().map(|&(_, b)| b).sum();
+        let mut dropped_bytes = 0;
+        for (day, reason) in retention::plan(&sizes, now.date_naive(), self.cfg.retention) {
+            if Some(day) == open {
+                continue;
+            }
+            match self.parts.remove(day) {
+                Ok(Some((docs, bytes))) => {
+                    dropped_bytes += bytes;
+                    tracing::info!(%day, reason = reason.as_str(), docs, bytes, "index partition dropped by retention");
+                    self.metrics
+                        .index_partitions_dropped
+                        .get_or_create(&vec![("reason", reason.as_str().to_owned())])
+                        .inc();
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(%day, error = %e, "index partition could not be dropped; retried at the next pass")
+                }
+            }
+        }
+        if let Some(max) = self.cfg.retention.max_bytes
+            && let Some(&(day, bytes)) = sizes.last()
+            && day == now.date_naive()
+            && bytes > max
+        {
+            tracing::warn!(%day, bytes, max, "today's index partition alone is over index.retention_max_mb; it is kept");
+        }
+        self.metrics.index_partitions.set(self.parts.len() as i64);
+        self.metrics
+            .index_disk_bytes
+            .set(total.saturating_sub(dropped_bytes) as i64);
+        self.metrics.index_docs.set(self.parts.num_docs() as i64);
     }
 }
 

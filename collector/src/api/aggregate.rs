@@ -1,0 +1,73 @@
+//! `GET /api/v1/aggregate?q=&from=&to=&terms=FIELD&size=N&sum=FIELD&histogram=INTERVAL&stats=FIELD`:
+//! top values (ranked by the sum of `sum` when given), event counts over time, statistics.
+//! `POST` takes the same parameters as a JSON object.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use serde::Deserialize;
+
+use super::search::{Params, range};
+use super::{ApiError, AppState};
+use crate::index::aggregate::{AggregateRequest, AggregateResult};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateParams {
+    q: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    terms: Option<String>,
+    size: Option<usize>,
+    sum: Option<String>,
+    histogram: Option<String>,
+    stats: Option<String>,
+}
+
+pub async fn aggregate(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    params: Result<Params<AggregateParams>, ApiError>,
+) -> Result<Json<AggregateResult>, ApiError> {
+    s.0.metrics.aggregate_requests.inc();
+    let result = run(&s, &headers, params).await;
+    if let Err(e) = &result {
+        s.0.metrics
+            .search_errors
+            .get_or_create(&vec![("code", e.code().to_owned())])
+            .inc();
+    }
+    result
+}
+
+async fn run(
+    s: &AppState,
+    headers: &HeaderMap,
+    params: Result<Params<AggregateParams>, ApiError>,
+) -> Result<Json<AggregateResult>, ApiError> {
+    s.0.check_reader(headers)?;
+    let Params(p) = params?;
+    let (from, to) = range(p.from, p.to)?;
+    let histogram = p
+        .histogram
+        .map(|h| {
+            vigil_agent::config::parse_duration(&h)
+                .map_err(|e| ApiError::bad_request("bad_parameter", format!("histogram: {e}")))
+        })
+        .transpose()?;
+    let req = AggregateRequest {
+        q: p.q.unwrap_or_default(),
+        from,
+        to,
+        terms: p.terms,
+        size: p.size.unwrap_or(10),
+        sum: p.sum,
+        histogram,
+        stats: p.stats,
+    };
+    let searcher = s.0.searcher.clone();
+    let result = tokio::task::spawn_blocking(move || searcher.aggregate(&req))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(result?))
+}
