@@ -129,8 +129,21 @@ fn logger_over_tcp_and_udp_is_searchable_with_the_cli_and_the_api() {
         "vigil up did not stop cleanly\n{}",
         up.log_tail()
     );
-    // Defaults: data under ./vigil-data of the working directory.
-    assert!(dir.path().join("vigil-data/index/meta.json").exists());
+    // Defaults: data under ./vigil-data of the working directory, a partition per day.
+    let index = dir.path().join("vigil-data/index");
+    let partitions: Vec<String> = std::fs::read_dir(&index)
+        .expect("index dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("meta.json").exists())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !partitions.is_empty()
+            && partitions
+                .iter()
+                .all(|p| chrono::NaiveDate::parse_from_str(p, "%Y-%m-%d").is_ok()),
+        "{partitions:?}"
+    );
 }
 
 fn chrono_like(ts: &str) -> bool {

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod workload;
+
 /// The directory holding the workspace's binaries (next to this test's own executable).
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
