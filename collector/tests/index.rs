@@ -562,6 +562,17 @@ fn aggregations(searcher: &Searcher, events: &[Event], from: DateTime<Utc>, to: 
             .timestamp_micros();
         assert_eq!(b.count, want.get(&start).copied().unwrap_or(0), "{}", b.key);
     }
+    // Only `from` (as `--since 2d` asks): the buckets run up to now, empty ones included.
+    let req = AggregateRequest {
+        from: Some(Utc::now() - chrono::Days::new(2)),
+        histogram: Some(Duration::from_secs(3600)),
+        ..Default::default()
+    };
+    let r = searcher.aggregate(&req).expect("histogram");
+    let h = r.histogram.expect("histogram");
+    assert!((48..=49).contains(&h.buckets.len()), "{}", h.buckets.len());
+    assert!(h.buckets.iter().all(|b| b.count == 0));
+
     // Bad requests are errors, not panics.
     for bad in [
         AggregateRequest {

@@ -202,8 +202,9 @@ impl Searcher {
                 "fixed_interval": format!("{ms}ms"),
                 "min_doc_count": 0,
             });
-            // The whole asked range, empty buckets included, so a chart has its time axis.
-            if let (Some(from), Some(to)) = (req.from, req.to) {
+            // The whole asked range, empty buckets included, so a chart has its time axis
+            // (`--since 1h` asks up to now).
+            if let (Some(from), Some(to)) = (req.from, upper(req)) {
                 let bounds =
                     json!({ "min": from.timestamp_millis(), "max": to.timestamp_millis() - 1 });
                 h["extended_bounds"] = bounds.clone();
@@ -251,12 +252,16 @@ impl Searcher {
             .from
             .map(|t| t.timestamp_micros())
             .or_else(|| parts.iter().filter_map(|p| p.bounds).map(|b| b.0).min())?;
-        let hi = req
-            .to
+        let hi = upper(req)
             .map(|t| t.timestamp_micros())
             .or_else(|| parts.iter().filter_map(|p| p.bounds).map(|b| b.1).max())?;
         Some((lo, hi))
     }
+}
+
+/// The end of the asked range: `to`, or now when only `from` is given.
+fn upper(req: &AggregateRequest) -> Option<DateTime<Utc>> {
+    req.to.or_else(|| req.from.map(|_| Utc::now()))
 }
 
 fn buckets(v: &Value, key: impl Fn(&Value) -> Value) -> Vec<Bucket> {

@@ -17,7 +17,7 @@
 //!   closed before any batch of the new day is appended to the WAL. Replay therefore starts
 //!   after the newest commit of any partition and goes into today's partition.
 //! - Retention runs after commits (at most once a minute) and never drops the partition
-//!   that has a writer.
+//!   that has a writer, nor a closed one still finishing its merges (on its own thread).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -102,6 +102,8 @@ struct Writer {
     parts: Partitions,
     /// Today's partition and its writer, once something was indexed today.
     current: Option<(Day, IndexWriter)>,
+    /// Writers of closed days, finishing their merges.
+    closing: Vec<(Day, std::thread::JoinHandle<()>)>,
     next_retention: Option<DateTime<Utc>>,
     wal: Wal,
     pending: HashSet<Uuid>,
@@ -130,6 +132,7 @@ pub fn start(
     let mut w = Writer {
         parts,
         current: None,
+        closing: Vec::new(),
         next_retention: None,
         wal: Wal::open(&cfg.wal_dir)?,
         pending: HashSet::new(),
@@ -223,8 +226,7 @@ impl Writer {
                 }
                 Ok(None) => return self.commit(),
                 Ok(Some(Msg::Shutdown(done))) => {
-                    self.commit()?;
-                    self.save_detect_state();
+                    self.shutdown()?;
                     let _ = done.send(());
                     return Ok(());
                 }
@@ -252,8 +254,7 @@ impl Writer {
             }
             self.handle_group(&mut group)?;
             if let Some(done) = shutdown {
-                self.commit()?;
-                self.save_detect_state();
+                self.shutdown()?;
                 let _ = done.send(());
                 return Ok(());
             }
@@ -342,6 +343,21 @@ impl Writer {
         Ok(())
     }
 
+    /// Commits, lets the partition's merges finish (so its superseded files are gone), and
+    /// saves the correlation state.
+    fn shutdown(&mut self) -> anyhow::Result<()> {
+        self.commit()?;
+        if let Some((day, w)) = self.current.take() {
+            self.closing
+                .push((day, std::thread::spawn(move || finish_merges(day, w))));
+        }
+        for (_, t) in self.closing.drain(..) {
+            let _ = t.join();
+        }
+        self.save_detect_state();
+        Ok(())
+    }
+
     /// Correlation windows survive a restart (not a crash: they are saved at shutdown).
     fn save_detect_state(&self) {
         if let Some(d) = &self.detector
@@ -355,6 +371,10 @@ impl Writer {
     fn writer(&mut self) -> anyhow::Result<&mut IndexWriter> {
         if self.current.is_none() {
             let day = (self.cfg.clock)().date_naive();
+            // A day closed earlier (the clock went back) holds its lock until merged.
+            for (_, t) in self.closing.extract_if(.., |(d, _)| *d == day) {
+                let _ = t.join();
+            }
             let p = self.parts.create(day)?;
             let w = p
                 .index
@@ -373,8 +393,12 @@ impl Writer {
         let today = (self.cfg.clock)().date_naive();
         if self.current.as_ref().is_some_and(|(day, _)| *day != today) {
             self.commit()?;
-            if let Some((day, _)) = self.current.take() {
+            if let Some((day, w)) = self.current.take() {
                 tracing::info!(%day, %today, "index partition closed; a new day starts");
+                // Its last merges run beside the new day's indexing.
+                self.closing.retain(|(_, t)| !t.is_finished());
+                self.closing
+                    .push((day, std::thread::spawn(move || finish_merges(day, w))));
             }
         }
         Ok(())
@@ -406,7 +430,18 @@ impl Writer {
             return;
         }
         self.next_retention = Some(now + RETENTION_EVERY);
-        let open = self.current.as_ref().map(|(d, _)| *d);
+        // The partition being written, and closed ones still merging, are left for later.
+        let busy: Vec<Day> = self
+            .current
+            .iter()
+            .map(|(d, _)| *d)
+            .chain(
+                self.closing
+                    .iter()
+                    .filter(|(_, t)| !t.is_finished())
+                    .map(|(d, _)| *d),
+            )
+            .collect();
         let sizes: Vec<(Day, u64)> = self
             .parts
             .all()
@@ -416,7 +451,7 @@ impl Writer {
         let total: u64 = sizes.iter().map(|&(_, b)| b).sum();
         let mut dropped_bytes = 0;
         for (day, reason) in retention::plan(&sizes, now.date_naive(), self.cfg.retention) {
-            if Some(day) == open {
+            if busy.contains(&day) {
                 continue;
             }
             match self.parts.remove(day) {
@@ -446,6 +481,13 @@ impl Writer {
             .index_disk_bytes
             .set(total.saturating_sub(dropped_bytes) as i64);
         self.metrics.index_docs.set(self.parts.num_docs() as i64);
+    }
+}
+
+/// Waits for a closed partition's merges; their superseded files are deleted when done.
+fn finish_merges(day: Day, w: IndexWriter) {
+    if let Err(e) = w.wait_merging_threads() {
+        tracing::warn!(%day, error = %e, "index partition merges did not finish; its files stay as committed");
     }
 }
 

@@ -224,8 +224,9 @@ fn indexing(rt: &tokio::runtime::Runtime, work: &Path, n: usize, tantivy: &str) 
         .args([
             "-t",
             &THREADS.to_string(),
+            // tantivy-cli hands `-m / -t` to the writer as its whole budget.
             "-m",
-            &(MEMORY / THREADS).to_string(),
+            &(MEMORY * THREADS).to_string(),
         ])
         .stdin(input)
         .stdout(Stdio::null())
@@ -396,8 +397,8 @@ fn searching(rt: &tokio::runtime::Runtime, work: &Path, n: usize) {
 }
 
 fn main() {
-    let n = arg("events", 1_000_000) as usize;
-    let search_n = arg("search-events", 10_000_000) as usize;
+    let n = arg("--events", 1_000_000) as usize;
+    let search_n = arg("--search-events", 10_000_000) as usize;
     let tantivy = std::env::var("TANTIVY").unwrap_or_else(|_| "tantivy".into());
     let work = tempfile::tempdir().expect("tempdir");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
