@@ -283,6 +283,24 @@ fn cases(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Case> {
             "network.bytes:[1000 TO 100000]",
             Box::new(|e| n(e, "network.bytes").is_some_and(|b| (1000..=100_000).contains(&b))),
         ),
+        // Fields without a field of their own (the exporters' extra elements).
+        c(
+            "netflow.direction:1",
+            Box::new(|e| n(e, "netflow.direction") == Some(1)),
+        ),
+        c(
+            "netflow.ip_class_of_service:[1 TO 255] AND event.kind:flow",
+            Box::new(|e| {
+                n(e, "netflow.ip_class_of_service").is_some_and(|v| (1..=255).contains(&v))
+            }),
+        ),
+        c(
+            "netflow.firewall_event:*",
+            Box::new(|e| {
+                e.get("netflow.firewall_event")
+                    .is_some_and(|v| !v.is_null())
+            }),
+        ),
         c(
             "destination.port:*",
             Box::new(|e| n(e, "destination.port").is_some()),
@@ -532,6 +550,30 @@ fn aggregations(searcher: &Searcher, events: &[Event], from: DateTime<Utc>, to: 
     assert_eq!(st.max, values.iter().max().map(|&v| v as f64));
     let median = st.percentiles["50"].as_f64().expect("p50");
     assert!(median >= st.min.expect("valid") && median <= st.max.expect("valid"));
+
+    // Top values of a field without a field of its own.
+    let req = AggregateRequest {
+        q: "event.kind:flow".into(),
+        terms: Some("netflow.direction".into()),
+        size: 5,
+        ..Default::default()
+    };
+    let r = searcher.aggregate(&req).expect("aggregate");
+    let mut want: HashMap<u64, u64> = HashMap::new();
+    for e in &flows {
+        if let Some(d) = n(e, "netflow.direction") {
+            *want.entry(d).or_default() += 1;
+        }
+    }
+    let got: HashMap<u64, u64> = r
+        .terms
+        .expect("terms")
+        .buckets
+        .iter()
+        .map(|b| (b.key.as_f64().expect("numeric key") as u64, b.count))
+        .collect();
+    assert!(want.len() <= 5 && !want.is_empty(), "{want:?}");
+    assert_eq!(got, want);
 
     // Events per bucket (whole hours, about 1,000 buckets) over the middle of the span,
     // across all three partitions.

@@ -155,11 +155,16 @@ impl Searcher {
                 "ask for terms=FIELD, histogram=INTERVAL or stats=FIELD".into(),
             ));
         }
+        let sum_field = req
+            .sum
+            .as_deref()
+            .map(|s| self.field_of(s, "sum", &[FieldType::U64]))
+            .transpose()?;
         let sum = |field: &str| json!({ "sum": { "sum": { "field": field } } });
         let mut aggs = serde_json::Map::new();
-        if let Some(field) = &req.terms {
-            self.field_of(
-                field,
+        if let Some(name) = &req.terms {
+            let field = self.field_of(
+                name,
                 "terms",
                 &[FieldType::Keyword, FieldType::U64, FieldType::Ip],
             )?;
@@ -173,15 +178,12 @@ impl Searcher {
                 "segment_size": (size * 10).max(1_000),
             });
             let mut agg = json!({});
-            if let Some(s) = &req.sum {
+            if let Some(s) = &sum_field {
                 terms["order"] = json!({ "sum": "desc" });
                 agg["aggs"] = sum(s);
             }
             agg["terms"] = terms;
             aggs.insert("terms".into(), agg);
-        }
-        if let Some(s) = &req.sum {
-            self.field_of(s, "sum", &[FieldType::U64])?;
         }
         if let Some(width) = req.histogram {
             let ms = width.as_millis() as u64;
@@ -211,13 +213,13 @@ impl Searcher {
                 h["hard_bounds"] = bounds;
             }
             let mut agg = json!({ "date_histogram": h });
-            if let Some(s) = &req.sum {
+            if let Some(s) = &sum_field {
                 agg["aggs"] = sum(s);
             }
             aggs.insert("histogram".into(), agg);
         }
-        if let Some(field) = &req.stats {
-            self.field_of(field, "stats", &[FieldType::U64])?;
+        if let Some(name) = &req.stats {
+            let field = self.field_of(name, "stats", &[FieldType::U64])?;
             aggs.insert("stats".into(), json!({ "stats": { "field": field } }));
             aggs.insert(
                 "percentiles".into(),
@@ -228,9 +230,12 @@ impl Searcher {
             .map_err(|e| SearchError::Query(format!("aggregation: {e}")))
     }
 
-    fn field_of(&self, name: &str, what: &str, types: &[FieldType]) -> Result<(), SearchError> {
+    /// The column to aggregate for field `name`: its own, or its path in the JSON field for a
+    /// field without a field of its own (whatever its values are: a string column has no sum).
+    fn field_of(&self, name: &str, what: &str, types: &[FieldType]) -> Result<String, SearchError> {
         match self.field_type(name) {
-            Some(t) if types.contains(&t) => Ok(()),
+            Some(t) if types.contains(&t) => Ok(name.to_owned()),
+            None if self.is_extra_field(name) => Ok(format!("{}.{name}", super::EXTRA)),
             Some(_) => Err(SearchError::Limit(format!(
                 "{what}: `{name}` cannot be aggregated that way (it takes {})",
                 if types == [FieldType::U64] {

@@ -30,8 +30,8 @@ use std::path::Path;
 
 use serde_json::Value;
 use tantivy::schema::{
-    DateOptions, DateTimePrecision, FAST, Field, INDEXED, IpAddrOptions, NumericOptions, STORED,
-    STRING, Schema, TEXT,
+    DateOptions, DateTimePrecision, FAST, Field, INDEXED, IndexRecordOption, IpAddrOptions,
+    JsonObjectOptions, NumericOptions, OwnedValue, STORED, STRING, Schema, TEXT, TextFieldIndexing,
 };
 use tantivy::{Index, TantivyDocument, Term};
 use uuid::Uuid;
@@ -117,6 +117,9 @@ pub const FIELDS: &[(&str, FieldType)] = {
     ]
 };
 
+/// The JSON field holding every field that has no field of its own.
+pub const EXTRA: &str = "_extra";
+
 #[derive(Clone)]
 pub struct IndexSchema {
     pub schema: Schema,
@@ -124,6 +127,9 @@ pub struct IndexSchema {
     pub message: Field,
     pub source: Field,
     pub batch: Field,
+    /// Every field that is not in [`FIELDS`], as one JSON object: `netflow.sampling_rate:100`
+    /// finds it (see `search`). Strings are exact tokens, as keywords are.
+    pub extra: Field,
     /// Looked up once per event key (events are small maps; the schema is the larger side).
     typed: HashMap<&'static str, (FieldType, Field)>,
 }
@@ -155,6 +161,18 @@ impl IndexSchema {
             .collect();
         let source = b.add_text_field("_source", STORED);
         let batch = b.add_text_field("_batch", STRING);
+        let extra = b.add_json_field(
+            EXTRA,
+            JsonObjectOptions::default()
+                .set_indexing_options(
+                    TextFieldIndexing::default()
+                        .set_tokenizer("raw")
+                        .set_index_option(IndexRecordOption::Basic),
+                )
+                .set_expand_dots_enabled()
+                // Columns too: ranges on JSON paths need them.
+                .set_fast(Some("raw")),
+        );
         let schema = b.build();
         let message = schema.get_field(f::MESSAGE).unwrap_or(source);
         IndexSchema {
@@ -163,6 +181,7 @@ impl IndexSchema {
             message,
             source,
             batch,
+            extra,
             typed,
         }
     }
@@ -227,14 +246,21 @@ impl IndexSchema {
             self.timestamp,
             tantivy::DateTime::from_timestamp_micros(at.timestamp_micros()),
         );
+        let mut extra = Vec::new();
         for (name, v) in &e.0 {
             let Some(&(ty, field)) = self.typed.get(name.as_str()) else {
+                if name != f::TIMESTAMP {
+                    extra.push((name.clone(), OwnedValue::from(v.clone())));
+                }
                 continue;
             };
             match v {
                 Value::Array(items) => items.iter().for_each(|v| add_value(&mut doc, ty, field, v)),
                 v => add_value(&mut doc, ty, field, v),
             }
+        }
+        if !extra.is_empty() {
+            doc.add_field_value(self.extra, &OwnedValue::Object(extra));
         }
         doc.add_text(self.source, serde_json::to_string(e).unwrap_or_default());
         doc.add_text(self.batch, batch_id);
@@ -470,6 +496,42 @@ mod tests {
         ] {
             assert!(s.search(&req(bad)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn fields_without_a_field_of_their_own_are_searchable() {
+        let (_dir, s) = searcher(vec![
+            event(
+                "sampled",
+                "2026-11-22T10:00:00Z",
+                &[
+                    ("netflow.sampling_rate", 100.into()),
+                    ("labels.site", "brussels".into()),
+                ],
+            ),
+            event(
+                "other",
+                "2026-11-22T10:00:01Z",
+                &[
+                    ("netflow.sampling_rate", 1000.into()),
+                    ("labels.site", "liege".into()),
+                ],
+            ),
+        ]);
+        let m = |q: &str| messages(&s, &req(q));
+        assert_eq!(m("netflow.sampling_rate:100"), ["sampled"]);
+        assert_eq!(m("netflow.sampling_rate:[500 TO 5000]"), ["other"]);
+        assert_eq!(
+            m("labels.site:brussels OR labels.site:liege"),
+            ["other", "sampled"]
+        );
+        assert_eq!(m("labels.site:liege AND NOT event.kind:syslog"), ["other"]);
+        assert_eq!(m("labels.site:brussel"), Vec::<String>::new());
+        assert_eq!(m("netflow.sampling_rate:*"), ["other", "sampled"]);
+        assert_eq!(m("labels.site:* AND message:sampled"), ["sampled"]);
+        // A field no event has is still an error that names it.
+        let e = s.search(&req("labels.city:x")).expect_err("unknown field");
+        assert!(e.to_string().contains("labels.city"), "{e}");
     }
 
     #[test]

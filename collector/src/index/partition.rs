@@ -110,7 +110,14 @@ impl Partitions {
             return Ok(p);
         }
         let dir = self.root.join(day.format("%Y-%m-%d").to_string());
-        let index = self.schema.open_or_create(&dir)?;
+        let index = self.schema.open_or_create(&dir).map_err(|e| match e {
+            tantivy::TantivyError::SchemaError(m) => tantivy::TantivyError::SchemaError(format!(
+                "{}: {m}: it was written by an earlier version of Vigil with other fields; move it out of {} to start",
+                dir.display(),
+                self.root.display()
+            )),
+            e => e,
+        })?;
         let reader = super::writer::reader(&index)?;
         let mut p = Partition {
             day,

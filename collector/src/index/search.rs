@@ -9,6 +9,10 @@
 //! are cut out of the text before parsing (a placeholder word stands in), built directly as
 //! range queries, and put back in the parsed query tree where their placeholder landed, so
 //! they combine with AND, OR, NOT and parentheses like any other term.
+//!
+//! A field without a field of its own (an exporter's extra element, `netflow.direction`) is
+//! searched in the JSON field under its name, as soon as some committed event has it; a name
+//! no event has stays an error that names it.
 
 use std::ops::Bound;
 
@@ -16,7 +20,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{
-    AllQuery, BooleanQuery, Occur, Query, QueryParser, QueryParserError, RangeQuery, TermQuery,
+    AllQuery, BooleanQuery, ExistsQuery, Occur, Query, QueryParser, QueryParserError, RangeQuery,
+    TermQuery,
 };
 use tantivy::schema::Value;
 use tantivy::tokenizer::TokenizerManager;
@@ -71,6 +76,29 @@ impl Searcher {
 
     pub fn partitions(&self) -> &Partitions {
         &self.parts
+    }
+
+    /// Whether some committed event has field `name` among those without a field of their own
+    /// (the JSON field holds them; its terms start with the path, then byte 0).
+    pub(super) fn is_extra_field(&self, name: &str) -> bool {
+        let mut from = name.replace('.', "\u{1}").into_bytes();
+        from.push(0);
+        let mut to = from.clone();
+        if let Some(last) = to.last_mut() {
+            *last = 1;
+        }
+        self.parts.all().iter().rev().any(|p| {
+            p.reader.searcher().segment_readers().iter().any(|seg| {
+                seg.inverted_index(self.schema.extra).is_ok_and(|inv| {
+                    inv.terms()
+                        .range()
+                        .ge(&from)
+                        .lt(&to)
+                        .into_stream()
+                        .is_ok_and(|mut s| s.advance())
+                })
+            })
+        })
     }
 
     /// How `name` is indexed, `None` for a field that is not in the schema.
@@ -182,6 +210,18 @@ impl Searcher {
     }
 }
 
+/// The field name of a `name:` at the start of `s`, and the position of its colon.
+fn field_name_at(s: &str) -> Option<(&str, usize)> {
+    // Field names are short: looking no further keeps a long query linear.
+    let (colon, _) = s.char_indices().take(64).find(|&(_, c)| c == ':')?;
+    let name = &s[..colon];
+    let valid = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c));
+    valid.then_some((name, colon))
+}
+
 /// An extension term's query and the bytes of query text it spans.
 type Extension = (Box<dyn Query>, usize);
 
@@ -246,6 +286,18 @@ impl Searcher {
                 .then(|| self.extension_at(rest))
                 .transpose()?
                 .flatten();
+            if hit.is_none()
+                && at_start
+                && let Some((name, _)) = field_name_at(rest)
+                && self.field_type(name).is_none()
+                && self.is_extra_field(name)
+            {
+                // A field without a field of its own: it is in the JSON field.
+                let at = text.len() - rest.len();
+                let word = format!("{}.", super::EXTRA);
+                origin.extend(std::iter::repeat_n(at, word.len()));
+                out.push_str(&word);
+            }
             match hit {
                 Some((query, used)) => {
                     let word = format!("message:{}", placeholder(subs.len()));
@@ -270,24 +322,23 @@ impl Searcher {
     /// An extension term at the start of `s` (`field:*` on any field of the schema,
     /// `field:CIDR` on an IP field), with the bytes it spans.
     fn extension_at(&self, s: &str) -> Result<Option<Extension>, SearchError> {
-        // Field names are short: looking no further keeps a long query linear.
-        let Some((colon, _)) = s.char_indices().take(64).find(|&(_, c)| c == ':') else {
+        let Some((name, colon)) = field_name_at(s) else {
             return Ok(None);
         };
-        let name = &s[..colon];
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._@".contains(c))
-        {
-            return Ok(None);
-        }
-        let (ty, field) = match self.schema.typed.get(name) {
-            Some(&(ty, field)) => (ty, field),
-            None if name == vigil_schema::fields::TIMESTAMP => {
-                (FieldType::Date, self.schema.timestamp)
+        let Some(ty) = self.field_type(name) else {
+            // `name:*` on a field without a field of its own: its column in the JSON field.
+            let star = s[colon + 1..].strip_prefix('*').is_some_and(|r| {
+                r.is_empty() || r.starts_with(|c: char| c.is_whitespace() || c == ')')
+            });
+            if star && self.is_extra_field(name) {
+                let q = ExistsQuery::new(format!("{}.{name}", super::EXTRA), true);
+                return Ok(Some((Box::new(q), colon + 2)));
             }
-            None => return Ok(None),
+            return Ok(None);
+        };
+        let field = match self.schema.typed.get(name) {
+            Some(&(_, field)) => field,
+            None => self.schema.timestamp,
         };
         let v = &s[colon + 1..];
         let (value, used) = match v.strip_prefix('"') {
