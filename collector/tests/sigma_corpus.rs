@@ -54,7 +54,7 @@ fn every_sigmahq_rule_loads() {
     let seeing = rules.iter().filter(|r| !r.sources.is_empty()).count();
     println!(
         "sigmahq: {} rules loaded, {seeing} of them see Vigil's events (linux syslog, \
-         sshd, auth, cron, firewall and zeek conn logsources); {} rejected",
+         sshd, auth, cron, webserver, proxy, firewall and zeek conn logsources); {} rejected",
         rules.len(),
         rejected.len()
     );
@@ -73,6 +73,78 @@ const SPEC_MAPPING: &str =
 
 /// A detection rule standing for `reference` (an id or a name): it matches events whose
 /// `spec.rule` is the reference.
+/// SigmaHQ's webserver and proxy rules, unchanged, fire on access log lines as nginx sends
+/// them over syslog and as the agent parses them; an ordinary request raises nothing.
+#[test]
+fn sigmahq_web_rules_fire_on_access_logs() {
+    let Some(root) = corpus() else {
+        eprintln!("SKIPPED: ../shared/corpus is not beside the workspace");
+        return;
+    };
+    let (mut engine, errors) = DetectConfig {
+        builtin_rules: false,
+        rules: vec![root.join("sigma")],
+        ..DetectConfig::default()
+    }
+    .load()
+    .expect("builtin mapping");
+    assert!(errors.is_empty(), "{errors:?}");
+    let origin = vigil_agent::syslog::parse::Origin {
+        agent_id: "edge-1",
+        agent_name: "edge-1",
+        customer: None,
+        peer: None,
+        received: chrono::Utc::now(),
+        truncated: false,
+        tz: chrono_tz::UTC,
+    };
+    let line = |request: &str, ua: &str| {
+        format!(
+            "<190>Nov 23 10:00:00 web1 nginx: 203.0.113.9 - - [23/Nov/2026:10:00:00 +0000] \
+             \"{request}\" 200 153 \"-\" \"{ua}\""
+        )
+    };
+    let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+    let cases: &[(String, &[&str])] = &[
+        (
+            line("GET /index.php?page=../../../etc/passwd HTTP/1.1", firefox),
+            &["Path Traversal Exploitation Attempts"],
+        ),
+        (
+            line("GET /Basic/Command/Base64/d2hvYW1p HTTP/1.1", firefox),
+            &["JNDIExploit Pattern"],
+        ),
+        (
+            line("GET /item.php?id=1%20order%20by%203-- HTTP/1.1", firefox),
+            &["SQL Injection Strings In URI"],
+        ),
+        (
+            line("GET / HTTP/1.1", "sqlmap/1.7.2#stable (https://sqlmap.org)"),
+            &["Suspicious User-Agents Related To Recon Tools"],
+        ),
+        (
+            line("CONNECT api.telegram.org:443 HTTP/1.1", "curl/8.5.0"),
+            &["Telegram API Access"],
+        ),
+        (line("GET /index.html HTTP/1.1", firefox), &[]),
+    ];
+    for (text, want) in cases {
+        let (ev, parsed) = vigil_agent::syslog::parse::to_event(text, &origin);
+        assert!(parsed, "{text}");
+        assert_eq!(ev.get_str("event.category"), Some("web"), "{text}");
+        let titles: std::collections::BTreeSet<String> = test_events(&mut engine, &mut vec![ev])
+            .iter()
+            .filter_map(|a| a.get_str("rule.name").map(str::to_owned))
+            .collect();
+        for t in *want {
+            assert!(titles.contains(*t), "{text}: {titles:?}");
+        }
+        if want.is_empty() {
+            assert!(titles.is_empty(), "{text}: {titles:?}");
+        }
+    }
+}
+
 fn base_rule(reference: &str) -> String {
     let key = if uuid_like(reference) { "id" } else { "name" };
     format!(

@@ -62,6 +62,21 @@ pub const MONITOR_TYPE: &str = "monitor.type";
 pub const MONITOR_STATUS: &str = "monitor.status";
 pub const URL_FULL: &str = "url.full";
 pub const HTTP_STATUS_CODE: &str = "http.response.status_code";
+
+// Web server and proxy access logs (`event.category = web`).
+pub const HTTP_REQUEST_METHOD: &str = "http.request.method";
+pub const HTTP_REQUEST_REFERRER: &str = "http.request.referrer";
+pub const HTTP_VERSION: &str = "http.version";
+pub const HTTP_RESPONSE_BYTES: &str = "http.response.body.bytes";
+/// The request target as the client sent it (path and query, or a whole URL to a proxy).
+pub const URL_ORIGINAL: &str = "url.original";
+pub const URL_PATH: &str = "url.path";
+pub const URL_QUERY: &str = "url.query";
+/// The last path segment's extension, without the dot.
+pub const URL_EXTENSION: &str = "url.extension";
+pub const URL_SCHEME: &str = "url.scheme";
+pub const URL_DOMAIN: &str = "url.domain";
+pub const USER_AGENT: &str = "user_agent.original";
 pub const TLS_NOT_AFTER: &str = "tls.server.not_after";
 pub const ERROR_MESSAGE: &str = "error.message";
 

@@ -11,7 +11,7 @@ use serde_json::Value;
 use syslog_loose::{IncompleteDate, ProcId, Variant};
 use vigil_schema::{Event, EventKind, fields};
 
-use super::{auth, timestamp};
+use super::{access, auth, timestamp};
 
 /// Tag on events whose text was not recognisable syslog.
 pub const PARSE_FAILURE_TAG: &str = "_syslogparsefailure";
@@ -102,6 +102,12 @@ pub fn to_event(text: &str, origin: &Origin<'_>) -> (Event, bool) {
             }
         }
         auth::enrich(&mut ev);
+    }
+    // An access log line has its own time; text that is not syslog has no other.
+    if let Some(at) = access::enrich(&mut ev)
+        && !parsed
+    {
+        ev.set_timestamp(at);
     }
     if ev.get(fields::HOST_NAME).is_none()
         && let Some(ip) = origin.peer
