@@ -132,7 +132,7 @@ fn sigmahq_web_rules_fire_on_access_logs() {
         let (ev, parsed) = vigil_agent::syslog::parse::to_event(text, &origin);
         assert!(parsed, "{text}");
         assert_eq!(ev.get_str("event.category"), Some("web"), "{text}");
-        let titles: std::collections::BTreeSet<String> = test_events(&mut engine, &mut vec![ev])
+        let titles: std::collections::BTreeSet<String> = test_events(&mut engine, &mut [ev])
             .iter()
             .filter_map(|a| a.get_str("rule.name").map(str::to_owned))
             .collect();
