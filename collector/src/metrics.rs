@@ -16,6 +16,7 @@ pub struct Metrics {
     pub wal_syncs: Counter,
     pub wal_bytes: Counter,
     pub wal_replayed_batches: Counter,
+    pub detect_replayed_batches: Counter,
     pub index_commits: Counter,
     pub index_docs: Gauge,
     pub index_partitions: Gauge,
@@ -76,6 +77,11 @@ impl Metrics {
             wal_replayed_batches: reg!(
                 "wal_replayed_batches",
                 "Batches re-indexed from the write-ahead log at start",
+                Counter::default()
+            ),
+            detect_replayed_batches: reg!(
+                "detect_replayed_batches",
+                "Indexed batches run through detection again at start, to rebuild the correlation state its last save lacked",
                 Counter::default()
             ),
             index_commits: reg!("index_commits", "Index commits", Counter::default()),

@@ -43,7 +43,8 @@ impl Collector {
             fsync: cfg.ingest.fsync,
             memory_budget_bytes: cfg.index.memory_budget_mb << 20,
             threads: cfg.index.threads,
-            detect_state: detect_state.clone(),
+            detect_state,
+            snapshot_interval: cfg.detect.snapshot_interval,
             retention: cfg.index.retention(),
             clock: writer::system_clock(),
         };
@@ -56,9 +57,12 @@ impl Collector {
         let detector = if cfg.detect.enabled {
             let dcfg = cfg.detect.clone();
             let (engine, errors) = tokio::task::spawn_blocking(move || dcfg.load()).await??;
-            let mut d = Detector::new(Box::new(engine), errors, view.clone(), metrics.clone());
-            d.restore(&detect_state);
-            Some(d)
+            Some(Detector::new(
+                Box::new(engine),
+                errors,
+                view.clone(),
+                metrics.clone(),
+            ))
         } else {
             None
         };

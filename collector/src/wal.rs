@@ -85,9 +85,9 @@ impl Wal {
     }
 }
 
-/// Calls `f` with every intact record of the segments with an id above `after`, in order.
-/// Blocks on disk I/O.
-pub fn replay(dir: &Path, after: u64, mut f: impl FnMut(&[u8])) -> io::Result<ReplayStats> {
+/// Calls `f` with the segment id and every intact record of the segments with an id above
+/// `after`, in order. Blocks on disk I/O.
+pub fn replay(dir: &Path, after: u64, mut f: impl FnMut(u64, &[u8])) -> io::Result<ReplayStats> {
     let mut stats = ReplayStats::default();
     if !dir.exists() {
         return Ok(stats);
@@ -107,7 +107,7 @@ pub fn replay(dir: &Path, after: u64, mut f: impl FnMut(&[u8])) -> io::Result<Re
             let body = data.get(pos + RECORD_HEADER..pos + RECORD_HEADER + len);
             match body {
                 Some(body) if len <= MAX_RECORD && crc32fast::hash(body) == crc => {
-                    f(body);
+                    f(id, body);
                     stats.records += 1;
                     pos += RECORD_HEADER + len;
                 }
@@ -178,7 +178,7 @@ mod tests {
         drop(f);
 
         let mut seen = Vec::new();
-        let stats = replay(dir.path(), 0, |r| seen.push(r.to_vec())).expect("replay");
+        let stats = replay(dir.path(), 0, |_, r| seen.push(r.to_vec())).expect("replay");
         assert_eq!(
             seen,
             vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
@@ -186,8 +186,8 @@ mod tests {
         assert_eq!((stats.records, stats.torn), (3, 1));
 
         let mut after = Vec::new();
-        replay(dir.path(), first, |r| after.push(r.to_vec())).expect("replay");
-        assert_eq!(after, vec![b"three".to_vec()]);
+        replay(dir.path(), first, |s, r| after.push((s, r.to_vec()))).expect("replay");
+        assert_eq!(after, vec![(second, b"three".to_vec())]);
 
         // Reopening never appends to the torn segment.
         let wal = Wal::open(dir.path()).expect("reopen");

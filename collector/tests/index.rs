@@ -143,6 +143,7 @@ impl Node {
             memory_budget_bytes: 64 << 20,
             threads: 1,
             detect_state: dir.join("detect-state.json"),
+            snapshot_interval: Duration::from_secs(10),
             retention,
             clock,
         };

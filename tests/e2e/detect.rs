@@ -353,3 +353,65 @@ fn a_reload_and_a_restart_keep_correlation_state_and_bad_rules_are_named() {
     );
     assert_eq!(status, 400, "{body}");
 }
+
+/// A collector killed with SIGKILL keeps its correlation windows: two probe lines before the
+/// kill and one after make the alert, once. With saves of the state at every commit (10ms)
+/// the saved state has both lines; with one save an hour, the state saved at the first commit
+/// lacks the second, and the write-ahead log kept since then brings it back.
+#[test]
+fn sigkill_keeps_correlation_state() {
+    for interval in ["10ms", "1h"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rules = dir.path().join("rules");
+        std::fs::create_dir_all(&rules).expect("rules dir");
+        std::fs::write(rules.join("probes.yml"), THREE_PROBES).expect("rule");
+        let extra = format!(
+            "[detect]\nbuiltin_rules = false\nrules = [\"{}\"]\nsnapshot_interval = \"{interval}\"\n",
+            rules.display()
+        );
+        let mut c = Collector::start_with(dir.path(), 0, "100ms", &extra);
+        let a = Agent::start(dir.path(), c.port, "", "");
+        let url = c.url();
+        let probe = |i: u64| {
+            send(
+                a.syslog_tcp,
+                &[format!("<13>1 - h1 app - - - reload-probe {i}")],
+            )
+        };
+        let settled = |c: &Collector, n: u64| {
+            wait_for(
+                Duration::from_secs(30),
+                "the probes",
+                || c.proc.log_tail(),
+                || (total(&url, "message:\"reload-probe\"")? >= n).then_some(()),
+            )
+        };
+        probe(0);
+        settled(&c, 1);
+        probe(1);
+        settled(&c, 2);
+        c.proc.kill9();
+        c = Collector::start_with(dir.path(), c.port, "100ms", &extra);
+        probe(2);
+        settled(&c, 3);
+        wait_for(
+            Duration::from_secs(30),
+            "the alert after the restart",
+            || c.proc.log_tail(),
+            || (total(&url, "event.kind:alert")? == 1).then_some(()),
+        );
+        assert_eq!(
+            total(&url, "message:\"reload-probe\""),
+            Some(3),
+            "{interval}"
+        );
+        // Saved once an hour: the state saved at the first start has neither line, so both
+        // come back from the log.
+        let again = vigil_e2e::metric(&url, "vigil_detect_replayed_batches_total");
+        if interval == "1h" {
+            assert_eq!(again, 2.0, "{}", c.proc.log_tail());
+        } else {
+            assert!(again <= 2.0, "{again}");
+        }
+    }
+}

@@ -49,6 +49,11 @@ pub struct DetectConfig {
     pub max_correlation_groups: usize,
     /// Most entries kept in one correlation window.
     pub max_group_entries: usize,
+    /// How often, at most, the correlation state is saved (at an index commit), so that a
+    /// crash loses none of it: the write-ahead log is kept from the last save on and replayed
+    /// through detection at start.
+    #[serde(deserialize_with = "vigil_agent::config::de_duration")]
+    pub snapshot_interval: std::time::Duration,
 }
 
 impl Default for DetectConfig {
@@ -61,6 +66,7 @@ impl Default for DetectConfig {
             mappings: Vec::new(),
             max_correlation_groups: l.max_groups,
             max_group_entries: l.max_group_entries,
+            snapshot_interval: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -163,26 +169,44 @@ impl Detector {
         self.publish(errors);
     }
 
-    /// Writes the correlation state to `path` (atomically). Blocks on disk I/O.
-    pub fn save(&self, path: &std::path::Path) -> std::io::Result<()> {
+    /// Writes the correlation state to `path` (atomically, durably), as of the events of the
+    /// write-ahead log up to segment `wal_through`. Blocks on disk I/O.
+    pub fn save(&self, path: &std::path::Path, wal_through: u64) -> std::io::Result<()> {
+        use std::io::Write;
         let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, self.engine.export_state().to_string())?;
+        let snapshot = serde_json::json!({
+            "wal_through": wal_through,
+            "state": self.engine.export_state(),
+        });
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(snapshot.to_string().as_bytes())?;
+        f.sync_data()?;
         std::fs::rename(&tmp, path)
     }
 
-    /// Takes over the state saved at the last shutdown, once: the file is removed, so a
-    /// crash later cannot bring back windows that have moved on since.
-    pub fn restore(&mut self, path: &std::path::Path) {
-        let Ok(text) = std::fs::read_to_string(path) else {
-            return;
+    /// Takes over the state saved in `path`; returns the write-ahead-log segment it is as of
+    /// (events after it are to be replayed through [`Detector::process`]), or `None` when
+    /// there is no usable state.
+    pub fn restore(&mut self, path: &std::path::Path) -> Option<u64> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let mut v: serde_json::Value = match serde_json::from_str(&text) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "saved correlation state unusable; starting empty");
+                return None;
+            }
         };
-        let restored = serde_json::from_str(&text)
-            .map(|v| self.engine.import_state(v))
-            .unwrap_or(false);
-        if !restored {
+        let through = v.get("wal_through").and_then(serde_json::Value::as_u64);
+        let state = match through {
+            Some(_) => v["state"].take(),
+            // Saved before snapshots named their place in the log: as of the last commit.
+            None => v,
+        };
+        if !self.engine.import_state(state) {
             tracing::warn!(path = %path.display(), "saved correlation state unusable; starting empty");
+            return None;
         }
-        let _ = std::fs::remove_file(path);
+        Some(through.unwrap_or(u64::MAX))
     }
 
     fn publish(&self, errors: Vec<RuleError>) {

@@ -96,8 +96,10 @@ pub struct WriterConfig {
     pub fsync: bool,
     pub memory_budget_bytes: usize,
     pub threads: usize,
-    /// Where the correlation state is saved at shutdown.
+    /// Where the correlation state is saved (at shutdown, and at commits).
     pub detect_state: PathBuf,
+    /// Least time between two saves of the correlation state at commits.
+    pub snapshot_interval: Duration,
     pub retention: Policy,
     pub clock: Clock,
 }
@@ -109,6 +111,12 @@ struct Writer {
     /// Writers of closed days, finishing their merges.
     closing: Vec<(Day, std::thread::JoinHandle<()>)>,
     next_retention: Option<DateTime<Utc>>,
+    /// The write-ahead-log segment the saved correlation state is as of; the log is kept
+    /// after it, so a crash replays what the saved state lacks.
+    snapshot_through: u64,
+    snapshot_due: Option<Instant>,
+    /// Events went through detection since the state was last saved.
+    detect_dirty: bool,
     wal: Wal,
     pending: HashSet<Uuid>,
     uncommitted_docs: usize,
@@ -133,11 +141,19 @@ pub fn start(
     for p in parts.all() {
         committed_through = committed_through.max(p.wal_through()?);
     }
+    let mut detector = detector;
+    let restored = detector
+        .as_mut()
+        .and_then(|d| d.restore(&cfg.detect_state))
+        .map(|through| through.min(committed_through));
     let mut w = Writer {
         parts,
         current: None,
         closing: Vec::new(),
         next_retention: None,
+        snapshot_through: 0,
+        snapshot_due: None,
+        detect_dirty: false,
         wal: Wal::open(&cfg.wal_dir)?,
         pending: HashSet::new(),
         uncommitted_docs: 0,
@@ -146,7 +162,7 @@ pub fn start(
         metrics,
         detector,
     };
-    w.replay(committed_through)?;
+    w.replay(committed_through, restored)?;
     let (tx, rx) = mpsc::channel(64);
     let handle = std::thread::Builder::new()
         .name("index-writer".into())
@@ -182,22 +198,33 @@ fn committed(parts: &[Partition], schema: &IndexSchema, id: &Uuid) -> tantivy::R
 }
 
 impl Writer {
-    fn replay(&mut self, committed_through: u64) -> anyhow::Result<()> {
+    /// Indexes what the log holds beyond the last commit. With a saved correlation state as of
+    /// segment `restored`, the committed batches after it go through detection once more
+    /// (their alerts are already indexed and are not raised again), so the state is whole.
+    fn replay(&mut self, committed_through: u64, restored: Option<u64>) -> anyhow::Result<()> {
         let mut batches = Vec::new();
         let stats = wal::replay(
             &self.cfg.wal_dir,
-            committed_through,
-            |frame| match Batch::decode(frame) {
-                Ok(b) => batches.push(b),
+            restored.unwrap_or(committed_through),
+            |segment, frame| match Batch::decode(frame) {
+                Ok(b) => batches.push((segment, b)),
                 // The frame was validated before it was appended; this is disk damage.
                 Err(e) => tracing::error!(error = %e, "undecodable write-ahead log record skipped"),
             },
         )?;
         let parts = self.parts.all();
-        for b in batches {
-            if self.pending.contains(&b.batch_id)
+        let mut redetected = 0;
+        for (segment, b) in batches {
+            if segment <= committed_through
+                || self.pending.contains(&b.batch_id)
                 || committed(&parts, self.parts.schema(), &b.batch_id)?
             {
+                if let Some(d) = &mut self.detector {
+                    let b = IndexSchema::enrich(b);
+                    d.process(&b.events, &b.batch_id);
+                    redetected += 1;
+                    self.metrics.detect_replayed_batches.inc();
+                }
                 continue;
             }
             self.pending.insert(b.batch_id);
@@ -209,10 +236,14 @@ impl Writer {
                 segments = stats.segments,
                 records = stats.records,
                 torn = stats.torn,
+                redetected,
                 "write-ahead log replayed"
             );
         }
-        self.commit()
+        self.snapshot_through = restored.unwrap_or(committed_through);
+        // Whatever was replayed, the state is saved at this first commit.
+        self.detect_dirty = self.detector.is_some();
+        self.commit().map(|_| ())
     }
 
     fn run(&mut self, mut rx: mpsc::Receiver<Msg>, rt: &Handle) -> anyhow::Result<()> {
@@ -228,7 +259,7 @@ impl Writer {
                     self.commit()?;
                     continue;
                 }
-                Ok(None) => return self.commit(),
+                Ok(None) => return self.commit().map(|_| ()),
                 Ok(Some(Msg::Shutdown(done))) => {
                     self.shutdown()?;
                     let _ = done.send(());
@@ -237,6 +268,7 @@ impl Writer {
                 Ok(Some(Msg::Ingest(req))) => group.push(req),
                 Ok(Some(Msg::Detect(change, done))) => {
                     change(&mut self.detector);
+                    self.detect_dirty = true;
                     let _ = done.send(());
                     continue;
                 }
@@ -251,6 +283,7 @@ impl Writer {
                     }
                     Ok(Msg::Detect(change, done)) => {
                         change(&mut self.detector);
+                        self.detect_dirty = true;
                         let _ = done.send(());
                     }
                     Err(_) => break,
@@ -328,7 +361,10 @@ impl Writer {
     fn index(&mut self, b: Batch) -> anyhow::Result<()> {
         let b = IndexSchema::enrich(b);
         let alerts = match &mut self.detector {
-            Some(d) => d.process(&b.events, &b.batch_id),
+            Some(d) => {
+                self.detect_dirty = true;
+                d.process(&b.events, &b.batch_id)
+            }
             None => Vec::new(),
         };
         self.uncommitted_docs += b.events.len() + alerts.len();
@@ -347,28 +383,40 @@ impl Writer {
         Ok(())
     }
 
-    /// Commits, lets the partition's merges finish (so its superseded files are gone), and
-    /// saves the correlation state.
+    /// Commits, saves the correlation state, and lets the partition's merges finish (so its
+    /// superseded files are gone).
     fn shutdown(&mut self) -> anyhow::Result<()> {
-        self.commit()?;
+        let closed = self.commit()?;
         if let Some((day, w)) = self.current.take() {
             self.closing
                 .push((day, std::thread::spawn(move || finish_merges(day, w))));
         }
+        if self.detect_dirty {
+            self.snapshot(closed);
+            self.wal.remove_through(self.snapshot_through)?;
+        }
         for (_, t) in self.closing.drain(..) {
             let _ = t.join();
         }
-        self.save_detect_state();
         Ok(())
     }
 
-    /// Correlation windows survive a restart (not a crash: they are saved at shutdown).
-    fn save_detect_state(&self) {
-        if let Some(d) = &self.detector
-            && let Err(e) = d.save(&self.cfg.detect_state)
-        {
-            tracing::warn!(error = %e, path = %self.cfg.detect_state.display(), "correlation state not saved");
+    /// Saves the correlation state as of log segment `closed`. A failure is logged, and the
+    /// log is kept from the previous save on.
+    fn snapshot(&mut self, closed: u64) {
+        let Some(d) = &self.detector else {
+            return;
+        };
+        match d.save(&self.cfg.detect_state, closed) {
+            Ok(()) => {
+                self.snapshot_through = closed;
+                self.detect_dirty = false;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, path = %self.cfg.detect_state.display(), "correlation state not saved; the write-ahead log is kept until it is");
+            }
         }
+        self.snapshot_due = Some(Instant::now() + self.cfg.snapshot_interval);
     }
 
     /// Today's writer, opening today's partition when nothing was indexed today yet.
@@ -411,7 +459,8 @@ impl Writer {
         Ok(())
     }
 
-    fn commit(&mut self) -> anyhow::Result<()> {
+    /// Commits today's partition; returns the log segment the commit covers.
+    fn commit(&mut self) -> anyhow::Result<u64> {
         let closed = self.wal.rotate(self.cfg.fsync)?;
         if let Some((day, w)) = &mut self.current {
             let mut prepared = w.prepare_commit()?;
@@ -420,13 +469,19 @@ impl Writer {
             self.parts.refresh(*day)?;
         }
         self.pending.clear();
-        self.wal.remove_through(closed)?;
+        // The log stays from the saved correlation state on (see `snapshot_through`).
+        if self.detector.is_none() || !self.detect_dirty {
+            self.snapshot_through = closed;
+        } else if self.snapshot_due.is_none_or(|t| Instant::now() >= t) {
+            self.snapshot(closed);
+        }
+        self.wal.remove_through(self.snapshot_through)?;
         self.uncommitted_docs = 0;
         self.commit_due = None;
         self.metrics.index_commits.inc();
         self.metrics.index_docs.set(self.parts.num_docs() as i64);
         self.retention();
-        Ok(())
+        Ok(closed)
     }
 
     /// Drops the partitions the policy says are too old or too many; logs and counts each.

@@ -179,6 +179,15 @@ fn main() {
     for (rule, c) in &per_rule {
         println!("          {c:>8}  {rule}");
     }
+    // What saving the correlation state costs at this size.
+    let t = Instant::now();
+    let state = engine.export_state().to_string();
+    println!(
+        "        correlation state: {} entries, {} KB as JSON, exported in {:.1} ms",
+        engine.state_entries(),
+        state.len() / 1000,
+        t.elapsed().as_secs_f64() * 1000.0
+    );
 
     // rsigma CLI on the same file and rules.
     let t = Instant::now();

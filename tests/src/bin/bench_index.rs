@@ -109,6 +109,7 @@ fn open(dir: &Path, clock: writer::Clock) -> Node {
         memory_budget_bytes: MEMORY,
         threads: THREADS,
         detect_state: dir.join("detect-state.json"),
+        snapshot_interval: Duration::from_secs(10),
         retention: Policy::default(),
         clock,
     };
