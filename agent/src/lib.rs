@@ -34,7 +34,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use serde::Serialize;
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -64,7 +64,7 @@ pub struct Agent {
     http: Option<TcpListener>,
     /// TCP listeners, with their TLS acceptor when they speak TLS.
     tcp: Vec<(config::SyslogConfig, TcpListener, Option<TlsAcceptor>)>,
-    udp: Vec<(config::SyslogConfig, UdpSocket)>,
+    udp: Vec<(config::SyslogConfig, std::net::UdpSocket)>,
     netflow: Vec<(config::NetflowConfig, std::net::UdpSocket)>,
 }
 
@@ -102,8 +102,8 @@ impl Agent {
                 tcp.push((s.clone(), l, tls));
             }
             if s.protocols.contains(&Protocol::Udp) {
-                let u = udp::bind(s.listen, s.udp_receive_buffer_bytes, true)
-                    .and_then(UdpSocket::from_std)
+                // Blocking with a timeout: the receiver runs on its own thread.
+                let u = udp::bind(s.listen, s.udp_receive_buffer_bytes, false)
                     .with_context(|| format!("cannot bind syslog udp {}", s.listen))?;
                 udp.push((s.clone(), u));
             }
