@@ -1,11 +1,13 @@
-//! Packet capture on an interface (AF_PACKET through `pnet_datalink`, no system library),
-//! on its own thread: frames → [`packet::decode`] → [`FlowTable`] → flow events.
+//! Packet capture on an interface (an AF_PACKET socket that `pnet_datalink` binds, no system
+//! library), on its own thread: frames → [`packet::decode`] → [`FlowTable`] → flow events.
+//! Frames are read up to [`BATCH`] per system call (`recvmmsg`): one `recvfrom` per frame
+//! could not keep up with a busy link.
 //!
 //! # Invariants
 //! - The capture survives its interface going away or down: a read error closes the channel,
 //!   and it is reopened once a second until the interface is back (each failure counted).
 //! - At shutdown every flow still in the table is exported.
-//! - Frames are read into a 64 KiB buffer, so the segments GRO or TSO coalesce on virtual
+//! - Frames are read into 64 KiB buffers, so the segments GRO or TSO coalesce on virtual
 //!   links still give their IP length (counted from the IP header, not the frame).
 
 use std::sync::Arc;
@@ -77,6 +79,7 @@ pub fn run(
         }
         true
     };
+    let mut frames = Frames::new();
     'open: while !shutdown.is_cancelled() {
         let Some(nic) = pnet_datalink::interfaces()
             .into_iter()
@@ -103,8 +106,10 @@ pub fn run(
             promiscuous: cfg.promiscuous,
             ..Default::default()
         };
-        let mut rx = match pnet_datalink::channel(&nic, dl_cfg) {
-            Ok(pnet_datalink::Channel::Ethernet(_tx, rx)) => rx,
+        // pnet binds the socket to the interface (and sets promiscuous mode); its channel is
+        // kept open for that, and the frames are read from the socket directly.
+        let _channel = match pnet_datalink::channel(&nic, dl_cfg) {
+            Ok(pnet_datalink::Channel::Ethernet(tx, rx)) => (tx, rx),
             Ok(_) => {
                 tracing::error!(interface = %iface, "capture: not an Ethernet channel");
                 return;
@@ -119,29 +124,30 @@ pub fn run(
         tracing::info!(interface = %iface, "capturing");
         let mut last_expire = Instant::now();
         while !shutdown.is_cancelled() {
-            match rx.next() {
-                Ok(frame) => {
-                    packets.inc();
-                    match packet::decode(Link::Ethernet, frame) {
-                        Ok(p) => {
-                            if p.fragment {
-                                fragments.inc();
+            match frames.receive(fd) {
+                Ok(n) => {
+                    for frame in frames.iter(n) {
+                        packets.inc();
+                        match packet::decode(Link::Ethernet, frame) {
+                            Ok(p) => {
+                                if p.fragment {
+                                    fragments.inc();
+                                }
+                                if filter.as_ref().is_none_or(|f| f.matches(&p)) {
+                                    table.add(&p, Utc::now(), &mut ended);
+                                }
                             }
-                            if filter.as_ref().is_none_or(|f| f.matches(&p)) {
-                                table.add(&p, Utc::now(), &mut ended);
+                            Err(Skip::Malformed) => {
+                                malformed.inc();
                             }
+                            Err(Skip::NotIp) => {}
                         }
-                        Err(Skip::Malformed) => {
-                            malformed.inc();
-                        }
-                        Err(Skip::NotIp) => {}
                     }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {}
                 Err(e) => {
                     errors.inc();
                     tracing::warn!(interface = %iface, error = %e, "capture: read failed; reopening");
-                    drop(rx);
                     wait(&shutdown, Duration::from_secs(1));
                     continue 'open;
                 }
@@ -173,6 +179,8 @@ fn packet_socket(receive_buffer: usize) -> std::io::Result<i32> {
     if let Err(e) = sock.set_recv_buffer_size(receive_buffer) {
         tracing::warn!(error = %e, "capture: cannot set the receive buffer");
     }
+    // Reads return at least this often, so the thread sees shutdown and expires flows.
+    sock.set_read_timeout(Some(Duration::from_millis(100)))?;
     tracing::info!(
         asked = receive_buffer,
         granted = sock.recv_buffer_size().unwrap_or(0),
@@ -180,6 +188,61 @@ fn packet_socket(receive_buffer: usize) -> std::io::Result<i32> {
     );
     // pnet owns (and closes) the descriptor from here on.
     Ok(sock.into_raw_fd())
+}
+
+/// Most frames read by one system call.
+const BATCH: usize = 32;
+/// Largest frame kept whole (a GRO/TSO super-frame on a virtual link).
+const FRAME_BYTES: usize = 65_536;
+
+/// Buffers for [`BATCH`] frames and their headers, reused for every read.
+struct Frames {
+    bufs: Vec<Vec<u8>>,
+    headers: nix::sys::socket::MultiHeaders<()>,
+    lens: [usize; BATCH],
+}
+
+impl Frames {
+    fn new() -> Frames {
+        Frames {
+            bufs: vec![vec![0; FRAME_BYTES]; BATCH],
+            headers: nix::sys::socket::MultiHeaders::preallocate(BATCH, None),
+            lens: [0; BATCH],
+        }
+    }
+
+    /// Reads up to [`BATCH`] frames: waits for the first (up to the socket's read timeout),
+    /// then takes what is already there. Returns how many.
+    fn receive(&mut self, fd: i32) -> nix::Result<usize> {
+        use nix::sys::socket::{MsgFlags, recvmmsg};
+        let mut slices: Vec<[std::io::IoSliceMut<'_>; 1]> = self
+            .bufs
+            .iter_mut()
+            .map(|b| [std::io::IoSliceMut::new(b)])
+            .collect();
+        let got = recvmmsg(
+            fd,
+            &mut self.headers,
+            slices.iter_mut(),
+            MsgFlags::MSG_WAITFORONE,
+            None,
+        )?;
+        let mut n = 0;
+        for (len, msg) in self.lens.iter_mut().zip(got) {
+            *len = msg.bytes;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// The first `n` frames read.
+    fn iter(&self, n: usize) -> impl Iterator<Item = &[u8]> {
+        self.bufs
+            .iter()
+            .zip(self.lens)
+            .take(n)
+            .map(|(b, len)| &b[..len.min(b.len())])
+    }
 }
 
 fn wait(shutdown: &CancellationToken, d: Duration) {

@@ -409,7 +409,7 @@ fn capture_bench(secs: u64) {
         before = after;
         println!(
             "{:<30} {pps:>10} {reached:>10.0} {sent:>10} {missed:>10}",
-            "vigil-agent (pnet, AF_PACKET)"
+            "vigil-agent (AF_PACKET, recvmmsg)"
         );
         if missed == 0 && best[1] == prev_ok(&rates, pps) {
             best[1] = pps;
