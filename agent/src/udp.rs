@@ -84,3 +84,116 @@ fn kernel_drops(inode: u64) -> Option<u64> {
             })
         })
 }
+
+/// Most datagrams, and bytes, waiting between a receiving thread and its consumer.
+const QUEUE_DATAGRAMS: usize = 262_144;
+const QUEUE_BYTES: usize = 64 << 20;
+
+/// Datagrams received by a thread that does nothing else, waiting in a queue of at most
+/// [`QUEUE_BYTES`] for whoever parses them. A burst, or a moment when the consumer waits on a
+/// busy batcher, fills this queue rather than the kernel's smaller buffer.
+///
+/// Counted: datagrams the kernel dropped because the socket's buffer was full (`overrun`,
+/// read once a second), and datagrams that found the queue full (`full`). At shutdown the
+/// thread stops receiving; what is queued is still handed out, then [`Datagrams::recv`] ends.
+pub struct Datagrams {
+    rx: tokio::sync::mpsc::Receiver<(Vec<u8>, SocketAddr)>,
+    queued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Datagrams {
+    /// Starts receiving on `sock` (blocking; a read timeout is set). Each datagram keeps at
+    /// most `keep` bytes: one more than a consumer's limit is enough to know it was cut.
+    pub fn spawn(
+        name: &str,
+        sock: std::net::UdpSocket,
+        keep: usize,
+        overrun: prometheus_client::metrics::counter::Counter,
+        full: prometheus_client::metrics::counter::Counter,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> std::io::Result<Datagrams> {
+        use std::sync::atomic::Ordering::Relaxed;
+        // The timeout lets the thread see `shutdown` and count the kernel's drops.
+        sock.set_read_timeout(Some(std::time::Duration::from_millis(200)))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(QUEUE_DATAGRAMS);
+        let queued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let q = queued.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("udp-{name}"))
+            .spawn(move || {
+                let mut kernel = KernelDrops::new(&sock);
+                let mut polled = std::time::Instant::now();
+                let mut buf = vec![0u8; 65_536];
+                while !shutdown.is_cancelled() {
+                    if polled.elapsed() >= std::time::Duration::from_secs(1) {
+                        overrun.inc_by(kernel.poll());
+                        polled = std::time::Instant::now();
+                    }
+                    let (n, peer) = match sock.recv_from(&mut buf) {
+                        Ok(x) => x,
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            ) =>
+                        {
+                            continue;
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "udp receive error");
+                            continue;
+                        }
+                    };
+                    let n = n.min(keep);
+                    if q.load(Relaxed) + n > QUEUE_BYTES {
+                        full.inc();
+                        continue;
+                    }
+                    match tx.try_send((buf[..n].to_vec(), peer)) {
+                        Ok(()) => {
+                            q.fetch_add(n, Relaxed);
+                        }
+                        Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                            full.inc();
+                        }
+                        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => break,
+                    }
+                }
+                overrun.inc_by(kernel.poll());
+            })?;
+        Ok(Datagrams {
+            rx,
+            queued,
+            thread: Some(thread),
+        })
+    }
+
+    /// The next datagram and its sender; `None` once the thread stopped and all are out.
+    pub async fn recv(&mut self) -> Option<(Vec<u8>, SocketAddr)> {
+        let d = self.rx.recv().await;
+        self.taken(d)
+    }
+
+    /// [`Datagrams::recv`] for a consumer on a thread of its own.
+    pub fn blocking_recv(&mut self) -> Option<(Vec<u8>, SocketAddr)> {
+        let d = self.rx.blocking_recv();
+        self.taken(d)
+    }
+
+    fn taken(&self, d: Option<(Vec<u8>, SocketAddr)>) -> Option<(Vec<u8>, SocketAddr)> {
+        if let Some((b, _)) = &d {
+            self.queued
+                .fetch_sub(b.len(), std::sync::atomic::Ordering::Relaxed);
+        }
+        d
+    }
+
+    /// Waits for the receiving thread (after `shutdown`). Blocks.
+    pub fn join(mut self) {
+        self.rx.close();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -16,7 +16,6 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use netflow_parser::scoped_parser::AutoScopedParser;
@@ -361,48 +360,38 @@ pub struct Receiver {
     pub metrics: Arc<Metrics>,
 }
 
-/// Receives datagrams until `shutdown` (checked at least every 200 ms) on its own thread,
-/// sending each flow to the batcher. The send waits when the batcher is behind; the kernel's
-/// receive buffer absorbs the wait, and what overflows it is counted from the kernel's drops.
+/// Receives datagrams until `shutdown` ([`crate::udp::Datagrams`]: a thread of its own and a
+/// bounded queue) and decodes them on this thread, sending each flow to the batcher; the send
+/// waits when the batcher is behind, and the queue absorbs the wait. Kernel overruns and a
+/// full queue are counted, in datagrams (`reason="udp_overrun"`, `"queue_full"`).
 pub fn run(sock: UdpSocket, mut rx: Receiver, tx: mpsc::Sender<Item>, shutdown: CancellationToken) {
-    let _ = sock.set_read_timeout(Some(Duration::from_millis(200)));
-    let mut kernel = crate::udp::KernelDrops::new(&sock);
-    let dropped = rx
-        .metrics
-        .events_dropped
-        .get_or_create(&vec![
-            ("listener", rx.name.clone()),
-            ("reason", "udp_overrun".to_owned()),
-        ])
-        .clone();
+    let reason = |r: &str| {
+        rx.metrics
+            .events_dropped
+            .get_or_create(&vec![
+                ("listener", rx.name.clone()),
+                ("reason", r.to_owned()),
+            ])
+            .clone()
+    };
+    let (overrun, full) = (reason("udp_overrun"), reason("queue_full"));
     let received = rx
         .metrics
         .events_received
         .get_or_create(&crate::metrics::listener_label(&rx.name))
         .clone();
-    let mut buf = vec![0u8; 65_536];
-    let mut flows = Vec::new();
-    let mut last_drop_check = std::time::Instant::now();
-    while !shutdown.is_cancelled() {
-        if last_drop_check.elapsed() >= Duration::from_secs(1) {
-            last_drop_check = std::time::Instant::now();
-            dropped.inc_by(kernel.poll());
+    let mut datagrams = match crate::udp::Datagrams::spawn(
+        &rx.name, sock, 65_536, overrun, full, shutdown,
+    ) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(listener = %rx.name, error = %e, "cannot start the netflow receiver");
+            return;
         }
-        let (n, from) = match sock.recv_from(&mut buf) {
-            Ok(x) => x,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue;
-            }
-            Err(e) => {
-                tracing::debug!(listener = %rx.name, error = %e, "netflow receive error");
-                continue;
-            }
-        };
+    };
+    let mut flows = Vec::new();
+    while let Some((buf, from)) = datagrams.blocking_recv() {
+        let n = buf.len();
         let now = Utc::now();
         let d = rx.decoder.decode(from, &buf[..n], now, &mut flows);
         rx.metrics.netflow(&from.ip().to_string(), &d);
@@ -421,8 +410,10 @@ pub fn run(sock: UdpSocket, mut rx: Receiver, tx: mpsc::Sender<Item>, shutdown: 
                 ev.set_str(vigil_schema::fields::CUSTOMER, c.clone());
             }
             if tx.blocking_send(ev.into()).is_err() {
+                datagrams.join();
                 return;
             }
         }
     }
+    datagrams.join();
 }

@@ -362,33 +362,26 @@ fn trim_newline(buf: &mut Vec<u8>) {
     }
 }
 
-/// Most datagrams, and bytes, waiting between the receiving thread and the parser.
-const UDP_QUEUE_DATAGRAMS: usize = 262_144;
-const UDP_QUEUE_BYTES: usize = 64 << 20;
-
-/// Receives datagrams until `shutdown`, on a thread that does nothing else, into a queue of
-/// at most [`UDP_QUEUE_BYTES`]; this task parses them and waits for the batcher when it is
-/// busy. A burst, or a moment when the batcher compresses and syncs, fills that queue rather
-/// than the kernel's smaller buffer. Once a second the thread reads the kernel's count of
-/// datagrams it dropped because the socket's buffer was full (`dropped_overrun`); a datagram
-/// that finds the queue full is counted in `dropped_full`. At shutdown what is queued is
-/// parsed and handed on.
+/// Receives datagrams until `shutdown` ([`crate::udp::Datagrams`]: a thread of its own and a
+/// bounded queue) and parses them here, waiting for the batcher when it is busy. Kernel
+/// overruns and a full queue are counted (`reason="receive_buffer"`, `"channel_full"`).
 pub async fn run_udp(sock: std::net::UdpSocket, ctx: Arc<Listener>, shutdown: CancellationToken) {
-    let (qtx, mut qrx) = mpsc::channel::<(Vec<u8>, SocketAddr)>(UDP_QUEUE_DATAGRAMS);
-    let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let receiver = {
-        let (ctx, queued) = (ctx.clone(), queued.clone());
-        std::thread::Builder::new()
-            .name(format!("udp-{}", ctx.name))
-            .spawn(move || receive_udp(&sock, &ctx, &qtx, &queued, &shutdown))
+    let datagrams = crate::udp::Datagrams::spawn(
+        &ctx.name,
+        sock,
+        ctx.max_message_bytes + 1,
+        ctx.dropped_overrun.clone(),
+        ctx.dropped_full.clone(),
+        shutdown,
+    );
+    let mut datagrams = match datagrams {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(listener = %ctx.name, error = %e, "cannot start the udp receiver");
+            return;
+        }
     };
-    if let Err(e) = &receiver {
-        tracing::error!(listener = %ctx.name, error = %e, "cannot start the udp receiver");
-        return;
-    }
-    use std::sync::atomic::Ordering::Relaxed;
-    while let Some((mut msg, peer)) = qrx.recv().await {
-        queued.fetch_sub(msg.len(), Relaxed);
+    while let Some((mut msg, peer)) = datagrams.recv().await {
         let truncated = msg.len() > ctx.max_message_bytes;
         msg.truncate(ctx.max_message_bytes);
         trim_newline(&mut msg);
@@ -400,62 +393,7 @@ pub async fn run_udp(sock: std::net::UdpSocket, ctx: Arc<Listener>, shutdown: Ca
             break;
         }
     }
-    if let Ok(t) = receiver {
-        let _ = tokio::task::spawn_blocking(move || t.join()).await;
-    }
-}
-
-/// The receiving thread of [`run_udp`].
-fn receive_udp(
-    sock: &std::net::UdpSocket,
-    ctx: &Listener,
-    queue: &mpsc::Sender<(Vec<u8>, SocketAddr)>,
-    queued: &std::sync::atomic::AtomicUsize,
-    shutdown: &CancellationToken,
-) {
-    use std::sync::atomic::Ordering::Relaxed;
-    // The timeout lets the thread see `shutdown` and count the kernel's drops.
-    let _ = sock.set_read_timeout(Some(Duration::from_millis(200)));
-    let mut kernel = crate::udp::KernelDrops::new(sock);
-    let mut polled = std::time::Instant::now();
-    let mut buf = vec![0u8; 65_536];
-    while !shutdown.is_cancelled() {
-        if polled.elapsed() >= Duration::from_secs(1) {
-            ctx.dropped_overrun.inc_by(kernel.poll());
-            polled = std::time::Instant::now();
-        }
-        let (n, peer) = match sock.recv_from(&mut buf) {
-            Ok(x) => x,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue;
-            }
-            Err(e) => {
-                tracing::debug!(listener = %ctx.name, error = %e, "udp receive error");
-                continue;
-            }
-        };
-        // One byte past the limit is enough to know the message was cut.
-        let n = n.min(ctx.max_message_bytes + 1);
-        if queued.load(Relaxed) + n > UDP_QUEUE_BYTES {
-            ctx.dropped_full.inc();
-            continue;
-        }
-        match queue.try_send((buf[..n].to_vec(), peer)) {
-            Ok(()) => {
-                queued.fetch_add(n, Relaxed);
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                ctx.dropped_full.inc();
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => break,
-        }
-    }
-    ctx.dropped_overrun.inc_by(kernel.poll());
+    let _ = tokio::task::spawn_blocking(move || datagrams.join()).await;
 }
 
 #[cfg(test)]
