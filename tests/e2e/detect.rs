@@ -263,16 +263,23 @@ correlation:
 level: high
 "#;
 
-#[test]
-fn a_reload_and_a_restart_keep_correlation_state_and_bad_rules_are_named() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rules = dir.path().join("rules");
+/// A rules directory under `dir` holding [`THREE_PROBES`] alone, and the `[detect]` table (with
+/// `more` keys) that loads it instead of Vigil's rules.
+fn probe_rules(dir: &std::path::Path, more: &str) -> (std::path::PathBuf, String) {
+    let rules = dir.join("rules");
     std::fs::create_dir_all(&rules).expect("rules dir");
     std::fs::write(rules.join("probes.yml"), THREE_PROBES).expect("rule");
     let extra = format!(
-        "[detect]\nbuiltin_rules = false\nrules = [\"{}\"]\n",
+        "[detect]\nbuiltin_rules = false\nrules = [\"{}\"]\n{more}",
         rules.display()
     );
+    (rules, extra)
+}
+
+#[test]
+fn a_reload_and_a_restart_keep_correlation_state_and_bad_rules_are_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (rules, extra) = probe_rules(dir.path(), "");
     let mut c = Collector::start_with(dir.path(), 0, "200ms", &extra);
     let a = Agent::start(dir.path(), c.port, "", "");
     let url = c.url();
@@ -362,13 +369,7 @@ fn a_reload_and_a_restart_keep_correlation_state_and_bad_rules_are_named() {
 fn sigkill_keeps_correlation_state() {
     for interval in ["10ms", "1h"] {
         let dir = tempfile::tempdir().expect("tempdir");
-        let rules = dir.path().join("rules");
-        std::fs::create_dir_all(&rules).expect("rules dir");
-        std::fs::write(rules.join("probes.yml"), THREE_PROBES).expect("rule");
-        let extra = format!(
-            "[detect]\nbuiltin_rules = false\nrules = [\"{}\"]\nsnapshot_interval = \"{interval}\"\n",
-            rules.display()
-        );
+        let (_, extra) = probe_rules(dir.path(), &format!("snapshot_interval = \"{interval}\"\n"));
         let mut c = Collector::start_with(dir.path(), 0, "100ms", &extra);
         let a = Agent::start(dir.path(), c.port, "", "");
         let url = c.url();

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use serde::Deserialize;
 
-use super::search::{Params, range};
+use super::search::{Params, counted, range};
 use super::{ApiError, AppState};
 use crate::index::aggregate::{AggregateRequest, AggregateResult};
 
@@ -30,14 +30,7 @@ pub async fn aggregate(
     params: Result<Params<AggregateParams>, ApiError>,
 ) -> Result<Json<AggregateResult>, ApiError> {
     s.0.metrics.aggregate_requests.inc();
-    let result = run(&s, &headers, params).await;
-    if let Err(e) = &result {
-        s.0.metrics
-            .search_errors
-            .get_or_create(&vec![("code", e.code().to_owned())])
-            .inc();
-    }
-    result
+    counted(&s, run(&s, &headers, params).await)
 }
 
 async fn run(

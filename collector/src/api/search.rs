@@ -47,7 +47,12 @@ pub async fn search(
     params: Result<Params<SearchParams>, ApiError>,
 ) -> Result<Json<SearchResult>, ApiError> {
     s.0.metrics.search_requests.inc();
-    let result = run(&s, &headers, params).await;
+    counted(&s, run(&s, &headers, params).await)
+}
+
+/// `result`, its error counted by code in `vigil_search_errors_total` (searches and
+/// aggregations alike).
+pub fn counted<T>(s: &AppState, result: Result<T, ApiError>) -> Result<T, ApiError> {
     if let Err(e) = &result {
         s.0.metrics
             .search_errors
