@@ -1,5 +1,6 @@
 //! UDP sockets of the sources (syslog, NetFlow): bound with the receive buffer the config asks
-//! for, and the kernel's count of datagrams it dropped because that buffer was full.
+//! for, received on a thread of their own into a bounded queue ([`Datagrams`]), and the
+//! kernel's count of datagrams it dropped because that buffer was full.
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
