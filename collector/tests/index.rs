@@ -597,7 +597,7 @@ fn aggregations(searcher: &Searcher, events: &[Event], from: DateTime<Utc>, to: 
         .expect("terms")
         .buckets
         .iter()
-        .map(|b| (b.key.as_f64().expect("numeric key") as u64, b.count))
+        .map(|b| (b.key.as_u64().expect("a whole number"), b.count))
         .collect();
     assert!(want.len() <= 5 && !want.is_empty(), "{want:?}");
     assert_eq!(got, want);

@@ -281,8 +281,15 @@ fn buckets(v: &Value, key: impl Fn(&Value) -> Value) -> Vec<Bucket> {
         .collect()
 }
 
-/// A top value as the user wrote it: IPv4 addresses without their IPv6 mapping.
+/// A top value as the user wrote it: IPv4 addresses without their IPv6 mapping, whole
+/// numbers without a fraction (Tantivy gives every numeric key as a float).
 fn key(field: &str, s: &Searcher, v: &Value) -> Value {
+    if let Some(f) = v.as_f64()
+        && f.fract() == 0.0
+        && (0.0..9.0e15).contains(&f)
+    {
+        return Value::from(f as u64);
+    }
     match (s.field_type(field), v.as_str()) {
         (Some(FieldType::Ip), Some(text)) => match text.parse::<std::net::Ipv6Addr>() {
             Ok(ip) => match ip.to_ipv4_mapped() {
