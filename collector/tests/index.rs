@@ -20,7 +20,7 @@ use vigil_collector::index::IndexSchema;
 use vigil_collector::index::aggregate::AggregateRequest;
 use vigil_collector::index::partition::Partitions;
 use vigil_collector::index::retention::Policy;
-use vigil_collector::index::search::{SearchRequest, Searcher};
+use vigil_collector::index::search::{SearchRequest, SearchResult, Searcher};
 use vigil_collector::index::writer::{self, Clock, IngestRequest, Msg, Outcome, WriterConfig};
 use vigil_collector::metrics::Metrics;
 use vigil_schema::{Batch, Event};
@@ -360,19 +360,24 @@ fn cases(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Case> {
 }
 
 /// What every case finds: its total and the event ids of its newest 20 hits.
+/// The newest `limit` hits of a case.
+fn run(searcher: &Searcher, (q, range, _): &Case, limit: usize) -> SearchResult {
+    searcher
+        .search(&SearchRequest {
+            q: q.clone(),
+            from: range.map(|r| r.0),
+            to: range.map(|r| r.1),
+            limit,
+            offset: 0,
+        })
+        .unwrap_or_else(|e| panic!("{q}: {e}"))
+}
+
 fn answers(searcher: &Searcher, cases: &[Case]) -> Vec<(usize, Vec<Value>)> {
     cases
         .iter()
-        .map(|(q, range, _)| {
-            let r = searcher
-                .search(&SearchRequest {
-                    q: q.clone(),
-                    from: range.map(|r| r.0),
-                    to: range.map(|r| r.1),
-                    limit: 20,
-                    offset: 0,
-                })
-                .unwrap_or_else(|e| panic!("{q}: {e}"));
+        .map(|case| {
+            let r = run(searcher, case, 20);
             let ids = r.hits.iter().map(|h| h["event.id"].clone()).collect();
             (r.total, ids)
         })
@@ -380,21 +385,14 @@ fn answers(searcher: &Searcher, cases: &[Case]) -> Vec<(usize, Vec<Value>)> {
 }
 
 fn check(searcher: &Searcher, events: &[Event], cases: &[Case]) {
-    for (q, range, pred) in cases {
+    for case in cases {
+        let (q, _, pred) = case;
         let want = events.iter().filter(|e| pred(e)).count();
         assert!(
             want > 0,
             "{q}: the corpus must hold matches for this test to mean anything"
         );
-        let r = searcher
-            .search(&SearchRequest {
-                q: q.clone(),
-                from: range.map(|r| r.0),
-                to: range.map(|r| r.1),
-                limit: 50,
-                offset: 0,
-            })
-            .unwrap_or_else(|e| panic!("{q}: {e}"));
+        let r = run(searcher, case, 50);
         assert_eq!(r.total, want, "{q}");
         let times: Vec<&str> = r
             .hits

@@ -263,6 +263,17 @@ correlation:
 level: high
 "#;
 
+/// Waits until `n` probe lines are searchable (committed) on `c`.
+fn probes_searchable(c: &Collector, n: u64) {
+    let url = c.url();
+    wait_for(
+        Duration::from_secs(30),
+        "the probes",
+        || c.proc.log_tail(),
+        || (total(&url, "message:\"reload-probe\"")? >= n).then_some(()),
+    )
+}
+
 /// A rules directory under `dir` holding [`THREE_PROBES`] alone, and the `[detect]` table (with
 /// `more` keys) that loads it instead of Vigil's rules.
 fn probe_rules(dir: &std::path::Path, more: &str) -> (std::path::PathBuf, String) {
@@ -289,17 +300,9 @@ fn a_reload_and_a_restart_keep_correlation_state_and_bad_rules_are_named() {
             .collect();
         send(a.syslog_tcp, &lines);
     };
-    let settled = |c: &Collector, n: u64| {
-        wait_for(
-            Duration::from_secs(30),
-            "the probes",
-            || c.proc.log_tail(),
-            || (total(&url, "message:\"reload-probe\"")? >= n).then_some(()),
-        )
-    };
     probe("h1", 2);
     probe("h2", 2);
-    settled(&c, 4);
+    probes_searchable(&c, 4);
     assert_eq!(total(&url, "event.kind:alert"), Some(0));
 
     // A reload that brings a broken rule: it is named, the good rule stays with its state.
@@ -316,7 +319,7 @@ fn a_reload_and_a_restart_keep_correlation_state_and_bad_rules_are_named() {
         "{body}"
     );
     probe("h1", 1);
-    settled(&c, 5);
+    probes_searchable(&c, 5);
     let alert = |host: &str| total(&url, &format!("event.kind:alert AND host.name:{host}"));
     wait_for(
         Duration::from_secs(30),
@@ -332,7 +335,7 @@ fn a_reload_and_a_restart_keep_correlation_state_and_bad_rules_are_named() {
     );
     c = Collector::start_with(dir.path(), c.port, "200ms", &extra);
     probe("h2", 1);
-    settled(&c, 6);
+    probes_searchable(&c, 6);
     wait_for(
         Duration::from_secs(30),
         "the h2 alert",
@@ -379,22 +382,14 @@ fn sigkill_keeps_correlation_state() {
                 &[format!("<13>1 - h1 app - - - reload-probe {i}")],
             )
         };
-        let settled = |c: &Collector, n: u64| {
-            wait_for(
-                Duration::from_secs(30),
-                "the probes",
-                || c.proc.log_tail(),
-                || (total(&url, "message:\"reload-probe\"")? >= n).then_some(()),
-            )
-        };
         probe(0);
-        settled(&c, 1);
+        probes_searchable(&c, 1);
         probe(1);
-        settled(&c, 2);
+        probes_searchable(&c, 2);
         c.proc.kill9();
         c = Collector::start_with(dir.path(), c.port, "100ms", &extra);
         probe(2);
-        settled(&c, 3);
+        probes_searchable(&c, 3);
         wait_for(
             Duration::from_secs(30),
             "the alert after the restart",
