@@ -17,6 +17,8 @@ pub struct CollectorConfig {
     pub index: IndexConfig,
     /// Sigma rules and correlations on every event.
     pub detect: crate::detect::DetectConfig,
+    /// Where incidents are kept.
+    pub incidents: crate::incidents::IncidentsConfig,
     /// The in-process agent of `vigil up` (ignored by `vigil collector`).
     pub agent: Option<AgentConfig>,
 }
@@ -82,6 +84,7 @@ impl Default for CollectorConfig {
             ingest: IngestConfig::default(),
             index: IndexConfig::default(),
             detect: crate::detect::DetectConfig::default(),
+            incidents: crate::incidents::IncidentsConfig::default(),
             agent: None,
         }
     }
@@ -178,6 +181,16 @@ impl CollectorConfig {
         }
         if let Err(e) = self.detect.mapping() {
             return Err(invalid("detect.mappings", &e.to_string()));
+        }
+        if let Some(url) = &self.incidents.database
+            && !["sqlite:", "postgres:", "postgresql:"]
+                .iter()
+                .any(|p| url.starts_with(p))
+        {
+            return Err(invalid(
+                "incidents.database",
+                "must be a sqlite:// or postgres:// URL",
+            ));
         }
         if let Some(agent) = &self.agent {
             agent.validate(path)?;

@@ -6,6 +6,7 @@
 //! - [`wal`]: the write-ahead log behind every acknowledgement.
 //! - [`index`]: the Tantivy index: schema, the writer thread, search.
 //! - [`detect`]: Sigma rules and correlations on every event; alerts.
+//! - [`incidents`]: the queue alerts become, and its lifecycle (SQLite or PostgreSQL).
 //! - [`api`]: the HTTP API (`fn app(state) -> Router`) and its one error type.
 //! - [`server`]: the collector as a whole: open, serve, ordered shutdown.
 //! - [`cli`]: the client side of `vigil search`.
@@ -16,6 +17,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod detect;
+pub mod incidents;
 pub mod index;
 pub mod metrics;
 pub mod server;

@@ -91,6 +91,9 @@ enum Command {
         #[arg(long, env = "VIGIL_TOKEN")]
         token: Option<String>,
     },
+    /// The incident queue: list, show, and act on incidents (every action goes on the
+    /// incident's timeline with who did it).
+    Incidents(cli::incidents::IncidentsArgs),
     /// Sigma rules: check that they load, test them on events.
     Rules {
         #[command(subcommand)]
@@ -217,8 +220,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 limit,
                 offset,
                 json,
-                url,
-                token,
+                server: cli::Server { url, token },
                 top,
                 size,
                 sum,
@@ -227,6 +229,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             cli::search(args, &mut std::io::stdout().lock()).await
         }
+        Command::Incidents(args) => cli::incidents::run(args, &mut std::io::stdout().lock()).await,
         Command::Rules {
             command: RulesCommand::Check { paths, mapping },
         } => {

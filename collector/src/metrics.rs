@@ -30,6 +30,10 @@ pub struct Metrics {
     pub detect_correlation_groups: Gauge,
     pub detect_rules: Family<Labels, Gauge>,
     pub detect_reloads: Family<Labels, Counter>,
+    pub incidents_alerts: Family<Labels, Counter>,
+    pub incidents_opened: Counter,
+    pub incidents_errors: Counter,
+    pub incidents_actions: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -139,6 +143,26 @@ impl Metrics {
             detect_reloads: reg!(
                 "detect_reloads",
                 "Rule reloads, by outcome",
+                Family::default()
+            ),
+            incidents_alerts: reg!(
+                "incidents_alerts",
+                "Alerts handed to the incident queue, by outcome (opened, grouped, duplicate)",
+                Family::default()
+            ),
+            incidents_opened: reg!(
+                "incidents_opened",
+                "Incidents opened by alerts",
+                Counter::default()
+            ),
+            incidents_errors: reg!(
+                "incidents_errors",
+                "Failed attempts to hand alerts to the incident database (retried; ingest waits)",
+                Counter::default()
+            ),
+            incidents_actions: reg!(
+                "incidents_actions",
+                "Lifecycle actions taken on incidents, by action",
                 Family::default()
             ),
             registry,

@@ -37,6 +37,15 @@ impl Collector {
         let schema = IndexSchema::new();
         let data_dir = cfg.data_dir.clone();
         let detect_state = data_dir.join("detect-state.json");
+        let db = cfg.incidents.url(&data_dir);
+        let store = crate::incidents::Store::open(&db).await?;
+        let incidents_healthy = Arc::new(AtomicBool::new(true));
+        let queue = crate::incidents::Queue {
+            store: store.clone(),
+            rt: tokio::runtime::Handle::current(),
+            healthy: incidents_healthy.clone(),
+            metrics: metrics.clone(),
+        };
         let wcfg = WriterConfig {
             wal_dir: writer::wal_dir(&data_dir),
             commit_interval: cfg.index.commit_interval,
@@ -47,6 +56,7 @@ impl Collector {
             snapshot_interval: cfg.detect.snapshot_interval,
             retention: cfg.index.retention(),
             clock: writer::system_clock(),
+            incidents: Some(queue),
         };
         let (m, h, rt) = (
             metrics.clone(),
@@ -97,6 +107,8 @@ impl Collector {
             max_batch_events: cfg.ingest.max_batch_events,
             detect: view,
             detect_cfg: cfg.detect.clone(),
+            incidents: store,
+            incidents_healthy,
         }));
         Ok(Collector {
             state,

@@ -146,6 +146,7 @@ impl Node {
             snapshot_interval: Duration::from_secs(10),
             retention,
             clock,
+            incidents: None,
         };
         let metrics = Arc::new(Metrics::new());
         let (tx, handle) = writer::start(

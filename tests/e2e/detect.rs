@@ -53,7 +53,7 @@ fn brute_force(times: &[i64]) -> bool {
         .any(|(j, t)| times[..=j].iter().filter(|u| t - *u <= 600).count() >= 5)
 }
 
-fn send(addr: std::net::SocketAddr, lines: &[String]) {
+pub(crate) fn send(addr: std::net::SocketAddr, lines: &[String]) {
     let mut s = TcpStream::connect(addr).expect("connect");
     for l in lines {
         s.write_all(l.as_bytes()).expect("send");
@@ -221,6 +221,30 @@ fn openssh_brute_force_alerts_name_exactly_the_sources_that_brute_force() {
         .find(|r| r["title"] == "SSH brute force")
         .expect("the brute-force rule is listed");
     assert_eq!(row["hits"].as_u64(), Some(brute.len() as u64));
+    // Each brute-forcing source is one incident in the queue, counting its alerts, with the
+    // danger of a high-level rule.
+    let queue = crate::incidents::vigil_json(&url, &["list", "--limit", "1000"]);
+    let mut incidents: BTreeMap<String, i64> = BTreeMap::new();
+    for i in queue["incidents"].as_array().expect("incidents") {
+        if i["title"] == "SSH brute force" {
+            assert_eq!(
+                (&i["severity"], &i["danger"]),
+                (&"high".into(), &true.into()),
+                "{i}"
+            );
+            let ip = i["group_key"]
+                .as_str()
+                .and_then(|g| g.strip_prefix("source.ip="));
+            *incidents
+                .entry(ip.expect("grouped by source").to_owned())
+                .or_default() += i["count"].as_i64().expect("count");
+        }
+    }
+    let alerted_per_source: BTreeMap<String, i64> = per_source
+        .iter()
+        .map(|(ip, n)| ((*ip).to_owned(), *n as i64))
+        .collect();
+    assert_eq!(incidents, alerted_per_source, "incidents by source");
     println!(
         "openssh: {} failed logins from {} sources; brute-force alerts for {:?} ({} alerts); {} needed both agents",
         failed_lines,
@@ -276,7 +300,7 @@ fn probes_searchable(c: &Collector, n: u64) {
 
 /// A rules directory under `dir` holding [`THREE_PROBES`] alone, and the `[detect]` table (with
 /// `more` keys) that loads it instead of Vigil's rules.
-fn probe_rules(dir: &std::path::Path, more: &str) -> (std::path::PathBuf, String) {
+pub(crate) fn probe_rules(dir: &std::path::Path, more: &str) -> (std::path::PathBuf, String) {
     let rules = dir.join("rules");
     std::fs::create_dir_all(&rules).expect("rules dir");
     std::fs::write(rules.join("probes.yml"), THREE_PROBES).expect("rule");

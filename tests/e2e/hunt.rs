@@ -4,11 +4,10 @@
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use vigil_e2e::{Agent, Collector, bin, total, wait_for};
+use vigil_e2e::{Agent, Collector, total, vigil_cli, wait_for};
 
 /// Source `10.0.0.<k>` fails `k` times (k = 1..=5) at minute k of one hour, with pid 1000 + k.
 fn lines() -> Vec<String> {
@@ -26,18 +25,9 @@ fn lines() -> Vec<String> {
 }
 
 fn vigil(url: &str, args: &[&str]) -> String {
-    let out = Command::new(bin("vigil"))
-        .arg("search")
-        .args(args)
-        .args(["--url", url])
-        .output()
-        .expect("vigil runs");
-    assert!(
-        out.status.success(),
-        "vigil search {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let (ok, out, err) = vigil_cli("search", args, url);
+    assert!(ok, "vigil search {args:?}: {err}");
+    out
 }
 
 #[test]

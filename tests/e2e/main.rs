@@ -7,6 +7,7 @@ mod detect;
 mod file;
 mod flows;
 mod hunt;
+mod incidents;
 mod loghub;
 mod syslog;
 mod up;

@@ -60,6 +60,21 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
+/// `vigil COMMAND ARGS --url URL` against a collector: (success, stdout, stderr).
+pub fn vigil_cli(command: &str, args: &[&str], url: &str) -> (bool, String, String) {
+    let out = Command::new(bin("vigil"))
+        .arg(command)
+        .args(args)
+        .args(["--url", url])
+        .output()
+        .expect("vigil runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
     let mut newest = None;
     for entry in std::fs::read_dir(dir).ok()?.flatten() {

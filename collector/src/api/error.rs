@@ -16,6 +16,8 @@ pub enum ApiError {
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
     TooLarge(String),
     #[error("{0}")]
     Unavailable(String),
@@ -37,6 +39,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -49,6 +52,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict(_) => "conflict",
             ApiError::TooLarge(_) => "too_large",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
@@ -68,6 +72,30 @@ impl From<crate::index::search::SearchError> for ApiError {
             }
             SearchError::Index(e) => ApiError::Internal(e.to_string()),
         }
+    }
+}
+
+impl From<crate::incidents::StoreError> for ApiError {
+    fn from(e: crate::incidents::StoreError) -> Self {
+        use crate::incidents::StoreError;
+        use crate::incidents::lifecycle::ActionError;
+        match e {
+            StoreError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            StoreError::Action(ActionError::Invalid(m)) => ApiError::bad_request("bad_action", m),
+            StoreError::Action(e @ ActionError::NotAllowed { .. }) => {
+                ApiError::Conflict(e.to_string())
+            }
+            StoreError::Filter(m) => ApiError::bad_request("bad_parameter", m),
+            StoreError::Open { .. } | StoreError::Db(_) => {
+                ApiError::Unavailable(format!("the incident database is not answering: {e}"))
+            }
+        }
+    }
+}
+
+impl From<crate::incidents::lifecycle::ActionError> for ApiError {
+    fn from(e: crate::incidents::lifecycle::ActionError) -> Self {
+        crate::incidents::StoreError::Action(e).into()
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod aggregate;
 pub mod error;
+pub mod incidents;
 pub mod ingest;
 pub mod rules;
 pub mod search;
@@ -44,6 +45,9 @@ pub struct Inner {
     pub max_batch_events: usize,
     pub detect: Arc<crate::detect::DetectView>,
     pub detect_cfg: crate::detect::DetectConfig,
+    pub incidents: crate::incidents::Store,
+    /// False while alerts cannot be handed to the incident database.
+    pub incidents_healthy: Arc<AtomicBool>,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -77,6 +81,12 @@ pub fn app(state: AppState) -> Router {
             post(rules::test).layer(DefaultBodyLimit::max(max_body)),
         )
         .route("/api/v1/rules/reload", post(rules::reload_handler))
+        .route("/api/v1/incidents", get(incidents::list))
+        .route("/api/v1/incidents/{id}", get(incidents::show))
+        .route(
+            "/api/v1/incidents/{id}/{action}",
+            post(incidents::act).layer(DefaultBodyLimit::max(64 << 10)),
+        )
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .with_state(state)
 }
@@ -114,7 +124,8 @@ impl Inner {
 async fn ready(State(s): State<AppState>) -> impl IntoResponse {
     let writer = s.0.writer_healthy.load(Ordering::SeqCst);
     let open = s.0.ingest_open.load(Ordering::SeqCst);
-    let status = if writer && open {
+    let incidents = s.0.incidents_healthy.load(Ordering::SeqCst);
+    let status = if writer && open && incidents {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -124,6 +135,7 @@ async fn ready(State(s): State<AppState>) -> impl IntoResponse {
         "components": {
             "index_writer": if writer { "ok" } else { "failed" },
             "ingest": if open { "open" } else { "closed" },
+            "incidents": if incidents { "ok" } else { "failing" },
         }
     });
     (status, axum::Json(body))

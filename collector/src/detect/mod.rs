@@ -10,8 +10,9 @@
 //!
 //! # Invariants
 //! - The detector runs on the index writer thread, on each batch the writer accepts (never
-//!   a duplicate), and its alerts are indexed in the same batch: an alert is durable with
-//!   its evidence, and a replay after a crash derives the same alert ids again.
+//!   a duplicate), and its alerts are handed to the incident queue, then indexed in the same
+//!   batch: an alert is durable with its evidence, and a replay after a crash derives the
+//!   same alert ids again (which the queue knows).
 //! - Alerts are not evaluated again (no rule sees `event.kind = alert`; a correlation over
 //!   other rules is rsigma's chaining).
 

@@ -102,6 +102,8 @@ pub struct WriterConfig {
     pub snapshot_interval: Duration,
     pub retention: Policy,
     pub clock: Clock,
+    /// Where alerts go before their batch is indexed.
+    pub incidents: Option<crate::incidents::Queue>,
 }
 
 struct Writer {
@@ -367,6 +369,9 @@ impl Writer {
             }
             None => Vec::new(),
         };
+        if let Some(q) = &self.cfg.incidents {
+            q.hand(&alerts);
+        }
         self.uncommitted_docs += b.events.len() + alerts.len();
         let schema = self.parts.schema().clone();
         let w = self.writer()?;

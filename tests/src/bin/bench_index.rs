@@ -112,6 +112,7 @@ fn open(dir: &Path, clock: writer::Clock) -> Node {
         snapshot_interval: Duration::from_secs(10),
         retention: Policy::default(),
         clock,
+        incidents: None,
     };
     let (tx, handle) = writer::start(
         parts.clone(),

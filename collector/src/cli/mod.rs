@@ -1,4 +1,7 @@
-//! The client side of `vigil search`: asks a collector's API and prints a table or JSON.
+//! The client side of the `vigil` commands that talk to a collector (`search`, `incidents`)
+//! or read rules locally (`rules check|test`): they print tables, or JSON with `--json`.
+
+pub mod incidents;
 
 use std::io::Write;
 
@@ -13,8 +16,7 @@ pub struct SearchArgs {
     pub limit: usize,
     pub offset: usize,
     pub json: bool,
-    pub url: String,
-    pub token: Option<String>,
+    pub server: Server,
     /// Aggregate instead of listing events: top values of this field...
     pub top: Option<String>,
     /// ...this many of them...
@@ -60,7 +62,7 @@ pub async fn search(args: SearchArgs, out: &mut impl Write) -> anyhow::Result<()
             }
         }
         params.push(("size", args.size.to_string()));
-        let body = get(&args, "aggregate", &params).await?;
+        let body = args.server.get("aggregate", &params).await?;
         if args.json {
             writeln!(out, "{body}")?;
             return Ok(());
@@ -69,7 +71,7 @@ pub async fn search(args: SearchArgs, out: &mut impl Write) -> anyhow::Result<()
     }
     params.push(("limit", args.limit.to_string()));
     params.push(("offset", args.offset.to_string()));
-    let body = get(&args, "search", &params).await?;
+    let body = args.server.get("search", &params).await?;
     if args.json {
         for hit in body
             .get("hits")
@@ -84,34 +86,60 @@ pub async fn search(args: SearchArgs, out: &mut impl Write) -> anyhow::Result<()
     print_table(&body, out)
 }
 
-/// `GET /api/v1/<path>` with `params`; the JSON answer, or the collector's error message.
-async fn get(args: &SearchArgs, path: &str, params: &[(&str, String)]) -> anyhow::Result<Value> {
-    let url = format!("{}/api/v1/{path}", args.url.trim_end_matches('/'));
-    let mut req = reqwest::Client::new().get(&url).query(params);
-    if let Some(t) = &args.token {
-        req = req.bearer_auth(t);
+/// A collector's API as the CLI reaches it.
+pub struct Server {
+    pub url: String,
+    pub token: Option<String>,
+}
+
+impl Server {
+    /// `GET /api/v1/<path>` with `params`; the JSON answer, or the collector's error message.
+    pub async fn get(&self, path: &str, params: &[(&str, String)]) -> anyhow::Result<Value> {
+        self.send(path, self.request(reqwest::Method::GET, path).query(params))
+            .await
     }
-    let resp = req
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the collector at {}", args.url))?;
-    let status = resp.status();
-    let body: Value = resp
-        .json()
-        .await
-        .context("the collector's answer is not JSON")?;
-    if !status.is_success() {
-        let msg = body
-            .pointer("/error/message")
-            .and_then(Value::as_str)
-            .unwrap_or("unknown error");
-        bail!("{path} failed ({status}): {msg}");
+
+    /// `POST /api/v1/<path>` with a JSON `body`, as `actor` (the timeline's name for who acted).
+    pub async fn post(&self, path: &str, body: &Value, actor: &str) -> anyhow::Result<Value> {
+        let req = self
+            .request(reqwest::Method::POST, path)
+            .header("x-vigil-actor", actor)
+            .json(body);
+        self.send(path, req).await
     }
-    Ok(body)
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let url = format!("{}/api/v1/{path}", self.url.trim_end_matches('/'));
+        let req = reqwest::Client::new().request(method, url);
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
+    async fn send(&self, path: &str, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the collector at {}", self.url))?;
+        let status = resp.status();
+        let body: Value = resp
+            .json()
+            .await
+            .context("the collector's answer is not JSON")?;
+        if !status.is_success() {
+            let msg = body
+                .pointer("/error/message")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown error");
+            bail!("{path} failed ({status}): {msg}");
+        }
+        Ok(body)
+    }
 }
 
 /// Rows under a header, each column as wide as its widest cell; numbers right-aligned.
-fn print_columns(
+pub(crate) fn print_columns(
     header: &[&str],
     rows: &[Vec<String>],
     out: &mut impl Write,

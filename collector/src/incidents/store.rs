@@ -1,0 +1,452 @@
+//! The incidents in SQL, through sqlx's Any driver: SQLite (bundled) by default, PostgreSQL
+//! when several collectors share one queue. The statements are written once, in the SQL both
+//! accept (`$N` parameters, `ON CONFLICT`, `RETURNING`); only the key column's type differs.
+//!
+//! Times are stored as milliseconds since the epoch, and danger as 0/1, the types both read
+//! back alike.
+//!
+//! Every transaction writes before it reads, so on SQLite it takes the write lock at once
+//! and waits for another writer (busy timeout) instead of failing to upgrade a read lock.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, AssertSqlSafe, Row};
+
+use super::lifecycle::{Action, ActionError};
+use super::{Alert, Entry, Filter, Incident, SEVERITIES, Status, dangerous, severity_rank};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the incident database {url}: {source}")]
+    Open { url: String, source: sqlx::Error },
+    #[error("incident database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("no incident {0}")]
+    NotFound(i64),
+    #[error(transparent)]
+    Action(#[from] ActionError),
+    #[error("{0}")]
+    Filter(String),
+}
+
+/// What [`Store::record`] did with a set of alerts.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Recorded {
+    /// Incidents the alerts opened.
+    pub opened: Vec<i64>,
+    /// Alerts added to an active incident's count.
+    pub grouped: usize,
+    /// Alerts recorded before (a replay).
+    pub duplicate: usize,
+}
+
+/// The queue's default and largest page.
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 1000;
+
+/// Actor of the steps Vigil itself takes.
+const SYSTEM: &str = "vigil";
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+fn schema(postgres: bool) -> Vec<String> {
+    let key = if postgres {
+        "BIGSERIAL PRIMARY KEY"
+    } else {
+        "INTEGER PRIMARY KEY"
+    };
+    vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS incidents (
+                id {key},
+                dedup_key TEXT NOT NULL,
+                rule_id TEXT NOT NULL,
+                title TEXT NOT NULL,
+                status TEXT NOT NULL,
+                severity TEXT NOT NULL,
+                danger BIGINT NOT NULL,
+                customer TEXT,
+                group_key TEXT NOT NULL,
+                assignee TEXT,
+                count BIGINT NOT NULL,
+                first_seen BIGINT NOT NULL,
+                last_seen BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL)"
+        ),
+        // The storm rule, as a constraint: one active incident per key, across collectors.
+        "CREATE UNIQUE INDEX IF NOT EXISTS incidents_active_key ON incidents (dedup_key)
+            WHERE status IN ('open', 'acknowledged')"
+            .into(),
+        "CREATE INDEX IF NOT EXISTS incidents_last_seen ON incidents (last_seen)".into(),
+        "CREATE TABLE IF NOT EXISTS incident_alerts (
+            alert_id TEXT PRIMARY KEY,
+            incident_id BIGINT NOT NULL,
+            at BIGINT NOT NULL)"
+            .into(),
+        format!(
+            "CREATE TABLE IF NOT EXISTS incident_timeline (
+                id {key},
+                incident_id BIGINT NOT NULL,
+                at BIGINT NOT NULL,
+                actor TEXT NOT NULL,
+                action TEXT NOT NULL,
+                detail TEXT NOT NULL)"
+        ),
+        "CREATE INDEX IF NOT EXISTS incident_timeline_incident
+            ON incident_timeline (incident_id, id)"
+            .into(),
+    ]
+}
+
+/// `url` without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let user = &url[s + 3..at];
+            match user.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &user[..c], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn millis(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn time(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+const COLUMNS: &str = "id, title, status, severity, danger, customer, group_key, rule_id, \
+                       assignee, count, first_seen, last_seen";
+
+fn incident(row: &AnyRow) -> Result<Incident, sqlx::Error> {
+    let status: String = row.try_get("status")?;
+    Ok(Incident {
+        id: row.try_get("id")?,
+        title: row.try_get("title")?,
+        status: Status::parse(&status).ok_or_else(|| sqlx::Error::ColumnDecode {
+            index: "status".into(),
+            source: format!("unknown status {status:?}").into(),
+        })?,
+        severity: row.try_get("severity")?,
+        danger: row.try_get::<i64, _>("danger")? != 0,
+        customer: row.try_get("customer")?,
+        group_key: row.try_get("group_key")?,
+        rule_id: row.try_get("rule_id")?,
+        assignee: row.try_get("assignee")?,
+        count: row.try_get("count")?,
+        first_seen: time(row.try_get("first_seen")?),
+        last_seen: time(row.try_get("last_seen")?),
+        timeline: Vec::new(),
+    })
+}
+
+impl Store {
+    /// Opens (for SQLite: creates) the database and its tables. Blocks on the network for
+    /// PostgreSQL; several collectors may open one database at once.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let open_err = |source| StoreError::Open {
+            url: redact(url),
+            source,
+        };
+        let postgres = url.starts_with("postgres:") || url.starts_with("postgresql:");
+        let mut target = url.to_owned();
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            let path = path.split('?').next().unwrap_or_default();
+            if let Some(dir) = std::path::Path::new(path).parent() {
+                // A failure shows as the connection's error, which names the file.
+                let _ = std::fs::create_dir_all(dir);
+            }
+            if !url.contains("mode=") {
+                target.push(if url.contains('?') { '&' } else { '?' });
+                target.push_str("mode=rwc");
+            }
+        }
+        let pool = AnyPoolOptions::new()
+            .max_connections(if postgres { 8 } else { 4 })
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(&target)
+            .await
+            .map_err(open_err)?;
+        let mut tx = pool.begin().await.map_err(open_err)?;
+        if postgres {
+            // Collectors starting together would race on CREATE ... IF NOT EXISTS.
+            sqlx::query("SELECT pg_advisory_xact_lock(7236921)")
+                .execute(&mut *tx)
+                .await
+                .map_err(open_err)?;
+        }
+        for stmt in schema(postgres) {
+            sqlx::query(AssertSqlSafe(stmt))
+                .execute(&mut *tx)
+                .await
+                .map_err(open_err)?;
+        }
+        tx.commit().await.map_err(open_err)?;
+        if !postgres {
+            // Readers do not wait for the writer, and a commit is one append.
+            sqlx::query("PRAGMA journal_mode=WAL")
+                .execute(&pool)
+                .await
+                .map_err(open_err)?;
+        }
+        Ok(Store { pool })
+    }
+
+    /// Closes the connections (waits for the ones in use).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Groups `alerts` into incidents, in one transaction: each alert opens an incident or
+    /// adds to the active one of its key; an alert recorded before changes nothing.
+    pub async fn record(&self, alerts: &[Alert]) -> Result<Recorded, StoreError> {
+        let mut out = Recorded::default();
+        if alerts.is_empty() {
+            return Ok(out);
+        }
+        let now = millis(Utc::now());
+        let mut tx = self.pool.begin().await?;
+        for a in alerts {
+            let at = millis(a.at);
+            let new = sqlx::query(
+                "INSERT INTO incident_alerts (alert_id, incident_id, at) VALUES ($1, 0, $2)
+                 ON CONFLICT (alert_id) DO NOTHING",
+            )
+            .bind(&a.id)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            if new.rows_affected() == 0 {
+                out.duplicate += 1;
+                continue;
+            }
+            let key = format!(
+                "{}\u{1f}{}\u{1f}{}",
+                a.rule_id,
+                a.customer.as_deref().unwrap_or_default(),
+                a.group_key
+            );
+            let row = sqlx::query(
+                "INSERT INTO incidents (dedup_key, rule_id, title, status, severity, danger,
+                     customer, group_key, count, first_seen, last_seen, updated_at)
+                 VALUES ($1, $2, $3, 'open', $4, $5, $6, $7, 1, $8, $8, $9)
+                 ON CONFLICT (dedup_key) WHERE status IN ('open', 'acknowledged') DO UPDATE SET
+                     count = incidents.count + 1,
+                     first_seen = CASE WHEN excluded.first_seen < incidents.first_seen
+                         THEN excluded.first_seen ELSE incidents.first_seen END,
+                     last_seen = CASE WHEN excluded.last_seen > incidents.last_seen
+                         THEN excluded.last_seen ELSE incidents.last_seen END,
+                     updated_at = excluded.updated_at
+                 RETURNING id, count, severity",
+            )
+            .bind(key)
+            .bind(&a.rule_id)
+            .bind(&a.title)
+            .bind(&a.severity)
+            .bind(i64::from(dangerous(&a.severity)))
+            .bind(a.customer.clone())
+            .bind(&a.group_key)
+            .bind(at)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            let id: i64 = row.try_get("id")?;
+            let count: i64 = row.try_get("count")?;
+            let severity: String = row.try_get("severity")?;
+            sqlx::query("UPDATE incident_alerts SET incident_id = $1 WHERE alert_id = $2")
+                .bind(id)
+                .bind(&a.id)
+                .execute(&mut *tx)
+                .await?;
+            if count == 1 {
+                out.opened.push(id);
+                let detail = serde_json::json!({
+                    "alert_id": a.id, "severity": a.severity, "message": a.message,
+                });
+                timeline(&mut tx, id, now, SYSTEM, "opened", &detail).await?;
+            } else {
+                out.grouped += 1;
+                if severity_rank(&a.severity) > severity_rank(&severity) {
+                    sqlx::query("UPDATE incidents SET severity = $1, danger = $2 WHERE id = $3")
+                        .bind(&a.severity)
+                        .bind(i64::from(dangerous(&a.severity)))
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    let detail = serde_json::json!({
+                        "alert_id": a.id, "from": severity, "to": a.severity,
+                    });
+                    timeline(&mut tx, id, now, SYSTEM, "severity_raised", &detail).await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// The queue, most recently seen first.
+    pub async fn list(&self, filter: &Filter) -> Result<Vec<Incident>, StoreError> {
+        let mut wheres = Vec::new();
+        let mut binds = Vec::new();
+        if let Some(s) = &filter.status {
+            if s == "active" {
+                wheres.push("status IN ('open', 'acknowledged')".to_owned());
+            } else if Status::parse(s).is_some() {
+                binds.push(s.clone());
+                wheres.push(format!("status = ${}", binds.len()));
+            } else {
+                return Err(StoreError::Filter(format!(
+                    "status {s:?} is not one of open, acknowledged, resolved, retracted, active"
+                )));
+            }
+        }
+        if let Some(s) = &filter.severity {
+            if !SEVERITIES.contains(&s.as_str()) {
+                return Err(StoreError::Filter(format!(
+                    "severity {s:?} is not one of {}",
+                    SEVERITIES.join(", ")
+                )));
+            }
+            binds.push(s.clone());
+            wheres.push(format!("severity = ${}", binds.len()));
+        }
+        if let Some(c) = &filter.customer {
+            binds.push(c.clone());
+            wheres.push(format!("customer = ${}", binds.len()));
+        }
+        let limit = filter.limit.unwrap_or(DEFAULT_LIMIT);
+        if limit == 0 || limit > MAX_LIMIT {
+            return Err(StoreError::Filter(format!(
+                "limit must be 1 to {MAX_LIMIT}"
+            )));
+        }
+        let sql = format!(
+            "SELECT {COLUMNS} FROM incidents {} {} ORDER BY last_seen DESC, id DESC LIMIT {limit}",
+            if wheres.is_empty() { "" } else { "WHERE" },
+            wheres.join(" AND "),
+        );
+        // Only our own text and numbered parameters: every value is bound.
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for b in binds {
+            q = q.bind(b);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(incident).collect::<Result<_, _>>()?)
+    }
+
+    /// One incident with its timeline.
+    pub async fn get(&self, id: i64) -> Result<Incident, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM incidents WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound(id))?;
+        let mut inc = incident(&row)?;
+        let steps = sqlx::query(
+            "SELECT at, actor, action, detail FROM incident_timeline
+             WHERE incident_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        for s in steps {
+            let detail: String = s.try_get("detail")?;
+            inc.timeline.push(Entry {
+                at: time(s.try_get("at")?),
+                actor: s.try_get("actor")?,
+                action: s.try_get("action")?,
+                detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+            });
+        }
+        Ok(inc)
+    }
+
+    /// Takes `action` on incident `id` as `actor`, records it on the timeline, and returns
+    /// the incident as it is now.
+    pub async fn act(&self, id: i64, action: &Action, actor: &str) -> Result<Incident, StoreError> {
+        let now = millis(Utc::now());
+        let mut tx = self.pool.begin().await?;
+        let row =
+            sqlx::query("UPDATE incidents SET updated_at = $1 WHERE id = $2 RETURNING status")
+                .bind(now)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound(id))?;
+        let from: String = row.try_get("status")?;
+        let from = Status::parse(&from).unwrap_or(Status::Open);
+        // An action that is not allowed rolls back (the transaction is dropped).
+        let to = action.apply(from)?;
+        let (assignee, severity, danger) = match action {
+            Action::Assign { assignee } => (Some(assignee.clone()), None, None),
+            Action::Escalate { severity, danger } => {
+                (None, Some(severity.clone()), Some(i64::from(*danger)))
+            }
+            _ => (None, None, None),
+        };
+        sqlx::query(
+            "UPDATE incidents SET status = $1, assignee = COALESCE($2, assignee),
+                 severity = COALESCE($3, severity), danger = COALESCE($4, danger)
+             WHERE id = $5",
+        )
+        .bind(to.as_str())
+        .bind(assignee)
+        .bind(severity)
+        .bind(danger)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        timeline(&mut tx, id, now, actor, action.name(), &action.detail()).await?;
+        tx.commit().await?;
+        self.get(id).await
+    }
+}
+
+async fn timeline(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: i64,
+    at: i64,
+    actor: &str,
+    action: &str,
+    detail: &serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO incident_timeline (incident_id, at, actor, action, detail)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id)
+    .bind(at)
+    .bind(actor)
+    .bind(action)
+    .bind(detail.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_not_shown() {
+        assert_eq!(
+            redact("postgres://vigil:s3cret@db:5432/vigil"),
+            "postgres://vigil:***@db:5432/vigil"
+        );
+        assert_eq!(redact("sqlite:///x/y.db"), "sqlite:///x/y.db");
+    }
+}
