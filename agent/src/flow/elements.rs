@@ -183,6 +183,16 @@ fn as_u64(v: &FieldValue) -> Option<u64> {
     }
 }
 
+/// A record's address element over what an earlier one gave: records that carry both the IPv4
+/// and the IPv6 elements (Procera) leave the family they do not use unspecified, and that
+/// must not hide the address of the other.
+fn address(new: Option<IpAddr>, old: Option<IpAddr>) -> Option<IpAddr> {
+    match (new, old) {
+        (Some(n), Some(o)) if n.is_unspecified() && !o.is_unspecified() => Some(o),
+        (n, o) => n.or(o),
+    }
+}
+
 fn as_ip(v: &FieldValue) -> Option<IpAddr> {
     match v {
         FieldValue::Ip4Addr(a) => Some(IpAddr::V4(*a)),
@@ -278,8 +288,8 @@ impl Record {
         let n = as_u64(v);
         let fl = &mut self.flow;
         match t {
-            Target::SrcIp => fl.src = as_ip(v).or(fl.src),
-            Target::DstIp => fl.dst = as_ip(v).or(fl.dst),
+            Target::SrcIp => fl.src = address(as_ip(v), fl.src),
+            Target::DstIp => fl.dst = address(as_ip(v), fl.dst),
             Target::SrcPort => fl.src_port = n.unwrap_or(0) as u16,
             Target::DstPort => fl.dst_port = n.unwrap_or(0) as u16,
             Target::Proto => fl.proto = n.map(|p| p as u8),

@@ -1,5 +1,6 @@
 //! Flows. Two sources end in the same [`Flow`]: the NetFlow v5/v9/IPFIX receiver
-//! ([`netflow`], IANA elements mapped once in [`elements`], templates kept across restarts by
+//! ([`netflow`], IANA elements mapped once in [`elements`], empty IPFIX elements made readable by
+//! [`varlen`], templates kept across restarts by
 //! [`templates`]) and the packet capture ([`capture`]: frames decoded by [`packet`], kept or not by
 //! [`filter`], folded into flows by [`table`]). [`Flow::into_event`] is the one place a flow becomes an event with
 //! the flow fields of DESIGN.md, including its [`community_id`].
@@ -20,6 +21,7 @@ pub mod packet;
 pub mod pcap;
 pub mod table;
 pub mod templates;
+pub mod varlen;
 
 use std::net::IpAddr;
 

@@ -9,6 +9,8 @@
 //! - A datagram that does not decode is counted (`decode_errors`) and skipped; what decoded
 //!   before the error in the same datagram is kept.
 //! - A data set whose template is unknown is counted (`missing_template`), never guessed at.
+//! - IPFIX variable-length elements of length 0, which the parser refuses, are rewritten
+//!   before it sees them ([`super::varlen`]).
 //! - Options data that carries a sampling rate scales the counters of the exporter's later
 //!   records (per sampler id where records name one); the raw rate is kept in
 //!   `netflow.sampling_rate`.
@@ -26,6 +28,8 @@ use netflow_parser::variable_versions::ipfix::{FlowSetBody as IpfixBody, IPFix};
 use netflow_parser::variable_versions::v9::{FlowSetBody as V9Body, V9};
 use netflow_parser::{NetflowPacket, NetflowParser};
 use tokio::sync::mpsc;
+
+use super::templates::FileTemplateStore;
 use tokio_util::sync::CancellationToken;
 
 use super::Flow;
@@ -67,6 +71,7 @@ impl Sampling {
 /// Decoder state: templates per exporter, and sampling rates.
 pub struct Decoder {
     parser: AutoScopedParser,
+    varlen: super::varlen::Varlen,
     sampling: HashMap<(IpAddr, u32), Sampling>,
     max_exporters: usize,
 }
@@ -74,16 +79,20 @@ pub struct Decoder {
 impl Decoder {
     /// `store` keeps templates across restarts; `max_exporters` bounds the state kept (the
     /// least recently heard exporter is forgotten first).
-    pub fn new(store: Option<Arc<dyn TemplateStore>>, max_exporters: usize) -> Decoder {
+    pub fn new(store: Option<Arc<FileTemplateStore>>, max_exporters: usize) -> Decoder {
         let mut builder = NetflowParser::builder();
+        let mut varlen = super::varlen::Varlen::default();
         if let Some(s) = store {
-            builder = builder.with_template_store(s);
+            let entries = s.entries();
+            varlen.seed(entries.iter().map(|(k, v)| (k.as_str(), v.as_slice())));
+            builder = builder.with_template_store(s as Arc<dyn TemplateStore>);
         }
         let parser = AutoScopedParser::try_with_builder(builder)
             .and_then(|p| p.with_max_sources(max_exporters.max(1)))
             .unwrap_or_default();
         Decoder {
             parser,
+            varlen,
             sampling: HashMap::new(),
             max_exporters: max_exporters.max(1),
         }
@@ -98,7 +107,8 @@ impl Decoder {
         out: &mut Vec<Flow>,
     ) -> Decoded {
         let mut d = Decoded::default();
-        let result = self.parser.parse_from_source(from, strip_padding(data));
+        let data = self.varlen.rewrite(from, strip_padding(data));
+        let result = self.parser.parse_from_source(from, &data);
         if let Some(e) = &result.error {
             tracing::debug!(exporter = %from, error = %e, "netflow datagram did not decode");
             d.errors = 1;
@@ -220,9 +230,9 @@ impl Decoder {
                 }
                 IpfixBody::Data(data) => {
                     if data.fields.is_empty() {
-                        // netflow_parser 1.0.5 refuses a variable-length element of length 0
-                        // (RFC 7011 allows it; Ixia and Procera send them) and then returns
-                        // the set with no records: count it rather than lose it silently.
+                        // The parser refused a record of the set (a variable-length element
+                        // of length 0 no longer is one: see `varlen`) and returns the set
+                        // with no records: count it rather than lose it silently.
                         d.errors += 1;
                     }
                     for rec in &data.fields {

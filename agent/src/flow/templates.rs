@@ -63,6 +63,14 @@ impl FileTemplateStore {
         }
     }
 
+    /// Every stored template: (key text, the library's wire format).
+    pub fn entries(&self) -> Vec<(String, Vec<u8>)> {
+        self.map
+            .lock()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    }
+
     pub fn len(&self) -> usize {
         self.map.lock().map(|m| m.len()).unwrap_or(0)
     }
