@@ -150,6 +150,8 @@ impl Collector {
         tokio::task::spawn_blocking(move || writer.join())
             .await?
             .ok();
+        // After the writer: it may have handed alerts over until its last batch.
+        self.state.0.incidents.close().await;
         tracing::info!("collector stopped");
         Ok(())
     }

@@ -359,7 +359,8 @@ impl Writer {
     }
 
     /// Indexes a batch and the alerts its events raise (under the same batch id, so they
-    /// commit, deduplicate and replay together).
+    /// commit, deduplicate and replay together), once the incident queue has the alerts:
+    /// blocks while the incident database refuses them.
     fn index(&mut self, b: Batch) -> anyhow::Result<()> {
         let b = IndexSchema::enrich(b);
         let alerts = match &mut self.detector {
