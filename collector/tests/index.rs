@@ -385,12 +385,15 @@ fn answers(searcher: &Searcher, cases: &[Case]) -> Vec<(usize, Vec<Value>)> {
         .collect()
 }
 
-fn check(searcher: &Searcher, events: &[Event], cases: &[Case]) {
+/// Every case answers what the events say. On the whole corpus (`whole`) every case must
+/// match something, for the test to mean anything; a part of it (what retention leaves) may
+/// hold none of a rare case's events, and must then answer none.
+fn check(searcher: &Searcher, events: &[Event], cases: &[Case], whole: bool) {
     for case in cases {
         let (q, _, pred) = case;
         let want = events.iter().filter(|e| pred(e)).count();
         assert!(
-            want > 0,
+            want > 0 || !whole,
             "{q}: the corpus must hold matches for this test to mean anything"
         );
         let r = run(searcher, case, 50);
@@ -472,7 +475,7 @@ async fn corpus_counts_hold_across_partitions_restart_and_retention() {
     );
     let cases = cases(from, to);
     let searcher = Searcher::new(parts);
-    check(&searcher, &all, &cases);
+    check(&searcher, &all, &cases, true);
     let before = answers(&searcher, &cases);
     aggregations(&searcher, &all, from, to);
     drop(searcher);
@@ -500,7 +503,7 @@ async fn corpus_counts_hold_across_partitions_restart_and_retention() {
     );
     let rest: Vec<Event> = by_day[1..].concat();
     let searcher = Searcher::new(node.parts.clone());
-    check(&searcher, &rest, &cases);
+    check(&searcher, &rest, &cases, false);
     let newest = node.parts.all().last().expect("partition").disk_bytes();
     node.stop().await;
 
@@ -525,7 +528,7 @@ async fn corpus_counts_hold_across_partitions_restart_and_retention() {
         Policy::default(),
     );
     let searcher = Searcher::new(node.parts.clone());
-    check(&searcher, &by_day[2], &cases);
+    check(&searcher, &by_day[2], &cases, false);
     node.stop().await;
 }
 
