@@ -217,14 +217,10 @@ pub struct Alert {
 impl Alert {
     /// `None` for an event that is not an alert with an id and a rule.
     pub fn from_event(ev: &Event) -> Option<Alert> {
-        let s = |k: &str| ev.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        let s = |k: &str| ev.get_str(k).map(str::to_owned);
         let group_key = s(f::ALERT_GROUP_KEY)
             .or_else(|| s(f::HOST_NAME).map(|h| format!("host.name={h}")))
-            .or_else(|| {
-                ev.get(f::SOURCE_IP)
-                    .and_then(|v| v.as_str())
-                    .map(|ip| format!("source.ip={ip}"))
-            })
+            .or_else(|| s(f::SOURCE_IP).map(|ip| format!("source.ip={ip}")))
             .unwrap_or_default();
         Some(Alert {
             id: s(f::EVENT_ID)?,
