@@ -1,6 +1,9 @@
 //! Turns the stream of events from all sources into batches (by count, by size, by time)
 //! and writes each one to the spool.
 //!
+//! An event is encoded as soon as it arrives (the batch is bytes, not events): see
+//! [`binary::Writer`].
+//!
 //! The batcher awaits each spool write before it reads more events, so a slow disk slows
 //! the channel down and, through it, the TCP senders (UDP sources count their drops).
 
@@ -9,7 +12,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until};
 use uuid::Uuid;
-use vigil_schema::{Batch, Event};
+use vigil_schema::{Event, binary, wire};
 
 use crate::config::BatchConfig;
 use crate::spool::Spool;
@@ -36,69 +39,58 @@ pub async fn run(
     cfg: BatchConfig,
     agent_id: String,
 ) -> anyhow::Result<()> {
-    let mut events: Vec<Event> = Vec::with_capacity(cfg.max_events);
-    let mut bytes = 0usize;
+    let agent_id: Arc<str> = agent_id.into();
+    // Sized for a whole batch (up to a point), so that it does not grow by copying.
+    let capacity = cfg.max_bytes.min(64 << 20) + 64 * 1024;
+    let mut batch = binary::Writer::with_capacity(capacity);
     let mut deadline: Option<Instant> = None;
     loop {
         tokio::select! {
             item = rx.recv() => match item {
                 Some(Item::Sync(done)) => {
-                    flush(&mut events, &spool, &agent_id, cfg.max_events).await?;
-                    bytes = 0;
+                    flush(&mut batch, capacity, &spool, &agent_id).await?;
                     deadline = None;
                     let _ = done.send(());
                 }
                 Some(Item::Event(ev)) => {
-                    if events.is_empty() {
+                    if batch.count() == 0 {
                         deadline = Some(Instant::now() + cfg.max_wait);
                     }
-                    bytes += approx_len(&ev);
-                    events.push(ev);
-                    if events.len() >= cfg.max_events || bytes >= cfg.max_bytes {
-                        flush(&mut events, &spool, &agent_id, cfg.max_events).await?;
-                        bytes = 0;
+                    batch.push(&ev);
+                    drop(ev);
+                    if batch.count() >= cfg.max_events as u64 || batch.size() >= cfg.max_bytes {
+                        flush(&mut batch, capacity, &spool, &agent_id).await?;
                         deadline = None;
                     }
                 }
                 None => break,
             },
             _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                flush(&mut events, &spool, &agent_id, cfg.max_events).await?;
-                bytes = 0;
+                flush(&mut batch, capacity, &spool, &agent_id).await?;
                 deadline = None;
             }
         }
     }
-    flush(&mut events, &spool, &agent_id, cfg.max_events).await
+    flush(&mut batch, capacity, &spool, &agent_id).await
 }
 
 async fn flush(
-    events: &mut Vec<Event>,
-    spool: &Arc<Spool>,
-    agent_id: &str,
+    batch: &mut binary::Writer,
     capacity: usize,
+    spool: &Arc<Spool>,
+    agent_id: &Arc<str>,
 ) -> anyhow::Result<()> {
-    if events.is_empty() {
+    if batch.count() == 0 {
         return Ok(());
     }
-    let batch = Batch {
-        batch_id: Uuid::now_v7(),
-        agent_id: agent_id.to_owned(),
-        seq: spool.next_seq(),
-        events: std::mem::replace(events, Vec::with_capacity(capacity)),
-    };
-    let spool = spool.clone();
-    // Encoding (JSON + zstd) and the fsync are blocking work: off the async workers.
+    let events = std::mem::replace(batch, binary::Writer::with_capacity(capacity));
+    let (spool, agent_id) = (spool.clone(), agent_id.clone());
+    let seq = spool.next_seq();
+    // Compression and the fsync are blocking work: off the async workers.
     tokio::task::spawn_blocking(move || {
-        let frame = batch.encode();
-        spool.append(batch.seq, batch.events.len() as u64, &frame)
+        let frame = wire::encode(&events, Uuid::now_v7(), &agent_id, seq);
+        spool.append(seq, events.count(), &frame)
     })
     .await??;
     Ok(())
-}
-
-/// Cheap estimate of an event's JSON size, for the batch size bound: the message dominates,
-/// every other field is counted at a typical size (exactness is not needed, speed is).
-fn approx_len(ev: &Event) -> usize {
-    ev.message().map_or(0, str::len) + 40 * ev.0.len()
 }

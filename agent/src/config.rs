@@ -151,7 +151,7 @@ pub struct SpoolConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {
     pub max_events: usize,
-    /// Approximate bound of a batch's uncompressed JSON.
+    /// Bound of a batch's encoded size before compression (the batch that crosses it is sent).
     pub max_bytes: usize,
     #[serde(deserialize_with = "de_duration")]
     pub max_wait: Duration,

@@ -36,7 +36,7 @@ use vigil_schema::{Event, fields};
 use crate::batcher::Item;
 use crate::config::{AgentConfig, FileConfig, StartAt};
 use crate::metrics::{Metrics, listener_label};
-use crate::syslog::parse::{Origin, to_event};
+use crate::syslog::parse::{Origin, text, to_event};
 
 /// Name of the positions file in the spool directory.
 pub const POSITIONS_FILE: &str = "file-positions.json";
@@ -358,7 +358,7 @@ impl Tailer {
 
     fn send(&self, t: &Tailed, line: &[u8], truncated: bool) -> bool {
         let cfg: &FileConfig = &self.agent.file[t.source];
-        let text = String::from_utf8_lossy(line);
+        let text = text(line);
         let origin = Origin {
             agent_id: &self.agent.id,
             agent_name: &self.agent.name,

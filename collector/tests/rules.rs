@@ -87,7 +87,7 @@ fn expand(case: &Case) -> Vec<Event> {
                     }
                     v => v.clone(),
                 };
-                ev.set(k, v);
+                ev.set(vigil_schema::fields::intern(k), v);
             }
             if ev.get("@timestamp").is_none() {
                 ev.set_timestamp(at);

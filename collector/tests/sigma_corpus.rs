@@ -162,10 +162,10 @@ fn event(rule: &str, groups: &[String], at: i64, extra: &[(&str, Value)]) -> Eve
     e.set_str("event.kind", "spec");
     e.set_str("spec.rule", rule);
     for g in groups {
-        e.set_str(g, "g1");
+        e.set_str(g.clone(), "g1");
     }
     for (k, v) in extra {
-        e.set(k, v.clone());
+        e.set(k.to_string(), v.clone());
     }
     e.set_timestamp(chrono::DateTime::from_timestamp(1_800_000_000 + at, 0).expect("time"));
     e

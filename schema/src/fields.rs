@@ -1,96 +1,141 @@
 //! Names of the event fields of DESIGN.md, in one place so the agent, the index and the
 //! detection stage cannot disagree on spelling.
 
-pub const TIMESTAMP: &str = "@timestamp";
-pub const EVENT_KIND: &str = "event.kind";
-pub const EVENT_DATASET: &str = "event.dataset";
-pub const EVENT_OUTCOME: &str = "event.outcome";
-pub const EVENT_START: &str = "event.start";
-pub const EVENT_END: &str = "event.end";
-pub const EVENT_DURATION: &str = "event.duration";
-/// Set by the collector: `<batch id>.<position>`, stable across replays.
-pub const EVENT_ID: &str = "event.id";
-/// ECS categorisation of what an event records (`authentication`, ...).
-pub const EVENT_CATEGORY: &str = "event.category";
-pub const EVENT_ACTION: &str = "event.action";
-pub const AGENT_ID: &str = "agent.id";
-pub const AGENT_NAME: &str = "agent.name";
-pub const HOST_NAME: &str = "host.name";
-pub const CUSTOMER: &str = "customer";
-pub const MESSAGE: &str = "message";
-pub const OBSERVER_IP: &str = "observer.ip";
-/// The interface a flow was captured on.
-pub const OBSERVER_NAME: &str = "observer.ingress.interface.name";
-pub const TAGS: &str = "tags";
-/// The file a line was read from (file source).
-pub const LOG_FILE_PATH: &str = "log.file.path";
+/// Defines the field name constants and [`ALL`], the list that [`intern`] searches.
+macro_rules! fields {
+    ($($(#[$doc:meta])* $name:ident = $value:literal;)*) => {
+        $($(#[$doc])* pub const $name: &str = $value;)*
+        /// Every field name above.
+        pub const ALL: &[&str] = &[$($name),*];
+    };
+}
 
-pub const SOURCE_IP: &str = "source.ip";
-pub const SOURCE_PORT: &str = "source.port";
-/// A peer known only by name (a PAM `rhost` that is not an address).
-pub const SOURCE_DOMAIN: &str = "source.domain";
-pub const USER_NAME: &str = "user.name";
-pub const DESTINATION_IP: &str = "destination.ip";
-pub const DESTINATION_PORT: &str = "destination.port";
-pub const NETWORK_TRANSPORT: &str = "network.transport";
-pub const NETWORK_IANA_NUMBER: &str = "network.iana_number";
-pub const NETWORK_BYTES: &str = "network.bytes";
-pub const NETWORK_PACKETS: &str = "network.packets";
-pub const SOURCE_BYTES: &str = "source.bytes";
-pub const DESTINATION_BYTES: &str = "destination.bytes";
-pub const SOURCE_PACKETS: &str = "source.packets";
-pub const DESTINATION_PACKETS: &str = "destination.packets";
-/// ICMP type and code of an ICMP flow (which has no ports).
-pub const ICMP_TYPE: &str = "icmp.type";
-pub const ICMP_CODE: &str = "icmp.code";
-pub const TCP_FLAGS: &str = "tcp.flags";
-pub const NETWORK_COMMUNITY_ID: &str = "network.community_id";
-/// Application protocol of a flow where the source recognised it (`dns`, `http`, ...).
-pub const NETWORK_PROTOCOL: &str = "network.protocol";
+fields! {
+    TIMESTAMP = "@timestamp";
+    EVENT_KIND = "event.kind";
+    EVENT_DATASET = "event.dataset";
+    EVENT_OUTCOME = "event.outcome";
+    EVENT_START = "event.start";
+    EVENT_END = "event.end";
+    EVENT_DURATION = "event.duration";
+    /// Set by the collector: `<batch id>.<position>`, stable across replays.
+    EVENT_ID = "event.id";
+    /// ECS categorisation of what an event records (`authentication`, ...).
+    EVENT_CATEGORY = "event.category";
+    EVENT_ACTION = "event.action";
+    AGENT_ID = "agent.id";
+    AGENT_NAME = "agent.name";
+    HOST_NAME = "host.name";
+    CUSTOMER = "customer";
+    MESSAGE = "message";
+    OBSERVER_IP = "observer.ip";
+    /// The interface a flow was captured on.
+    OBSERVER_NAME = "observer.ingress.interface.name";
+    TAGS = "tags";
+    /// The file a line was read from (file source).
+    LOG_FILE_PATH = "log.file.path";
 
-pub const SYSLOG_FACILITY: &str = "log.syslog.facility.code";
-pub const SYSLOG_SEVERITY: &str = "log.syslog.severity.code";
-pub const SYSLOG_HOSTNAME: &str = "log.syslog.hostname";
-pub const SYSLOG_APPNAME: &str = "log.syslog.appname";
-pub const SYSLOG_PROCID: &str = "log.syslog.procid";
-pub const SYSLOG_MSGID: &str = "log.syslog.msgid";
-pub const PROCESS_NAME: &str = "process.name";
-pub const PROCESS_PID: &str = "process.pid";
+    SOURCE_IP = "source.ip";
+    SOURCE_PORT = "source.port";
+    /// A peer known only by name (a PAM `rhost` that is not an address).
+    SOURCE_DOMAIN = "source.domain";
+    USER_NAME = "user.name";
+    DESTINATION_IP = "destination.ip";
+    DESTINATION_PORT = "destination.port";
+    NETWORK_TRANSPORT = "network.transport";
+    NETWORK_IANA_NUMBER = "network.iana_number";
+    NETWORK_BYTES = "network.bytes";
+    NETWORK_PACKETS = "network.packets";
+    SOURCE_BYTES = "source.bytes";
+    DESTINATION_BYTES = "destination.bytes";
+    SOURCE_PACKETS = "source.packets";
+    DESTINATION_PACKETS = "destination.packets";
+    /// ICMP type and code of an ICMP flow (which has no ports).
+    ICMP_TYPE = "icmp.type";
+    ICMP_CODE = "icmp.code";
+    TCP_FLAGS = "tcp.flags";
+    NETWORK_COMMUNITY_ID = "network.community_id";
+    /// Application protocol of a flow where the source recognised it (`dns`, `http`, ...).
+    NETWORK_PROTOCOL = "network.protocol";
 
-pub const MONITOR_ID: &str = "monitor.id";
-pub const MONITOR_TYPE: &str = "monitor.type";
-pub const MONITOR_STATUS: &str = "monitor.status";
-pub const URL_FULL: &str = "url.full";
-pub const HTTP_STATUS_CODE: &str = "http.response.status_code";
+    SYSLOG_FACILITY = "log.syslog.facility.code";
+    SYSLOG_SEVERITY = "log.syslog.severity.code";
+    SYSLOG_HOSTNAME = "log.syslog.hostname";
+    SYSLOG_APPNAME = "log.syslog.appname";
+    SYSLOG_PROCID = "log.syslog.procid";
+    SYSLOG_MSGID = "log.syslog.msgid";
+    PROCESS_NAME = "process.name";
+    PROCESS_PID = "process.pid";
 
-// Web server and proxy access logs (`event.category = web`).
-pub const HTTP_REQUEST_METHOD: &str = "http.request.method";
-pub const HTTP_REQUEST_REFERRER: &str = "http.request.referrer";
-pub const HTTP_VERSION: &str = "http.version";
-pub const HTTP_RESPONSE_BYTES: &str = "http.response.body.bytes";
-/// The request target as the client sent it (path and query, or a whole URL to a proxy).
-pub const URL_ORIGINAL: &str = "url.original";
-pub const URL_PATH: &str = "url.path";
-pub const URL_QUERY: &str = "url.query";
-/// The last path segment's extension, without the dot.
-pub const URL_EXTENSION: &str = "url.extension";
-pub const URL_SCHEME: &str = "url.scheme";
-pub const URL_DOMAIN: &str = "url.domain";
-pub const USER_AGENT: &str = "user_agent.original";
-pub const TLS_NOT_AFTER: &str = "tls.server.not_after";
-pub const ERROR_MESSAGE: &str = "error.message";
+    MONITOR_ID = "monitor.id";
+    MONITOR_TYPE = "monitor.type";
+    MONITOR_STATUS = "monitor.status";
+    URL_FULL = "url.full";
+    HTTP_STATUS_CODE = "http.response.status_code";
 
-// Alerts (`event.kind = alert`), written by the collector's detection stage.
-pub const RULE_ID: &str = "rule.id";
-pub const RULE_NAME: &str = "rule.name";
-pub const RULE_LEVEL: &str = "rule.level";
-/// `detection`, or the Sigma correlation type (`event_count`, `value_count`, ...).
-pub const ALERT_TYPE: &str = "alert.type";
-/// The correlation's group, as `field=value` pairs joined by `, `.
-pub const ALERT_GROUP_KEY: &str = "alert.group_key";
-/// The aggregated value that met the correlation's condition.
-pub const ALERT_VALUE: &str = "alert.value";
-/// The correlation's window, in seconds.
-pub const ALERT_TIMESPAN: &str = "alert.timespan";
-/// `event.id`s of the events behind the alert (bounded).
-pub const ALERT_EVENT_IDS: &str = "alert.event_ids";
+    // Web server and proxy access logs (`event.category = web`).
+    HTTP_REQUEST_METHOD = "http.request.method";
+    HTTP_REQUEST_REFERRER = "http.request.referrer";
+    HTTP_VERSION = "http.version";
+    HTTP_RESPONSE_BYTES = "http.response.body.bytes";
+    /// The request target as the client sent it (path and query, or a whole URL to a proxy).
+    URL_ORIGINAL = "url.original";
+    URL_PATH = "url.path";
+    URL_QUERY = "url.query";
+    /// The last path segment's extension, without the dot.
+    URL_EXTENSION = "url.extension";
+    URL_SCHEME = "url.scheme";
+    URL_DOMAIN = "url.domain";
+    USER_AGENT = "user_agent.original";
+    TLS_NOT_AFTER = "tls.server.not_after";
+    ERROR_MESSAGE = "error.message";
+
+    // Alerts (`event.kind = alert`), written by the collector's detection stage.
+    RULE_ID = "rule.id";
+    RULE_NAME = "rule.name";
+    RULE_LEVEL = "rule.level";
+    /// `detection`, or the Sigma correlation type (`event_count`, `value_count`, ...).
+    ALERT_TYPE = "alert.type";
+    /// The correlation's group, as `field=value` pairs joined by `, `.
+    ALERT_GROUP_KEY = "alert.group_key";
+    /// The aggregated value that met the correlation's condition.
+    ALERT_VALUE = "alert.value";
+    /// The correlation's window, in seconds.
+    ALERT_TIMESPAN = "alert.timespan";
+    /// `event.id`s of the events behind the alert (bounded).
+    ALERT_EVENT_IDS = "alert.event_ids";
+}
+
+/// `name` as a [`Key`]: the static name when it is one of [`ALL`] (no allocation, and equal
+/// names share one pointer), else an owned copy.
+pub fn intern(name: &str) -> Key {
+    static SORTED: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    let sorted = SORTED.get_or_init(|| {
+        let mut v = ALL.to_vec();
+        v.sort_unstable();
+        v
+    });
+    match sorted.binary_search(&name) {
+        Ok(i) => Key::Borrowed(sorted[i]),
+        Err(_) => Key::Owned(name.to_owned()),
+    }
+}
+
+/// A field name: static for the names above, owned for the rest (structured data, flow
+/// elements without a name of ours, fields of rules).
+pub type Key = std::borrow::Cow<'static, str>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_names_intern_to_the_constant() {
+        assert!(matches!(intern(SOURCE_IP), Key::Borrowed(s) if s == SOURCE_IP));
+        assert!(matches!(intern("x.unknown"), Key::Owned(s) if s == "x.unknown"));
+        let mut names = ALL.to_vec();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ALL.len(), "a field name is defined twice");
+    }
+}

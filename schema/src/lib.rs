@@ -1,10 +1,11 @@
 //! `vigil-schema`: the only contract between a Vigil agent and a Vigil collector.
 //!
 //! # Layout
-//! - [`event`]: one flat, ECS-style JSON object per event, with typed helpers for the
-//!   fields named in DESIGN.md ([`fields`] holds their names, in one place).
+//! - [`event`]: one flat, ECS-style event (a JSON object to everyone outside), with typed
+//!   helpers for the fields named in DESIGN.md ([`fields`] holds their names, in one place).
 //! - [`wire`]: how a batch of events travels from agent to collector: a small binary
-//!   header (magic, version, checksum, length) in front of a zstd-compressed JSON body.
+//!   header (magic, version, checksum, length) in front of a zstd-compressed body, binary
+//!   ([`binary`]) since version 2, JSON in version 1.
 //!
 //! # Invariants
 //! - An event is always a JSON object; the wire format never carries anything else.
@@ -12,6 +13,7 @@
 //!   agent keeps working against a newer collector.
 //! - Decoding is hostile-input safe: every length is bounded before it is used.
 
+pub mod binary;
 pub mod event;
 pub mod fields;
 pub mod wire;

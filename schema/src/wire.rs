@@ -4,7 +4,8 @@
 //! ```text
 //! offset size  field
 //!  0     4     magic  b"VGLB"
-//!  4     2     version (u16 LE)       1 = zstd(JSON BatchV1)
+//!  4     2     version (u16 LE)       1 = zstd(JSON batch), 2 = zstd(binary batch, see
+//!                                      [`crate::binary`]); this build writes 2
 //!  6     2     flags   (u16 LE)       reserved, must be 0
 //!  8     4     crc32   (u32 LE)       CRC-32/IEEE of the payload
 //! 12     4     length  (u32 LE)       payload length in bytes
@@ -15,17 +16,18 @@
 //! decompression. Decompression is bounded by [`MAX_DECODED_BYTES`] (a zstd bomb is an error,
 //! not an out-of-memory).
 
-use std::io::Read;
+use std::io::{Read, Write};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::binary;
 use crate::event::Event;
 
 pub const MAGIC: [u8; 4] = *b"VGLB";
 pub const HEADER_LEN: usize = 16;
 /// The version this build writes. Every version from 1 up to this one is decoded.
-pub const CURRENT_VERSION: u16 = 1;
+pub const CURRENT_VERSION: u16 = 2;
 /// Upper bound of a decompressed batch body.
 pub const MAX_DECODED_BYTES: u64 = 256 * 1024 * 1024;
 const ZSTD_LEVEL: i32 = 1;
@@ -59,7 +61,7 @@ pub enum DecodeError {
     #[error("decompressed payload exceeds {MAX_DECODED_BYTES} bytes")]
     TooLarge,
     #[error("payload is not a valid batch: {0}")]
-    Json(String),
+    Payload(String),
 }
 
 impl DecodeError {
@@ -74,7 +76,7 @@ impl DecodeError {
             DecodeError::Checksum { .. } => "bad_checksum",
             DecodeError::Decompress(_) => "bad_compression",
             DecodeError::TooLarge => "too_large",
-            DecodeError::Json(_) => "bad_payload",
+            DecodeError::Payload(_) => "bad_payload",
         }
     }
 }
@@ -90,21 +92,35 @@ pub struct Header {
 impl Batch {
     /// Encodes the batch as a frame of [`CURRENT_VERSION`].
     pub fn encode(&self) -> Vec<u8> {
-        // Serializing plain data to a Vec cannot fail; zstd into a Vec only fails on OOM.
-        let json = serde_json::to_vec(self).unwrap_or_default();
-        let payload = zstd::bulk::compress(&json, ZSTD_LEVEL).unwrap_or_default();
-        frame(CURRENT_VERSION, &payload)
+        let mut w = binary::Writer::default();
+        self.events.iter().for_each(|e| w.push(e));
+        encode(&w, self.batch_id, &self.agent_id, self.seq)
     }
 
     /// Decodes and validates a frame (header, checksum, size bounds, body).
     pub fn decode(frame: &[u8]) -> Result<Batch, DecodeError> {
         let header = check_frame(frame)?;
         let payload = &frame[HEADER_LEN..HEADER_LEN + header.len];
+        let body = decompress(payload)?;
         match header.version {
-            1 => decode_v1(payload),
+            1 => serde_json::from_slice(&body).map_err(|e| DecodeError::Payload(e.to_string())),
+            2 => binary::decode(&body).map_err(DecodeError::Payload),
             v => Err(DecodeError::UnsupportedVersion(v)),
         }
     }
+}
+
+/// The frame of [`CURRENT_VERSION`] of the events in `events`, as batch `batch_id`.
+pub fn encode(events: &binary::Writer, batch_id: Uuid, agent_id: &str, seq: u64) -> Vec<u8> {
+    let header = events.header(batch_id, agent_id, seq);
+    let compress = || -> std::io::Result<Vec<u8>> {
+        let mut z = zstd::stream::Encoder::new(Vec::with_capacity(events.size() / 3), ZSTD_LEVEL)?;
+        z.write_all(&header)?;
+        z.write_all(events.events())?;
+        z.finish()
+    };
+    // zstd into a Vec only fails on OOM.
+    frame(CURRENT_VERSION, &compress().unwrap_or_default())
 }
 
 /// Builds a frame around an already encoded payload.
@@ -172,18 +188,18 @@ pub fn check_frame(frame: &[u8]) -> Result<Header, DecodeError> {
     })
 }
 
-fn decode_v1(payload: &[u8]) -> Result<Batch, DecodeError> {
+fn decompress(payload: &[u8]) -> Result<Vec<u8>, DecodeError> {
     let mut decoder =
         zstd::stream::Decoder::new(payload).map_err(|e| DecodeError::Decompress(e.to_string()))?;
-    let mut json = Vec::new();
+    let mut body = Vec::new();
     (&mut decoder)
         .take(MAX_DECODED_BYTES + 1)
-        .read_to_end(&mut json)
+        .read_to_end(&mut body)
         .map_err(|e| DecodeError::Decompress(e.to_string()))?;
-    if json.len() as u64 > MAX_DECODED_BYTES {
+    if body.len() as u64 > MAX_DECODED_BYTES {
         return Err(DecodeError::TooLarge);
     }
-    serde_json::from_slice(&json).map_err(|e| DecodeError::Json(e.to_string()))
+    Ok(body)
 }
 
 #[cfg(test)]
@@ -214,7 +230,7 @@ mod tests {
 
     fn arb_event() -> impl Strategy<Value = Event> {
         proptest::collection::btree_map("[a-z@][a-z._]{0,20}", arb_value(), 0..12)
-            .prop_map(|m| Event(m.into_iter().collect()))
+            .prop_map(|m| m.into_iter().collect::<Event>())
     }
 
     proptest! {
@@ -290,9 +306,29 @@ mod tests {
     #[test]
     fn payload_that_is_not_a_batch_is_rejected() {
         let payload = zstd::bulk::compress(b"[1,2,3]", 1).expect("compress");
-        assert!(matches!(
-            Batch::decode(&frame(1, &payload)),
-            Err(DecodeError::Json(_))
-        ));
+        for version in [1, 2] {
+            assert!(matches!(
+                Batch::decode(&frame(version, &payload)),
+                Err(DecodeError::Payload(_))
+            ));
+        }
+    }
+
+    /// Spools and write-ahead logs written before version 2 still decode.
+    #[test]
+    fn version_1_frames_still_decode() {
+        let b = batch_with(vec![
+            [
+                ("@timestamp", Value::from("2026-11-23T10:00:00Z")),
+                ("source.port", Value::from(443)),
+                ("tags", serde_json::json!(["a"])),
+            ]
+            .into_iter()
+            .collect(),
+        ]);
+        let json = serde_json::to_vec(&b).expect("json");
+        let v1 = frame(1, &zstd::bulk::compress(&json, 1).expect("compress"));
+        assert_eq!(Batch::decode(&v1), Ok(b.clone()));
+        assert_eq!(b.encode()[4], 2, "this build writes version 2");
     }
 }

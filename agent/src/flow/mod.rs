@@ -149,7 +149,7 @@ impl Flow {
             ev.set_str(f::OBSERVER_IP, ip.to_string());
         }
         for (k, v) in self.extra {
-            ev.0.insert(k, v);
+            ev.set(k, v);
         }
         ev
     }

@@ -309,7 +309,7 @@ mod tests {
             "",
         ] {
             let ev = enriched(text);
-            assert_eq!(ev.0.len(), 1, "{text}: {:?}", ev.0);
+            assert_eq!(ev.len(), 1, "{text}: {ev:?}");
         }
     }
 }

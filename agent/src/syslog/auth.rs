@@ -260,8 +260,8 @@ mod tests {
             ("cron", "Failed password for root from 1.2.3.4 port 1 ssh2"),
         ] {
             let ev = enriched(p, m);
-            assert_eq!(ev.0.len(), 2, "{p}: {m}");
-            assert!(!ev.0.values().any(|v| v == &Value::from("authentication")));
+            assert_eq!(ev.len(), 2, "{p}: {m}");
+            assert!(!ev.iter().any(|(_, v)| v == &Value::from("authentication")));
         }
     }
 }

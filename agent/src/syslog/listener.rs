@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use vigil_schema::Event;
 
-use super::parse::{Origin, to_event};
+use super::parse::{Origin, text, to_event};
 use crate::batcher::Item;
 use crate::config::{AgentConfig, SyslogConfig};
 use crate::customer::CustomerMap;
@@ -118,7 +118,7 @@ impl Listener {
         truncated: bool,
         customer: Option<&str>,
     ) -> Event {
-        let text = String::from_utf8_lossy(raw);
+        let text = text(raw);
         let origin = Origin {
             agent_id: &self.agent_id,
             agent_name: &self.agent_name,

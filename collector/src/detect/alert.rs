@@ -39,7 +39,7 @@ pub fn alert(hit: &Hit, ev: &Event, id: String) -> Event {
     match &hit.kind {
         HitKind::Detection => {
             a.set_str(f::ALERT_TYPE, "detection");
-            for k in CONTEXT {
+            for &k in CONTEXT {
                 if let Some(v) = ev.get(k) {
                     a.set(k, v.clone());
                 }
@@ -68,7 +68,7 @@ pub fn alert(hit: &Hit, ev: &Event, id: String) -> Event {
             }
             let group: Vec<String> = group_key.iter().map(|(k, v)| format!("{k}={v}")).collect();
             for (k, v) in group_key {
-                a.set_str(k, v.as_str());
+                a.set_str(f::intern(k), v.as_str());
             }
             a.set_str(f::ALERT_GROUP_KEY, group.join(", "));
             a.set(

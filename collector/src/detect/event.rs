@@ -19,7 +19,7 @@ fn visit(v: &Value, f: &mut dyn FnMut(&str)) {
 
 impl SigmaEventTrait for SigmaEvent<'_> {
     fn get_field(&self, path: &str) -> Option<EventValue<'_>> {
-        self.0.0.get(path).map(EventValue::from)
+        self.0.get(path).map(EventValue::from)
     }
 
     fn any_string_value(&self, pred: &dyn Fn(&str) -> bool) -> bool {
@@ -30,7 +30,7 @@ impl SigmaEventTrait for SigmaEvent<'_> {
 
     fn all_string_values(&self) -> Vec<Cow<'_, str>> {
         let mut out = Vec::new();
-        for v in self.0.0.values() {
+        for (_, v) in self.0.iter() {
             match v {
                 Value::String(s) => out.push(Cow::Borrowed(s.as_str())),
                 Value::Array(items) => items.iter().for_each(|i| {
@@ -45,16 +45,16 @@ impl SigmaEventTrait for SigmaEvent<'_> {
     }
 
     fn visit_string_values(&self, f: &mut dyn FnMut(&str)) {
-        for v in self.0.0.values() {
+        for (_, v) in self.0.iter() {
             visit(v, f);
         }
     }
 
     fn to_json(&self) -> Value {
-        Value::Object(self.0.0.clone())
+        Value::Object(self.0.to_json_map())
     }
 
     fn field_keys(&self) -> Vec<Cow<'_, str>> {
-        self.0.0.keys().map(|k| Cow::Borrowed(k.as_str())).collect()
+        self.0.iter().map(|(k, _)| Cow::Borrowed(k)).collect()
     }
 }

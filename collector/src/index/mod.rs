@@ -258,10 +258,10 @@ impl IndexSchema {
             tantivy::DateTime::from_timestamp_micros(at.timestamp_micros()),
         );
         let mut extra = Vec::new();
-        for (name, v) in &e.0 {
-            let Some(&(ty, field)) = self.typed.get(name.as_str()) else {
+        for (name, v) in e.iter() {
+            let Some(&(ty, field)) = self.typed.get(name) else {
                 if name != f::TIMESTAMP {
-                    extra.push((name.clone(), OwnedValue::from(v.clone())));
+                    extra.push((name.to_owned(), OwnedValue::from(v.clone())));
                 }
                 continue;
             };
@@ -341,7 +341,7 @@ mod tests {
         e.set_str(f::EVENT_KIND, "flow");
         e.set_str(f::MESSAGE, msg);
         for (k, v) in extra {
-            e.set(k, v.clone());
+            e.set(k.to_string(), v.clone());
         }
         e
     }

@@ -57,13 +57,13 @@ fn write_events(path: &Path, total: u64) -> u64 {
             let at = ev.timestamp().unwrap_or(first) + span * round as i32;
             ev.set_timestamp(at);
             ev.set_str("host.name", format!("host-{}", round % 50));
-            serde_json::to_writer(&mut w, &ev.0).expect("write");
+            serde_json::to_writer(&mut w, &ev).expect("write");
             w.write_all(b"\n").expect("write");
             n += 1;
             if n < total {
                 // A flow at the same moment, so the file keeps one timeline.
                 let t = at + TimeDelta::milliseconds(i as i64 % 1000);
-                serde_json::to_writer(&mut w, &flow(n, t).0).expect("write");
+                serde_json::to_writer(&mut w, &flow(n, t)).expect("write");
                 w.write_all(b"\n").expect("write");
                 n += 1;
             }

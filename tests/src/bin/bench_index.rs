@@ -190,15 +190,15 @@ fn indexing(rt: &tokio::runtime::Runtime, work: &Path, n: usize, tantivy: &str) 
         let mut a = BufWriter::new(std::fs::File::create(&ndjson).expect("create"));
         let mut b = BufWriter::new(std::fs::File::create(&with_source).expect("create"));
         for e in &evs {
-            let line = serde_json::to_string(&e.0).expect("json");
+            let line = serde_json::to_string(e).expect("json");
             bytes += line.len() as u64 + 1;
             writeln!(a, "{line}").expect("write");
             // What Vigil's writer indexes: the typed fields, the others under `_extra`, and
             // the whole event as `_source`.
-            let (mut obj, extra): (serde_json::Map<_, _>, serde_json::Map<_, _>) =
-                e.0.clone().into_iter().partition(|(k, _)| {
-                    k == "@timestamp" || FIELDS.iter().any(|(name, _)| name == k)
-                });
+            let (mut obj, extra): (serde_json::Map<_, _>, serde_json::Map<_, _>) = e
+                .to_json_map()
+                .into_iter()
+                .partition(|(k, _)| k == "@timestamp" || FIELDS.iter().any(|(name, _)| name == k));
             obj.insert("_source".into(), serde_json::Value::String(line));
             obj.insert(EXTRA.into(), serde_json::Value::Object(extra));
             serde_json::to_writer(&mut b, &obj).expect("write");
