@@ -21,6 +21,8 @@ use crate::spool::Spool;
 #[derive(Debug)]
 pub enum Item {
     Event(Event),
+    /// Several events at once (all the flows of a datagram): one send instead of one each.
+    Events(Vec<Event>),
     /// Answered once every event sent before it is in the spool: the checkpoint of sources
     /// that remember a position (the file tailer saves its offsets only then).
     Sync(oneshot::Sender<()>),
@@ -61,6 +63,19 @@ pub async fn run(
                     if batch.count() >= cfg.max_events as u64 || batch.size() >= cfg.max_bytes {
                         flush(&mut batch, capacity, &spool, &agent_id).await?;
                         deadline = None;
+                    }
+                }
+                Some(Item::Events(evs)) => {
+                    for ev in evs {
+                        if batch.count() == 0 {
+                            deadline = Some(Instant::now() + cfg.max_wait);
+                        }
+                        batch.push(&ev);
+                        drop(ev);
+                        if batch.count() >= cfg.max_events as u64 || batch.size() >= cfg.max_bytes {
+                            flush(&mut batch, capacity, &spool, &agent_id).await?;
+                            deadline = None;
+                        }
                     }
                 }
                 None => break,

@@ -761,7 +761,7 @@ fn corner_cases_of_real_exporters() {
     assert!(
         sampled
             .iter()
-            .all(|f| f.extra.contains_key("netflow.sampling_rate")),
+            .all(|f| f.extra_field("netflow.sampling_rate").is_some()),
         "{:?}",
         sampled[0]
     );
@@ -771,13 +771,13 @@ fn corner_cases_of_real_exporters() {
     let mpls = flows_of(&all, "akvorado/netflow/mpls.pcap");
     assert!(
         mpls.iter()
-            .any(|f| f.extra.contains_key("netflow.mpls.top_label")),
+            .any(|f| f.extra_field("netflow.mpls.top_label").is_some()),
         "{:?}",
         mpls[0]
     );
     let nat = flows_of(&all, "akvorado/netflow/nat.pcap");
     assert!(
-        nat.iter().any(|f| f.extra.contains_key("source.nat.ip")),
+        nat.iter().any(|f| f.extra_field("source.nat.ip").is_some()),
         "{:?}",
         nat[0]
     );
@@ -816,7 +816,7 @@ fn corner_cases_of_real_exporters() {
     assert!(
         all_flows
             .iter()
-            .any(|f| f.extra.keys().any(|k| k.starts_with("netflow.pen")))
+            .any(|f| f.extra.iter().any(|(k, _)| k.starts_with("netflow.pen")))
     );
 }
 

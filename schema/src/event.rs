@@ -1,7 +1,9 @@
 //! The event model: one flat JSON object with ECS-style dotted keys (`"source.ip"`, not
 //! nested objects), so an event reads the same in the index, the API and a Sigma rule.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use std::net::IpAddr;
+
+use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -184,17 +186,105 @@ impl Event {
             .map(|t| t.with_timezone(&Utc))
     }
 
-    /// Sets `@timestamp` in RFC 3339, UTC, with the precision the value has (up to ns).
+    /// Sets `@timestamp` (see [`Event::set_time`]).
     pub fn set_timestamp(&mut self, at: DateTime<Utc>) {
-        self.set_str(
-            fields::TIMESTAMP,
-            at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-        );
+        self.set_time(fields::TIMESTAMP, at);
+    }
+
+    /// Sets a time field in RFC 3339, UTC, with the precision the value has (up to ns).
+    pub fn set_time(&mut self, field: impl Into<Key>, at: DateTime<Utc>) {
+        self.set_str(field, rfc3339(at));
+    }
+
+    /// Sets an address field in its usual text form.
+    pub fn set_ip(&mut self, field: impl Into<Key>, ip: IpAddr) {
+        self.set_str(field, ip_text(ip));
     }
 
     pub fn message(&self) -> Option<&str> {
         self.get_str(fields::MESSAGE)
     }
+}
+
+/// `at` as chrono's `to_rfc3339_opts(SecondsFormat::AutoSi, true)` writes it, without its
+/// formatting machinery (a third of the cost of a flow's times): years 0 to 9999 and no leap
+/// second, else chrono's own.
+pub fn rfc3339(at: DateTime<Utc>) -> String {
+    let (year, nanos) = (at.year(), at.timestamp_subsec_nanos());
+    if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
+        return at.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+    }
+    let mut b = Digits::new();
+    let mut put = |v: u32, digits: usize, sep: u8| {
+        b.put(v, digits);
+        b.push(sep);
+    };
+    put(year as u32, 4, b'-');
+    put(at.month(), 2, b'-');
+    put(at.day(), 2, b'T');
+    put(at.hour(), 2, b':');
+    put(at.minute(), 2, b':');
+    match nanos {
+        0 => put(at.second(), 2, b'Z'),
+        ns => {
+            put(at.second(), 2, b'.');
+            match (ns % 1_000_000, ns % 1000) {
+                (0, _) => put(ns / 1_000_000, 3, b'Z'),
+                (_, 0) => put(ns / 1000, 6, b'Z'),
+                _ => put(ns, 9, b'Z'),
+            }
+        }
+    }
+    b.text()
+}
+
+/// A short text of digits and separators, built on the stack.
+struct Digits {
+    b: [u8; 32],
+    n: usize,
+}
+
+impl Digits {
+    fn new() -> Self {
+        Digits { b: [0; 32], n: 0 }
+    }
+
+    /// Appends `v` as exactly `digits` decimal digits (the low ones, zero-padded).
+    fn put(&mut self, mut v: u32, digits: usize) {
+        for d in self.b[self.n..self.n + digits].iter_mut().rev() {
+            *d = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        self.n += digits;
+    }
+
+    fn push(&mut self, c: u8) {
+        self.b[self.n] = c;
+        self.n += 1;
+    }
+
+    fn text(&self) -> String {
+        // Only ASCII was written.
+        std::str::from_utf8(&self.b[..self.n])
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+/// `ip` as its `Display` writes it; IPv4 (nearly every address) without the formatter.
+pub fn ip_text(ip: IpAddr) -> String {
+    let IpAddr::V4(v4) = ip else {
+        return ip.to_string();
+    };
+    let mut b = Digits::new();
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            b.push(b'.');
+        }
+        let digits = 1 + usize::from(octet >= 10) + usize::from(octet >= 100);
+        b.put(octet.into(), digits);
+    }
+    b.text()
 }
 
 impl PartialEq for Event {
@@ -272,6 +362,7 @@ impl<'de> Deserialize<'de> for InternedKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn timestamp_round_trips_in_utc() {
@@ -306,5 +397,27 @@ mod tests {
         other.set_str("message", "z");
         assert_ne!(other, e);
         assert!(serde_json::from_str::<Event>("[1]").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn times_and_addresses_read_as_chrono_and_std_write_them(
+            secs in -70_000_000_000i64..300_000_000_000,
+            nanos in prop_oneof![
+                0u32..2_000_000_000,
+                (0u32..1000).prop_map(|m| m * 1_000_000),
+                (0u32..1_000_000).prop_map(|u| u * 1000),
+            ],
+            v4 in any::<[u8; 4]>(),
+            v6 in any::<[u16; 8]>(),
+        ) {
+            if let Some(at) = DateTime::from_timestamp(secs, nanos) {
+                prop_assert_eq!(rfc3339(at), at.to_rfc3339_opts(SecondsFormat::AutoSi, true));
+            }
+            let v4 = IpAddr::from(v4);
+            prop_assert_eq!(ip_text(v4), v4.to_string());
+            let v6 = IpAddr::from(v6);
+            prop_assert_eq!(ip_text(v6), v6.to_string());
+        }
     }
 }

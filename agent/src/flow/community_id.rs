@@ -42,9 +42,16 @@ pub fn community_id(
     dport: u16,
     proto: u8,
 ) -> Option<String> {
-    let (src, dst): (Vec<u8>, Vec<u8>) = match (src, dst) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => (a.octets().to_vec(), b.octets().to_vec()),
-        (IpAddr::V6(a), IpAddr::V6(b)) => (a.octets().to_vec(), b.octets().to_vec()),
+    let (v4a, v4b, v6a, v6b);
+    let (src, dst): (&[u8], &[u8]) = match (src, dst) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => {
+            (v4a, v4b) = (a.octets(), b.octets());
+            (&v4a, &v4b)
+        }
+        (IpAddr::V6(a), IpAddr::V6(b)) => {
+            (v6a, v6b) = (a.octets(), b.octets());
+            (&v6a, &v6b)
+        }
         _ => return None,
     };
     let mut dport = dport;
@@ -57,26 +64,29 @@ pub fn community_id(
             None => one_way = true,
         }
     }
-    let ordered = one_way || (src.as_slice(), sport) < (dst.as_slice(), dport);
+    let ordered = one_way || (src, sport) < (dst, dport);
     let (a, b, pa, pb) = if ordered {
-        (&src, &dst, sport, dport)
+        (src, dst, sport, dport)
     } else {
-        (&dst, &src, dport, sport)
+        (dst, src, dport, sport)
     };
-    let mut h = sha1_smol::Sha1::new();
-    h.update(&seed.to_be_bytes());
-    h.update(a);
-    h.update(b);
-    h.update(&[proto, 0]);
-    if matches!(proto, ICMP | TCP | UDP | ICMPV6 | SCTP) {
-        h.update(&pa.to_be_bytes());
-        h.update(&pb.to_be_bytes());
+    // The hash input in one buffer: one update instead of six.
+    let mut input = [0u8; 2 + 16 + 16 + 2 + 4];
+    let mut n = 0;
+    for part in [&seed.to_be_bytes()[..], a, b, &[proto, 0]] {
+        input[n..n + part.len()].copy_from_slice(part);
+        n += part.len();
     }
-    let digest = h.digest().bytes();
-    Some(format!(
-        "1:{}",
-        base64::engine::general_purpose::STANDARD.encode(digest)
-    ))
+    if matches!(proto, ICMP | TCP | UDP | ICMPV6 | SCTP) {
+        input[n..n + 2].copy_from_slice(&pa.to_be_bytes());
+        input[n + 2..n + 4].copy_from_slice(&pb.to_be_bytes());
+        n += 4;
+    }
+    let digest = sha1_smol::Sha1::from(&input[..n]).digest().bytes();
+    let mut id = String::with_capacity(30);
+    id.push_str("1:");
+    base64::engine::general_purpose::STANDARD.encode_string(digest, &mut id);
+    Some(id)
 }
 
 #[cfg(test)]

@@ -204,7 +204,7 @@ fn as_ip(v: &FieldValue) -> Option<IpAddr> {
 /// A field value as JSON: numbers as numbers, addresses and strings as text, bytes as hex.
 pub fn to_json(v: &FieldValue) -> Value {
     if let Some(ip) = as_ip(v) {
-        return Value::String(ip.to_string());
+        return Value::String(vigil_schema::event::ip_text(ip));
     }
     match v {
         FieldValue::String(s) => Value::String(s.value.clone()),
@@ -281,7 +281,7 @@ impl Record {
         let t = match target {
             Ok(t) => t,
             Err(name) => {
-                self.flow.extra.insert(name, to_json(v));
+                self.flow.extra.push((name.into(), to_json(v)));
                 return;
             }
         };
@@ -328,11 +328,11 @@ impl Record {
             Target::SamplerId => self.sampler_id = n,
             Target::MplsLabel(name) => {
                 if let Some(x) = n {
-                    fl.extra.insert(name.into(), Value::from(x >> 4));
+                    fl.extra.push((name.into(), Value::from(x >> 4)));
                 }
             }
             Target::Field(name) => {
-                fl.extra.insert(name.into(), to_json(v));
+                fl.extra.push((name.into(), to_json(v)));
             }
         }
     }
@@ -383,7 +383,7 @@ impl Record {
             fl.rev_bytes = fl.rev_bytes.map(|b| b.saturating_mul(rate));
             fl.rev_packets = fl.rev_packets.map(|p| p.saturating_mul(rate));
             fl.extra
-                .insert("netflow.sampling_rate".into(), Value::from(rate));
+                .push(("netflow.sampling_rate".into(), Value::from(rate)));
         }
         self.flow
     }
@@ -417,6 +417,9 @@ mod tests {
         };
         let fl = r.finish(&hdr, 10);
         assert_eq!((fl.bytes, fl.packets), (1000, 20));
-        assert_eq!(fl.extra["netflow.sampling_rate"], Value::from(10));
+        assert_eq!(
+            fl.extra_field("netflow.sampling_rate"),
+            Some(&Value::from(10))
+        );
     }
 }

@@ -26,8 +26,9 @@ pub mod varlen;
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value};
-use vigil_schema::{Event, EventKind, fields as f};
+use serde_json::Value;
+use vigil_schema::fields::{self as f, Key};
+use vigil_schema::{Event, EventKind};
 
 /// One flow record, whatever produced it.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,8 +56,9 @@ pub struct Flow {
     /// `event.dataset`: `flow.netflow`, `flow.ipfix`, `flow.capture`.
     pub dataset: &'static str,
     /// Further fields, already under their event names (interfaces, AS numbers, NAT, MPLS,
-    /// sampling, vendor elements kept raw).
-    pub extra: Map<String, Value>,
+    /// sampling, vendor elements kept raw), in the order the record has them; a name set
+    /// twice keeps the last value.
+    pub extra: Vec<(Key, Value)>,
 }
 
 impl Flow {
@@ -77,8 +79,17 @@ impl Flow {
             end: None,
             observer: None,
             dataset,
-            extra: Map::new(),
+            extra: Vec::new(),
         }
+    }
+
+    /// The value of a field of `extra` (the last, if it was set twice).
+    pub fn extra_field(&self, name: &str) -> Option<&Value> {
+        self.extra
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
     }
 
     /// The event of this flow; `@timestamp` is the flow's end (else its start, else `now`).
@@ -87,10 +98,10 @@ impl Flow {
         let mut ev = Event::new(EventKind::Flow, at);
         ev.set_str(f::EVENT_DATASET, self.dataset);
         if let Some(ip) = self.src {
-            ev.set_str(f::SOURCE_IP, ip.to_string());
+            ev.set_ip(f::SOURCE_IP, ip);
         }
         if let Some(ip) = self.dst {
-            ev.set_str(f::DESTINATION_IP, ip.to_string());
+            ev.set_ip(f::DESTINATION_IP, ip);
         }
         let has_ports = matches!(self.proto, Some(6 | 17 | 132));
         if has_ports {
@@ -133,12 +144,11 @@ impl Flow {
         if self.proto == Some(6) {
             ev.set(f::TCP_FLAGS, tcp_flag_names(self.tcp_flags));
         }
-        let rfc3339 = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
         if let Some(s) = self.start {
-            ev.set_str(f::EVENT_START, rfc3339(s));
+            ev.set_time(f::EVENT_START, s);
         }
         if let Some(e) = self.end {
-            ev.set_str(f::EVENT_END, rfc3339(e));
+            ev.set_time(f::EVENT_END, e);
         }
         if let (Some(s), Some(e)) = (self.start, self.end) {
             // ECS: nanoseconds.
@@ -146,7 +156,7 @@ impl Flow {
             ev.set_u64(f::EVENT_DURATION, ns as u64);
         }
         if let Some(ip) = self.observer {
-            ev.set_str(f::OBSERVER_IP, ip.to_string());
+            ev.set_ip(f::OBSERVER_IP, ip);
         }
         for (k, v) in self.extra {
             ev.set(k, v);

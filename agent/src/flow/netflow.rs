@@ -371,7 +371,8 @@ pub struct Receiver {
 }
 
 /// Receives datagrams until `shutdown` ([`crate::udp::Datagrams`]: a thread of its own and a
-/// bounded queue) and decodes them on this thread, sending each flow to the batcher; the send
+/// bounded queue) and decodes them on this thread, sending the flows of each datagram to the
+/// batcher in one item; the send
 /// waits when the batcher is behind, and the queue absorbs the wait. Kernel overruns and a
 /// full queue are counted, in datagrams (`reason="udp_overrun"`, `"queue_full"`).
 pub fn run(sock: UdpSocket, mut rx: Receiver, tx: mpsc::Sender<Item>, shutdown: CancellationToken) {
@@ -414,15 +415,22 @@ pub fn run(sock: UdpSocket, mut rx: Receiver, tx: mpsc::Sender<Item>, shutdown: 
                 rx.agent_customer.as_deref(),
             )
             .map(str::to_owned);
-        for fl in flows.drain(..) {
-            let mut ev = fl.into_event(now);
-            if let Some(c) = &customer {
-                ev.set_str(vigil_schema::fields::CUSTOMER, c.clone());
-            }
-            if tx.blocking_send(ev.into()).is_err() {
-                datagrams.join();
-                return;
-            }
+        if flows.is_empty() {
+            continue;
+        }
+        let events = flows
+            .drain(..)
+            .map(|fl| {
+                let mut ev = fl.into_event(now);
+                if let Some(c) = &customer {
+                    ev.set_str(vigil_schema::fields::CUSTOMER, c.clone());
+                }
+                ev
+            })
+            .collect();
+        if tx.blocking_send(Item::Events(events)).is_err() {
+            datagrams.join();
+            return;
         }
     }
     datagrams.join();

@@ -25,7 +25,7 @@ pub fn enrich(ev: &mut Event) -> Option<DateTime<Utc>> {
         if a.status < 400 { "success" } else { "failure" },
     );
     if ev.get(fields::SOURCE_IP).is_none() {
-        ev.set_str(fields::SOURCE_IP, a.client.to_string());
+        ev.set_ip(fields::SOURCE_IP, a.client);
     }
     if let Some(u) = a.user {
         ev.set_str(fields::USER_NAME, u);

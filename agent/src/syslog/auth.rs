@@ -39,7 +39,7 @@ pub fn enrich(ev: &mut Event) {
         ev.set_str(fields::USER_NAME, u);
     }
     match a.peer {
-        Some(Peer::Ip(ip)) => ev.set_str(fields::SOURCE_IP, ip.to_string()),
+        Some(Peer::Ip(ip)) => ev.set_ip(fields::SOURCE_IP, ip),
         Some(Peer::Name(n)) => ev.set_str(fields::SOURCE_DOMAIN, n),
         None => {}
     }

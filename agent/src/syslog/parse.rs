@@ -68,7 +68,7 @@ pub fn to_event(text: &str, origin: &Origin<'_>) -> (Event, bool) {
         ev.set_str(fields::CUSTOMER, c);
     }
     if let Some(ip) = origin.peer {
-        ev.set_str(fields::OBSERVER_IP, ip.to_string());
+        ev.set_ip(fields::OBSERVER_IP, ip);
     }
     let mut tags = Vec::new();
     if !parsed {
@@ -123,7 +123,7 @@ pub fn to_event(text: &str, origin: &Origin<'_>) -> (Event, bool) {
     if ev.get(fields::HOST_NAME).is_none()
         && let Some(ip) = origin.peer
     {
-        ev.set_str(fields::HOST_NAME, ip.to_string());
+        ev.set_ip(fields::HOST_NAME, ip);
     }
     if origin.truncated {
         tags.push(Value::from(TRUNCATED_TAG));
