@@ -22,7 +22,7 @@ use serde_json::{Map, Number, Value};
 use uuid::Uuid;
 
 use crate::event::Event;
-use crate::fields;
+use crate::fields::{self, Key};
 use crate::wire::Batch;
 
 /// Deepest nesting of arrays and objects a value may have (serde_json's own limit is 128).
@@ -150,11 +150,25 @@ pub fn decode(body: &[u8]) -> Result<Batch, String> {
     let agent_id = r.str()?.to_owned();
     let n = r.count()?;
     let mut events = Vec::with_capacity(n);
+    // The events of a batch mostly have the same names in the same places: the name at each
+    // place in the last event, to compare with before looking it up.
+    let mut last: Vec<(&str, Key)> = Vec::new();
     for _ in 0..n {
         let fields = r.count()?;
         let mut e = Event::default();
-        for _ in 0..fields {
-            let k = fields::intern(r.str()?);
+        for i in 0..fields {
+            let name = r.str()?;
+            let k = match last.get_mut(i) {
+                Some((seen, k)) if *seen == name => k.clone(),
+                Some(slot) => {
+                    *slot = (name, fields::intern(name));
+                    slot.1.clone()
+                }
+                None => {
+                    last.push((name, fields::intern(name)));
+                    last[i].1.clone()
+                }
+            };
             let v = r.value(0)?;
             e.set(k, v);
         }

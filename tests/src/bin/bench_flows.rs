@@ -450,7 +450,9 @@ fn main() {
     }
     let rates: Vec<u64> = match std::env::var("BENCH_RATES") {
         Ok(r) => r.split(',').filter_map(|x| x.parse().ok()).collect(),
-        Err(_) => vec![25_000, 50_000, 100_000, 200_000, 400_000, 800_000],
+        Err(_) => vec![
+            25_000, 50_000, 100_000, 200_000, 300_000, 400_000, 600_000, 800_000,
+        ],
     };
     println!("\nbench-flows: collection over loopback, {secs} s per rate");
     println!(
