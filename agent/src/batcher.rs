@@ -48,13 +48,20 @@ pub async fn run(
     let mut deadline: Option<Instant> = None;
     loop {
         tokio::select! {
-            item = rx.recv() => match item {
-                Some(Item::Sync(done)) => {
-                    flush(&mut batch, capacity, &spool, &agent_id).await?;
-                    deadline = None;
-                    let _ = done.send(());
-                }
-                Some(Item::Event(ev)) => {
+            item = rx.recv() => {
+                // One event or several, through one loop (an empty Vec does not allocate).
+                let (one, many) = match item {
+                    Some(Item::Sync(done)) => {
+                        flush(&mut batch, capacity, &spool, &agent_id).await?;
+                        deadline = None;
+                        let _ = done.send(());
+                        continue;
+                    }
+                    Some(Item::Event(ev)) => (Some(ev), Vec::new()),
+                    Some(Item::Events(evs)) => (None, evs),
+                    None => break,
+                };
+                for ev in one.into_iter().chain(many) {
                     if batch.count() == 0 {
                         deadline = Some(Instant::now() + cfg.max_wait);
                     }
@@ -65,21 +72,7 @@ pub async fn run(
                         deadline = None;
                     }
                 }
-                Some(Item::Events(evs)) => {
-                    for ev in evs {
-                        if batch.count() == 0 {
-                            deadline = Some(Instant::now() + cfg.max_wait);
-                        }
-                        batch.push(&ev);
-                        drop(ev);
-                        if batch.count() >= cfg.max_events as u64 || batch.size() >= cfg.max_bytes {
-                            flush(&mut batch, capacity, &spool, &agent_id).await?;
-                            deadline = None;
-                        }
-                    }
-                }
-                None => break,
-            },
+            }
             _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                 flush(&mut batch, capacity, &spool, &agent_id).await?;
                 deadline = None;
