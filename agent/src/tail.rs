@@ -380,7 +380,7 @@ impl Tailer {
         if truncated {
             self.counters.truncated.inc();
         }
-        self.tx.blocking_send(Item::Event(ev)).is_ok()
+        self.tx.blocking_send(ev.into()).is_ok()
     }
 
     /// Waits until everything sent is in the spool, then saves the positions. False when the

@@ -65,6 +65,32 @@ impl Writer {
         self.count += 1;
     }
 
+    /// Starts an event written field by field, with no [`Event`] in between (for sources
+    /// that make many events of one shape: flows). It is complete when the returned
+    /// [`EventWriter`] is dropped.
+    pub fn event(&mut self) -> EventWriter<'_> {
+        let at = self.events.len();
+        // The count of fields, patched in at the end: one byte holds up to 127.
+        self.events.push(0);
+        EventWriter {
+            w: self,
+            at,
+            fields: 0,
+        }
+    }
+
+    /// Appends the events of `other`.
+    pub fn append(&mut self, other: &Writer) {
+        self.events.extend_from_slice(&other.events);
+        self.count += other.count;
+    }
+
+    /// Empties the writer, keeping its memory.
+    pub fn clear(&mut self) {
+        self.events.clear();
+        self.count = 0;
+    }
+
     /// Events pushed.
     pub fn count(&self) -> u64 {
         self.count
@@ -90,6 +116,87 @@ impl Writer {
     pub fn events(&self) -> &[u8] {
         &self.events
     }
+}
+
+/// One event being written into a [`Writer`]. A name written twice reads back as
+/// [`Event::set`] leaves it: in its first place, with its last value.
+pub struct EventWriter<'a> {
+    w: &'a mut Writer,
+    at: usize,
+    fields: u64,
+}
+
+impl EventWriter<'_> {
+    fn name(&mut self, name: &str) -> &mut Vec<u8> {
+        self.fields += 1;
+        let out = &mut self.w.events;
+        string(out, name);
+        out
+    }
+
+    pub fn str(&mut self, name: &str, v: &str) {
+        let out = self.name(name);
+        out.push(STR);
+        string(out, v);
+    }
+
+    pub fn u64(&mut self, name: &str, v: u64) {
+        let out = self.name(name);
+        out.push(UINT);
+        uint(out, v);
+    }
+
+    /// An array of strings.
+    pub fn strs(&mut self, name: &str, v: &[&str]) {
+        let out = self.name(name);
+        out.push(ARRAY);
+        uint(out, v.len() as u64);
+        for s in v {
+            out.push(STR);
+            string(out, s);
+        }
+    }
+
+    pub fn value(&mut self, name: &str, v: &Value) {
+        let out = self.name(name);
+        value(out, v);
+    }
+
+    /// A time, as [`Event::set_time`] writes it.
+    pub fn time(&mut self, name: &str, at: chrono::DateTime<chrono::Utc>) {
+        crate::event::with_rfc3339(at, |t| self.str(name, t));
+    }
+
+    /// An address, as [`Event::set_ip`] writes it.
+    pub fn ip(&mut self, name: &str, ip: std::net::IpAddr) {
+        crate::event::with_ip_text(ip, |t| self.str(name, t));
+    }
+}
+
+impl Drop for EventWriter<'_> {
+    fn drop(&mut self) {
+        let out = &mut self.w.events;
+        if self.fields < 0x80 {
+            out[self.at] = self.fields as u8;
+        } else {
+            // Rare: a longer count, moved in.
+            let mut count = Vec::with_capacity(10);
+            uint(&mut count, self.fields);
+            out.splice(self.at..self.at + 1, count);
+        }
+        self.w.count += 1;
+    }
+}
+
+/// The events of `bytes` (a sequence of `event`s, as [`Writer::events`] holds them).
+pub fn read_events(bytes: &[u8]) -> Result<Vec<Event>, String> {
+    let mut r = Reader { body: bytes, at: 0 };
+    let mut events = Vec::new();
+    let mut last = Vec::new();
+    while r.at < bytes.len() {
+        events.push(r.event(&mut last)?);
+    }
+    Ok(events)
 }
 
 fn uint(out: &mut Vec<u8>, mut n: u64) {
@@ -150,29 +257,9 @@ pub fn decode(body: &[u8]) -> Result<Batch, String> {
     let agent_id = r.str()?.to_owned();
     let n = r.count()?;
     let mut events = Vec::with_capacity(n);
-    // The events of a batch mostly have the same names in the same places: the name at each
-    // place in the last event, to compare with before looking it up.
-    let mut last: Vec<(&str, Key)> = Vec::new();
+    let mut last = Vec::new();
     for _ in 0..n {
-        let fields = r.count()?;
-        let mut e = Event::default();
-        for i in 0..fields {
-            let name = r.str()?;
-            let k = match last.get_mut(i) {
-                Some((seen, k)) if *seen == name => k.clone(),
-                Some(slot) => {
-                    *slot = (name, fields::intern(name));
-                    slot.1.clone()
-                }
-                None => {
-                    last.push((name, fields::intern(name)));
-                    last[i].1.clone()
-                }
-            };
-            let v = r.value(0)?;
-            e.set(k, v);
-        }
-        events.push(e);
+        events.push(r.event(&mut last)?);
     }
     if r.at != body.len() {
         return Err(r.error("trailing bytes after the last event"));
@@ -191,6 +278,31 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// One event. The events of a batch mostly have the same names in the same places:
+    /// `last` holds the name at each place in the last event, to compare with before
+    /// looking a name up.
+    fn event(&mut self, last: &mut Vec<(&'a str, Key)>) -> Result<Event, String> {
+        let fields = self.count()?;
+        let mut e = Event::default();
+        for i in 0..fields {
+            let name = self.str()?;
+            let k = match last.get_mut(i) {
+                Some((seen, k)) if *seen == name => k.clone(),
+                Some(slot) => {
+                    *slot = (name, fields::intern(name));
+                    slot.1.clone()
+                }
+                None => {
+                    last.push((name, fields::intern(name)));
+                    last[i].1.clone()
+                }
+            };
+            let v = self.value(0)?;
+            e.set(k, v);
+        }
+        Ok(e)
+    }
+
     fn error(&self, what: &str) -> String {
         format!("bad {what} at byte {}", self.at)
     }
@@ -311,6 +423,43 @@ mod tests {
         let back = decode(&body(&b)).expect("decodes");
         assert_eq!(back, b);
         back
+    }
+
+    #[test]
+    fn an_event_written_field_by_field_reads_back_as_set_builds_it() {
+        let at = chrono::DateTime::from_timestamp(1_700_000_000, 5_000).expect("time");
+        let ip: std::net::IpAddr = "192.0.2.7".parse().expect("ip");
+        let mut w = Writer::default();
+        let mut expected = Event::default();
+        {
+            let mut ev = w.event();
+            ev.time("@timestamp", at);
+            ev.ip("source.ip", ip);
+            ev.str("message", "first");
+            ev.u64("source.port", 443);
+            ev.strs("tcp.flags", &["SYN", "ACK"]);
+            ev.value("extra", &serde_json::json!({"a": [1, -2, 0.5, null]}));
+            // Written twice: the last value wins, as with `set`.
+            ev.str("message", "second");
+        }
+        expected.set_time("@timestamp", at);
+        expected.set_ip("source.ip", ip);
+        expected.set_str("message", "second");
+        expected.set_u64("source.port", 443);
+        expected.set("tcp.flags", serde_json::json!(["SYN", "ACK"]));
+        expected.set("extra", serde_json::json!({"a": [1, -2, 0.5, null]}));
+        // An event of more fields than one byte counts, after the first.
+        {
+            let mut ev = w.event();
+            for i in 0..300u64 {
+                ev.u64(&format!("f{i}"), i);
+            }
+        }
+        let wide: Event = (0..300u64)
+            .map(|i| (format!("f{i}"), Value::from(i)))
+            .collect();
+        assert_eq!(w.count(), 2);
+        assert_eq!(read_events(w.events()), Ok(vec![expected, wide]));
     }
 
     #[test]

@@ -210,32 +210,62 @@ impl Event {
 /// formatting machinery (a third of the cost of a flow's times): years 0 to 9999 and no leap
 /// second, else chrono's own.
 pub fn rfc3339(at: DateTime<Utc>) -> String {
+    with_rfc3339(at, str::to_owned)
+}
+
+/// Calls `f` with [`rfc3339`]'s text of `at`, written on the stack.
+pub fn with_rfc3339<R>(at: DateTime<Utc>, f: impl FnOnce(&str) -> R) -> R {
     let (year, nanos) = (at.year(), at.timestamp_subsec_nanos());
     if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
-        return at.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+        return f(&at.to_rfc3339_opts(SecondsFormat::AutoSi, true));
     }
     let mut b = Digits::new();
-    let mut put = |v: u32, digits: usize, sep: u8| {
-        b.put(v, digits);
-        b.push(sep);
-    };
-    put(year as u32, 4, b'-');
-    put(at.month(), 2, b'-');
-    put(at.day(), 2, b'T');
-    put(at.hour(), 2, b':');
-    put(at.minute(), 2, b':');
+    b.extend(&date_and_time(at));
     match nanos {
-        0 => put(at.second(), 2, b'Z'),
+        0 => b.push(b'Z'),
         ns => {
-            put(at.second(), 2, b'.');
+            b.push(b'.');
             match (ns % 1_000_000, ns % 1000) {
-                (0, _) => put(ns / 1_000_000, 3, b'Z'),
-                (_, 0) => put(ns / 1000, 6, b'Z'),
-                _ => put(ns, 9, b'Z'),
+                (0, _) => b.put(ns / 1_000_000, 3),
+                (_, 0) => b.put(ns / 1000, 6),
+                _ => b.put(ns, 9),
             }
+            b.push(b'Z');
         }
     }
-    b.text()
+    f(b.as_str())
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of `at` (a year of four digits), from a small cache per thread:
+/// the times of a datagram's flows, or of a burst of messages, share their seconds, and
+/// working out a date is most of the cost of writing one.
+fn date_and_time(at: DateTime<Utc>) -> [u8; 19] {
+    thread_local! {
+        static RECENT: std::cell::RefCell<[(i64, [u8; 19]); 8]> =
+            const { std::cell::RefCell::new([(i64::MIN, [0; 19]); 8]) };
+    }
+    let secs = at.timestamp();
+    RECENT.with(|recent| {
+        let mut recent = recent.borrow_mut();
+        let slot = &mut recent[secs.rem_euclid(8) as usize];
+        if slot.0 != secs {
+            let mut b = Digits::new();
+            for (v, digits, sep) in [
+                (at.year() as u32, 4, b'-'),
+                (at.month(), 2, b'-'),
+                (at.day(), 2, b'T'),
+                (at.hour(), 2, b':'),
+                (at.minute(), 2, b':'),
+                (at.second(), 2, b' '),
+            ] {
+                b.put(v, digits);
+                b.push(sep);
+            }
+            slot.1.copy_from_slice(&b.b[..19]);
+            slot.0 = secs;
+        }
+        slot.1
+    })
 }
 
 /// A short text of digits and separators, built on the stack.
@@ -263,18 +293,26 @@ impl Digits {
         self.n += 1;
     }
 
-    fn text(&self) -> String {
+    fn extend(&mut self, bytes: &[u8]) {
+        self.b[self.n..self.n + bytes.len()].copy_from_slice(bytes);
+        self.n += bytes.len();
+    }
+
+    fn as_str(&self) -> &str {
         // Only ASCII was written.
-        std::str::from_utf8(&self.b[..self.n])
-            .unwrap_or_default()
-            .to_owned()
+        std::str::from_utf8(&self.b[..self.n]).unwrap_or_default()
     }
 }
 
 /// `ip` as its `Display` writes it; IPv4 (nearly every address) without the formatter.
 pub fn ip_text(ip: IpAddr) -> String {
+    with_ip_text(ip, str::to_owned)
+}
+
+/// Calls `f` with [`ip_text`]'s text of `ip`, written on the stack when it is IPv4.
+pub fn with_ip_text<R>(ip: IpAddr, f: impl FnOnce(&str) -> R) -> R {
     let IpAddr::V4(v4) = ip else {
-        return ip.to_string();
+        return f(&ip.to_string());
     };
     let mut b = Digits::new();
     for (i, octet) in v4.octets().into_iter().enumerate() {
@@ -284,7 +322,7 @@ pub fn ip_text(ip: IpAddr) -> String {
         let digits = 1 + usize::from(octet >= 10) + usize::from(octet >= 100);
         b.put(octet.into(), digits);
     }
-    b.text()
+    f(b.as_str())
 }
 
 impl PartialEq for Event {
@@ -412,7 +450,13 @@ mod tests {
             v6 in any::<[u16; 8]>(),
         ) {
             if let Some(at) = DateTime::from_timestamp(secs, nanos) {
-                prop_assert_eq!(rfc3339(at), at.to_rfc3339_opts(SecondsFormat::AutoSi, true));
+                // Then through the cache of recent seconds: another time in the same slot,
+                // and this second again with other nanoseconds.
+                let later = at.checked_add_signed(chrono::TimeDelta::seconds(8)).unwrap_or(at);
+                let again = at.with_nanosecond(nanos / 3).unwrap_or(at);
+                for t in [at, later, again, at] {
+                    prop_assert_eq!(rfc3339(t), t.to_rfc3339_opts(SecondsFormat::AutoSi, true));
+                }
             }
             let v4 = IpAddr::from(v4);
             prop_assert_eq!(ip_text(v4), v4.to_string());

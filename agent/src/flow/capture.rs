@@ -60,7 +60,9 @@ pub fn run(
             .get_or_create(&label)
             .set(table.len() as i64);
         let now = Utc::now();
-        for (fl, why) in ended.drain(..) {
+        // The ended flows in one item, encoded here (see `Item::Encoded`).
+        let mut events = vigil_schema::binary::Writer::with_capacity(ended.len() * 640);
+        for (mut fl, why) in ended.drain(..) {
             metrics
                 .capture_flows
                 .get_or_create(&vec![
@@ -68,16 +70,13 @@ pub fn run(
                     ("end", why.as_str().to_owned()),
                 ])
                 .inc();
-            let mut ev = fl.into_event(now);
-            ev.set_str(vigil_schema::fields::OBSERVER_NAME, iface.clone());
-            if let Some(c) = &customer {
-                ev.set_str(vigil_schema::fields::CUSTOMER, c.clone());
-            }
-            if tx.blocking_send(ev.into()).is_err() {
-                return false;
-            }
+            fl.extra.push((
+                vigil_schema::fields::OBSERVER_NAME.into(),
+                iface.as_str().into(),
+            ));
+            fl.encode(now, customer.as_deref(), &mut events);
         }
-        true
+        events.count() == 0 || tx.blocking_send(Item::Encoded(events)).is_ok()
     };
     let mut frames = Frames::new();
     'open: while !shutdown.is_cancelled() {

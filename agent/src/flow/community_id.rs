@@ -7,6 +7,7 @@
 use std::net::IpAddr;
 
 use base64::Engine;
+use sha1::Digest;
 
 const ICMP: u8 = 1;
 const TCP: u8 = 6;
@@ -82,7 +83,7 @@ pub fn community_id(
         input[n + 2..n + 4].copy_from_slice(&pb.to_be_bytes());
         n += 4;
     }
-    let digest = sha1_smol::Sha1::from(&input[..n]).digest().bytes();
+    let digest: [u8; 20] = sha1::Sha1::digest(&input[..n]).into();
     let mut id = String::with_capacity(30);
     id.push_str("1:");
     base64::engine::general_purpose::STANDARD.encode_string(digest, &mut id);

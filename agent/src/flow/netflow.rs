@@ -28,6 +28,7 @@ use netflow_parser::variable_versions::ipfix::{FlowSetBody as IpfixBody, IPFix};
 use netflow_parser::variable_versions::v9::{FlowSetBody as V9Body, V9};
 use netflow_parser::{NetflowPacket, NetflowParser};
 use tokio::sync::mpsc;
+use vigil_schema::binary;
 
 use super::templates::FileTemplateStore;
 use tokio_util::sync::CancellationToken;
@@ -153,16 +154,9 @@ impl Decoder {
         }
     }
 
-    /// The flow of a data record, scaled by its exporter's sampling rate.
-    fn emit(
-        &mut self,
-        r: Record,
-        (exporter, domain): (IpAddr, u32),
-        hdr: &Header,
-        out: &mut Vec<Flow>,
-    ) {
-        let rate = self.sampling(exporter, domain).rate(r.sampler_id);
-        out.push(r.finish(hdr, rate));
+    /// The sampling rates of an exporter, looked up once per data set rather than per record.
+    fn rates(&self, exporter: IpAddr, domain: u32) -> Option<&Sampling> {
+        self.sampling.get(&(exporter, domain))
     }
 
     fn v9_flows(&mut self, v9: &V9, exporter: IpAddr, d: &mut Decoded, out: &mut Vec<Flow>) {
@@ -186,9 +180,9 @@ impl Decoder {
                     }
                 }
                 V9Body::Data(data) => {
+                    let rates = self.rates(exporter, domain);
                     for rec in &data.fields {
-                        let r = v9_record("flow.netflow", rec);
-                        self.emit(r, (exporter, domain), &hdr, out);
+                        emit(v9_record("flow.netflow", rec), rates, &hdr, out);
                     }
                 }
                 _ => {}
@@ -235,20 +229,27 @@ impl Decoder {
                         // with no records: count it rather than lose it silently.
                         d.errors += 1;
                     }
+                    let rates = self.rates(exporter, domain);
                     for rec in &data.fields {
-                        self.emit(ipfix_record(rec), (exporter, domain), &hdr, out);
+                        emit(ipfix_record(rec), rates, &hdr, out);
                     }
                 }
                 IpfixBody::V9Data(data) => {
+                    let rates = self.rates(exporter, domain);
                     for rec in &data.fields {
-                        let r = v9_record("flow.ipfix", rec);
-                        self.emit(r, (exporter, domain), &hdr, out);
+                        emit(v9_record("flow.ipfix", rec), rates, &hdr, out);
                     }
                 }
                 _ => {}
             }
         }
     }
+}
+
+/// The flow of a data record, scaled by its exporter's sampling rate.
+fn emit(r: Record, rates: Option<&Sampling>, hdr: &Header, out: &mut Vec<Flow>) {
+    let rate = rates.map_or(1, |s| s.rate(r.sampler_id));
+    out.push(r.finish(hdr, rate));
 }
 
 /// The datagram without the zero padding some exporters (Cisco ACI, PAN-OS) put after the
@@ -360,6 +361,16 @@ fn v5_flows(v5: &V5, out: &mut Vec<Flow>) {
     }
 }
 
+/// The events of `flows` (which it empties), encoded here, on the decoding thread, for one
+/// item (see [`Item::Encoded`]).
+pub fn encode(flows: &mut Vec<Flow>, now: DateTime<Utc>, customer: Option<&str>) -> binary::Writer {
+    let mut events = binary::Writer::with_capacity(flows.len() * 640);
+    for fl in flows.drain(..) {
+        fl.encode(now, customer, &mut events);
+    }
+    events
+}
+
 /// A listener's state shared with its receive thread.
 pub struct Receiver {
     pub name: String,
@@ -418,17 +429,8 @@ pub fn run(sock: UdpSocket, mut rx: Receiver, tx: mpsc::Sender<Item>, shutdown: 
         if flows.is_empty() {
             continue;
         }
-        let events = flows
-            .drain(..)
-            .map(|fl| {
-                let mut ev = fl.into_event(now);
-                if let Some(c) = &customer {
-                    ev.set_str(vigil_schema::fields::CUSTOMER, c.clone());
-                }
-                ev
-            })
-            .collect();
-        if tx.blocking_send(Item::Events(events)).is_err() {
+        let events = encode(&mut flows, now, customer.as_deref());
+        if tx.blocking_send(Item::Encoded(events)).is_err() {
             datagrams.join();
             return;
         }

@@ -5,8 +5,10 @@
 //! counted); a message longer than `max_message_bytes` is cut there and flagged; TCP senders
 //! are slowed by the bounded channel; UDP cannot push back, so a full channel is a counted drop.
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -19,7 +21,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use vigil_schema::Event;
+use vigil_schema::{Event, binary};
 
 use super::parse::{Origin, text, to_event};
 use crate::batcher::Item;
@@ -37,6 +39,8 @@ pub struct Listener {
     customers: Arc<CustomerMap>,
     max_message_bytes: usize,
     max_connections: usize,
+    /// The most events of one item (the batch's most).
+    chunk_events: u64,
     idle_timeout: Duration,
     tz: Tz,
     tls: Option<(TlsAcceptor, Duration)>,
@@ -96,6 +100,7 @@ impl Listener {
             customers,
             max_message_bytes: cfg.max_message_bytes,
             max_connections: cfg.max_connections,
+            chunk_events: agent.batch.max_events as u64,
             idle_timeout: cfg.idle_timeout,
             tz: cfg.timezone,
             tls: tls.zip(cfg.tls.as_ref().map(|t| t.handshake_timeout)),
@@ -203,7 +208,6 @@ async fn handle_tcp<S: AsyncRead + Unpin>(
     shutdown: &CancellationToken,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::with_capacity(64 * 1024, stream);
-    let mut buf = Vec::with_capacity(1024);
     let octet_counted = tokio::select! {
         _ = shutdown.cancelled() => return Ok(()),
         r = tokio::time::timeout(ctx.idle_timeout, reader.fill_buf()) => match r {
@@ -215,32 +219,115 @@ async fn handle_tcp<S: AsyncRead + Unpin>(
         },
     };
     let customer = ctx.customer_for(peer.ip());
+    let mut pending = Pending::new(ctx.chunk_events);
+    let read = read_messages(
+        &mut reader,
+        octet_counted,
+        (peer, customer),
+        ctx,
+        shutdown,
+        &mut pending,
+    )
+    .await;
+    // Whatever ended the connection, the messages it had sent go on.
+    pending.send(&ctx.tx).await;
+    read
+}
+
+/// Messages of one connection, parsed and encoded, on their way to the batcher in one item:
+/// one channel send and one wake-up of the batcher per read from the socket, not per message.
+struct Pending {
+    events: binary::Writer,
+    max_events: u64,
+}
+
+/// An item is sent once it holds this many bytes (or the batch's most events): small items
+/// keep the channel's memory bounded.
+const CHUNK_BYTES: usize = 16 * 1024;
+
+impl Pending {
+    fn new(max_events: u64) -> Self {
+        Pending {
+            events: binary::Writer::with_capacity(CHUNK_BYTES + 1024),
+            max_events,
+        }
+    }
+
+    fn push(&mut self, ev: &Event) {
+        self.events.push(ev);
+    }
+
+    fn full(&self) -> bool {
+        self.events.size() >= CHUNK_BYTES || self.events.count() >= self.max_events
+    }
+
+    /// Sends what is pending; false when the batcher is gone.
+    async fn send(&mut self, tx: &mpsc::Sender<Item>) -> bool {
+        if self.events.count() == 0 {
+            return true;
+        }
+        let ready = std::mem::replace(
+            &mut self.events,
+            binary::Writer::with_capacity(CHUNK_BYTES + 1024),
+        );
+        tx.send(Item::Encoded(ready)).await.is_ok()
+    }
+}
+
+/// Reads and parses messages into `pending`, which goes to the batcher when the connection
+/// has to wait for more bytes (or is full). No message waits in `pending` for the network.
+async fn read_messages<S: AsyncRead + Unpin>(
+    reader: &mut BufReader<S>,
+    octet_counted: bool,
+    (peer, customer): (SocketAddr, Option<&str>),
+    ctx: &Listener,
+    shutdown: &CancellationToken,
+    pending: &mut Pending,
+) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(1024);
     loop {
-        let read = read_frame(&mut reader, &mut buf, ctx.max_message_bytes, octet_counted);
-        let frame = tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            r = tokio::time::timeout(ctx.idle_timeout, read) => match r {
-                Ok(r) => r?,
-                Err(_) => {
-                    ctx.timed_out.inc();
-                    tracing::debug!(listener = %ctx.name, %peer, "idle connection closed");
-                    // Keep what an unfinished message had sent: cut short, never dropped.
-                    if !buf.is_empty() {
-                        let _ = ctx.tx.send(ctx.event(&buf, peer, true, customer).into()).await;
+        // A sender that never pauses is still stopped by a shutdown.
+        if shutdown.is_cancelled() {
+            return Ok(());
+        }
+        if pending.full() && !pending.send(&ctx.tx).await {
+            return Ok(());
+        }
+        // `None`: the connection was idle for too long (or we are shutting down).
+        let frame = {
+            let read = read_frame(reader, &mut buf, ctx.max_message_bytes, octet_counted);
+            tokio::pin!(read);
+            // One poll first: a frame that is already buffered needs no wait.
+            match std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await {
+                Poll::Ready(r) => Some(r?),
+                Poll::Pending => {
+                    if !pending.send(&ctx.tx).await {
+                        return Ok(());
                     }
-                    return Ok(());
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(()),
+                        r = tokio::time::timeout(ctx.idle_timeout, read) => match r {
+                            Ok(r) => Some(r?),
+                            Err(_) => None,
+                        },
+                    }
                 }
-            },
+            }
+        };
+        let Some(frame) = frame else {
+            ctx.timed_out.inc();
+            tracing::debug!(listener = %ctx.name, %peer, "idle connection closed");
+            // Keep what an unfinished message had sent: cut short, never dropped.
+            if !buf.is_empty() {
+                pending.push(&ctx.event(&buf, peer, true, customer));
+            }
+            return Ok(());
         };
         let Some(truncated) = frame else {
             return Ok(());
         };
-        if buf.is_empty() {
-            continue;
-        }
-        let ev = ctx.event(&buf, peer, truncated, customer);
-        if ctx.tx.send(ev.into()).await.is_err() {
-            return Ok(());
+        if !buf.is_empty() {
+            pending.push(&ctx.event(&buf, peer, truncated, customer));
         }
     }
 }

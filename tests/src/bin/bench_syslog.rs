@@ -19,11 +19,12 @@ use vigil_e2e::{Agent, Proc, arg, free_port, settled, wait_for};
 
 const SIZE: u64 = 400;
 
+/// `n` messages in all, over `conns` connections (loggen's `-n` counts per connection).
 fn loggen(path: &Path, port: u16, n: u64, conns: u64) -> Command {
     loggen_with(
         path,
         port,
-        n,
+        n / conns,
         &["-S", &format!("--active-connections={conns}")],
         100_000_000,
     )
@@ -81,10 +82,36 @@ fn rsyslog(dir: &Path, input: &str, params: &str) -> (Proc, PathBuf) {
     (Proc::spawn("rsyslogd", cmd, &dir.join("rsyslog.log")), out)
 }
 
-fn lines_in(path: &Path) -> u64 {
-    std::fs::read(path)
-        .map(|d| d.iter().filter(|&&b| b == b'\n').count() as u64)
-        .unwrap_or(0)
+/// The lines of a file that only grows, each byte read once: rereading a file of gigabytes
+/// at every poll would make rsyslog look slower than it is.
+struct Lines {
+    path: PathBuf,
+    read: std::cell::Cell<(u64, u64)>,
+}
+
+impl Lines {
+    fn new(path: &Path) -> Lines {
+        Lines {
+            path: path.to_owned(),
+            read: Default::default(),
+        }
+    }
+
+    fn count(&self) -> u64 {
+        use std::io::{Read, Seek, SeekFrom};
+        let (mut offset, mut lines) = self.read.get();
+        if let Ok(mut f) = std::fs::File::open(&self.path)
+            && f.seek(SeekFrom::Start(offset)).is_ok()
+        {
+            let mut chunk = vec![0u8; 1 << 20];
+            while let Ok(n @ 1..) = f.read(&mut chunk) {
+                offset += n as u64;
+                lines += chunk[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+            }
+        }
+        self.read.set((offset, lines));
+        lines
+    }
 }
 
 /// Runs loggen against `port` and waits until `done()` reaches `n`; returns the elapsed time.
@@ -136,8 +163,8 @@ fn main() {
         "bench-syslog: {n} RFC 5424 messages of {SIZE} bytes, octet-counted TCP, loggen at full speed"
     );
     println!(
-        "{:<12} {:>5} {:>10} {:>12} {:>9}",
-        "target", "conns", "seconds", "msg/s", "MB/s"
+        "{:<12} {:>5} {:>10} {:>12} {:>9} {:>12}",
+        "target", "conns", "seconds", "msg/s", "MB/s", "CPU µs/msg"
     );
     for conns in [1, 10] {
         let n = n / conns * conns;
@@ -152,7 +179,10 @@ fn main() {
             || std::net::TcpStream::connect(("127.0.0.1", port)).ok(),
         );
         // The probe connection above sent nothing, so it adds no line.
-        let t_rs = measure(&loggen_path, port, n, conns, || lines_in(&out));
+        let lines = Lines::new(&out);
+        let cpu = rs.cpu_seconds().unwrap_or(0.0);
+        let t_rs = measure(&loggen_path, port, n, conns, || lines.count());
+        let cpu_rs = rs.cpu_seconds().unwrap_or(0.0) - cpu;
         rs.terminate(Duration::from_secs(10));
 
         // vigil-agent: parse + spool (fsync on), nothing listening where it ships.
@@ -163,19 +193,24 @@ fn main() {
             "max_bytes = 17179869184",
             "protocols = [\"tcp\"]\n",
         );
+        let cpu = a.proc.cpu_seconds().unwrap_or(0.0);
         let t_ag = measure(&loggen_path, a.syslog_tcp.port(), n, conns, || {
             a.metric("vigil_agent_events_spooled_total") as u64
         });
-        let row = |name: &str, t: Duration| {
+        let cpu_ag = a.proc.cpu_seconds().unwrap_or(0.0) - cpu;
+        // CPU time per message is steadier than the rate on a shared machine, where the
+        // receiver competes with loggen for the cores.
+        let row = |name: &str, t: Duration, cpu: f64| {
             let s = t.as_secs_f64();
             println!(
-                "{name:<12} {conns:>5} {s:>10.2} {:>12.0} {:>9.1}",
+                "{name:<12} {conns:>5} {s:>10.2} {:>12.0} {:>9.1} {:>12.2}",
                 n as f64 / s,
-                (n * SIZE) as f64 / 1e6 / s
+                (n * SIZE) as f64 / 1e6 / s,
+                cpu * 1e6 / n as f64
             );
         };
-        row("rsyslog", t_rs);
-        row("vigil-agent", t_ag);
+        row("rsyslog", t_rs, cpu_rs);
+        row("vigil-agent", t_ag, cpu_ag);
         println!(
             "{:<12} {conns:>5}   ratio vigil-agent / rsyslog = {:.2}",
             "",
@@ -195,6 +230,7 @@ fn udp(loggen_path: &Path) {
         "imudp",
         &format!("port=\"{port}\" rcvbufSize=\"4m\""),
     );
+    let lines = Lines::new(&out);
     // rsyslog is ready once its first line (a probe datagram) is in the file.
     let probe = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
     wait_for(
@@ -204,11 +240,11 @@ fn udp(loggen_path: &Path) {
         || {
             probe.send_to(b"<13>probe", ("127.0.0.1", port)).ok();
             std::thread::sleep(Duration::from_millis(100));
-            (lines_in(&out) > 0).then_some(())
+            (lines.count() > 0).then_some(())
         },
     );
-    settled(|| lines_in(&out));
-    let rs_lost = udp_losses(loggen_path, port, &rates, || lines_in(&out));
+    settled(|| lines.count());
+    let rs_lost = udp_losses(loggen_path, port, &rates, || lines.count());
     rs.terminate(Duration::from_secs(10));
 
     let dir = tempfile::tempdir().expect("tempdir");
