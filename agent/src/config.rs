@@ -155,7 +155,9 @@ pub struct BatchConfig {
     pub max_bytes: usize,
     #[serde(deserialize_with = "de_duration")]
     pub max_wait: Duration,
-    /// Capacity of the channel between sources and the batcher.
+    /// Capacity of the channel between sources and the batcher, in items: one event, one
+    /// read of a connection (up to 8 KiB encoded) or one datagram's flows. It only has to
+    /// absorb the batcher's pauses; the default bounds it to about 32 MiB of syslog.
     pub channel: usize,
 }
 
@@ -349,7 +351,7 @@ impl Default for BatchConfig {
             max_events: 2000,
             max_bytes: 2 << 20,
             max_wait: Duration::from_millis(200),
-            channel: 16 * 1024,
+            channel: 4096,
         }
     }
 }

@@ -176,6 +176,12 @@ impl Datagrams {
         self.taken(d)
     }
 
+    /// A datagram already queued, without waiting.
+    pub fn try_recv(&mut self) -> Option<(Vec<u8>, SocketAddr)> {
+        let d = self.rx.try_recv().ok();
+        self.taken(d)
+    }
+
     /// [`Datagrams::recv`] for a consumer on a thread of its own.
     pub fn blocking_recv(&mut self) -> Option<(Vec<u8>, SocketAddr)> {
         let d = self.rx.blocking_recv();

@@ -243,7 +243,7 @@ struct Pending {
 
 /// An item is sent once it holds this many bytes (or the batch's most events): small items
 /// keep the channel's memory bounded.
-const CHUNK_BYTES: usize = 16 * 1024;
+const CHUNK_BYTES: usize = 8 * 1024;
 
 impl Pending {
     fn new(max_events: u64) -> Self {
@@ -468,15 +468,24 @@ pub async fn run_udp(sock: std::net::UdpSocket, ctx: Arc<Listener>, shutdown: Ca
             return;
         }
     };
-    while let Some((mut msg, peer)) = datagrams.recv().await {
-        let truncated = msg.len() > ctx.max_message_bytes;
-        msg.truncate(ctx.max_message_bytes);
-        trim_newline(&mut msg);
-        if msg.is_empty() {
-            continue;
+    let mut pending = Pending::new(ctx.chunk_events);
+    // The datagrams already queued go to the batcher as one item, as a connection's read does.
+    while let Some(first) = datagrams.recv().await {
+        let mut next = Some(first);
+        while let Some((mut msg, peer)) = next {
+            let truncated = msg.len() > ctx.max_message_bytes;
+            msg.truncate(ctx.max_message_bytes);
+            trim_newline(&mut msg);
+            if !msg.is_empty() {
+                pending.push(&ctx.event(&msg, peer, truncated, ctx.customer_for(peer.ip())));
+            }
+            next = if pending.full() {
+                None
+            } else {
+                datagrams.try_recv()
+            };
         }
-        let ev = ctx.event(&msg, peer, truncated, ctx.customer_for(peer.ip()));
-        if ctx.tx.send(ev.into()).await.is_err() {
+        if !pending.send(&ctx.tx).await {
             break;
         }
     }
