@@ -41,14 +41,6 @@ impl From<Event> for Item {
     }
 }
 
-impl FromIterator<Event> for Item {
-    fn from_iter<I: IntoIterator<Item = Event>>(events: I) -> Self {
-        let mut w = binary::Writer::default();
-        events.into_iter().for_each(|ev| w.push(&ev));
-        Item::Encoded(w)
-    }
-}
-
 /// Runs until every sender of `rx` is gone, then writes what it holds and returns.
 pub async fn run(
     mut rx: mpsc::Receiver<Item>,

@@ -234,8 +234,9 @@ async fn handle_tcp<S: AsyncRead + Unpin>(
     read
 }
 
-/// Messages of one connection, parsed and encoded, on their way to the batcher in one item:
-/// one channel send and one wake-up of the batcher per read from the socket, not per message.
+/// Messages of one connection (or of the UDP datagrams already queued), parsed and encoded,
+/// on their way to the batcher in one item: one channel send and one wake-up of the batcher
+/// per read from the socket, not per message.
 struct Pending {
     events: binary::Writer,
     max_events: u64,
