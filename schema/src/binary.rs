@@ -56,13 +56,10 @@ impl Writer {
     }
 
     pub fn push(&mut self, e: &Event) {
-        let out = &mut self.events;
-        uint(out, e.len() as u64);
+        let mut ev = self.event();
         for (k, v) in e.iter() {
-            string(out, k);
-            value(out, v);
+            ev.value(k, v);
         }
-        self.count += 1;
     }
 
     /// Starts an event written field by field, with no [`Event`] in between (for sources
