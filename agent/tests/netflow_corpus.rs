@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use vigil_agent::flow::Flow;
 use vigil_agent::flow::netflow::{Decoded, Decoder};
 use vigil_agent::flow::templates::FileTemplateStore;
@@ -51,7 +51,23 @@ fn device(name: &str) -> String {
         .unwrap_or_else(|| stem.to_owned())
 }
 
-fn logstash(dir: &Path, all: &mut BTreeMap<String, (Counts, Vec<Flow>)>) {
+/// How the captures are decoded: with the fast path or through the parser only, all at
+/// one time `now` (so that two runs can be compared); datagrams of the fast path are counted.
+struct Feed {
+    fast: bool,
+    now: DateTime<Utc>,
+    fast_datagrams: u64,
+}
+
+impl Feed {
+    fn decoder(&self) -> Decoder {
+        Decoder::new(None, 100).with_fast_path(self.fast)
+    }
+}
+
+type Decodes = BTreeMap<String, (Counts, Vec<Flow>)>;
+
+fn logstash(dir: &Path, all: &mut Decodes, feed: &mut Feed) {
     let mut devices: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for e in std::fs::read_dir(dir).expect("dir") {
         let name = e.expect("entry").file_name().to_string_lossy().into_owned();
@@ -62,22 +78,23 @@ fn logstash(dir: &Path, all: &mut BTreeMap<String, (Counts, Vec<Flow>)>) {
     for (i, (_, mut files)) in devices.into_iter().enumerate() {
         // Templates first, then data, each group in name order.
         files.sort_by_key(|f| (!f.contains("tpl"), f.clone()));
-        let mut dec = Decoder::new(None, 100);
+        let mut dec = feed.decoder();
         let from: SocketAddr = format!("10.0.{}.1:2055", i % 250).parse().expect("addr");
         for f in files {
             let bytes = std::fs::read(dir.join(&f)).expect("read");
             let mut flows = Vec::new();
-            let d = dec.decode(from, &bytes, Utc::now(), &mut flows);
+            let d = dec.decode(from, &bytes, feed.now, &mut flows);
             let e = all
                 .entry(format!("logstash-codec-netflow/{f}"))
                 .or_default();
             e.0.add(&d);
             e.1.extend(flows);
         }
+        feed.fast_datagrams += dec.fast_datagrams();
     }
 }
 
-fn pcaps(dir: &Path, all: &mut BTreeMap<String, (Counts, Vec<Flow>)>) {
+fn pcaps(dir: &Path, all: &mut Decodes, feed: &mut Feed) {
     let mut files: Vec<PathBuf> = Vec::new();
     for sub in [
         "akvorado/netflow",
@@ -124,7 +141,7 @@ fn pcaps(dir: &Path, all: &mut BTreeMap<String, (Counts, Vec<Flow>)>) {
             let n = p.file_name().expect("name").to_string_lossy().into_owned();
             (!n.contains("template"), !n.contains("options"), n)
         });
-        let mut dec = Decoder::new(None, 100);
+        let mut dec = feed.decoder();
         for p in files {
             let (link, frames) = pcap::read(&p).expect("pcap");
             let key = p
@@ -144,13 +161,14 @@ fn pcaps(dir: &Path, all: &mut BTreeMap<String, (Counts, Vec<Flow>)>) {
                 let d = dec.decode(
                     SocketAddr::new(pk.src, pk.sport),
                     pk.payload,
-                    Utc::now(),
+                    feed.now,
                     &mut flows,
                 );
                 e.0.add(&d);
                 e.1.extend(flows);
             }
         }
+        feed.fast_datagrams += dec.fast_datagrams();
     }
 }
 
@@ -689,15 +707,47 @@ const EXPECTED: &[(&str, [u64; 5])] = &[
     ),
 ];
 
-fn decode_all() -> Option<BTreeMap<String, (Counts, Vec<Flow>)>> {
+/// Every capture decoded (`fast`: with the fast path); the datagrams the fast path took.
+fn decode_with(fast: bool) -> Option<(Decodes, u64)> {
     let Some(dir) = corpus() else {
         eprintln!("SKIPPED: ../shared/corpus/netflow not found");
         return None;
     };
+    let mut feed = Feed {
+        fast,
+        now: "2026-11-23T12:00:00Z".parse().expect("time"),
+        fast_datagrams: 0,
+    };
     let mut all = BTreeMap::new();
-    logstash(&dir.join("logstash-codec-netflow"), &mut all);
-    pcaps(&dir, &mut all);
-    Some(all)
+    logstash(&dir.join("logstash-codec-netflow"), &mut all, &mut feed);
+    pcaps(&dir, &mut all, &mut feed);
+    Some((all, feed.fast_datagrams))
+}
+
+fn decode_all() -> Option<Decodes> {
+    decode_with(true).map(|(all, _)| all)
+}
+
+/// The fast path (fixed-length records read without the parser) gives, file by file, the
+/// flows and counts the parser gives.
+#[test]
+fn the_fast_path_gives_the_parsers_flows() {
+    let (Some((fast, taken)), Some((slow, none))) = (decode_with(true), decode_with(false)) else {
+        return;
+    };
+    assert_eq!(none, 0);
+    let datagrams: u64 = fast.values().map(|(c, _)| c.datagrams).sum();
+    // Most captures are a template datagram and a data one, or data of known templates.
+    assert!(taken > datagrams / 4, "{taken} of {datagrams}");
+    assert_eq!(fast.len(), slow.len());
+    for ((name, a), (_, b)) in fast.iter().zip(&slow) {
+        assert_eq!(a.0, b.0, "{name}: counts");
+        assert_eq!(a.1.len(), b.1.len(), "{name}: flows");
+        for (i, (x, y)) in a.1.iter().zip(&b.1).enumerate() {
+            assert_eq!(x, y, "{name}: flow {i}");
+        }
+    }
+    println!("{taken} of {datagrams} datagrams through the fast path, equal flows");
 }
 
 #[test]
@@ -859,6 +909,8 @@ fn templates_persist_across_a_restart() {
     assert_eq!((d.flows, d.missing_template), (26, 0));
     let d = after.decode(from, &procera_data, Utc::now(), &mut flows);
     assert_eq!((d.flows, d.missing_template, d.errors), (8, 0, 0));
+    // The fixed-length ones by the fast path, whose templates were persisted too.
+    assert!(after.fast_datagrams() >= 1, "{}", after.fast_datagrams());
     // A fresh decoder without the file misses them.
     let mut cold = Decoder::new(None, 10);
     let d = cold.decode(from, &data, Utc::now(), &mut Vec::new());
@@ -867,7 +919,8 @@ fn templates_persist_across_a_restart() {
 
 /// Hostile datagrams: every corpus payload cut at every length, and with bytes flipped, after
 /// its templates were learnt. The decoder answers each with flows or counted errors, never a
-/// panic.
+/// panic; and with the flows the parser alone gives (damaged templates included, so the fast
+/// path's templates follow the parser's).
 #[test]
 fn truncated_and_corrupted_datagrams_are_counted_never_a_panic() {
     let Some(dir) = corpus() else {
@@ -882,17 +935,35 @@ fn truncated_and_corrupted_datagrams_are_counted_never_a_panic() {
         .collect();
     files.sort_by_key(|p| !p.to_string_lossy().contains("tpl"));
     let mut dec = Decoder::new(None, 100);
+    let mut parser_only = Decoder::new(None, 100).with_fast_path(false);
     let from: SocketAddr = "192.0.2.1:2055".parse().expect("addr");
-    let mut flows = Vec::new();
+    let now = Utc::now();
+    let (mut flows, mut want) = (Vec::new(), Vec::new());
     let (mut decoded, mut errors) = (0u64, 0u64);
+    let mut decode = |data: &[u8]| {
+        let d = dec.decode(from, data, now, &mut flows);
+        let w = parser_only.decode(from, data, now, &mut want);
+        assert_eq!((d, &flows), (w, &want), "{data:02x?}");
+        decoded += d.flows;
+        errors += d.errors;
+        flows.clear();
+        want.clear();
+    };
+    let templates: Vec<Vec<u8>> = files
+        .iter()
+        .filter(|p| p.to_string_lossy().contains("tpl"))
+        .map(|p| std::fs::read(p).expect("read"))
+        .collect();
     let mut x: u32 = 0x2545_f491;
     for p in &files {
         let bytes = std::fs::read(p).expect("read");
+        // Templates whole again (damaged ones before may have replaced them), so that the
+        // fast path has its part.
+        for t in &templates {
+            decode(t);
+        }
         for cut in 0..=bytes.len() {
-            let d = dec.decode(from, &bytes[..cut], Utc::now(), &mut flows);
-            decoded += d.flows;
-            errors += d.errors;
-            flows.clear();
+            decode(&bytes[..cut]);
         }
         for _ in 0..50 {
             let mut b = bytes.clone();
@@ -905,14 +976,14 @@ fn truncated_and_corrupted_datagrams_are_counted_never_a_panic() {
                     b[i] ^= (x >> 24) as u8 | 1;
                 }
             }
-            let d = dec.decode(from, &b, Utc::now(), &mut flows);
-            decoded += d.flows;
-            errors += d.errors;
-            flows.clear();
+            decode(&b);
         }
     }
+    let fast = dec.fast_datagrams();
+    assert!(fast > 1000, "the fast path took part: {fast}");
     println!(
-        "{} files cut and corrupted: {decoded} flows, {errors} counted errors",
+        "{} files cut and corrupted: {decoded} flows, {errors} counted errors, {fast} \
+         datagrams through the fast path",
         files.len()
     );
     assert!(errors > 1000, "the damaged datagrams are counted: {errors}");

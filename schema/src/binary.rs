@@ -21,7 +21,7 @@
 use serde_json::{Map, Number, Value};
 use uuid::Uuid;
 
-use crate::event::Event;
+use crate::event::{Event, Fields};
 use crate::fields::{self, Key};
 use crate::wire::Batch;
 
@@ -130,21 +130,22 @@ impl EventWriter<'_> {
         string(out, name);
         out
     }
+}
 
-    pub fn str(&mut self, name: &str, v: &str) {
+impl Fields for EventWriter<'_> {
+    fn str(&mut self, name: &str, v: &str) {
         let out = self.name(name);
         out.push(STR);
         string(out, v);
     }
 
-    pub fn u64(&mut self, name: &str, v: u64) {
+    fn u64(&mut self, name: &str, v: u64) {
         let out = self.name(name);
         out.push(UINT);
         uint(out, v);
     }
 
-    /// An array of strings.
-    pub fn strs(&mut self, name: &str, v: &[&str]) {
+    fn strs(&mut self, name: &str, v: &[&str]) {
         let out = self.name(name);
         out.push(ARRAY);
         uint(out, v.len() as u64);
@@ -154,19 +155,9 @@ impl EventWriter<'_> {
         }
     }
 
-    pub fn value(&mut self, name: &str, v: &Value) {
+    fn value(&mut self, name: &str, v: &Value) {
         let out = self.name(name);
         value(out, v);
-    }
-
-    /// A time, as [`Event::set_time`] writes it.
-    pub fn time(&mut self, name: &str, at: chrono::DateTime<chrono::Utc>) {
-        crate::event::with_rfc3339(at, |t| self.str(name, t));
-    }
-
-    /// An address, as [`Event::set_ip`] writes it.
-    pub fn ip(&mut self, name: &str, ip: std::net::IpAddr) {
-        crate::event::with_ip_text(ip, |t| self.str(name, t));
     }
 }
 

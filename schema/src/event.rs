@@ -206,6 +206,46 @@ impl Event {
     }
 }
 
+/// Where a source writes an event's fields: an [`Event`], or straight into an encoded batch
+/// ([`crate::binary::EventWriter`]), so that one piece of code makes both. A name written
+/// twice ends with its last value in both.
+pub trait Fields {
+    fn str(&mut self, name: &str, v: &str);
+    fn u64(&mut self, name: &str, v: u64);
+    /// An array of strings.
+    fn strs(&mut self, name: &str, v: &[&str]);
+    fn value(&mut self, name: &str, v: &Value);
+
+    /// A time, as [`Event::set_time`] writes it.
+    fn time(&mut self, name: &str, at: DateTime<Utc>) {
+        with_rfc3339(at, |t| self.str(name, t));
+    }
+
+    /// An address, as [`Event::set_ip`] writes it.
+    fn ip(&mut self, name: &str, ip: IpAddr) {
+        with_ip_text(ip, |t| self.str(name, t));
+    }
+}
+
+impl Fields for Event {
+    fn str(&mut self, name: &str, v: &str) {
+        self.set_str(fields::intern(name), v);
+    }
+
+    fn u64(&mut self, name: &str, v: u64) {
+        self.set_u64(fields::intern(name), v);
+    }
+
+    fn strs(&mut self, name: &str, v: &[&str]) {
+        let v = v.iter().map(|&s| Value::from(s)).collect();
+        self.set(fields::intern(name), v);
+    }
+
+    fn value(&mut self, name: &str, v: &Value) {
+        self.set(fields::intern(name), v.clone());
+    }
+}
+
 /// `at` as chrono's `to_rfc3339_opts(SecondsFormat::AutoSi, true)` writes it, without its
 /// formatting machinery (a third of the cost of a flow's times): years 0 to 9999 and no leap
 /// second, else chrono's own.

@@ -18,5 +18,5 @@ pub mod event;
 pub mod fields;
 pub mod wire;
 
-pub use event::{Event, EventKind};
+pub use event::{Event, EventKind, Fields};
 pub use wire::{Batch, DecodeError};

@@ -131,14 +131,10 @@ fn agent_killed_with_batches_in_its_spool_delivers_them_after_restart() {
         || (a.metric("vigil_agent_events_spooled_total") == N as f64).then_some(()),
     );
     a.proc.kill9();
-    let files = std::fs::read_dir(dir.path().join("spool"))
-        .expect("spool dir")
-        .filter(|e| {
-            e.as_ref()
-                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "batch"))
-        })
-        .count();
-    assert!(files > 0, "nothing in the spool after the kill");
+    assert!(
+        spooled_events(&dir.path().join("spool")) > 0,
+        "nothing in the spool after the kill"
+    );
 
     let c = Collector::start(dir.path(), port);
     let a = Agent::start(dir.path(), port, "", "");
@@ -172,33 +168,8 @@ fn full_spool_drops_the_oldest_counts_them_and_keeps_running() {
         || (a.metric("vigil_agent_events_spooled_total") == N as f64).then_some(()),
     );
     let dropped_batches = a.metric("vigil_agent_spool_dropped_batches_total");
-    let dropped_events = a.metric("vigil_agent_spool_dropped_events_total") as u64;
     assert!(dropped_batches > 0.0, "nothing was dropped");
     assert!(a.metric("vigil_agent_spool_bytes") <= bound as f64 * 1.5);
-
-    // What is left on disk plus what was dropped is everything: no silent loss.
-    let left: u64 = std::fs::read_dir(dir.path().join("spool"))
-        .expect("spool dir")
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            name.strip_suffix(".batch")?
-                .split_once('-')?
-                .1
-                .parse::<u64>()
-                .ok()
-        })
-        .sum();
-    assert_eq!(
-        left + dropped_events,
-        N,
-        "left {left}, dropped {dropped_events}"
-    );
-    let log = std::fs::read_to_string(&a.proc.log).unwrap_or_default();
-    assert!(
-        log.contains("spool full: dropped oldest batch"),
-        "no log line for the drops"
-    );
 
     // Still running and still receiving.
     send_tcp(a.syslog_tcp, "after", 0..10);
@@ -210,4 +181,32 @@ fn full_spool_drops_the_oldest_counts_them_and_keeps_running() {
     );
     let healthz = reqwest::blocking::get(format!("http://{}/healthz", a.http)).expect("healthz");
     assert!(healthz.status().is_success());
+
+    // What is left on disk, as the next start reads it, plus what was dropped is everything:
+    // no silent loss.
+    let dropped_events = a.metric("vigil_agent_spool_dropped_events_total") as u64;
+    let mut a = a;
+    assert!(
+        a.proc.terminate(Duration::from_secs(30)),
+        "agent did not stop"
+    );
+    let left = spooled_events(&dir.path().join("spool"));
+    assert_eq!(
+        left + dropped_events,
+        N + 10,
+        "left {left}, dropped {dropped_events}"
+    );
+    let log = std::fs::read_to_string(&a.proc.log).unwrap_or_default();
+    assert!(
+        log.contains("spool full: dropped oldest batch"),
+        "no log line for the drops"
+    );
+}
+
+/// Events in a stopped agent's spool, as its next start reads them.
+fn spooled_events(dir: &std::path::Path) -> u64 {
+    let metrics = std::sync::Arc::new(vigil_agent::metrics::Metrics::new());
+    vigil_agent::spool::Spool::open(dir, u64::MAX, false, metrics)
+        .expect("spool reopens")
+        .events()
 }

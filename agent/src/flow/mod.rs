@@ -1,6 +1,7 @@
 //! Flows. Two sources end in the same [`Flow`]: the NetFlow v5/v9/IPFIX receiver
 //! ([`netflow`], IANA elements mapped once in [`elements`], empty IPFIX elements made readable by
-//! [`varlen`], templates kept across restarts by
+//! [`varlen`], fixed-length records read without the parser by [`layouts`], templates kept
+//! across restarts by
 //! [`templates`]) and the packet capture ([`capture`]: frames decoded by [`packet`], kept or not by
 //! [`filter`], folded into flows by [`table`]). [`Flow::encode`] is the one place a flow becomes an event with
 //! the flow fields of DESIGN.md, including its [`community_id`].
@@ -16,6 +17,7 @@ pub mod capture;
 pub mod community_id;
 pub mod elements;
 pub mod filter;
+pub mod layouts;
 pub mod netflow;
 pub mod packet;
 pub mod pcap;
@@ -28,7 +30,7 @@ use std::net::IpAddr;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use vigil_schema::fields::{self as f, Key};
-use vigil_schema::{Event, EventKind, binary};
+use vigil_schema::{Event, EventKind, Fields, binary};
 
 /// One flow record, whatever produced it.
 #[derive(Debug, Clone, PartialEq)]

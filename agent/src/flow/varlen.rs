@@ -18,6 +18,8 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
+use super::layouts::{self, Version, u16_at};
+
 /// The template length that marks a variable-length element.
 const VARLEN: u16 = 65535;
 
@@ -33,48 +35,14 @@ pub struct Varlen {
     templates: HashMap<Key, Vec<u16>>,
 }
 
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
-}
-
 impl Varlen {
-    /// Learns the persisted templates: keys `ipfix:ADDR/DOMAIN|ipfix[-options]|ID` and values in
-    /// `netflow_parser`'s store format (`[version][id][count]([scope count])` then per element
-    /// `[type][length][enterprise flag]([enterprise])`). Other entries are ignored.
+    /// Learns the persisted IPFIX templates (entries of
+    /// [`super::templates::FileTemplateStore`], read by [`layouts::stored`]).
     pub fn seed<'a>(&mut self, entries: impl IntoIterator<Item = (&'a str, &'a [u8])>) {
         for (key, value) in entries {
-            let mut parts = key.split('|');
-            let (Some(scope), Some(kind), Some(id)) = (parts.next(), parts.next(), parts.next())
-            else {
-                continue;
-            };
-            let Some((addr, domain)) = scope
-                .strip_prefix("ipfix:")
-                .and_then(|s| s.rsplit_once('/'))
-            else {
-                continue;
-            };
-            let (Ok(addr), Ok(domain), Ok(id)) = (addr.parse(), domain.parse(), id.parse()) else {
-                continue;
-            };
-            let mut at = match kind {
-                "ipfix" => 5,
-                "ipfix-options" => 7,
-                _ => continue,
-            };
-            let Some(count) = u16_at(value, 3) else {
-                continue;
-            };
-            let mut lens = Vec::with_capacity(count.into());
-            for _ in 0..count {
-                let (Some(len), Some(&ent)) = (u16_at(value, at + 2), value.get(at + 4)) else {
-                    break;
-                };
-                lens.push(len);
-                at += if ent == 1 { 9 } else { 5 };
-            }
-            if lens.len() == usize::from(count) {
-                self.learn((addr, domain, id), lens);
+            if let Some((addr, Version::Ipfix, domain, _, rec)) = layouts::stored(key, value) {
+                let lens = rec.elements.iter().map(|&(_, _, len)| len).collect();
+                self.learn((addr, domain, rec.id), lens);
             }
         }
     }
@@ -157,32 +125,17 @@ impl Varlen {
         Cow::Owned(out)
     }
 
-    /// Learns a template set's (or options template set's) records; a withdrawal (no
-    /// elements) forgets the template.
+    /// Learns a template set's (or options template set's) records, up to the first that
+    /// does not fit; a withdrawal (no elements) forgets the template.
     fn templates_set(&mut self, from: SocketAddr, domain: u32, body: &[u8], options: bool) {
-        let mut at = 0;
-        while let (Some(id), Some(count)) = (u16_at(body, at), u16_at(body, at + 2)) {
-            at += 4;
-            if count == 0 {
-                self.templates.remove(&(from, domain, id));
-                continue;
-            }
-            if options {
-                at += 2;
-            }
-            let mut lens = Vec::with_capacity(count.into());
-            for _ in 0..count {
-                let (Some(ie), Some(len)) = (u16_at(body, at), u16_at(body, at + 2)) else {
-                    return;
-                };
-                at += if ie & 0x8000 != 0 { 8 } else { 4 };
-                lens.push(len);
-            }
-            if at > body.len() {
-                return;
-            }
-            if id >= 256 {
-                self.learn((from, domain, id), lens);
+        let records =
+            layouts::template_records(Version::Ipfix, body, options).unwrap_or_else(|read| read);
+        for rec in records {
+            if rec.count == 0 {
+                self.templates.remove(&(from, domain, rec.id));
+            } else if rec.id >= 256 {
+                let lens = rec.elements.iter().map(|&(_, _, len)| len).collect();
+                self.learn((from, domain, rec.id), lens);
             }
         }
     }
@@ -244,15 +197,15 @@ fn fill(lens: &[u16], body: &[u8]) -> Option<Vec<u8>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn addr() -> SocketAddr {
+    pub(in crate::flow) fn addr() -> SocketAddr {
         "192.0.2.1:4739".parse().expect("addr")
     }
 
     /// An IPFIX message with `sets` (id, body).
-    fn message(sets: &[(u16, Vec<u8>)]) -> Vec<u8> {
+    pub(in crate::flow) fn message(sets: &[(u16, Vec<u8>)]) -> Vec<u8> {
         let mut m = vec![0, 10, 0, 0, 0, 0, 0, 1, 0, 0, 0, 7, 0, 0, 0, 3];
         for (id, body) in sets {
             m.extend_from_slice(&id.to_be_bytes());

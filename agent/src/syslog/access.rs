@@ -14,54 +14,63 @@
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
-use vigil_schema::{Event, fields};
+use vigil_schema::{Fields, fields};
 
-/// Adds the HTTP fields of an access log line in `message`; returns the line's own time.
-pub fn enrich(ev: &mut Event) -> Option<DateTime<Utc>> {
-    let a = parse(ev.message()?)?;
-    ev.set_str(fields::EVENT_CATEGORY, "web");
-    ev.set_str(
-        fields::EVENT_OUTCOME,
-        if a.status < 400 { "success" } else { "failure" },
-    );
-    if ev.get(fields::SOURCE_IP).is_none() {
-        ev.set_ip(fields::SOURCE_IP, a.client);
+impl Access {
+    /// The line's own time.
+    pub fn time(&self) -> Option<DateTime<Utc>> {
+        self.time
     }
-    if let Some(u) = a.user {
-        ev.set_str(fields::USER_NAME, u);
-    }
-    ev.set_u64(fields::HTTP_STATUS_CODE, a.status.into());
-    if let Some(b) = a.bytes {
-        ev.set_u64(fields::HTTP_RESPONSE_BYTES, b);
-    }
-    if let Some(r) = a.referrer {
-        ev.set_str(fields::HTTP_REQUEST_REFERRER, r);
-    }
-    if let Some(ua) = a.user_agent {
-        ev.set_str(fields::USER_AGENT, ua);
-    }
-    if let Some((method, target, version)) = a.request {
-        ev.set_str(fields::HTTP_REQUEST_METHOD, method);
-        ev.set_str(fields::URL_ORIGINAL, target.as_str());
-        if let Some(v) = version {
-            ev.set_str(fields::HTTP_VERSION, v);
+
+    /// Writes the HTTP fields; `source.ip` only if the event has none yet (`source_ip_set`).
+    pub fn write(&self, source_ip_set: bool, out: &mut impl Fields) {
+        out.str(fields::EVENT_CATEGORY, "web");
+        out.str(
+            fields::EVENT_OUTCOME,
+            if self.status < 400 {
+                "success"
+            } else {
+                "failure"
+            },
+        );
+        if !source_ip_set {
+            out.ip(fields::SOURCE_IP, self.client);
         }
-        url(ev, method, &target);
+        if let Some(u) = &self.user {
+            out.str(fields::USER_NAME, u);
+        }
+        out.u64(fields::HTTP_STATUS_CODE, self.status.into());
+        if let Some(b) = self.bytes {
+            out.u64(fields::HTTP_RESPONSE_BYTES, b);
+        }
+        if let Some(r) = &self.referrer {
+            out.str(fields::HTTP_REQUEST_REFERRER, r);
+        }
+        if let Some(ua) = &self.user_agent {
+            out.str(fields::USER_AGENT, ua);
+        }
+        if let Some((method, target, version)) = &self.request {
+            out.str(fields::HTTP_REQUEST_METHOD, method);
+            out.str(fields::URL_ORIGINAL, target);
+            if let Some(v) = version {
+                out.str(fields::HTTP_VERSION, v);
+            }
+            url(out, method, target);
+        }
     }
-    a.time
 }
 
 /// `url.*` of a request target: a path (`/a/b.php?x=1`), a whole URL (to a forward proxy) or,
 /// for CONNECT, `host:port`.
-fn url(ev: &mut Event, method: &str, target: &str) {
+fn url(ev: &mut impl Fields, method: &str, target: &str) {
     let mut rest = target;
     if method.eq_ignore_ascii_case("CONNECT") {
         let host = target.rsplit_once(':').map_or(target, |(h, _)| h);
-        ev.set_str(fields::URL_DOMAIN, host.trim_matches(['[', ']']));
+        ev.str(fields::URL_DOMAIN, host.trim_matches(['[', ']']));
         return;
     }
     if let Some((scheme, after)) = target.split_once("://") {
-        ev.set_str(fields::URL_SCHEME, scheme.to_ascii_lowercase());
+        ev.str(fields::URL_SCHEME, &scheme.to_ascii_lowercase());
         let end = after.find(['/', '?']).unwrap_or(after.len());
         let authority = &after[..end];
         let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
@@ -69,7 +78,7 @@ fn url(ev: &mut Event, method: &str, target: &str) {
             Some(v6) => v6.split(']').next().unwrap_or(v6),
             None => host.split(':').next().unwrap_or(host),
         };
-        ev.set_str(fields::URL_DOMAIN, host);
+        ev.str(fields::URL_DOMAIN, host);
         rest = &after[end..];
     }
     let (path, query) = match rest.split_once('?') {
@@ -77,21 +86,21 @@ fn url(ev: &mut Event, method: &str, target: &str) {
         None => (rest, None),
     };
     if !path.is_empty() {
-        ev.set_str(fields::URL_PATH, path);
+        ev.str(fields::URL_PATH, path);
         let last = path.rsplit('/').next().unwrap_or(path);
         if let Some((_, ext)) = last.rsplit_once('.')
             && !ext.is_empty()
         {
-            ev.set_str(fields::URL_EXTENSION, ext.to_ascii_lowercase());
+            ev.str(fields::URL_EXTENSION, &ext.to_ascii_lowercase());
         }
     }
     if let Some(q) = query {
-        ev.set_str(fields::URL_QUERY, q);
+        ev.str(fields::URL_QUERY, q);
     }
 }
 
-/// What a line holds (owned: the event it came from is written to next).
-struct Access {
+/// What an access log line holds.
+pub struct Access {
     client: IpAddr,
     user: Option<String>,
     time: Option<DateTime<Utc>>,
@@ -102,7 +111,8 @@ struct Access {
     user_agent: Option<String>,
 }
 
-fn parse(line: &str) -> Option<Access> {
+/// The access log line `line` is, if it is one.
+pub fn parse(line: &str) -> Option<Access> {
     let (client, rest) = line.split_once(' ')?;
     let client: IpAddr = client.parse().ok()?;
     let (_ident, rest) = rest.split_once(' ')?;
@@ -207,10 +217,14 @@ fn quoted(s: &str) -> Option<(String, &str)> {
 mod tests {
     use super::*;
 
+    use vigil_schema::Event;
+
     fn enriched(message: &str) -> Event {
         let mut ev = Event::default();
         ev.set_str(fields::MESSAGE, message);
-        enrich(&mut ev);
+        if let Some(a) = parse(message) {
+            a.write(false, &mut ev);
+        }
         ev
     }
 
@@ -249,12 +263,9 @@ mod tests {
             get(&ev, "user_agent.original"),
             Some("sqlmap/1.7.2#stable (https://sqlmap.org)")
         );
-        let mut ev = Event::default();
-        ev.set_str(
-            fields::MESSAGE,
-            r#"2001:db8::5 - - [23/Nov/2026:10:01:02 +0000] "POST /login HTTP/2.0" 200 - "-" "Mozilla/5.0 \"quoted\"""#,
-        );
-        let at = enrich(&mut ev).expect("time");
+        let line = r#"2001:db8::5 - - [23/Nov/2026:10:01:02 +0000] "POST /login HTTP/2.0" 200 - "-" "Mozilla/5.0 \"quoted\"""#;
+        let at = parse(line).and_then(|a| a.time()).expect("time");
+        let ev = enriched(line);
         assert_eq!(at.to_rfc3339(), "2026-11-23T10:01:02+00:00");
         assert_eq!(get(&ev, "source.ip"), Some("2001:db8::5"));
         assert_eq!(get(&ev, "event.outcome"), Some("success"));

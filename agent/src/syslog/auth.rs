@@ -9,13 +9,11 @@
 
 use std::net::IpAddr;
 
-use vigil_schema::{Event, fields};
+use vigil_schema::{Fields, fields};
 
-/// Adds the authentication fields `message` carries, if `process` is one that logs them.
-pub fn enrich(ev: &mut Event) {
-    let (Some(process), Some(message)) = (ev.get_str(fields::PROCESS_NAME), ev.message()) else {
-        return;
-    };
+/// Writes the authentication fields `message` carries, if `process` is one that logs them;
+/// true when it wrote `source.ip`.
+pub fn enrich(process: &str, message: &str, out: &mut impl Fields) -> bool {
     let found = if let Some(rest) = message.strip_prefix("pam_unix(") {
         pam(rest)
     } else if process.starts_with("sshd") {
@@ -29,54 +27,61 @@ pub fn enrich(ev: &mut Event) {
     } else {
         None
     };
-    let Some(a) = found else { return };
-    ev.set_str(fields::EVENT_CATEGORY, "authentication");
-    ev.set_str(fields::EVENT_ACTION, a.action);
+    let Some(a) = found else { return false };
+    out.str(fields::EVENT_CATEGORY, "authentication");
+    out.str(fields::EVENT_ACTION, a.action);
     if let Some(o) = a.outcome {
-        ev.set_str(fields::EVENT_OUTCOME, o);
+        out.str(fields::EVENT_OUTCOME, o);
     }
     if let Some(u) = a.user.filter(|u| !u.is_empty()) {
-        ev.set_str(fields::USER_NAME, u);
+        out.str(fields::USER_NAME, u);
     }
-    match a.peer {
-        Some(Peer::Ip(ip)) => ev.set_ip(fields::SOURCE_IP, ip),
-        Some(Peer::Name(n)) => ev.set_str(fields::SOURCE_DOMAIN, n),
-        None => {}
-    }
+    let source_ip = match a.peer {
+        Some(Peer::Ip(ip)) => {
+            out.ip(fields::SOURCE_IP, ip);
+            true
+        }
+        Some(Peer::Name(n)) => {
+            out.str(fields::SOURCE_DOMAIN, n);
+            false
+        }
+        None => false,
+    };
     if let Some(p) = a.port {
-        ev.set_u64(fields::SOURCE_PORT, p.into());
+        out.u64(fields::SOURCE_PORT, p.into());
     }
+    source_ip
 }
 
 #[derive(Debug, PartialEq)]
-enum Peer {
+enum Peer<'a> {
     Ip(IpAddr),
-    Name(String),
+    Name(&'a str),
 }
 
 #[derive(Debug, PartialEq)]
-struct Auth {
+struct Auth<'a> {
     action: &'static str,
     outcome: Option<&'static str>,
-    user: Option<String>,
-    peer: Option<Peer>,
+    user: Option<&'a str>,
+    peer: Option<Peer<'a>>,
     port: Option<u16>,
 }
 
-fn peer(s: &str) -> Option<Peer> {
+fn peer(s: &str) -> Option<Peer<'_>> {
     let s = s.trim();
     if s.is_empty() {
         return None;
     }
     Some(match s.parse() {
         Ok(ip) => Peer::Ip(ip),
-        Err(_) => Peer::Name(s.to_owned()),
+        Err(_) => Peer::Name(s),
     })
 }
 
 /// `Failed password for [invalid user ]U from IP port N ssh2`, `Accepted publickey for U
 /// from IP port N ssh2`, `Invalid user U from IP [port N]`.
-fn sshd(m: &str) -> Option<Auth> {
+fn sshd(m: &str) -> Option<Auth<'_>> {
     let (outcome, rest) = if let Some(r) = m.strip_prefix("Failed ") {
         ("failure", r)
     } else if let Some(r) = m.strip_prefix("Accepted ") {
@@ -87,7 +92,7 @@ fn sshd(m: &str) -> Option<Auth> {
         return Some(Auth {
             action: "ssh_invalid_user",
             outcome: None,
-            user: Some(user.to_owned()),
+            user: Some(user),
             peer: peer(addr),
             port: port_after(tail),
         });
@@ -103,7 +108,7 @@ fn sshd(m: &str) -> Option<Auth> {
     Some(Auth {
         action: "ssh_login",
         outcome: Some(outcome),
-        user: Some(user.to_owned()),
+        user: Some(user),
         peer: peer(addr),
         port: port_after(tail),
     })
@@ -115,18 +120,18 @@ fn port_after(s: &str) -> Option<u16> {
 }
 
 /// `pam_unix(SERVICE:auth): authentication failure; logname= ... rhost=ADDR  user=U`.
-fn pam(rest: &str) -> Option<Auth> {
+fn pam(rest: &str) -> Option<Auth<'_>> {
     let (_service, body) = rest.split_once("): ")?;
     pam_body(body)
 }
 
-fn pam_body(body: &str) -> Option<Auth> {
+fn pam_body(body: &str) -> Option<Auth<'_>> {
     let kv = body.strip_prefix("authentication failure; ")?;
     let mut user = None;
     let mut rhost = None;
     for part in kv.split_whitespace() {
         if let Some(v) = part.strip_prefix("user=") {
-            user = Some(v.to_owned());
+            user = Some(v);
         } else if let Some(v) = part.strip_prefix("rhost=") {
             rhost = peer(v);
         }
@@ -142,7 +147,7 @@ fn pam_body(body: &str) -> Option<Auth> {
 
 /// `alice : 3 incorrect password attempts ; TTY=pts/0 ; ... ; COMMAND=/bin/ls`, `alice : user
 /// NOT in sudoers ; ...`, and the successful `alice : TTY=pts/0 ; ... ; COMMAND=...`.
-fn sudo(m: &str) -> Option<Auth> {
+fn sudo(m: &str) -> Option<Auth<'_>> {
     let (user, rest) = m.split_once(" : ")?;
     let user = user.trim();
     if user.is_empty() || user.contains(' ') || !rest.contains("COMMAND=") {
@@ -154,7 +159,7 @@ fn sudo(m: &str) -> Option<Auth> {
     Some(Auth {
         action: "sudo",
         outcome: Some(if failed { "failure" } else { "success" }),
-        user: Some(user.to_owned()),
+        user: Some(user),
         peer: None,
         port: None,
     })
@@ -165,11 +170,14 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
+    use vigil_schema::Event;
+
     fn enriched(process: &str, message: &str) -> Event {
         let mut ev = Event::default();
         ev.set_str(fields::PROCESS_NAME, process);
         ev.set_str(fields::MESSAGE, message);
-        enrich(&mut ev);
+        let source_ip = enrich(process, message, &mut ev);
+        assert_eq!(source_ip, ev.get(fields::SOURCE_IP).is_some());
         ev
     }
 

@@ -21,9 +21,9 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use vigil_schema::{Event, binary};
+use vigil_schema::binary;
 
-use super::parse::{Origin, text, to_event};
+use super::parse::{Origin, encode, text};
 use crate::batcher::Item;
 use crate::config::{AgentConfig, SyslogConfig};
 use crate::customer::CustomerMap;
@@ -116,13 +116,15 @@ impl Listener {
         )
     }
 
-    fn event(
+    /// Parses one message into the next event of `out`.
+    fn encode(
         &self,
         raw: &[u8],
         peer: SocketAddr,
         truncated: bool,
         customer: Option<&str>,
-    ) -> Event {
+        out: &mut Pending,
+    ) {
         let text = text(raw);
         let origin = Origin {
             agent_id: &self.agent_id,
@@ -133,7 +135,7 @@ impl Listener {
             truncated,
             tz: self.tz,
         };
-        let (ev, parsed) = to_event(&text, &origin);
+        let parsed = encode(&text, &origin, &mut out.events);
         self.received.inc();
         if !parsed {
             self.malformed.inc();
@@ -141,7 +143,6 @@ impl Listener {
         if truncated {
             self.truncated.inc();
         }
-        ev
     }
 }
 
@@ -254,10 +255,6 @@ impl Pending {
         }
     }
 
-    fn push(&mut self, ev: &Event) {
-        self.events.push(ev);
-    }
-
     fn full(&self) -> bool {
         self.events.size() >= CHUNK_BYTES || self.events.count() >= self.max_events
     }
@@ -294,6 +291,28 @@ async fn read_messages<S: AsyncRead + Unpin>(
         if pending.full() && !pending.send(&ctx.tx).await {
             return Ok(());
         }
+        // The frames already whole in the buffer, parsed where they lie: no copy, and no
+        // await per frame.
+        let mut used = 0;
+        while !pending.full() {
+            let Some((frame, len, truncated)) = buffered_frame(
+                &reader.buffer()[used..],
+                ctx.max_message_bytes,
+                octet_counted,
+            ) else {
+                break;
+            };
+            if !frame.is_empty() {
+                ctx.encode(frame, peer, truncated, customer, pending);
+            }
+            used += len;
+        }
+        if used > 0 {
+            reader.consume(used);
+            continue;
+        }
+        // A frame that is not whole in the buffer (or a framing error, which `read_frame`
+        // treats as RFC 6587 says) is read and copied piece by piece.
         // `None`: the connection was idle for too long (or we are shutting down).
         let frame = {
             let read = read_frame(reader, &mut buf, ctx.max_message_bytes, octet_counted);
@@ -320,7 +339,7 @@ async fn read_messages<S: AsyncRead + Unpin>(
             tracing::debug!(listener = %ctx.name, %peer, "idle connection closed");
             // Keep what an unfinished message had sent: cut short, never dropped.
             if !buf.is_empty() {
-                pending.push(&ctx.event(&buf, peer, true, customer));
+                ctx.encode(&buf, peer, true, customer, pending);
             }
             return Ok(());
         };
@@ -328,7 +347,7 @@ async fn read_messages<S: AsyncRead + Unpin>(
             return Ok(());
         };
         if !buf.is_empty() {
-            pending.push(&ctx.event(&buf, peer, truncated, customer));
+            ctx.encode(&buf, peer, truncated, customer, pending);
         }
     }
 }
@@ -341,6 +360,40 @@ pub fn looks_octet_counted(start: &[u8]) -> bool {
     (1..=10).contains(&digits)
         && start.get(digits) == Some(&b' ')
         && start.get(digits + 1) == Some(&b'<')
+}
+
+/// The first frame of `buf` if it is whole there and well formed, as [`read_frame`] would
+/// read it: (message, bytes it takes in `buf`, truncated). `None` leaves everything else
+/// (a partial frame, a bad length prefix) to `read_frame`.
+fn buffered_frame(buf: &[u8], max: usize, octet_counted: bool) -> Option<(&[u8], usize, bool)> {
+    let (start, end, next) = if octet_counted {
+        // Newlines between frames are skipped, as `read_frame` does.
+        let skip = buf.iter().take_while(|&&b| b == b'\n').count();
+        let digits = buf[skip..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        if !(1..=10).contains(&digits) || buf.get(skip + digits) != Some(&b' ') {
+            return None;
+        }
+        let len: usize = std::str::from_utf8(&buf[skip..skip + digits])
+            .ok()?
+            .parse()
+            .ok()?;
+        let start = skip + digits + 1;
+        let end = start.checked_add(len).filter(|&e| e <= buf.len())?;
+        (start, end, end)
+    } else {
+        let end = memchr::memchr(b'\n', buf)?;
+        (0, end, end + 1)
+    };
+    let frame = &buf[start..end];
+    let truncated = frame.len() > max;
+    let mut frame = &frame[..frame.len().min(max)];
+    while let [rest @ .., b'\n' | b'\r' | 0] = frame {
+        frame = rest;
+    }
+    Some((frame, next, truncated))
 }
 
 /// Reads one frame into `buf`. `Ok(None)` at a clean end of stream; `Ok(Some(truncated))`.
@@ -478,7 +531,13 @@ pub async fn run_udp(sock: std::net::UdpSocket, ctx: Arc<Listener>, shutdown: Ca
             msg.truncate(ctx.max_message_bytes);
             trim_newline(&mut msg);
             if !msg.is_empty() {
-                pending.push(&ctx.event(&msg, peer, truncated, ctx.customer_for(peer.ip())));
+                ctx.encode(
+                    &msg,
+                    peer,
+                    truncated,
+                    ctx.customer_for(peer.ip()),
+                    &mut pending,
+                );
             }
             next = if pending.full() {
                 None
@@ -502,13 +561,57 @@ mod tests {
         let octet = looks_octet_counted(input);
         let mut buf = Vec::new();
         let mut out = Vec::new();
-        while let Some(t) = read_frame(&mut r, &mut buf, max, octet)
-            .await
-            .expect("read")
-        {
+        while let Ok(Some(t)) = read_frame(&mut r, &mut buf, max, octet).await {
             out.push((String::from_utf8_lossy(&buf).into_owned(), t));
         }
         out
+    }
+
+    /// Frames as `read_messages` reads them: whole ones where they lie, the others with
+    /// `read_frame`; up to the end or the first error.
+    async fn buffered_then_read(input: &[u8], max: usize) -> Vec<(String, bool)> {
+        let octet = looks_octet_counted(input);
+        let mut at = 0;
+        let mut out = Vec::new();
+        loop {
+            if let Some((frame, len, t)) = buffered_frame(&input[at..], max, octet) {
+                if !frame.is_empty() {
+                    out.push((String::from_utf8_lossy(frame).into_owned(), t));
+                }
+                at += len;
+                continue;
+            }
+            let mut r = BufReader::new(&input[at..]);
+            let mut buf = Vec::new();
+            let Ok(Some(t)) = read_frame(&mut r, &mut buf, max, octet).await else {
+                return out;
+            };
+            if !buf.is_empty() {
+                out.push((String::from_utf8_lossy(&buf).into_owned(), t));
+            }
+            at = input.len() - r.buffer().len() - r.into_inner().len();
+        }
+    }
+
+    proptest::proptest! {
+        /// Frames parsed in place from the buffer are the frames `read_frame` reads.
+        #[test]
+        fn buffered_frames_are_read_frames(
+            // Octet counted half the time.
+            start in proptest::sample::select(vec!["", "3 <", "12 <"]),
+            rest in proptest::collection::vec(
+                proptest::sample::select(b"0159 <\n\r\0a".to_vec()), 0..64),
+            max in 1usize..12,
+        ) {
+            let input = [start.as_bytes(), &rest].concat();
+            let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+            let (mut a, b) = rt.block_on(async {
+                (frames(&input, max).await, buffered_then_read(&input, max).await)
+            });
+            // An empty frame is no message.
+            a.retain(|(m, _)| !m.is_empty());
+            proptest::prop_assert_eq!(a, b);
+        }
     }
 
     #[tokio::test]

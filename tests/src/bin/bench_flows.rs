@@ -155,31 +155,54 @@ fn stream(v: Version, datagrams: u64) -> Vec<Vec<u8>> {
 fn decode_alone(v: Version, rounds: u32) {
     let dgrams = stream(v, 10_000);
     let from: SocketAddr = "192.0.2.1:2055".parse().expect("addr");
-    for events in [false, true] {
+    // 0: decode; 1: and each record's event encoded (what the receiving thread does); 2: and
+    // the events batched (2,000) and compressed (what the batcher's writer adds).
+    for stage in 0..3 {
         let mut dec = Decoder::new(None, 10);
         let mut flows = Vec::new();
-        let mut records = 0u64;
+        let mut batch = vigil_schema::binary::Writer::with_capacity(4 << 20);
+        let mut zstd = vigil_schema::wire::Compressor::new();
+        let (mut records, mut event_bytes, mut frame_bytes) = (0u64, 0usize, 0usize);
         let start = Instant::now();
         for _ in 0..rounds {
             for d in &dgrams {
                 records += dec.decode(from, d, Utc::now(), &mut flows).flows;
-                if events {
-                    // What the receiver's decoding thread does with them.
-                    std::hint::black_box(netflow::encode(&mut flows, Utc::now(), None));
-                } else {
+                if stage == 0 {
                     flows.clear();
+                    continue;
                 }
+                let events = netflow::encode(&mut flows, Utc::now(), None);
+                if stage == 2 {
+                    batch.append(&events);
+                    if batch.count() >= 2000 {
+                        event_bytes += batch.size();
+                        let frame = zstd.encode(&batch, uuid::Uuid::nil(), "bench", 1);
+                        frame_bytes += frame.len();
+                        batch.clear();
+                    }
+                }
+                std::hint::black_box(events);
             }
         }
         let s = start.elapsed().as_secs_f64();
+        let sizes = if stage == 2 {
+            let n = records.max(1) as f64;
+            format!(
+                " ({:.0} B per event, {:.0} compressed)",
+                event_bytes as f64 / n,
+                frame_bytes as f64 / n
+            )
+        } else {
+            String::new()
+        };
         println!(
-            "{:<6} {:<24} {records:>10} records {s:>7.2} s {:>12.0} records/s",
+            "{:<6} {:<28} {records:>10} records {s:>7.2} s {:>12.0} records/s{sizes}",
             format!("{v:?}"),
-            if events {
-                "decode + event, encoded"
-            } else {
-                "decode"
-            },
+            [
+                "decode",
+                "decode + event, encoded",
+                "  + batched, compressed"
+            ][stage],
             records as f64 / s
         );
     }
