@@ -1,4 +1,5 @@
-//! The body of wire version 2: a batch as compact binary (zstd-compressed by [`crate::wire`]).
+//! The body of wire versions 2 and 3: a batch as compact binary (zstd-compressed by
+//! [`crate::wire`]).
 //!
 //! JSON cost the agent a sixth of its time (escaping every string, formatting every number)
 //! and the collector more than that to parse; this form is written with `memcpy`s and varints
@@ -6,7 +7,10 @@
 //!
 //! ```text
 //! batch   = batch_id (16 bytes) seq:uint agent_id:str count:uint event*
-//! event   = count:uint (name:str value)*
+//! event   = count:uint (name value)*
+//! name    = str (version 2)
+//!         | 0:uint, the name last read at the same place of an event (version 3)
+//!         | (len + 1):uint, then len bytes of UTF-8 (version 3)
 //! value   = tag (1 byte), then by tag:
 //!           0 null | 1 false | 2 true | 3 uint | 4 sint (zigzag) | 5 f64 (8 bytes LE)
 //!           6 str | 7 count:uint value* (array) | 8 count:uint (name:str value)* (object)
@@ -14,9 +18,16 @@
 //! str     = len:uint, then len bytes of UTF-8
 //! ```
 //!
+//! Version 3 names a field by reference when the last event that had a field at the same
+//! place had the same name there: events of one source mostly have the same fields in the same order, and the names
+//! written in full were most of a flow event's bytes (and so of the copying and the
+//! compressing). A [`Writer`] refers only to the event before in its own bytes, never across
+//! [`Writer::append`], so appended writers stay readable.
+//!
 //! Invariants: decoding never trusts a count: every element takes at least one byte, so a
 //! count larger than the bytes left is an error before anything is allocated; nesting deeper
-//! than [`MAX_DEPTH`] is an error, not a stack overflow; trailing bytes are an error.
+//! than [`MAX_DEPTH`] is an error, not a stack overflow; trailing bytes are an error; a
+//! reference to a place no event before had is an error.
 
 use serde_json::{Map, Number, Value};
 use uuid::Uuid;
@@ -45,13 +56,17 @@ const OBJECT: u8 = 8;
 pub struct Writer {
     events: Vec<u8>,
     count: u64,
+    /// Where the name last written at each place of an event is in `events` (offset,
+    /// length): what a reader holds as it reads, too. Empty when the bytes before are not
+    /// all this writer's own.
+    last: Vec<(usize, usize)>,
 }
 
 impl Writer {
     pub fn with_capacity(bytes: usize) -> Self {
         Writer {
             events: Vec::with_capacity(bytes),
-            count: 0,
+            ..Writer::default()
         }
     }
 
@@ -80,12 +95,16 @@ impl Writer {
     pub fn append(&mut self, other: &Writer) {
         self.events.extend_from_slice(&other.events);
         self.count += other.count;
+        // The event before the next one is `other`'s last, whose names this one does not
+        // know.
+        self.last.clear();
     }
 
     /// Empties the writer, keeping its memory.
     pub fn clear(&mut self) {
         self.events.clear();
         self.count = 0;
+        self.last.clear();
     }
 
     /// Events pushed.
@@ -125,9 +144,22 @@ pub struct EventWriter<'a> {
 
 impl EventWriter<'_> {
     fn name(&mut self, name: &str) -> &mut Vec<u8> {
+        let place = self.fields as usize;
         self.fields += 1;
-        let out = &mut self.w.events;
-        string(out, name);
+        let w = &mut *self.w;
+        let out = &mut w.events;
+        match w.last.get(place) {
+            Some(&(at, len)) if out.get(at..at + len) == Some(name.as_bytes()) => out.push(0),
+            _ => {
+                uint(out, name.len() as u64 + 1);
+                let here = (out.len(), name.len());
+                out.extend_from_slice(name.as_bytes());
+                match w.last.get_mut(place) {
+                    Some(slot) => *slot = here,
+                    None => w.last.push(here),
+                }
+            }
+        }
         out
     }
 }
@@ -167,10 +199,11 @@ impl Drop for EventWriter<'_> {
         if self.fields < 0x80 {
             out[self.at] = self.fields as u8;
         } else {
-            // Rare: a longer count, moved in.
+            // Rare: a longer count, moved in (which moves the names too: none to refer to).
             let mut count = Vec::with_capacity(10);
             uint(&mut count, self.fields);
             out.splice(self.at..self.at + 1, count);
+            self.w.last.clear();
         }
         self.w.count += 1;
     }
@@ -178,7 +211,11 @@ impl Drop for EventWriter<'_> {
 
 /// The events of `bytes` (a sequence of `event`s, as [`Writer::events`] holds them).
 pub fn read_events(bytes: &[u8]) -> Result<Vec<Event>, String> {
-    let mut r = Reader { body: bytes, at: 0 };
+    let mut r = Reader {
+        body: bytes,
+        at: 0,
+        references: true,
+    };
     let mut events = Vec::new();
     let mut last = Vec::new();
     while r.at < bytes.len() {
@@ -237,9 +274,14 @@ fn value(out: &mut Vec<u8>, v: &Value) {
     }
 }
 
-/// Reads a whole body. The error says what is wrong and at which byte.
-pub fn decode(body: &[u8]) -> Result<Batch, String> {
-    let mut r = Reader { body, at: 0 };
+/// Reads a whole body of wire `version` (2 or 3). The error says what is wrong and at which
+/// byte.
+pub fn decode(body: &[u8], version: u16) -> Result<Batch, String> {
+    let mut r = Reader {
+        body,
+        at: 0,
+        references: version >= 3,
+    };
     let id: [u8; 16] = r.bytes(16)?.try_into().map_err(|_| r.error("batch id"))?;
     let seq = r.uint()?;
     let agent_id = r.str()?.to_owned();
@@ -263,6 +305,8 @@ pub fn decode(body: &[u8]) -> Result<Batch, String> {
 struct Reader<'a> {
     body: &'a [u8],
     at: usize,
+    /// Version 3 names (see the module docs).
+    references: bool,
 }
 
 impl<'a> Reader<'a> {
@@ -273,7 +317,22 @@ impl<'a> Reader<'a> {
         let fields = self.count()?;
         let mut e = Event::default();
         for i in 0..fields {
-            let name = self.str()?;
+            let name = if self.references {
+                match self.uint()? {
+                    0 => match last.get(i) {
+                        Some((_, k)) => {
+                            let k = k.clone();
+                            let v = self.value(0)?;
+                            e.set(k, v);
+                            continue;
+                        }
+                        None => return Err(self.error("name reference")),
+                    },
+                    n => self.str_of(n - 1)?,
+                }
+            } else {
+                self.str()?
+            };
             let k = match last.get_mut(i) {
                 Some((seen, k)) if *seen == name => k.clone(),
                 Some(slot) => {
@@ -340,6 +399,10 @@ impl<'a> Reader<'a> {
 
     fn str(&mut self) -> Result<&'a str, String> {
         let n = self.uint()?;
+        self.str_of(n)
+    }
+
+    fn str_of(&mut self, n: u64) -> Result<&'a str, String> {
         let n = usize::try_from(n).map_err(|_| self.error("length"))?;
         let b = self.bytes(n)?;
         std::str::from_utf8(b).map_err(|_| self.error("UTF-8"))
@@ -408,7 +471,7 @@ mod tests {
             seq: 300,
             events,
         };
-        let back = decode(&body(&b)).expect("decodes");
+        let back = decode(&body(&b), 3).expect("decodes");
         assert_eq!(back, b);
         back
     }
@@ -474,7 +537,7 @@ mod tests {
 
     /// Whether `body` fails to decode with an error that mentions `what`.
     fn fails(body: &[u8], what: &str) -> bool {
-        decode(body).is_err_and(|e| e.contains(what))
+        decode(body, 3).is_err_and(|e| e.contains(what))
     }
 
     #[test]
@@ -487,7 +550,7 @@ mod tests {
         });
         // Every truncation is an error, and so is a trailing byte.
         for n in 0..body.len() {
-            assert!(decode(&body[..n]).is_err(), "{n}");
+            assert!(decode(&body[..n], 3).is_err(), "{n}");
         }
         let mut longer = body.clone();
         longer.push(0);
@@ -504,14 +567,79 @@ mod tests {
         assert!(fails(&long_varint, "varint"));
         // Deep nesting: an error, not a stack overflow.
         let mut deep = body[..16].to_vec();
-        deep.extend([1, 1, b'a', 1, 1, 1, b'k']);
+        deep.extend([1, 1, b'a', 1, 1, 2, b'k']);
         deep.extend(std::iter::repeat_n([ARRAY, 1], 10_000).flatten());
         deep.push(NULL);
         assert!(fails(&deep, "nesting"));
         // Invalid UTF-8 and an unknown tag.
-        let bad_utf8 = [&body[..16], &[1, 1, b'a', 1, 1, 1, b'k', STR, 1, 0xff]].concat();
+        let bad_utf8 = [&body[..16], &[1, 1, b'a', 1, 1, 2, b'k', STR, 1, 0xff]].concat();
         assert!(fails(&bad_utf8, "UTF-8"));
-        let bad_tag = [&body[..16], &[1, 1, b'a', 1, 1, 1, b'k', 9]].concat();
+        let bad_tag = [&body[..16], &[1, 1, b'a', 1, 1, 2, b'k', 9]].concat();
         assert!(fails(&bad_tag, "tag"));
+    }
+
+    /// Names written before at the same place are referred to, not repeated: within a writer,
+    /// never across an append, nor to a wide event (whose count moved its bytes).
+    #[test]
+    fn repeated_names_are_references_within_a_writer_only() {
+        let event = |w: &mut Writer, port: u64| {
+            let mut ev = w.event();
+            ev.str("event.dataset", "flow.netflow");
+            ev.u64("source.port", port);
+        };
+        let mut a = Writer::default();
+        event(&mut a, 1);
+        let first = a.size();
+        event(&mut a, 2);
+        // The count, two references, and the values (tag, length, 12 bytes; tag, 1 byte).
+        assert_eq!(a.size() - first, 1 + 2 + 14 + 2);
+        let mut b = Writer::default();
+        event(&mut b, 3);
+        event(&mut b, 4);
+        a.append(&b);
+        event(&mut a, 5);
+        {
+            let mut ev = a.event();
+            for i in 0..200u64 {
+                ev.u64("source.port", i);
+            }
+        }
+        event(&mut a, 6);
+        let back = read_events(a.events()).expect("reads");
+        let ports: Vec<Option<u64>> = back.iter().map(|e| e.get_u64("source.port")).collect();
+        assert_eq!(
+            ports,
+            [
+                Some(1),
+                Some(2),
+                Some(3),
+                Some(4),
+                Some(5),
+                Some(199),
+                Some(6)
+            ]
+        );
+        assert!(
+            back.iter()
+                .all(|e| e.get_str("event.dataset").is_some() || e.len() == 1)
+        );
+        // A reference to a place no event before had is an error, not a guess.
+        assert!(read_events(&[1, 0, STR, 0]).is_err());
+    }
+
+    /// Bodies of wire version 2 (every name in full) still decode.
+    #[test]
+    fn version_2_bodies_still_decode() {
+        let mut body = vec![7; 16];
+        body.extend([5, 2, b'a', b'1', 2]);
+        for port in [22u8, 80] {
+            body.extend([1, 11]);
+            body.extend(b"source.port");
+            body.extend([UINT, port]);
+        }
+        let b = decode(&body, 2).expect("decodes");
+        let ports: Vec<Option<u64>> = b.events.iter().map(|e| e.get_u64("source.port")).collect();
+        assert_eq!((b.seq, b.agent_id.as_str()), (5, "a1"));
+        assert_eq!(ports, [Some(22), Some(80)]);
     }
 }
