@@ -4,7 +4,9 @@
 //! A failed send goes back to the spool's queue and pauses new sends for a backoff that
 //! doubles up to `max_backoff` (with jitter), and resets on the next success. Batches the
 //! collector refuses as invalid (400, 413, 415, 422) are set aside, not retried forever;
-//! an auth failure (401/403) is retried, since fixing the token must not lose data.
+//! an auth failure (401/403) is retried, since fixing the token must not lose data, and so is
+//! a wire version the collector does not read yet (an agent upgraded before its collector:
+//! the batches wait in the spool for the collector's upgrade).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -147,10 +149,19 @@ async fn send(
         return Outcome::Acked { events, duplicate };
     }
     let body = resp.text().await.unwrap_or_default();
+    refused(seq, status, &body)
+}
+
+/// What to do with a batch the collector answered with an error `status` and `body`.
+fn refused(seq: u64, status: StatusCode, body: &str) -> Outcome {
     match status {
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
             tracing::error!(seq, %status, body = %body, "collector refused this agent's token; will retry");
             Outcome::Retry("auth")
+        }
+        StatusCode::BAD_REQUEST if body.contains("unsupported_version") => {
+            tracing::error!(seq, body = %body, "the collector does not read this agent's wire version: upgrade collectors before agents; batches stay in the spool");
+            Outcome::Retry("collector_version")
         }
         StatusCode::BAD_REQUEST
         | StatusCode::PAYLOAD_TOO_LARGE
@@ -160,5 +171,35 @@ async fn send(
             tracing::debug!(seq, %status, body = %body, "collector not ready");
             Outcome::Retry("server")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_invalid_batches_are_set_aside() {
+        let old_collector = r#"{"error":{"code":"unsupported_version","message":"unsupported wire version 3 (this collector reads 1..=2)"}}"#;
+        assert!(matches!(
+            refused(1, StatusCode::BAD_REQUEST, old_collector),
+            Outcome::Retry("collector_version")
+        ));
+        assert!(matches!(
+            refused(
+                1,
+                StatusCode::BAD_REQUEST,
+                r#"{"error":{"code":"bad_checksum"}}"#
+            ),
+            Outcome::Rejected(_)
+        ));
+        assert!(matches!(
+            refused(1, StatusCode::FORBIDDEN, ""),
+            Outcome::Retry("auth")
+        ));
+        assert!(matches!(
+            refused(1, StatusCode::SERVICE_UNAVAILABLE, ""),
+            Outcome::Retry("server")
+        ));
     }
 }
