@@ -169,13 +169,7 @@ impl Decoder {
     fn fast_path(&self, from: SocketAddr, data: &[u8], out: &mut Vec<Flow>) -> Option<Decoded> {
         let msg = Message::read(data)?;
         let before = out.len();
-        let hdr = Header {
-            export: Utc
-                .timestamp_opt(msg.export_secs.into(), 0)
-                .single()
-                .unwrap_or_default(),
-            uptime_ms: msg.uptime_ms.map(u64::from),
-        };
+        let hdr = header(msg.export_secs, 0, msg.uptime_ms);
         let dataset = match msg.version {
             Version::V9 => "flow.netflow",
             Version::Ipfix => "flow.ipfix",
@@ -226,13 +220,7 @@ impl Decoder {
     }
 
     fn v9_flows(&mut self, v9: &V9, exporter: IpAddr, d: &mut Decoded, out: &mut Vec<Flow>) {
-        let hdr = Header {
-            export: Utc
-                .timestamp_opt(v9.header.unix_secs.into(), 0)
-                .single()
-                .unwrap_or_default(),
-            uptime_ms: Some(v9.header.sys_up_time.into()),
-        };
+        let hdr = header(v9.header.unix_secs, 0, Some(v9.header.sys_up_time));
         let domain = v9.header.source_id;
         for fs in &v9.flowsets {
             match &fs.body {
@@ -257,13 +245,7 @@ impl Decoder {
     }
 
     fn ipfix_flows(&mut self, m: &IPFix, exporter: IpAddr, d: &mut Decoded, out: &mut Vec<Flow>) {
-        let hdr = Header {
-            export: Utc
-                .timestamp_opt(m.header.export_time.into(), 0)
-                .single()
-                .unwrap_or_default(),
-            uptime_ms: None,
-        };
+        let hdr = header(m.header.export_time, 0, None);
         let domain = m.header.observation_domain_id;
         for fs in &m.flowsets {
             match &fs.body {
@@ -309,6 +291,18 @@ impl Decoder {
                 _ => {}
             }
         }
+    }
+}
+
+/// The times of a message header: export time (seconds and nanoseconds since the Unix
+/// epoch; the epoch itself when out of range) and the exporter's uptime in milliseconds.
+fn header(secs: u32, nanos: u32, uptime_ms: Option<u32>) -> Header {
+    Header {
+        export: Utc
+            .timestamp_opt(secs.into(), nanos.min(999_999_999))
+            .single()
+            .unwrap_or_default(),
+        uptime_ms: uptime_ms.map(u64::from),
     }
 }
 
@@ -391,13 +385,7 @@ fn ipfix_record(
 /// NetFlow v5: fixed records, times relative to the exporter's uptime.
 fn v5_flows(v5: &V5, out: &mut Vec<Flow>) {
     let h = &v5.header;
-    let hdr = Header {
-        export: Utc
-            .timestamp_opt(h.unix_secs.into(), h.unix_nsecs.min(999_999_999))
-            .single()
-            .unwrap_or_default(),
-        uptime_ms: Some(h.sys_up_time.into()),
-    };
+    let hdr = header(h.unix_secs, h.unix_nsecs, Some(h.sys_up_time));
     // The top two bits are the sampling mode, the other 14 the interval.
     let rate = u64::from(h.sampling_interval & 0x3fff);
     for r in &v5.flowsets {
