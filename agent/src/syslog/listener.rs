@@ -389,11 +389,11 @@ fn buffered_frame(buf: &[u8], max: usize, octet_counted: bool) -> Option<(&[u8],
     };
     let frame = &buf[start..end];
     let truncated = frame.len() > max;
-    let mut frame = &frame[..frame.len().min(max)];
-    while let [rest @ .., b'\n' | b'\r' | 0] = frame {
-        frame = rest;
-    }
-    Some((frame, next, truncated))
+    Some((
+        without_newline(&frame[..frame.len().min(max)]),
+        next,
+        truncated,
+    ))
 }
 
 /// Reads one frame into `buf`. `Ok(None)` at a clean end of stream; `Ok(Some(truncated))`.
@@ -498,9 +498,15 @@ async fn read_line_bounded<R: AsyncBufRead + Unpin>(
 }
 
 fn trim_newline(buf: &mut Vec<u8>) {
-    while matches!(buf.last(), Some(b'\n' | b'\r' | 0)) {
-        buf.pop();
+    buf.truncate(without_newline(buf).len());
+}
+
+/// `frame` without the line ends and NULs some senders put after a message.
+fn without_newline(mut frame: &[u8]) -> &[u8] {
+    while let [rest @ .., b'\n' | b'\r' | 0] = frame {
+        frame = rest;
     }
+    frame
 }
 
 /// Receives datagrams until `shutdown` ([`crate::udp::Datagrams`]: a thread of its own and a
