@@ -219,9 +219,12 @@ fn softflowd_exports_what_the_pcap_holds_over_v9_and_ipfix() {
         );
         let evs = flow_events(&collector.url(), &q);
         assert!(evs.iter().all(|e| e["observer.ip"] == "127.0.0.1"));
+        // Added by the collector at ingest, to every flow (all of them TCP, UDP or ICMP).
         assert!(
-            evs.iter()
-                .any(|e| e["network.community_id"].as_str().is_some())
+            evs.iter().all(|e| e["network.community_id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("1:"))),
+            "{evs:?}"
         );
     }
     assert!(agent.metric("vigil_agent_netflow_templates_total") >= 2.0);

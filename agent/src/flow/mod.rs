@@ -4,7 +4,7 @@
 //! across restarts by
 //! [`templates`]) and the packet capture ([`capture`]: frames decoded by [`packet`], kept or not by
 //! [`filter`], folded into flows by [`table`]). [`Flow::encode`] is the one place a flow becomes an event with
-//! the flow fields of DESIGN.md, including its [`community_id`].
+//! the flow fields of DESIGN.md; the collector adds its [`community_id`] at ingest.
 //!
 //! # Invariants
 //! - `source` is the side that initiated the flow where it is known (the first packet seen,
@@ -108,7 +108,7 @@ impl Flow {
     /// an event: a receiver writes thousands a second, and building an [`Event`] first cost
     /// more than the rest of the work). `@timestamp` is the flow's end (else its start, else
     /// `now`); `customer` as the source attributed it.
-    pub fn encode(self, now: DateTime<Utc>, customer: Option<&str>, out: &mut binary::Writer) {
+    pub fn encode(&self, now: DateTime<Utc>, customer: Option<&str>, out: &mut binary::Writer) {
         let mut ev = out.event();
         ev.time(f::TIMESTAMP, self.end.or(self.start).unwrap_or(now));
         ev.str(f::EVENT_KIND, EventKind::Flow.as_str());
@@ -128,15 +128,6 @@ impl Flow {
             let number = decimal(p, &mut buf);
             ev.str(f::NETWORK_IANA_NUMBER, number);
             ev.str(f::NETWORK_TRANSPORT, transport_keyword(p).unwrap_or(number));
-            let (sport, dport) = match self.icmp {
-                Some((ty, code)) if matches!(p, 1 | 58) => (ty.into(), code.into()),
-                _ => (self.src_port, self.dst_port),
-            };
-            if let (Some(s), Some(d)) = (self.src, self.dst)
-                && let Some(id) = community_id::community_id(0, s, d, sport, dport, p)
-            {
-                ev.str(f::NETWORK_COMMUNITY_ID, &id);
-            }
         }
         if let Some((ty, code)) = self.icmp {
             ev.u64(f::ICMP_TYPE, ty.into());
@@ -238,7 +229,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_bidirectional_tcp_flow_becomes_an_event_with_totals_and_community_id() {
+    fn a_bidirectional_tcp_flow_becomes_an_event_with_totals_and_its_community_id() {
         let mut fl = Flow::new("flow.capture");
         fl.src = Some("1.2.3.4".parse().expect("ip"));
         fl.dst = Some("5.6.7.8".parse().expect("ip"));
@@ -254,8 +245,10 @@ mod tests {
         assert_eq!(ev.get_u64(f::NETWORK_BYTES), Some(150));
         assert_eq!(ev.get_u64(f::NETWORK_PACKETS), Some(3));
         assert_eq!(ev.get_str(f::NETWORK_TRANSPORT), Some("tcp"));
+        // The collector adds it, from the fields written here.
+        assert_eq!(ev.get(f::NETWORK_COMMUNITY_ID), None);
         assert_eq!(
-            ev.get_str(f::NETWORK_COMMUNITY_ID),
+            community_id::of_event(&ev).as_deref(),
             Some("1:wCb3OG7yAFWelaUydu0D+125CLM=")
         );
         assert_eq!(
@@ -275,8 +268,53 @@ mod tests {
         assert_eq!(ev.get(f::SOURCE_PORT), None);
         assert_eq!(ev.get_u64(f::ICMP_TYPE), Some(8));
         assert_eq!(
-            ev.get_str(f::NETWORK_COMMUNITY_ID),
+            community_id::of_event(&ev).as_deref(),
             Some("1:crodRHL2FEsHjbv3UkRrfbs4bZ0=")
         );
+    }
+
+    /// What the collector works out from an event is what the flow itself gives, whatever
+    /// the protocol and whichever fields the event has for it.
+    #[test]
+    fn the_community_id_of_a_flows_event_is_the_flows() {
+        let ips = ["10.0.0.1", "10.0.0.2", "2001:db8::1", "2001:db8::2"];
+        let mut n = 0;
+        for proto in [
+            None,
+            Some(1),
+            Some(6),
+            Some(17),
+            Some(47),
+            Some(58),
+            Some(132),
+        ] {
+            for (s, d) in [(0, 1), (1, 0), (2, 3), (0, 3)] {
+                for icmp in [None, Some((8u8, 0u8)), Some((3, 1)), Some((129, 0))] {
+                    for (sp, dp) in [(0, 0), (1234, 80), (80, 1234), (0x0800, 0x0301)] {
+                        // An ICMP flow without type and code has no ports either: both
+                        // sources put what an exporter sent in ports into `icmp`.
+                        if matches!(proto, Some(1 | 58)) && icmp.is_none() && sp + dp > 0 {
+                            continue;
+                        }
+                        let mut fl = Flow::new("flow.netflow");
+                        fl.src = ips[s].parse().ok();
+                        fl.dst = ips[d].parse().ok();
+                        (fl.proto, fl.icmp, fl.src_port, fl.dst_port) = (proto, icmp, sp, dp);
+                        let (src, dst) = (fl.src.expect("ip"), fl.dst.expect("ip"));
+                        let want = proto.and_then(|p| {
+                            let (a, b) = match icmp {
+                                Some((ty, code)) if matches!(p, 1 | 58) => (ty.into(), code.into()),
+                                _ => (sp, dp),
+                            };
+                            community_id::community_id(0, src, dst, a, b, p)
+                        });
+                        let ev = fl.into_event(Utc::now());
+                        assert_eq!(community_id::of_event(&ev), want, "{ev:?}");
+                        n += usize::from(want.is_some());
+                    }
+                }
+            }
+        }
+        assert!(n >= 250, "{n}");
     }
 }

@@ -236,7 +236,7 @@ impl Decoder {
                 V9Body::Data(data) => {
                     let rates = self.rates(exporter, domain);
                     for rec in &data.fields {
-                        emit(v9_record("flow.netflow", rec), rates, &hdr, out);
+                        emit(&mut v9_record("flow.netflow", rec), rates, &hdr, out);
                     }
                 }
                 _ => {}
@@ -279,13 +279,13 @@ impl Decoder {
                     }
                     let rates = self.rates(exporter, domain);
                     for rec in &data.fields {
-                        emit(ipfix_record(rec), rates, &hdr, out);
+                        emit(&mut ipfix_record(rec), rates, &hdr, out);
                     }
                 }
                 IpfixBody::V9Data(data) => {
                     let rates = self.rates(exporter, domain);
                     for rec in &data.fields {
-                        emit(v9_record("flow.ipfix", rec), rates, &hdr, out);
+                        emit(&mut v9_record("flow.ipfix", rec), rates, &hdr, out);
                     }
                 }
                 _ => {}
@@ -318,7 +318,7 @@ fn finish(flows: &mut [Flow], from: SocketAddr, now: DateTime<Utc>) {
 }
 
 /// The flow of a data record, scaled by its exporter's sampling rate.
-fn emit(r: Record, rates: Option<&Sampling>, hdr: &Header, out: &mut Vec<Flow>) {
+fn emit(r: &mut Record, rates: Option<&Sampling>, hdr: &Header, out: &mut Vec<Flow>) {
     let rate = rates.map_or(1, |s| s.rate(r.sampler_id));
     out.push(r.finish(hdr, rate));
 }
@@ -430,9 +430,10 @@ fn v5_flows(v5: &V5, out: &mut Vec<Flow>) {
 /// item (see [`Item::Encoded`]).
 pub fn encode(flows: &mut Vec<Flow>, now: DateTime<Utc>, customer: Option<&str>) -> binary::Writer {
     let mut events = binary::Writer::with_capacity(flows.len() * 640);
-    for fl in flows.drain(..) {
+    for fl in flows.iter() {
         fl.encode(now, customer, &mut events);
     }
+    flows.clear();
     events
 }
 

@@ -35,6 +35,7 @@ use tantivy::schema::{
 };
 use tantivy::{Index, TantivyDocument, Term};
 use uuid::Uuid;
+use vigil_agent::flow::community_id;
 use vigil_schema::{Batch, Event, fields as f};
 
 /// How a field is indexed.
@@ -209,8 +210,10 @@ impl IndexSchema {
     }
 
     /// The events of a batch as they are stored: each gets the batch's agent id, an
-    /// `event.id` of `<batch id>.<position>`, and, without a valid `@timestamp`, its batch's
-    /// creation time. Deterministic, so a replay after a crash yields the same events.
+    /// `event.id` of `<batch id>.<position>`, without a valid `@timestamp` its batch's
+    /// creation time, and a flow without a `network.community_id` its Community ID (agents
+    /// leave it to the collector). Deterministic, so a replay after a crash yields the same
+    /// events.
     pub fn enrich(batch: Batch) -> Enriched {
         let batch_id = batch.batch_id.to_string();
         let batch_time = batch
@@ -230,6 +233,11 @@ impl IndexSchema {
             .map(|(n, mut e)| {
                 e.set_str(f::AGENT_ID, agent_id.as_str());
                 e.set_str(f::EVENT_ID, format!("{batch_id}.{n}"));
+                if e.get(f::NETWORK_COMMUNITY_ID).is_none()
+                    && let Some(id) = community_id::of_event(&e)
+                {
+                    e.set_str(f::NETWORK_COMMUNITY_ID, &*id);
+                }
                 let at = e.timestamp().unwrap_or_else(|| {
                     e.set_timestamp(batch_time);
                     batch_time
@@ -386,6 +394,48 @@ mod tests {
             .iter()
             .map(|h| h["message"].as_str().unwrap_or_default().to_owned())
             .collect()
+    }
+
+    #[test]
+    fn flows_get_their_community_id_at_ingest_and_keep_one_they_have() {
+        let tcp = |extra: &[(&str, Value)]| {
+            let mut base = vec![
+                (f::SOURCE_IP, Value::from("1.2.3.4")),
+                (f::DESTINATION_IP, Value::from("5.6.7.8")),
+                (f::SOURCE_PORT, Value::from(1122)),
+                (f::DESTINATION_PORT, Value::from(3344)),
+                (f::NETWORK_IANA_NUMBER, Value::from("6")),
+            ];
+            base.extend_from_slice(extra);
+            event("tcp", "2026-11-22T10:00:00Z", &base)
+        };
+        let mut syslog = tcp(&[]);
+        syslog.set_str(f::EVENT_KIND, "syslog");
+        let batch = Batch {
+            batch_id: Uuid::now_v7(),
+            agent_id: "edge-1".into(),
+            seq: 0,
+            events: vec![
+                tcp(&[]),
+                tcp(&[(f::NETWORK_COMMUNITY_ID, Value::from("1:given"))]),
+                syslog,
+            ],
+        };
+        let enriched = IndexSchema::enrich(batch);
+        let ids: Vec<Option<&str>> = enriched
+            .events
+            .iter()
+            .map(|e| e.get_str(f::NETWORK_COMMUNITY_ID))
+            .collect();
+        // The spec's vector for this flow.
+        assert_eq!(
+            ids,
+            [
+                Some("1:wCb3OG7yAFWelaUydu0D+125CLM="),
+                Some("1:given"),
+                None
+            ]
+        );
     }
 
     #[test]

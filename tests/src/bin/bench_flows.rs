@@ -3,7 +3,8 @@
 //! 1. Decode alone: NetFlow v9 and IPFIX datagrams (40 and 25 records, templates every 100
 //!    datagrams) through the agent's decoder on one thread: records/s (goal ≥ 1,000,000), and
 //!    records/s when each record is also turned into its event.
-//! 2. Collection: the same streams sent over loopback at rising rates, 2 s per rate, into
+//! 2. Collection: the same streams sent over loopback at rising rates (up to 3.2 M flows/s,
+//!    `BENCH_RATES=a,b,...` to choose), 2 s per rate, into
 //!    `nfcapd` (Debian nfdump, writing its files) and into `vigil-agent` (decoding into events
 //!    and writing its fsynced spool; no collector, so the spool is the end of the line). Both
 //!    ask for an 8 MiB socket buffer (the kernel grants `net.core.rmem_max`). For each: flows
@@ -225,6 +226,11 @@ fn send(v: Version, sock: &UdpSocket, to: SocketAddr, rate: u64, secs: u64, seq0
             std::hint::spin_loop();
         }
         let _ = sock.send_to(d, to);
+    }
+    // A sender that fell behind sent at a lower rate than asked: say so.
+    let reached = (total * per) as f64 / start.elapsed().as_secs_f64();
+    if reached < rate as f64 * 0.98 {
+        println!("       (the sender reached {reached:.0} flows/s of the {rate} asked)");
     }
     total * per
 }
@@ -475,8 +481,11 @@ fn main() {
     }
     let rates: Vec<u64> = match std::env::var("BENCH_RATES") {
         Ok(r) => r.split(',').filter_map(|x| x.parse().ok()).collect(),
+        // Up to past nfcapd's own limit on these machines (it kept up with 1.6 M flows/s), so
+        // that the ratio compares two limits rather than the top of the ladder.
         Err(_) => vec![
-            25_000, 50_000, 100_000, 200_000, 300_000, 400_000, 600_000, 800_000,
+            100_000, 200_000, 400_000, 800_000, 1_000_000, 1_200_000, 1_600_000, 2_000_000,
+            2_400_000, 3_200_000,
         ],
     };
     println!("\nbench-flows: collection over loopback, {secs} s per rate");
@@ -537,6 +546,16 @@ fn main() {
                 "vigil-agent"
             );
             if std::env::var_os("BENCH_METRICS").is_some() {
+                // The drops by reason (kernel overruns, a full queue).
+                let page = reqwest::blocking::get(format!("http://{}/metrics", a.http))
+                    .and_then(|r| r.text())
+                    .unwrap_or_default();
+                for l in page
+                    .lines()
+                    .filter(|l| l.starts_with("vigil_agent_events_dropped"))
+                {
+                    println!("    {l}");
+                }
                 for m in [
                     "vigil_agent_events_dropped_total",
                     "vigil_agent_netflow_flows_total",
@@ -550,11 +569,19 @@ fn main() {
                 best[1] = rate;
             }
         }
+        let top = rates.iter().copied().max().unwrap_or(0);
+        let limit = |b: u64| {
+            if b == top {
+                format!("{b} flows/s (the highest rate sent: at least)")
+            } else {
+                format!("{b} flows/s")
+            }
+        };
         println!(
-            "{:<6} highest rate without loss: nfcapd {} flows/s, vigil-agent {} flows/s, ratio {:.2}",
+            "{:<6} highest rate without loss: nfcapd {}, vigil-agent {}, ratio {:.2}",
             format!("{v:?}"),
-            best[0],
-            best[1],
+            limit(best[0]),
+            limit(best[1]),
             best[1] as f64 / best[0].max(1) as f64
         );
     }
