@@ -61,7 +61,8 @@ pub fn run(
             .set(table.len() as i64);
         let now = Utc::now();
         // The ended flows in one item, encoded here (see `Item::Encoded`).
-        let mut events = vigil_schema::binary::Writer::with_capacity(ended.len() * 640);
+        let mut events =
+            vigil_schema::binary::Writer::with_capacity(ended.len() * super::EVENT_BYTES);
         for (mut fl, why) in ended.drain(..) {
             metrics
                 .capture_flows

@@ -32,6 +32,10 @@ use serde_json::Value;
 use vigil_schema::fields::{self as f, Key};
 use vigil_schema::{Event, EventKind, Fields, binary};
 
+/// Room for one flow's encoded event: about 190 B with wire version 4, more with further
+/// fields (the writer grows past it when needed).
+pub const EVENT_BYTES: usize = 256;
+
 /// One flow record, whatever produced it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Flow {
@@ -96,7 +100,7 @@ impl Flow {
 
     /// The event of this flow, as [`Flow::encode`] writes it.
     pub fn into_event(self, now: DateTime<Utc>) -> Event {
-        let mut w = binary::Writer::with_capacity(640);
+        let mut w = binary::Writer::with_capacity(EVENT_BYTES);
         self.encode(now, None, &mut w);
         binary::read_events(w.events())
             .ok()

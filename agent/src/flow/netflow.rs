@@ -429,7 +429,7 @@ fn v5_flows(v5: &V5, out: &mut Vec<Flow>) {
 /// The events of `flows` (which it empties), encoded here, on the decoding thread, for one
 /// item (see [`Item::Encoded`]).
 pub fn encode(flows: &mut Vec<Flow>, now: DateTime<Utc>, customer: Option<&str>) -> binary::Writer {
-    let mut events = binary::Writer::with_capacity(flows.len() * 640);
+    let mut events = binary::Writer::with_capacity(flows.len() * super::EVENT_BYTES);
     for fl in flows.iter() {
         fl.encode(now, customer, &mut events);
     }
