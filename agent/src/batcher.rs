@@ -41,6 +41,36 @@ impl From<Event> for Item {
     }
 }
 
+/// Writers the batcher has emptied, kept for sources to fill again (at most
+/// [`SPARE_WRITERS`], none larger than [`SPARE_BYTES`]): a fresh buffer per item cost a busy
+/// source a page fault every few kilobytes, as the batcher frees items on another thread and
+/// the allocator hands those pages back to the system.
+static SPARE: std::sync::Mutex<Vec<binary::Writer>> = std::sync::Mutex::new(Vec::new());
+const SPARE_WRITERS: usize = 64;
+const SPARE_BYTES: usize = 256 * 1024;
+
+/// An empty writer for an item: one the batcher gave back, else a new one of `capacity`
+/// bytes.
+pub fn writer(capacity: usize) -> binary::Writer {
+    SPARE
+        .lock()
+        .ok()
+        .and_then(|mut s| s.pop())
+        .unwrap_or_else(|| binary::Writer::with_capacity(capacity))
+}
+
+fn give_back(mut w: binary::Writer) {
+    if w.capacity() > SPARE_BYTES {
+        return;
+    }
+    w.clear();
+    if let Ok(mut spare) = SPARE.lock()
+        && spare.len() < SPARE_WRITERS
+    {
+        spare.push(w);
+    }
+}
+
 /// Runs until every sender of `rx` is gone, then writes what it holds and returns.
 pub async fn run(
     mut rx: mpsc::Receiver<Item>,
@@ -76,6 +106,7 @@ pub async fn run(
                         deadline = Some(Instant::now() + cfg.max_wait);
                     }
                     batch.append(&events);
+                    give_back(events);
                     if batch.count() >= max_events || batch.size() >= max_bytes {
                         writes.start(&mut batch).await?;
                     }

@@ -156,8 +156,9 @@ pub struct BatchConfig {
     #[serde(deserialize_with = "de_duration")]
     pub max_wait: Duration,
     /// Capacity of the channel between sources and the batcher, in items: one event, one
-    /// read of a connection (up to 8 KiB encoded) or one datagram's flows. It only has to
-    /// absorb the batcher's pauses; the default bounds it to about 32 MiB of syslog.
+    /// read of a connection (up to 8 KiB encoded) or the flows of a datagram (of several
+    /// when they wait: up to 32 KiB encoded). It only has to absorb the batcher's pauses;
+    /// the default bounds it to about 32 MiB of syslog, 128 MiB of flows.
     pub channel: usize,
 }
 

@@ -71,9 +71,10 @@ pub struct Writer {
     events: Vec<u8>,
     count: u64,
     /// Where the name last written at each place of an event is in `names` (offset,
-    /// length): what a reader holds as it reads, too. Empty when the bytes before are not
-    /// all this writer's own.
-    last: Vec<(usize, usize)>,
+    /// length), and the address of that name when it was given as a `&'static str` (else
+    /// 0): what a reader holds as it reads, too. Empty when the bytes before are not all
+    /// this writer's own.
+    last: Vec<Place>,
     /// Copies of the names in `last`, apart from `events`: comparing with bytes just written
     /// to `events` stalled on the stores still in flight (a sixth of a flow's encoding).
     names: Vec<u8>,
@@ -81,6 +82,16 @@ pub struct Writer {
 
 /// Bytes of names kept for comparing before they are forgotten (and written in full again).
 const MAX_NAME_BYTES: usize = 64 * 1024;
+
+/// The name last written at one place of an event: see [`Writer::last`].
+#[derive(Debug, Clone, Copy)]
+struct Place {
+    at: usize,
+    len: usize,
+    /// The address of a `&'static str` with these bytes, or 0. Static memory never changes,
+    /// so the same address and length are the same name, with no bytes compared.
+    known: usize,
+}
 
 impl Writer {
     pub fn with_capacity(bytes: usize) -> Self {
@@ -137,6 +148,11 @@ impl Writer {
         self.count
     }
 
+    /// Bytes the writer holds without growing.
+    pub fn capacity(&self) -> usize {
+        self.events.capacity()
+    }
+
     /// Encoded size of the events pushed, in bytes.
     pub fn size(&self) -> usize {
         self.events.len()
@@ -167,19 +183,26 @@ pub struct EventWriter<'a> {
     fields: u64,
 }
 
-impl EventWriter<'_> {
-    #[inline]
-    fn name(&mut self, name: &str) -> &mut Vec<u8> {
+impl<'w> EventWriter<'w> {
+    /// Writes the name of the next field: a reference when the event before had the same
+    /// name at this place. `known`: the name is a `&'static str` (its address is kept).
+    #[inline(always)]
+    fn name_of(&mut self, name: &str, known: bool) -> &mut Vec<u8> {
         let place = self.fields as usize;
         self.fields += 1;
         let w = &mut *self.w;
         let out = &mut w.events;
-        match w.last.get(place) {
-            Some(&(at, len))
+        let address = if known { name.as_ptr() as usize } else { 0 };
+        match w.last.get_mut(place) {
+            Some(p) if known && p.known == address && p.len == name.len() => out.push(0),
+            Some(p)
                 if w.names
-                    .get(at..at + len)
+                    .get(p.at..p.at + p.len)
                     .is_some_and(|n| same(n, name.as_bytes())) =>
             {
+                if known {
+                    p.known = address;
+                }
                 out.push(0)
             }
             _ => {
@@ -190,7 +213,11 @@ impl EventWriter<'_> {
                     w.last.clear();
                     w.names.clear();
                 }
-                let here = (w.names.len(), name.len());
+                let here = Place {
+                    at: w.names.len(),
+                    len: name.len(),
+                    known: address,
+                };
                 w.names.extend_from_slice(name.as_bytes());
                 if let Some(slot) = w.last.get_mut(place) {
                     *slot = here;
@@ -202,61 +229,137 @@ impl EventWriter<'_> {
         }
         out
     }
+
+    #[inline]
+    fn name(&mut self, name: &str) -> &mut Vec<u8> {
+        self.name_of(name, false)
+    }
+
+    /// The fields of this event whose names are `&'static str`, compared by address rather
+    /// than byte by byte (for sources that write many events of one shape: flows).
+    pub fn known(&mut self) -> Known<'_, 'w> {
+        Known(self)
+    }
+}
+
+/// Writes fields named by `&'static str`s: see [`EventWriter::known`]. The values are
+/// written as [`Fields`] writes them.
+pub struct Known<'e, 'w>(&'e mut EventWriter<'w>);
+
+impl Known<'_, '_> {
+    #[inline]
+    pub fn str(&mut self, name: &'static str, v: &str) {
+        put_str(self.0.name_of(name, true), v);
+    }
+
+    #[inline]
+    pub fn u64(&mut self, name: &'static str, v: u64) {
+        put_u64(self.0.name_of(name, true), v);
+    }
+
+    #[inline]
+    pub fn strs(&mut self, name: &'static str, v: &[&str]) {
+        put_strs(self.0.name_of(name, true), v);
+    }
+
+    #[inline]
+    pub fn ip(&mut self, name: &'static str, ip: IpAddr) {
+        put_ip(self.0.name_of(name, true), ip);
+    }
+
+    #[inline]
+    pub fn time_ns(&mut self, name: &'static str, ns: i64) {
+        put_time_ns(self.0.name_of(name, true), ns);
+    }
+
+    /// A field named by a [`Key`]: by address when the key is a constant.
+    #[inline]
+    pub fn value(&mut self, name: &Key, v: &Value) {
+        let out = match name {
+            Key::Borrowed(n) => self.0.name_of(n, true),
+            Key::Owned(n) => self.0.name_of(n, false),
+        };
+        value(out, v);
+    }
+}
+
+#[inline]
+fn put_str(out: &mut Vec<u8>, v: &str) {
+    out.push(STR);
+    string(out, v);
+}
+
+#[inline]
+fn put_u64(out: &mut Vec<u8>, v: u64) {
+    out.push(UINT);
+    uint(out, v);
+}
+
+#[inline]
+fn put_strs(out: &mut Vec<u8>, v: &[&str]) {
+    out.push(ARRAY);
+    uint(out, v.len() as u64);
+    for s in v {
+        put_str(out, s);
+    }
+}
+
+#[inline]
+fn put_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            out.push(IPV4);
+            out.extend_from_slice(&v4.octets());
+        }
+        IpAddr::V6(v6) => {
+            out.push(IPV6);
+            out.extend_from_slice(&v6.octets());
+        }
+    }
+}
+
+#[inline]
+fn put_time_ns(out: &mut Vec<u8>, ns: i64) {
+    out.push(TIME);
+    out.extend_from_slice(&ns.to_le_bytes());
+}
+
+impl EventWriter<'_> {
+    /// A time given in nanoseconds since the Unix epoch: what [`Fields::time`] writes for
+    /// the same instant, without chrono (for sources that keep times as integers: flows).
+    pub fn time_ns(&mut self, name: &str, ns: i64) {
+        put_time_ns(self.name(name), ns);
+    }
 }
 
 impl Fields for EventWriter<'_> {
     fn str(&mut self, name: &str, v: &str) {
-        let out = self.name(name);
-        out.push(STR);
-        string(out, v);
+        put_str(self.name(name), v);
     }
 
     fn u64(&mut self, name: &str, v: u64) {
-        let out = self.name(name);
-        out.push(UINT);
-        uint(out, v);
+        put_u64(self.name(name), v);
     }
 
     fn strs(&mut self, name: &str, v: &[&str]) {
-        let out = self.name(name);
-        out.push(ARRAY);
-        uint(out, v.len() as u64);
-        for s in v {
-            out.push(STR);
-            string(out, s);
-        }
+        put_strs(self.name(name), v);
     }
 
     fn value(&mut self, name: &str, v: &Value) {
-        let out = self.name(name);
-        value(out, v);
+        value(self.name(name), v);
     }
 
     fn time(&mut self, name: &str, at: DateTime<Utc>) {
         // Outside i64 nanoseconds (years 1677 to 2262), and a leap second, which the nanosecond
         // count would fold into the next second: as text.
         match at.timestamp_nanos_opt() {
-            Some(ns) if at.timestamp_subsec_nanos() < 1_000_000_000 => {
-                let out = self.name(name);
-                out.push(TIME);
-                out.extend_from_slice(&ns.to_le_bytes());
-            }
+            Some(ns) if at.timestamp_subsec_nanos() < 1_000_000_000 => self.time_ns(name, ns),
             _ => with_rfc3339(at, |t| self.str(name, t)),
         }
     }
 
     fn ip(&mut self, name: &str, ip: IpAddr) {
-        let out = self.name(name);
-        match ip {
-            IpAddr::V4(v4) => {
-                out.push(IPV4);
-                out.extend_from_slice(&v4.octets());
-            }
-            IpAddr::V6(v6) => {
-                out.push(IPV6);
-                out.extend_from_slice(&v6.octets());
-            }
-        }
+        put_ip(self.name(name), ip);
     }
 }
 
@@ -319,6 +422,7 @@ pub fn read_events(bytes: &[u8]) -> Result<Vec<Event>, String> {
     Ok(events)
 }
 
+#[inline]
 fn uint(out: &mut Vec<u8>, mut n: u64) {
     while n >= 0x80 {
         out.push((n as u8) | 0x80);
@@ -327,6 +431,7 @@ fn uint(out: &mut Vec<u8>, mut n: u64) {
     out.push(n as u8);
 }
 
+#[inline]
 fn string(out: &mut Vec<u8>, s: &str) {
     uint(out, s.len() as u64);
     out.extend_from_slice(s.as_bytes());
@@ -657,14 +762,21 @@ mod tests {
                 ev.time(&format!("t{i}"), *at);
                 expected.set_time(format!("t{i}"), *at);
             }
+            // The same instants given as integers read back as the same text.
+            for (i, at) in times[..5].iter().enumerate() {
+                let ns = at.timestamp_nanos_opt().expect("in range");
+                ev.time_ns(&format!("n{i}"), ns);
+                expected.set_time(format!("n{i}"), *at);
+            }
             for (i, ip) in ips.iter().enumerate() {
                 ev.ip(&format!("ip{i}"), *ip);
                 expected.set_ip(format!("ip{i}"), *ip);
             }
         }
-        // Binary: 1 tag + 8 bytes per time of the first five, 1 + 4 or 1 + 16 per address.
+        // Binary: 1 tag + 8 bytes per time of the first five (twice), 1 + 4 or 1 + 16 per
+        // address.
         let typed = w.events().iter().filter(|&&b| b == TIME).count();
-        assert!(typed >= 5, "{typed}");
+        assert!(typed >= 10, "{typed}");
         assert_eq!(read_events(w.events()), Ok(vec![expected.clone()]));
         let body = [w.header(Uuid::nil(), "a", 1), w.events().to_vec()].concat();
         assert_eq!(decode(&body, 4).map(|b| b.events), Ok(vec![expected]));
@@ -787,6 +899,52 @@ mod tests {
         );
         // A reference to a place no event before had is an error, not a guess.
         assert!(read_events(&[1, 0, STR, 0]).is_err());
+    }
+
+    /// Names given as constants (compared by address) and as text (compared byte by byte)
+    /// at the same places, in events of changing shapes, read back as written; a constant
+    /// seen again refers to the name before it.
+    #[test]
+    fn constant_names_refer_by_address_and_mix_with_others() {
+        const PORT: &str = "source.port";
+        const PREFIX: &str = "source.port.x";
+        let owned = |s: &str| Key::Owned(s.to_owned());
+        let mut w = Writer::default();
+        let mut expected = Vec::new();
+        for i in 0..60u64 {
+            let mut e = Event::default();
+            let mut ev = w.event();
+            let mut k = ev.known();
+            k.u64(fields::SOURCE_BYTES, i);
+            e.set_u64(fields::SOURCE_BYTES, i);
+            // A name of the same address but another length, and the same name as text.
+            match i % 4 {
+                0 => k.u64(PORT, i),
+                1 => k.u64(&PREFIX[..PORT.len()], i),
+                2 => k.u64(PREFIX, i),
+                _ => k.value(&owned(PORT), &Value::from(i)),
+            }
+            e.set_u64(if i % 4 == 2 { PREFIX } else { PORT }, i);
+            if i % 3 == 0 {
+                k.value(&Key::Borrowed(fields::TCP_FLAGS), &Value::from("SYN"));
+                e.set(fields::TCP_FLAGS, Value::from("SYN"));
+            }
+            // Text names after the constants, then constants again.
+            ev.u64(&format!("n{}", i % 5), i);
+            e.set_u64(format!("n{}", i % 5), i);
+            ev.known().time_ns(fields::EVENT_END, i as i64);
+            e.set_time(fields::EVENT_END, Utc.timestamp_nanos(i as i64));
+            drop(ev);
+            expected.push(e);
+        }
+        assert_eq!(read_events(w.events()), Ok(expected));
+        // The constant at the same place as before is a reference: a count, one byte per
+        // name and the value.
+        let mut w = Writer::default();
+        w.event().known().u64(PORT, 1);
+        let first = w.size();
+        w.event().known().u64(PORT, 2);
+        assert_eq!(w.size() - first, 1 + 1 + 2);
     }
 
     /// Bodies of wire version 2 (every name in full) still decode.

@@ -72,7 +72,7 @@ pub fn flow(n: u64, at: DateTime<Utc>) -> Event {
     f.packets = 1 + n % 10;
     f.rev_bytes = Some(40 + n % 9_000);
     f.rev_packets = Some(1 + n % 12);
-    f.start = Some(at);
-    f.end = Some(at);
+    f.start = vigil_agent::flow::unix_ns(at);
+    f.end = f.start;
     f.into_event(at)
 }

@@ -8,7 +8,6 @@
 
 use std::net::IpAddr;
 
-use chrono::{DateTime, TimeZone, Utc};
 use netflow_parser::variable_versions::field_value::FieldValue;
 use netflow_parser::variable_versions::ipfix::lookup::{
     IANAIPFixField as Ie, IPFixField, ReverseInformationElement as Rev,
@@ -174,7 +173,8 @@ fn snake(camel: &str) -> String {
     out
 }
 
-fn as_u64(v: &FieldValue) -> Option<u64> {
+/// The number of a value, as [`Record::set`] uses it.
+pub(super) fn as_u64(v: &FieldValue) -> Option<u64> {
     match v {
         FieldValue::TcpControlBits(bits, _) => Some(u16::from(*bits).into()),
         FieldValue::ProtocolType(_) => v.as_u8().map(u64::from),
@@ -228,7 +228,8 @@ const NTP_UNIX_OFFSET_S: i64 = 2_208_988_800;
 /// The times an exporter's message header gives.
 #[derive(Debug, Clone, Copy)]
 pub struct Header {
-    pub export: DateTime<Utc>,
+    /// Export time, milliseconds since the Unix epoch.
+    pub export_ms: i64,
     /// Milliseconds since the exporter booted, at export (v5 and v9 headers).
     pub uptime_ms: Option<u64>,
 }
@@ -383,7 +384,7 @@ impl Record {
             // in the destination port.
             fl.icmp = Some(((fl.dst_port >> 8) as u8, fl.dst_port as u8));
         }
-        let export_ms = hdr.export.timestamp_millis();
+        let export_ms = hdr.export_ms;
         // Uptime-relative times: against the boot time an option gave, else the header's
         // uptime at export.
         let boot_ms = self
@@ -399,8 +400,9 @@ impl Record {
             .end_ms
             .or_else(|| from_uptime(self.end_up))
             .or_else(|| from_delta(self.end_delta_us));
-        fl.start = start.and_then(|ms| Utc.timestamp_millis_opt(ms).single());
-        fl.end = end.and_then(|ms| Utc.timestamp_millis_opt(ms).single());
+        // (A time past 2262 does not fit: no exporter's clock is there.)
+        fl.start = start.and_then(|ms| ms.checked_mul(1_000_000));
+        fl.end = end.and_then(|ms| ms.checked_mul(1_000_000));
         let rate = self.sampling_rate.unwrap_or(rate);
         if rate > 1 {
             fl.bytes = fl.bytes.saturating_mul(rate);
@@ -438,7 +440,7 @@ mod tests {
         r.set(Ok(Target::TotalBytes), &FieldValue::Vec(vec![0, 100]));
         r.set(Ok(Target::Packets), &FieldValue::Vec(vec![2]));
         let hdr = Header {
-            export: Utc::now(),
+            export_ms: 1_700_000_000_000,
             uptime_ms: None,
         };
         let fl = r.finish(&hdr, 10);

@@ -17,7 +17,8 @@
 //!   decode whole, a rest this reader does not understand), the exporter's layouts are
 //!   forgotten: forgetting only sends data back to the parser.
 //! - Values are made by the parser's own `FieldValue::from_field_type`, except plain
-//!   unsigned numbers and addresses, read here as the parser reads them ([`Read`]); records
+//!   unsigned numbers, protocols, TCP flags and addresses, read here as the parser reads
+//!   them ([`Read`], checked value by value against it); records
 //!   are read as the parser reads them (whole records while one fits), so a flow of the fast
 //!   path equals the parser's (the corpus test and the hostile-datagram test compare every
 //!   datagram both ways).
@@ -201,12 +202,15 @@ pub fn stored(key: &str, value: &[u8]) -> Option<(SocketAddr, Version, u32, bool
 }
 
 /// How an element's bytes are read.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Read {
-    /// A big-endian unsigned number: what the parser makes of an unsigned number of 1, 2, 3,
-    /// 4 or 8 bytes and of milliseconds of 2, 4 or 8 (a value whose number is all that
-    /// [`Record::set`] uses), read here without making the parser's value.
-    Unsigned,
+    /// A big-endian unsigned number, of which the parser keeps the bits of `mask`: what it
+    /// makes of an unsigned number of 1, 2, 3, 4 or 8 bytes, of milliseconds of 2, 4 or 8,
+    /// of a protocol (1 byte) and of TCP flags (1 or 2 bytes, nine flags), all values whose
+    /// number is all that [`Record::set`] uses; read here without making the parser's value.
+    Unsigned {
+        mask: u64,
+    },
     Ip4,
     Ip6,
     /// By the parser's `FieldValue::from_field_type`.
@@ -217,10 +221,22 @@ impl Read {
     fn of(dtype: FieldDataType, len: u16) -> Read {
         match (dtype, len) {
             (FieldDataType::UnsignedDataNumber, 1..=4 | 8)
-            | (FieldDataType::DurationMillis, 2 | 4 | 8) => Read::Unsigned,
+            | (FieldDataType::DurationMillis, 2 | 4 | 8) => Read::Unsigned { mask: u64::MAX },
+            (FieldDataType::ProtocolType, 1) => Read::Unsigned { mask: 0xff },
+            (FieldDataType::TcpControlBits, 1 | 2) => Read::Unsigned { mask: 0x1ff },
             (FieldDataType::Ip4Addr, 4) => Read::Ip4,
             (FieldDataType::Ip6Addr, 16) => Read::Ip6,
             _ => Read::Parsed(dtype),
+        }
+    }
+
+    /// The number of `b` when this reads numbers.
+    fn number(self, b: &[u8]) -> Option<u64> {
+        match self {
+            Read::Unsigned { mask } => {
+                Some(b.iter().fold(0u64, |n, &x| n << 8 | u64::from(x)) & mask)
+            }
+            _ => None,
         }
     }
 }
@@ -308,9 +324,8 @@ impl Layout {
                 let b = bytes.get(at..at + usize::from(f.len))?;
                 at += b.len();
                 match f.read {
-                    Read::Unsigned => {
-                        let n = b.iter().fold(0u64, |n, &x| n << 8 | u64::from(x));
-                        r.set_u64(&f.target, n);
+                    Read::Unsigned { .. } => {
+                        r.set_u64(&f.target, f.read.number(b).unwrap_or(0));
                     }
                     Read::Ip4 => r.set_ip(&f.target, <[u8; 4]>::try_from(b).ok()?.into()),
                     Read::Ip6 => r.set_ip(&f.target, <[u8; 16]>::try_from(b).ok()?.into()),
@@ -529,6 +544,44 @@ mod tests {
         t.extend_from_slice(&[0, 8, 0, 4, 0, 4, 0, 1]);
         t.extend_from_slice(&[0x80, 5, 0, 2, 0, 0, 0x9, 0x99]);
         t
+    }
+
+    /// The numbers read here are the parser's, for every value of one and two bytes and
+    /// for the edges of longer ones.
+    #[test]
+    fn numbers_read_here_are_the_parsers() {
+        let mut checked = 0;
+        for dtype in [
+            FieldDataType::UnsignedDataNumber,
+            FieldDataType::DurationMillis,
+            FieldDataType::ProtocolType,
+            FieldDataType::TcpControlBits,
+        ] {
+            for len in [1u16, 2, 3, 4, 8] {
+                let read = Read::of(dtype, len);
+                if read == Read::Parsed(dtype) {
+                    continue;
+                }
+                let values: Vec<u64> = match len {
+                    1 => (0..=0xff).collect(),
+                    2 => (0..=0xffff).collect(),
+                    _ => vec![0, 1, 0x1ff, 0x8000_0000, u64::MAX >> (64 - 8 * len)],
+                };
+                for v in values {
+                    let bytes = &v.to_be_bytes()[8 - usize::from(len)..];
+                    let (rest, parsed) =
+                        FieldValue::from_field_type(bytes, dtype, len).expect("parses");
+                    assert!(rest.is_empty());
+                    assert_eq!(
+                        read.number(bytes),
+                        elements::as_u64(&parsed),
+                        "{dtype:?} {len} {v}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 3 * 0x10000, "{checked}");
     }
 
     #[test]

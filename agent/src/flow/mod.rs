@@ -36,6 +36,12 @@ use vigil_schema::{Event, EventKind, Fields, binary};
 /// fields (the writer grows past it when needed).
 pub const EVENT_BYTES: usize = 256;
 
+/// `at` in nanoseconds since the Unix epoch, as a flow keeps its times (`None` outside
+/// i64 nanoseconds: before 1677 or after 2262).
+pub fn unix_ns(at: DateTime<Utc>) -> Option<i64> {
+    at.timestamp_nanos_opt()
+}
+
 /// One flow record, whatever produced it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Flow {
@@ -55,8 +61,11 @@ pub struct Flow {
     pub tcp_flags: u16,
     /// ICMP type and code (ICMP flows have no ports).
     pub icmp: Option<(u8, u8)>,
-    pub start: Option<DateTime<Utc>>,
-    pub end: Option<DateTime<Utc>>,
+    /// First and last packet, in nanoseconds since the Unix epoch (integers rather than
+    /// chrono's times: making and taking apart a `DateTime` per time was a tenth of a
+    /// NetFlow record's work).
+    pub start: Option<i64>,
+    pub end: Option<i64>,
     /// The exporter's address (NetFlow) or the capturing agent's interface (capture: unset).
     pub observer: Option<IpAddr>,
     /// `event.dataset`: `flow.netflow`, `flow.ipfix`, `flow.capture`.
@@ -114,66 +123,76 @@ impl Flow {
     /// `now`); `customer` as the source attributed it.
     pub fn encode(&self, now: DateTime<Utc>, customer: Option<&str>, out: &mut binary::Writer) {
         let mut ev = out.event();
-        ev.time(f::TIMESTAMP, self.end.or(self.start).unwrap_or(now));
-        ev.str(f::EVENT_KIND, EventKind::Flow.as_str());
-        ev.str(f::EVENT_DATASET, self.dataset);
+        if self.end.or(self.start).is_none() {
+            ev.time(f::TIMESTAMP, now);
+        }
+        // Fields named by constants, compared by their address with the names of the event
+        // before (a flow event is twenty fields; comparing their bytes was a sixth of its
+        // cost). Those every flow of a source has come first and those that depend on the
+        // protocol last, so that a UDP flow after a TCP one still has the same name at each
+        // place but the last (a name at another place than before is written in full).
+        let mut k = ev.known();
+        if let Some(ns) = self.end.or(self.start) {
+            k.time_ns(f::TIMESTAMP, ns);
+        }
+        k.str(f::EVENT_KIND, EventKind::Flow.as_str());
+        k.str(f::EVENT_DATASET, self.dataset);
         if let Some(ip) = self.src {
-            ev.ip(f::SOURCE_IP, ip);
+            k.ip(f::SOURCE_IP, ip);
         }
         if let Some(ip) = self.dst {
-            ev.ip(f::DESTINATION_IP, ip);
-        }
-        if matches!(self.proto, Some(6 | 17 | 132)) {
-            ev.u64(f::SOURCE_PORT, self.src_port.into());
-            ev.u64(f::DESTINATION_PORT, self.dst_port.into());
+            k.ip(f::DESTINATION_IP, ip);
         }
         if let Some(p) = self.proto {
             let mut buf = [0; 3];
             let number = decimal(p, &mut buf);
-            ev.str(f::NETWORK_IANA_NUMBER, number);
-            ev.str(f::NETWORK_TRANSPORT, transport_keyword(p).unwrap_or(number));
+            k.str(f::NETWORK_IANA_NUMBER, number);
+            k.str(f::NETWORK_TRANSPORT, transport_keyword(p).unwrap_or(number));
         }
-        if let Some((ty, code)) = self.icmp {
-            ev.u64(f::ICMP_TYPE, ty.into());
-            ev.u64(f::ICMP_CODE, code.into());
-        }
-        ev.u64(f::SOURCE_BYTES, self.bytes);
-        ev.u64(f::SOURCE_PACKETS, self.packets);
+        k.u64(f::SOURCE_BYTES, self.bytes);
+        k.u64(f::SOURCE_PACKETS, self.packets);
         if let Some(b) = self.rev_bytes {
-            ev.u64(f::DESTINATION_BYTES, b);
+            k.u64(f::DESTINATION_BYTES, b);
         }
         if let Some(p) = self.rev_packets {
-            ev.u64(f::DESTINATION_PACKETS, p);
+            k.u64(f::DESTINATION_PACKETS, p);
         }
-        ev.u64(
+        k.u64(
             f::NETWORK_BYTES,
             self.bytes.saturating_add(self.rev_bytes.unwrap_or(0)),
         );
-        ev.u64(
+        k.u64(
             f::NETWORK_PACKETS,
             self.packets.saturating_add(self.rev_packets.unwrap_or(0)),
         );
-        if self.proto == Some(6) {
-            let mut names = [""; TCP_FLAGS.len()];
-            let n = tcp_flags(self.tcp_flags, &mut names);
-            ev.strs(f::TCP_FLAGS, &names[..n]);
-        }
         if let Some(s) = self.start {
-            ev.time(f::EVENT_START, s);
+            k.time_ns(f::EVENT_START, s);
         }
         if let Some(e) = self.end {
-            ev.time(f::EVENT_END, e);
+            k.time_ns(f::EVENT_END, e);
         }
         if let (Some(s), Some(e)) = (self.start, self.end) {
             // ECS: nanoseconds.
-            let ns = (e - s).num_nanoseconds().unwrap_or(0).max(0);
-            ev.u64(f::EVENT_DURATION, ns as u64);
+            k.u64(f::EVENT_DURATION, e.saturating_sub(s).max(0) as u64);
         }
         if let Some(ip) = self.observer {
-            ev.ip(f::OBSERVER_IP, ip);
+            k.ip(f::OBSERVER_IP, ip);
         }
-        for (k, v) in &self.extra {
-            ev.value(k, v);
+        for (name, v) in &self.extra {
+            k.value(name, v);
+        }
+        if matches!(self.proto, Some(6 | 17 | 132)) {
+            k.u64(f::SOURCE_PORT, self.src_port.into());
+            k.u64(f::DESTINATION_PORT, self.dst_port.into());
+        }
+        if let Some((ty, code)) = self.icmp {
+            k.u64(f::ICMP_TYPE, ty.into());
+            k.u64(f::ICMP_CODE, code.into());
+        }
+        if self.proto == Some(6) {
+            let mut names = [""; TCP_FLAGS.len()];
+            let n = tcp_flags(self.tcp_flags, &mut names);
+            k.strs(f::TCP_FLAGS, &names[..n]);
         }
         if let Some(c) = customer {
             ev.str(f::CUSTOMER, c);

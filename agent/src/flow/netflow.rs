@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use netflow_parser::scoped_parser::AutoScopedParser;
 use netflow_parser::static_versions::v5::V5;
 use netflow_parser::template_store::TemplateStore;
@@ -56,6 +56,17 @@ pub struct Decoded {
     /// 1 when the datagram (or its rest) did not decode, plus each data set that gave no
     /// record.
     pub errors: u64,
+}
+
+impl Decoded {
+    /// Adds the counts of another datagram.
+    pub fn add(&mut self, o: &Decoded) {
+        self.messages += o.messages;
+        self.flows += o.flows;
+        self.templates += o.templates;
+        self.missing_template += o.missing_template;
+        self.errors += o.errors;
+    }
 }
 
 /// Sampling rates an exporter announced in options data.
@@ -295,13 +306,10 @@ impl Decoder {
 }
 
 /// The times of a message header: export time (seconds and nanoseconds since the Unix
-/// epoch; the epoch itself when out of range) and the exporter's uptime in milliseconds.
+/// epoch) and the exporter's uptime in milliseconds.
 fn header(secs: u32, nanos: u32, uptime_ms: Option<u32>) -> Header {
     Header {
-        export: Utc
-            .timestamp_opt(secs.into(), nanos.min(999_999_999))
-            .single()
-            .unwrap_or_default(),
+        export_ms: i64::from(secs) * 1000 + i64::from(nanos.min(999_999_999) / 1_000_000),
         uptime_ms: uptime_ms.map(u64::from),
     }
 }
@@ -312,7 +320,7 @@ fn finish(flows: &mut [Flow], from: SocketAddr, now: DateTime<Utc>) {
     for fl in flows {
         fl.observer = Some(from.ip());
         if fl.end.is_none() && fl.start.is_none() {
-            fl.end = Some(now);
+            fl.end = super::unix_ns(now);
         }
     }
 }
@@ -426,16 +434,24 @@ fn v5_flows(v5: &V5, out: &mut Vec<Flow>) {
     }
 }
 
-/// The events of `flows` (which it empties), encoded here, on the decoding thread, for one
-/// item (see [`Item::Encoded`]).
-pub fn encode(flows: &mut Vec<Flow>, now: DateTime<Utc>, customer: Option<&str>) -> binary::Writer {
-    let mut events = binary::Writer::with_capacity(flows.len() * super::EVENT_BYTES);
+/// Writes the events of `flows` (which it empties) into `out`.
+pub fn encode(
+    flows: &mut Vec<Flow>,
+    now: DateTime<Utc>,
+    customer: Option<&str>,
+    out: &mut binary::Writer,
+) {
     for fl in flows.iter() {
-        fl.encode(now, customer, &mut events);
+        fl.encode(now, customer, out);
     }
     flows.clear();
-    events
 }
+
+/// Bytes of events after which an item is sent: datagrams already waiting are encoded into
+/// the item of the one before until it holds this much (a busy listener sends the batcher
+/// fewer, larger items: an item per datagram cost a wakeup of the batcher per datagram). It
+/// bounds, with the channel's capacity in items, the memory a slow batcher makes wait.
+pub const ITEM_BYTES: usize = 32 * 1024;
 
 /// A listener's state shared with its receive thread.
 pub struct Receiver {
@@ -448,10 +464,11 @@ pub struct Receiver {
 }
 
 /// Receives datagrams until `shutdown` ([`crate::udp::Datagrams`]: a thread of its own and a
-/// bounded queue) and decodes them on this thread, sending the flows of each datagram to the
-/// batcher in one item; the send
-/// waits when the batcher is behind, and the queue absorbs the wait. Kernel overruns and a
-/// full queue are counted, in datagrams (`reason="udp_overrun"`, `"queue_full"`).
+/// bounded queue) and decodes them on this thread, sending their events to the batcher: the
+/// events of a datagram and of those already waiting behind it in one item (up to
+/// [`ITEM_BYTES`]). The send waits when the batcher is behind, and the queue absorbs the
+/// wait. Kernel overruns and a full queue are counted, in datagrams
+/// (`reason="udp_overrun"`, `"queue_full"`).
 pub fn run(sock: UdpSocket, mut rx: Receiver, tx: mpsc::Sender<Item>, shutdown: CancellationToken) {
     let reason = |r: &str| {
         rx.metrics
@@ -478,28 +495,48 @@ pub fn run(sock: UdpSocket, mut rx: Receiver, tx: mpsc::Sender<Item>, shutdown: 
         }
     };
     let mut flows = Vec::new();
-    while let Some((buf, from)) = datagrams.blocking_recv() {
-        let n = buf.len();
+    // Room for one more datagram's events past the bound.
+    let item = || crate::batcher::writer(ITEM_BYTES + 64 * super::EVENT_BYTES);
+    let mut events = item();
+    // Counts of consecutive datagrams of one exporter, added to its metrics together.
+    let mut counts: Option<(IpAddr, Decoded)> = None;
+    let mut next = datagrams.blocking_recv();
+    while let Some((buf, from)) = next {
         let now = Utc::now();
-        let d = rx.decoder.decode(from, &buf[..n], now, &mut flows);
-        rx.metrics.netflow(&from.ip().to_string(), &d);
+        let d = rx.decoder.decode(from, &buf, now, &mut flows);
+        datagrams.give_back(buf);
+        match &mut counts {
+            Some((ip, sum)) if *ip == from.ip() => sum.add(&d),
+            _ => {
+                if let Some((ip, sum)) = counts.replace((from.ip(), d)) {
+                    rx.metrics.netflow(&ip.to_string(), &sum);
+                }
+            }
+        }
         received.inc_by(d.flows);
-        let customer = rx
-            .customers
-            .attribute(
-                rx.customer.as_deref(),
-                from.ip(),
-                rx.agent_customer.as_deref(),
-            )
-            .map(str::to_owned);
-        if flows.is_empty() {
-            continue;
-        }
-        let events = encode(&mut flows, now, customer.as_deref());
-        if tx.blocking_send(Item::Encoded(events)).is_err() {
-            datagrams.join();
-            return;
-        }
+        let customer = rx.customers.attribute(
+            rx.customer.as_deref(),
+            from.ip(),
+            rx.agent_customer.as_deref(),
+        );
+        encode(&mut flows, now, customer, &mut events);
+        next = match datagrams.try_recv() {
+            Some(more) if events.size() < ITEM_BYTES => Some(more),
+            more => {
+                if let Some((ip, sum)) = counts.take() {
+                    rx.metrics.netflow(&ip.to_string(), &sum);
+                }
+                if events.count() > 0
+                    && tx
+                        .blocking_send(Item::Encoded(std::mem::replace(&mut events, item())))
+                        .is_err()
+                {
+                    datagrams.join();
+                    return;
+                }
+                more.or_else(|| datagrams.blocking_recv())
+            }
+        };
     }
     datagrams.join();
 }

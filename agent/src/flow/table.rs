@@ -128,7 +128,7 @@ impl FlowTable {
             flow.dst_port = dport;
             flow.proto = Some(p.proto);
             flow.icmp = p.icmp;
-            flow.start = Some(now);
+            flow.start = super::unix_ns(now);
             if matches!(p.proto, 6 | 17 | 132) || p.icmp.is_some() {
                 flow.rev_bytes = Some(0);
                 flow.rev_packets = Some(0);
@@ -160,7 +160,7 @@ impl FlowTable {
         }
         e.flow.tcp_flags |= p.tcp_flags;
         e.last = now;
-        e.flow.end = Some(now);
+        e.flow.end = super::unix_ns(now);
         const FIN: u16 = 0x01;
         const RST: u16 = 0x04;
         if p.proto == 6 {

@@ -545,6 +545,7 @@ pub async fn run_udp(sock: std::net::UdpSocket, ctx: Arc<Listener>, shutdown: Ca
                     &mut pending,
                 );
             }
+            datagrams.give_back(msg);
             next = if pending.full() {
                 None
             } else {
