@@ -111,6 +111,7 @@ impl Writer {
     /// Starts an event written field by field, with no [`Event`] in between (for sources
     /// that make many events of one shape: flows). It is complete when the returned
     /// [`EventWriter`] is dropped.
+    #[inline]
     pub fn event(&mut self) -> EventWriter<'_> {
         let at = self.events.len();
         // The count of fields, patched in at the end: one byte holds up to 127.
@@ -364,6 +365,7 @@ impl Fields for EventWriter<'_> {
 }
 
 impl Drop for EventWriter<'_> {
+    #[inline]
     fn drop(&mut self) {
         let out = &mut self.w.events;
         if self.fields < 0x80 {
