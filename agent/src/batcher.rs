@@ -17,6 +17,7 @@ use uuid::Uuid;
 use vigil_schema::{Event, binary, wire};
 
 use crate::config::BatchConfig;
+use crate::spare::Spare;
 use crate::spool::Spool;
 
 /// What sources put on the batcher's channel.
@@ -41,33 +42,23 @@ impl From<Event> for Item {
     }
 }
 
-/// Writers the batcher has emptied, kept for sources to fill again (at most
-/// [`SPARE_WRITERS`], none larger than [`SPARE_BYTES`]): a fresh buffer per item cost a busy
-/// source a page fault every few kilobytes, as the batcher frees items on another thread and
-/// the allocator hands those pages back to the system.
-static SPARE: std::sync::Mutex<Vec<binary::Writer>> = std::sync::Mutex::new(Vec::new());
-const SPARE_WRITERS: usize = 64;
+/// Writers the batcher has emptied, for sources to fill again (none larger than
+/// [`SPARE_BYTES`]): the batcher frees items on another thread than the one that filled them.
+static SPARE: Spare<binary::Writer> = Spare::new(64);
 const SPARE_BYTES: usize = 256 * 1024;
 
 /// An empty writer for an item: one the batcher gave back, else a new one of `capacity`
 /// bytes.
 pub fn writer(capacity: usize) -> binary::Writer {
     SPARE
-        .lock()
-        .ok()
-        .and_then(|mut s| s.pop())
+        .take()
         .unwrap_or_else(|| binary::Writer::with_capacity(capacity))
 }
 
 fn give_back(mut w: binary::Writer) {
-    if w.capacity() > SPARE_BYTES {
-        return;
-    }
-    w.clear();
-    if let Ok(mut spare) = SPARE.lock()
-        && spare.len() < SPARE_WRITERS
-    {
-        spare.push(w);
+    if w.capacity() <= SPARE_BYTES {
+        w.clear();
+        SPARE.give(w);
     }
 }
 

@@ -5,7 +5,8 @@
 //! - [`config`]: the TOML configuration, strict about unknown keys.
 //! - [`syslog`]: the syslog listeners and parser.
 //! - [`tail`]: the file source (tails globs, follows rotation, remembers positions).
-//! - [`batcher`]: events to batches, written to the [`spool`].
+//! - [`batcher`]: events to batches, written to the [`spool`]; [`spare`]: emptied buffers
+//!   handed back between threads for reuse.
 //! - [`spool`]: batches on disk until acknowledged.
 //! - [`shipper`]: spooled batches to the collector, a window of them in flight.
 //! - [`metrics`], [`http`]: what the agent says about itself.
@@ -24,6 +25,7 @@ pub mod flow;
 pub mod http;
 pub mod metrics;
 pub mod shipper;
+pub mod spare;
 pub mod spool;
 pub mod syslog;
 pub mod tail;

@@ -5,6 +5,8 @@
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 
+use crate::spare::Spare;
+
 /// Binds a UDP socket with `receive_buffer` bytes of kernel buffer (the kernel caps it at
 /// `net.core.rmem_max`; what it granted is logged). `nonblocking` for sockets of the runtime.
 pub fn bind(
@@ -91,10 +93,7 @@ const QUEUE_DATAGRAMS: usize = 262_144;
 const QUEUE_BYTES: usize = 64 << 20;
 
 /// Buffers a consumer gave back ([`Datagrams::give_back`]), for the receiving thread to fill
-/// again: a fresh buffer per datagram, freed on the consumer's thread, cost the receiving
-/// thread a page fault every few datagrams (the allocator hands such pages back to the system).
-type Spare = std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>;
-/// Buffers kept for reuse at most.
+/// again, at most this many.
 const SPARE_BUFFERS: usize = 256;
 
 /// Datagrams received by a thread that does nothing else, waiting in a queue of at most
@@ -107,7 +106,7 @@ const SPARE_BUFFERS: usize = 256;
 pub struct Datagrams {
     rx: tokio::sync::mpsc::Receiver<(Vec<u8>, SocketAddr)>,
     queued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    spare: Spare,
+    spare: std::sync::Arc<Spare<Vec<u8>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -128,7 +127,7 @@ impl Datagrams {
         let (tx, rx) = tokio::sync::mpsc::channel(QUEUE_DATAGRAMS);
         let queued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let q = queued.clone();
-        let spare = Spare::default();
+        let spare = std::sync::Arc::new(Spare::new(SPARE_BUFFERS));
         let reuse = spare.clone();
         let thread = std::thread::Builder::new()
             .name(format!("udp-{name}"))
@@ -161,11 +160,7 @@ impl Datagrams {
                         full.inc();
                         continue;
                     }
-                    let mut copy = reuse
-                        .lock()
-                        .ok()
-                        .and_then(|mut s| s.pop())
-                        .unwrap_or_default();
+                    let mut copy: Vec<u8> = reuse.take().unwrap_or_default();
                     copy.clear();
                     copy.extend_from_slice(&buf[..n]);
                     match tx.try_send((copy, peer)) {
@@ -191,11 +186,8 @@ impl Datagrams {
     /// Hands a datagram's buffer back to be filled again (optional: a buffer not given back
     /// is freed).
     pub fn give_back(&self, buf: Vec<u8>) {
-        if let Ok(mut spare) = self.spare.lock()
-            && spare.len() < SPARE_BUFFERS
-            && buf.capacity() <= 65_536
-        {
-            spare.push(buf);
+        if buf.capacity() <= 65_536 {
+            self.spare.give(buf);
         }
     }
 

@@ -123,7 +123,8 @@ impl Flow {
     /// `now`); `customer` as the source attributed it.
     pub fn encode(&self, now: DateTime<Utc>, customer: Option<&str>, out: &mut binary::Writer) {
         let mut ev = out.event();
-        if self.end.or(self.start).is_none() {
+        let at = self.end.or(self.start);
+        if at.is_none() {
             ev.time(f::TIMESTAMP, now);
         }
         // Fields named by constants, compared by their address with the names of the event
@@ -132,7 +133,7 @@ impl Flow {
         // protocol last, so that a UDP flow after a TCP one still has the same name at each
         // place but the last (a name at another place than before is written in full).
         let mut k = ev.known();
-        if let Some(ns) = self.end.or(self.start) {
+        if let Some(ns) = at {
             k.time_ns(f::TIMESTAMP, ns);
         }
         k.str(f::EVENT_KIND, EventKind::Flow.as_str());
