@@ -231,6 +231,7 @@ impl Read {
     }
 
     /// The number of `b` when this reads numbers.
+    #[inline]
     fn number(self, b: &[u8]) -> Option<u64> {
         match self {
             Read::Unsigned { mask } => {
@@ -255,6 +256,8 @@ pub struct Layout {
     fields: Vec<Field>,
     /// Bytes of one record.
     size: usize,
+    /// Whether an element is read by the parser (and may be refused by it).
+    parsed: bool,
 }
 
 impl Layout {
@@ -300,48 +303,89 @@ impl Layout {
                     target,
                 }
             })
-            .collect();
-        Some(Layout { fields, size })
+            .collect::<Vec<Field>>();
+        let parsed = fields.iter().any(|f| matches!(f.read, Read::Parsed(_)));
+        Some(Layout {
+            fields,
+            size,
+            parsed,
+        })
     }
 
-    /// Reads the records of a data set's body, handing each to `record`; `None` if the set
-    /// is not one the fast path takes (no whole record, more than the parser reads, a value
-    /// the parser would refuse), in which case the caller undoes what it did.
+    /// Whether the fast path takes a data set's body: whole records, no more than the
+    /// parser reads, and no value the parser would refuse. Asked of every set of a datagram
+    /// before any is read, so that a datagram is read whole by one path or the other.
+    pub fn takes(&self, body: &[u8]) -> bool {
+        let n = body.len() / self.size;
+        (1..=MAX_RECORDS).contains(&n)
+            && (!self.parsed || body.chunks_exact(self.size).all(|b| self.parses(b)))
+    }
+
+    /// Whether the parser takes every element of a record that it reads here itself.
+    fn parses(&self, record: &[u8]) -> bool {
+        let mut at = 0;
+        self.fields.iter().all(|f| {
+            let b = record.get(at..at + usize::from(f.len));
+            at += usize::from(f.len);
+            match f.read {
+                Read::Parsed(dtype) => b.and_then(|b| parsed(b, dtype, f.len)).is_some(),
+                _ => true,
+            }
+        })
+    }
+
+    /// Reads the records of a data set's body that [`Layout::takes`], handing each to
+    /// `record` (one [`Record`], cleared between records); how many.
     pub fn read(
         &self,
         body: &[u8],
         dataset: &'static str,
         mut record: impl FnMut(&mut Record),
-    ) -> Option<usize> {
-        let n = body.len() / self.size;
-        if n == 0 || n > MAX_RECORDS {
-            return None;
-        }
+    ) -> usize {
+        let mut r = Record::new(dataset);
+        let mut n = 0;
         for bytes in body.chunks_exact(self.size) {
-            let mut r = Record::new(dataset);
             let mut at = 0;
             for f in &self.fields {
-                let b = bytes.get(at..at + usize::from(f.len))?;
+                let Some(b) = bytes.get(at..at + usize::from(f.len)) else {
+                    break;
+                };
                 at += b.len();
                 match f.read {
                     Read::Unsigned { .. } => {
                         r.set_u64(&f.target, f.read.number(b).unwrap_or(0));
                     }
-                    Read::Ip4 => r.set_ip(&f.target, <[u8; 4]>::try_from(b).ok()?.into()),
-                    Read::Ip6 => r.set_ip(&f.target, <[u8; 16]>::try_from(b).ok()?.into()),
-                    Read::Parsed(dtype) => {
-                        // The parser's value of exactly the element's bytes, or none.
-                        let (rest, v) = FieldValue::from_field_type(b, dtype, f.len).ok()?;
-                        if !rest.is_empty() {
-                            return None;
+                    Read::Ip4 => {
+                        if let Ok(a) = <[u8; 4]>::try_from(b) {
+                            r.set_ip(&f.target, a.into());
                         }
-                        r.set(f.target.clone(), &v);
+                    }
+                    Read::Ip6 => {
+                        if let Ok(a) = <[u8; 16]>::try_from(b) {
+                            r.set_ip(&f.target, a.into());
+                        }
+                    }
+                    Read::Parsed(dtype) => {
+                        // (Always there: the set was taken.)
+                        if let Some(v) = parsed(b, dtype, f.len) {
+                            r.set(f.target.clone(), &v);
+                        }
                     }
                 }
             }
             record(&mut r);
+            r.clear();
+            n += 1;
         }
-        Some(n)
+        n
+    }
+}
+
+/// The parser's value of exactly an element's bytes, or none.
+fn parsed(b: &[u8], dtype: FieldDataType, len: u16) -> Option<FieldValue> {
+    match FieldValue::from_field_type(b, dtype, len) {
+        Ok(([], v)) => Some(v),
+        _ => None,
     }
 }
 
@@ -609,9 +653,10 @@ mod tests {
         let layout = l.get(addr(), Version::Ipfix, 3, 300).expect("layout");
         let body = [10, 0, 0, 1, 6, 0xab, 0xcd, 10, 0, 0, 2, 17, 0, 1, 0];
         let mut read = Vec::new();
+        assert!(layout.takes(&body));
         assert_eq!(
             layout.read(&body, "flow.ipfix", |r| read.push(r.flow.clone())),
-            Some(2)
+            2
         );
         let srcs: Vec<String> = read
             .iter()
@@ -624,7 +669,7 @@ mod tests {
             Some(&serde_json::json!("abcd"))
         );
         // A set with no whole record is the parser's.
-        assert_eq!(layout.read(&body[..6], "flow.ipfix", |_| ()), None);
+        assert!(!layout.takes(&body[..6]));
         // Not decoded whole by the parser: not learned, and forgotten.
         l.learn(addr(), &message(&[(2, template())]), false);
         assert!(l.is_empty());

@@ -4,7 +4,8 @@
 //! across restarts by
 //! [`templates`]) and the packet capture ([`capture`]: frames decoded by [`packet`], kept or not by
 //! [`filter`], folded into flows by [`table`]). [`Flow::encode`] is the one place a flow becomes an event with
-//! the flow fields of DESIGN.md; the collector adds its [`community_id`] at ingest.
+//! the flow fields of DESIGN.md; the collector adds those that follow from the others at
+//! ingest ([`complete`]: totals, transport name, TCP flag names) and its [`community_id`].
 //!
 //! # Invariants
 //! - `source` is the side that initiated the flow where it is known (the first packet seen,
@@ -32,7 +33,7 @@ use serde_json::Value;
 use vigil_schema::fields::{self as f, Key};
 use vigil_schema::{Event, EventKind, Fields, binary};
 
-/// Room for one flow's encoded event: about 190 B with wire version 4, more with further
+/// Room for one flow's encoded event: about 100 B with wire version 4, more with further
 /// fields (the writer grows past it when needed).
 pub const EVENT_BYTES: usize = 256;
 
@@ -107,24 +108,27 @@ impl Flow {
             .map(|(_, v)| v)
     }
 
-    /// The event of this flow, as [`Flow::encode`] writes it.
+    /// The event of this flow, as [`Flow::encode`] writes it and [`complete`] completes it.
     pub fn into_event(self, now: DateTime<Utc>) -> Event {
         let mut w = binary::Writer::with_capacity(EVENT_BYTES);
         self.encode(now, None, &mut w);
-        binary::read_events(w.events())
+        let mut e = binary::read_events(w.events())
             .ok()
             .and_then(|mut one| one.pop())
-            .expect("a flow's own encoding reads back")
+            .expect("a flow's own encoding reads back");
+        complete(&mut e);
+        e
     }
 
     /// Writes the event of this flow into `out`, field by field (the one place a flow becomes
     /// an event: a receiver writes thousands a second, and building an [`Event`] first cost
-    /// more than the rest of the work). `@timestamp` is the flow's end (else its start, else
-    /// `now`); `customer` as the source attributed it.
+    /// more than the rest of the work). `customer` as the source attributed it. Fields that
+    /// follow from others are left to [`complete`] (`@timestamp` among them, the flow's end
+    /// or else its start: written here only for a flow with neither, as `now`), and TCP
+    /// flags are written as their number.
     pub fn encode(&self, now: DateTime<Utc>, customer: Option<&str>, out: &mut binary::Writer) {
         let mut ev = out.event();
-        let at = self.end.or(self.start);
-        if at.is_none() {
+        if self.end.or(self.start).is_none() {
             ev.time(f::TIMESTAMP, now);
         }
         // Fields named by constants, compared by their address with the names of the event
@@ -133,9 +137,6 @@ impl Flow {
         // protocol last, so that a UDP flow after a TCP one still has the same name at each
         // place but the last (a name at another place than before is written in full).
         let mut k = ev.known();
-        if let Some(ns) = at {
-            k.time_ns(f::TIMESTAMP, ns);
-        }
         k.str(f::EVENT_KIND, EventKind::Flow.as_str());
         k.str(f::EVENT_DATASET, self.dataset);
         if let Some(ip) = self.src {
@@ -146,9 +147,7 @@ impl Flow {
         }
         if let Some(p) = self.proto {
             let mut buf = [0; 3];
-            let number = decimal(p, &mut buf);
-            k.str(f::NETWORK_IANA_NUMBER, number);
-            k.str(f::NETWORK_TRANSPORT, transport_keyword(p).unwrap_or(number));
+            k.str(f::NETWORK_IANA_NUMBER, decimal(p, &mut buf));
         }
         k.u64(f::SOURCE_BYTES, self.bytes);
         k.u64(f::SOURCE_PACKETS, self.packets);
@@ -158,14 +157,6 @@ impl Flow {
         if let Some(p) = self.rev_packets {
             k.u64(f::DESTINATION_PACKETS, p);
         }
-        k.u64(
-            f::NETWORK_BYTES,
-            self.bytes.saturating_add(self.rev_bytes.unwrap_or(0)),
-        );
-        k.u64(
-            f::NETWORK_PACKETS,
-            self.packets.saturating_add(self.rev_packets.unwrap_or(0)),
-        );
         if let Some(s) = self.start {
             k.time_ns(f::EVENT_START, s);
         }
@@ -191,13 +182,61 @@ impl Flow {
             k.u64(f::ICMP_CODE, code.into());
         }
         if self.proto == Some(6) {
-            let mut names = [""; TCP_FLAGS.len()];
-            let n = tcp_flags(self.tcp_flags, &mut names);
-            k.strs(f::TCP_FLAGS, &names[..n]);
+            k.u64(f::TCP_FLAGS, self.tcp_flags.into());
         }
         if let Some(c) = customer {
             ev.str(f::CUSTOMER, c);
         }
+    }
+}
+
+/// Adds to a flow event the fields that follow from others, where it lacks them: what
+/// [`Flow::encode`] leaves out, and the collector fills in at ingest (agents send less:
+/// written per flow they were a fifth of a flow event's bytes and of the agent's work to
+/// write it, and a flow is written far more often than it is read).
+/// - `@timestamp`: `event.end`, else `event.start`;
+/// - `network.transport`: the IANA keyword of `network.iana_number` (else the number);
+/// - `network.bytes` and `network.packets`: the totals of both directions;
+/// - `tcp.flags` sent as their number: their names (`["SYN", "ACK"]`).
+///
+/// Events of other kinds, and flows that have these fields, are left as they are.
+pub fn complete(e: &mut Event) {
+    if e.get_str(f::EVENT_KIND) != Some(EventKind::Flow.as_str()) {
+        return;
+    }
+    if e.get(f::TIMESTAMP).is_none()
+        && let Some(at) = e.get(f::EVENT_END).or(e.get(f::EVENT_START)).cloned()
+    {
+        e.set(f::TIMESTAMP, at);
+    }
+    if e.get(f::NETWORK_TRANSPORT).is_none()
+        && let Some(number) = e.get_str(f::NETWORK_IANA_NUMBER)
+    {
+        let name = number
+            .parse::<u8>()
+            .ok()
+            .and_then(transport_keyword)
+            .unwrap_or(number);
+        e.set_str(f::NETWORK_TRANSPORT, name.to_owned());
+    }
+    for (total, sent, back) in [
+        (f::NETWORK_BYTES, f::SOURCE_BYTES, f::DESTINATION_BYTES),
+        (
+            f::NETWORK_PACKETS,
+            f::SOURCE_PACKETS,
+            f::DESTINATION_PACKETS,
+        ),
+    ] {
+        if e.get(total).is_none()
+            && let Some(n) = e.get_u64(sent)
+        {
+            e.set_u64(total, n.saturating_add(e.get_u64(back).unwrap_or(0)));
+        }
+    }
+    if let Some(bits) = e.get_u64(f::TCP_FLAGS) {
+        let mut names = [""; TCP_FLAGS.len()];
+        let n = tcp_flags(bits as u16, &mut names);
+        e.set(f::TCP_FLAGS, Value::from(&names[..n]));
     }
 }
 
@@ -279,6 +318,56 @@ mod tests {
             ev.get(f::TCP_FLAGS),
             Some(&serde_json::json!(["SYN", "ACK"]))
         );
+    }
+
+    /// The agent writes only what does not follow from the rest; [`complete`] adds the rest
+    /// as the agent used to write it, once, and leaves other events and given fields alone.
+    #[test]
+    fn what_a_flow_event_leaves_out_is_completed_once() {
+        let mut fl = Flow::new("flow.capture");
+        fl.src = Some("1.2.3.4".parse().expect("ip"));
+        fl.dst = Some("5.6.7.8".parse().expect("ip"));
+        (fl.proto, fl.bytes, fl.packets) = (Some(47), 300, 3);
+        fl.start = Some(1_790_000_000_000_000_000);
+        let mut w = binary::Writer::default();
+        fl.encode(Utc::now(), None, &mut w);
+        let sent = binary::read_events(w.events())
+            .expect("reads")
+            .pop()
+            .expect("one");
+        for left in [
+            f::TIMESTAMP,
+            f::NETWORK_TRANSPORT,
+            f::NETWORK_BYTES,
+            f::NETWORK_PACKETS,
+        ] {
+            assert_eq!(sent.get(left), None, "{left}");
+        }
+        let mut e = sent.clone();
+        complete(&mut e);
+        assert_eq!(e.get_str(f::TIMESTAMP), Some("2026-09-21T14:13:20Z"));
+        assert_eq!(e.get_str(f::NETWORK_TRANSPORT), Some("gre"));
+        assert_eq!(e.get_u64(f::NETWORK_BYTES), Some(300));
+        assert_eq!(e.get_u64(f::NETWORK_PACKETS), Some(3));
+        assert_eq!(e.get(f::TCP_FLAGS), None, "not TCP");
+        assert_eq!(e.len(), sent.len() + 4);
+        let once = e.clone();
+        complete(&mut e);
+        assert_eq!(e, once, "complete twice is complete once");
+
+        // Given fields are kept; a protocol without a keyword is named by its number; events
+        // of other kinds are not flows.
+        let mut given = sent.clone();
+        given.set_u64(f::NETWORK_BYTES, 7);
+        given.set_str(f::NETWORK_IANA_NUMBER, "253");
+        complete(&mut given);
+        assert_eq!(given.get_u64(f::NETWORK_BYTES), Some(7));
+        assert_eq!(given.get_str(f::NETWORK_TRANSPORT), Some("253"));
+        let mut syslog = sent;
+        syslog.set_str(f::EVENT_KIND, "syslog");
+        let before = syslog.clone();
+        complete(&mut syslog);
+        assert_eq!(syslog, before);
     }
 
     #[test]

@@ -32,7 +32,6 @@ use netflow_parser::variable_versions::ipfix::{FlowSetBody as IpfixBody, IPFix};
 use netflow_parser::variable_versions::v9::{FlowSetBody as V9Body, V9};
 use netflow_parser::{NetflowPacket, NetflowParser};
 use tokio::sync::mpsc;
-use vigil_schema::binary;
 
 use super::layouts::{Layouts, Message, Version};
 use super::templates::FileTemplateStore;
@@ -144,13 +143,30 @@ impl Decoder {
         now: DateTime<Utc>,
         out: &mut Vec<Flow>,
     ) -> Decoded {
+        self.decode_each(from, data, now, &mut |fl| out.push(fl.clone()))
+    }
+
+    /// Decodes one datagram from `from`, handing each of its flows to `each` as it is
+    /// read (to be encoded at once: a flow is not kept).
+    pub fn decode_each(
+        &mut self,
+        from: SocketAddr,
+        data: &[u8],
+        now: DateTime<Utc>,
+        each: &mut impl FnMut(&Flow),
+    ) -> Decoded {
         let data = strip_padding(data);
-        let before = out.len();
+        let arrival = Arrival {
+            from: from.ip(),
+            now_ns: super::unix_ns(now),
+        };
+        let mut each = |r: &mut Record, rates: Option<&Sampling>, hdr: &Header| {
+            each(arrival.finish(r, rates, hdr))
+        };
         if self.fast
-            && let Some(d) = self.fast_path(from, data, out)
+            && let Some(d) = self.fast_path(from, data, &mut each)
         {
             self.fast_datagrams += 1;
-            finish(&mut out[before..], from, now);
             return d;
         }
         let mut d = Decoded::default();
@@ -161,46 +177,57 @@ impl Decoder {
             d.errors = 1;
         }
         self.layouts.learn(from, data, result.error.is_none());
+        let mut flows = 0;
+        let mut each = |r: &mut Record, rates: Option<&Sampling>, hdr: &Header| {
+            flows += 1;
+            each(r, rates, hdr)
+        };
         for packet in result.packets {
             d.messages += 1;
             match packet {
-                NetflowPacket::V5(v5) => v5_flows(&v5, out),
-                NetflowPacket::V9(v9) => self.v9_flows(&v9, from.ip(), &mut d, out),
-                NetflowPacket::IPFix(ipfix) => self.ipfix_flows(&ipfix, from.ip(), &mut d, out),
+                NetflowPacket::V5(v5) => v5_flows(&v5, &mut each),
+                NetflowPacket::V9(v9) => self.v9_flows(&v9, from.ip(), &mut d, &mut each),
+                NetflowPacket::IPFix(ipfix) => {
+                    self.ipfix_flows(&ipfix, from.ip(), &mut d, &mut each)
+                }
                 _ => d.errors += 1,
             }
         }
-        finish(&mut out[before..], from, now);
-        d.flows = (out.len() - before) as u64;
+        d.flows = flows;
         d
     }
 
     /// The flows of a datagram that is one message of data sets whose layouts are all
-    /// known, or `None` (and `out` as it was) for the parser to decode it.
-    fn fast_path(&self, from: SocketAddr, data: &[u8], out: &mut Vec<Flow>) -> Option<Decoded> {
+    /// known and take their sets, or `None` (and no flow handed on) for the parser to
+    /// decode it.
+    fn fast_path(&self, from: SocketAddr, data: &[u8], each: &mut impl Emit) -> Option<Decoded> {
         let msg = Message::read(data)?;
-        let before = out.len();
+        let layout = |id| self.layouts.get(from, msg.version, msg.domain, id);
+        let mut sets = 0;
+        for (id, body) in msg.sets() {
+            if !layout(id)?.takes(body) {
+                return None;
+            }
+            sets += 1;
+        }
+        if sets == 0 {
+            return None;
+        }
         let hdr = header(msg.export_secs, 0, msg.uptime_ms);
         let dataset = match msg.version {
             Version::V9 => "flow.netflow",
             Version::Ipfix => "flow.ipfix",
         };
         let rates = self.rates(from.ip(), msg.domain);
-        let mut sets = 0;
+        let mut flows = 0;
         for (id, body) in msg.sets() {
-            let read = self
-                .layouts
-                .get(from, msg.version, msg.domain, id)
-                .and_then(|l| l.read(body, dataset, |r| emit(r, rates, &hdr, out)));
-            if read.is_none() {
-                out.truncate(before);
-                return None;
+            if let Some(l) = layout(id) {
+                flows += l.read(body, dataset, |r| each(r, rates, &hdr));
             }
-            sets += 1;
         }
-        (sets > 0).then(|| Decoded {
+        Some(Decoded {
             messages: 1,
-            flows: (out.len() - before) as u64,
+            flows: flows as u64,
             ..Decoded::default()
         })
     }
@@ -230,7 +257,7 @@ impl Decoder {
         self.sampling.get(&(exporter, domain))
     }
 
-    fn v9_flows(&mut self, v9: &V9, exporter: IpAddr, d: &mut Decoded, out: &mut Vec<Flow>) {
+    fn v9_flows(&mut self, v9: &V9, exporter: IpAddr, d: &mut Decoded, each: &mut impl Emit) {
         let hdr = header(v9.header.unix_secs, 0, Some(v9.header.sys_up_time));
         let domain = v9.header.source_id;
         for fs in &v9.flowsets {
@@ -247,7 +274,7 @@ impl Decoder {
                 V9Body::Data(data) => {
                     let rates = self.rates(exporter, domain);
                     for rec in &data.fields {
-                        emit(&mut v9_record("flow.netflow", rec), rates, &hdr, out);
+                        each(&mut v9_record("flow.netflow", rec), rates, &hdr);
                     }
                 }
                 _ => {}
@@ -255,7 +282,7 @@ impl Decoder {
         }
     }
 
-    fn ipfix_flows(&mut self, m: &IPFix, exporter: IpAddr, d: &mut Decoded, out: &mut Vec<Flow>) {
+    fn ipfix_flows(&mut self, m: &IPFix, exporter: IpAddr, d: &mut Decoded, each: &mut impl Emit) {
         let hdr = header(m.header.export_time, 0, None);
         let domain = m.header.observation_domain_id;
         for fs in &m.flowsets {
@@ -290,13 +317,13 @@ impl Decoder {
                     }
                     let rates = self.rates(exporter, domain);
                     for rec in &data.fields {
-                        emit(&mut ipfix_record(rec), rates, &hdr, out);
+                        each(&mut ipfix_record(rec), rates, &hdr);
                     }
                 }
                 IpfixBody::V9Data(data) => {
                     let rates = self.rates(exporter, domain);
                     for rec in &data.fields {
-                        emit(&mut v9_record("flow.ipfix", rec), rates, &hdr, out);
+                        each(&mut v9_record("flow.ipfix", rec), rates, &hdr);
                     }
                 }
                 _ => {}
@@ -314,21 +341,31 @@ fn header(secs: u32, nanos: u32, uptime_ms: Option<u32>) -> Header {
     }
 }
 
-/// What every flow of a datagram gets: its exporter as observer, and the time it arrived
-/// when the record has none.
-fn finish(flows: &mut [Flow], from: SocketAddr, now: DateTime<Utc>) {
-    for fl in flows {
-        fl.observer = Some(from.ip());
-        if fl.end.is_none() && fl.start.is_none() {
-            fl.end = super::unix_ns(now);
-        }
-    }
+/// Where the records of a message go: each with its exporter's sampling rates and the
+/// message's header.
+trait Emit: FnMut(&mut Record, Option<&Sampling>, &Header) {}
+
+impl<F: FnMut(&mut Record, Option<&Sampling>, &Header)> Emit for F {}
+
+/// The datagram a record came in.
+struct Arrival {
+    from: IpAddr,
+    now_ns: Option<i64>,
 }
 
-/// The flow of a data record, scaled by its exporter's sampling rate.
-fn emit(r: &mut Record, rates: Option<&Sampling>, hdr: &Header, out: &mut Vec<Flow>) {
-    let rate = rates.map_or(1, |s| s.rate(r.sampler_id));
-    out.push(r.finish(hdr, rate));
+impl Arrival {
+    /// The flow of a data record, scaled by its exporter's sampling rate, with what every
+    /// flow of a datagram gets: its exporter as observer, and the time it arrived when the
+    /// record has none.
+    fn finish<'r>(&self, r: &'r mut Record, rates: Option<&Sampling>, hdr: &Header) -> &'r Flow {
+        let rate = rates.map_or(1, |s| s.rate(r.sampler_id));
+        let fl = r.finish(hdr, rate);
+        fl.observer = Some(self.from);
+        if fl.end.is_none() && fl.start.is_none() {
+            fl.end = self.now_ns;
+        }
+        fl
+    }
 }
 
 /// The datagram without the zero padding some exporters (Cisco ACI, PAN-OS) put after the
@@ -391,11 +428,15 @@ fn ipfix_record(
 }
 
 /// NetFlow v5: fixed records, times relative to the exporter's uptime.
-fn v5_flows(v5: &V5, out: &mut Vec<Flow>) {
+fn v5_flows(v5: &V5, each: &mut impl Emit) {
     let h = &v5.header;
     let hdr = header(h.unix_secs, h.unix_nsecs, Some(h.sys_up_time));
     // The top two bits are the sampling mode, the other 14 the interval.
     let rate = u64::from(h.sampling_interval & 0x3fff);
+    let rates = Sampling {
+        by_sampler: HashMap::new(),
+        last: Some(rate),
+    };
     for r in &v5.flowsets {
         let mut rec = Record::new("flow.netflow");
         let n = |x: u64| {
@@ -430,21 +471,8 @@ fn v5_flows(v5: &V5, out: &mut Vec<Flow>) {
             Ok(Target::Field("destination.as.number")),
             &n(r.dst_as.into()),
         );
-        out.push(rec.finish(&hdr, rate));
+        each(&mut rec, Some(&rates), &hdr);
     }
-}
-
-/// Writes the events of `flows` (which it empties) into `out`.
-pub fn encode(
-    flows: &mut Vec<Flow>,
-    now: DateTime<Utc>,
-    customer: Option<&str>,
-    out: &mut binary::Writer,
-) {
-    for fl in flows.iter() {
-        fl.encode(now, customer, out);
-    }
-    flows.clear();
 }
 
 /// Bytes of events after which an item is sent: datagrams already waiting are encoded into
@@ -494,7 +522,6 @@ pub fn run(sock: UdpSocket, mut rx: Receiver, tx: mpsc::Sender<Item>, shutdown: 
             return;
         }
     };
-    let mut flows = Vec::new();
     // Room for one more datagram's events past the bound.
     let item = || crate::batcher::writer(ITEM_BYTES + 64 * super::EVENT_BYTES);
     let mut events = item();
@@ -503,7 +530,14 @@ pub fn run(sock: UdpSocket, mut rx: Receiver, tx: mpsc::Sender<Item>, shutdown: 
     let mut next = datagrams.blocking_recv();
     while let Some((buf, from)) = next {
         let now = Utc::now();
-        let d = rx.decoder.decode(from, &buf, now, &mut flows);
+        let customer = rx.customers.attribute(
+            rx.customer.as_deref(),
+            from.ip(),
+            rx.agent_customer.as_deref(),
+        );
+        let d = rx.decoder.decode_each(from, &buf, now, &mut |fl| {
+            fl.encode(now, customer, &mut events)
+        });
         datagrams.give_back(buf);
         match &mut counts {
             Some((ip, sum)) if *ip == from.ip() => sum.add(&d),
@@ -514,12 +548,6 @@ pub fn run(sock: UdpSocket, mut rx: Receiver, tx: mpsc::Sender<Item>, shutdown: 
             }
         }
         received.inc_by(d.flows);
-        let customer = rx.customers.attribute(
-            rx.customer.as_deref(),
-            from.ip(),
-            rx.agent_customer.as_deref(),
-        );
-        encode(&mut flows, now, customer, &mut events);
         next = match datagrams.try_recv() {
             Some(more) if events.size() < ITEM_BYTES => Some(more),
             more => {

@@ -35,7 +35,7 @@ use tantivy::schema::{
 };
 use tantivy::{Index, TantivyDocument, Term};
 use uuid::Uuid;
-use vigil_agent::flow::community_id;
+use vigil_agent::flow::{self, community_id};
 use vigil_schema::{Batch, Event, fields as f};
 
 /// How a field is indexed.
@@ -211,8 +211,9 @@ impl IndexSchema {
 
     /// The events of a batch as they are stored: each gets the batch's agent id, an
     /// `event.id` of `<batch id>.<position>`, without a valid `@timestamp` its batch's
-    /// creation time, and a flow without a `network.community_id` its Community ID (agents
-    /// leave it to the collector). Deterministic, so a replay after a crash yields the same
+    /// creation time, a flow the fields that follow from others ([`flow::complete`]) and,
+    /// without a `network.community_id`, its Community ID (agents leave these to the
+    /// collector). Deterministic, so a replay after a crash yields the same
     /// events.
     pub fn enrich(batch: Batch) -> Enriched {
         let batch_id = batch.batch_id.to_string();
@@ -233,6 +234,7 @@ impl IndexSchema {
             .map(|(n, mut e)| {
                 e.set_str(f::AGENT_ID, agent_id.as_str());
                 e.set_str(f::EVENT_ID, format!("{batch_id}.{n}"));
+                flow::complete(&mut e);
                 if e.get(f::NETWORK_COMMUNITY_ID).is_none()
                     && let Some(id) = community_id::of_event(&e)
                 {
@@ -435,6 +437,50 @@ mod tests {
                 Some("1:given"),
                 None
             ]
+        );
+    }
+
+    /// What an agent leaves out of a flow event (fields that follow from others) is there
+    /// once the batch is ingested, and its time is the flow's end.
+    #[test]
+    fn flows_as_agents_send_them_are_completed_at_ingest() {
+        let mut fl = flow::Flow::new("flow.netflow");
+        fl.src = "1.2.3.4".parse().ok();
+        fl.dst = "5.6.7.8".parse().ok();
+        (fl.src_port, fl.dst_port, fl.proto) = (1122, 3344, Some(6));
+        (fl.bytes, fl.packets, fl.rev_bytes) = (100, 2, Some(50));
+        fl.tcp_flags = 0x12;
+        (fl.start, fl.end) = (
+            Some(1_790_000_000_000_000_000),
+            Some(1_790_000_001_500_000_000),
+        );
+        let mut w = vigil_schema::binary::Writer::default();
+        fl.encode(chrono::Utc::now(), None, &mut w);
+        let sent = vigil_schema::binary::read_events(w.events()).expect("reads");
+        assert_eq!(sent[0].get(f::NETWORK_BYTES), None, "left to the collector");
+        let batch = Batch {
+            batch_id: Uuid::now_v7(),
+            agent_id: "edge-1".into(),
+            seq: 0,
+            events: sent,
+        };
+        let enriched = IndexSchema::enrich(batch);
+        let e = &enriched.events[0];
+        assert_eq!(e.get_u64(f::NETWORK_BYTES), Some(150));
+        assert_eq!(e.get_u64(f::NETWORK_PACKETS), Some(2));
+        assert_eq!(e.get_str(f::NETWORK_TRANSPORT), Some("tcp"));
+        assert_eq!(
+            e.get(f::TCP_FLAGS),
+            Some(&serde_json::json!(["SYN", "ACK"]))
+        );
+        assert_eq!(e.get_str(f::TIMESTAMP), e.get_str(f::EVENT_END));
+        assert_eq!(
+            enriched.times[0],
+            chrono::DateTime::from_timestamp(1_790_000_001, 500_000_000).expect("time")
+        );
+        assert_eq!(
+            e.get_str(f::NETWORK_COMMUNITY_ID),
+            Some("1:wCb3OG7yAFWelaUydu0D+125CLM=")
         );
     }
 
