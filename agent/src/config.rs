@@ -150,6 +150,9 @@ pub struct SpoolConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {
+    /// Bound of a batch's events. The default, 20,000, lets a batch of small events (flows:
+    /// about 30 B each) be as large as one of log lines: each batch is compressed and
+    /// fsynced in turn, and 2,000 flows a batch held the agent to 2 M flows/s.
     pub max_events: usize,
     /// Bound of a batch's encoded size before compression (the batch that crosses it is sent).
     pub max_bytes: usize,
@@ -349,7 +352,7 @@ impl Default for SpoolConfig {
 impl Default for BatchConfig {
     fn default() -> Self {
         BatchConfig {
-            max_events: 2000,
+            max_events: 20_000,
             max_bytes: 2 << 20,
             max_wait: Duration::from_millis(200),
             channel: 4096,

@@ -7,7 +7,8 @@
 //!  4     2     version (u16 LE)       1 = zstd(JSON batch), 2 = zstd(binary batch, see
 //!                                      [`crate::binary`]), 3 = the same with names by
 //!                                      reference, 4 = and times and addresses in
-//!                                      binary; this build writes 4
+//!                                      binary, 5 = and shapes and repeated values by
+//!                                      reference; this build writes 5
 //!  6     2     flags   (u16 LE)       reserved, must be 0
 //!  8     4     crc32   (u32 LE)       CRC-32/IEEE of the payload
 //! 12     4     length  (u32 LE)       payload length in bytes
@@ -29,7 +30,7 @@ use crate::event::Event;
 pub const MAGIC: [u8; 4] = *b"VGLB";
 pub const HEADER_LEN: usize = 16;
 /// The version this build writes. Every version from 1 up to this one is decoded.
-pub const CURRENT_VERSION: u16 = 4;
+pub const CURRENT_VERSION: u16 = 5;
 /// Upper bound of a decompressed batch body.
 pub const MAX_DECODED_BYTES: u64 = 256 * 1024 * 1024;
 const ZSTD_LEVEL: i32 = 1;
@@ -106,7 +107,7 @@ impl Batch {
         let body = decompress(payload)?;
         match header.version {
             1 => serde_json::from_slice(&body).map_err(|e| DecodeError::Payload(e.to_string())),
-            v @ (2..=4) => binary::decode(&body, v).map_err(DecodeError::Payload),
+            v @ (2..=CURRENT_VERSION) => binary::decode(&body, v).map_err(DecodeError::Payload),
             v => Err(DecodeError::UnsupportedVersion(v)),
         }
     }
@@ -366,7 +367,7 @@ mod tests {
     #[test]
     fn payload_that_is_not_a_batch_is_rejected() {
         let payload = zstd::bulk::compress(b"[1,2,3]", 1).expect("compress");
-        for version in [1, 2, 3, 4] {
+        for version in [1, 2, 3, 4, 5] {
             assert!(matches!(
                 Batch::decode(&frame(version, &payload)),
                 Err(DecodeError::Payload(_))
@@ -389,6 +390,6 @@ mod tests {
         let json = serde_json::to_vec(&b).expect("json");
         let v1 = frame(1, &zstd::bulk::compress(&json, 1).expect("compress"));
         assert_eq!(Batch::decode(&v1), Ok(b.clone()));
-        assert_eq!(b.encode()[4], 4, "this build writes version 4");
+        assert_eq!(b.encode()[4], 5, "this build writes version 5");
     }
 }

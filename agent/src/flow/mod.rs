@@ -5,7 +5,7 @@
 //! [`templates`]) and the packet capture ([`capture`]: frames decoded by [`packet`], kept or not by
 //! [`filter`], folded into flows by [`table`]). [`Flow::encode`] is the one place a flow becomes an event with
 //! the flow fields of DESIGN.md; the collector adds those that follow from the others at
-//! ingest ([`complete`]: totals, transport name, TCP flag names) and its [`community_id`].
+//! ingest ([`complete`]: totals, duration, transport name, TCP flag names) and its [`community_id`].
 //!
 //! # Invariants
 //! - `source` is the side that initiated the flow where it is known (the first packet seen,
@@ -137,8 +137,8 @@ impl Flow {
         // protocol last, so that a UDP flow after a TCP one still has the same name at each
         // place but the last (a name at another place than before is written in full).
         let mut k = ev.known();
-        k.str(f::EVENT_KIND, EventKind::Flow.as_str());
-        k.str(f::EVENT_DATASET, self.dataset);
+        k.keyword(f::EVENT_KIND, EventKind::Flow.as_str());
+        k.keyword(f::EVENT_DATASET, self.dataset);
         if let Some(ip) = self.src {
             k.ip(f::SOURCE_IP, ip);
         }
@@ -146,8 +146,7 @@ impl Flow {
             k.ip(f::DESTINATION_IP, ip);
         }
         if let Some(p) = self.proto {
-            let mut buf = [0; 3];
-            k.str(f::NETWORK_IANA_NUMBER, decimal(p, &mut buf));
+            k.keyword(f::NETWORK_IANA_NUMBER, decimal(p));
         }
         k.u64(f::SOURCE_BYTES, self.bytes);
         k.u64(f::SOURCE_PACKETS, self.packets);
@@ -162,10 +161,6 @@ impl Flow {
         }
         if let Some(e) = self.end {
             k.time_ns(f::EVENT_END, e);
-        }
-        if let (Some(s), Some(e)) = (self.start, self.end) {
-            // ECS: nanoseconds.
-            k.u64(f::EVENT_DURATION, e.saturating_sub(s).max(0) as u64);
         }
         if let Some(ip) = self.observer {
             k.ip(f::OBSERVER_IP, ip);
@@ -195,6 +190,7 @@ impl Flow {
 /// written per flow they were a fifth of a flow event's bytes and of the agent's work to
 /// write it, and a flow is written far more often than it is read).
 /// - `@timestamp`: `event.end`, else `event.start`;
+/// - `event.duration`: from `event.start` to `event.end`, in nanoseconds;
 /// - `network.transport`: the IANA keyword of `network.iana_number` (else the number);
 /// - `network.bytes` and `network.packets`: the totals of both directions;
 /// - `tcp.flags` sent as their number: their names (`["SYN", "ACK"]`).
@@ -208,6 +204,17 @@ pub fn complete(e: &mut Event) {
         && let Some(at) = e.get(f::EVENT_END).or(e.get(f::EVENT_START)).cloned()
     {
         e.set(f::TIMESTAMP, at);
+    }
+    if e.get(f::EVENT_DURATION).is_none()
+        && let (Some(start), Some(end)) = (e.get_str(f::EVENT_START), e.get_str(f::EVENT_END))
+        && let (Ok(start), Ok(end)) = (
+            DateTime::parse_from_rfc3339(start),
+            DateTime::parse_from_rfc3339(end),
+        )
+        && let Some(ns) = (end - start).num_nanoseconds()
+    {
+        // ECS: nanoseconds.
+        e.set_u64(f::EVENT_DURATION, ns.max(0) as u64);
     }
     if e.get(f::NETWORK_TRANSPORT).is_none()
         && let Some(number) = e.get_str(f::NETWORK_IANA_NUMBER)
@@ -260,17 +267,32 @@ fn transport_keyword(proto: u8) -> Option<&'static str> {
     })
 }
 
-/// `n` in decimal, written into `buf`.
-fn decimal(n: u8, buf: &mut [u8; 3]) -> &str {
-    let len = 1 + usize::from(n >= 10) + usize::from(n >= 100);
-    let mut v = n;
-    for d in buf[..len].iter_mut().rev() {
-        *d = b'0' + v % 10;
-        v /= 10;
-    }
-    // Only ASCII digits were written.
-    std::str::from_utf8(&buf[..len]).unwrap_or_default()
+/// `n` in decimal, as a constant (compared by address when it repeats: see
+/// [`binary::Known::keyword`]).
+fn decimal(n: u8) -> &'static str {
+    let n = usize::from(n);
+    let skip = usize::from(n < 100) + usize::from(n < 10);
+    DECIMALS.get(3 * n + skip..3 * n + 3).unwrap_or_default()
 }
+
+/// 000, 001, ... 255: the numbers of [`decimal`], three digits each.
+const DECIMALS: &str = {
+    const BYTES: [u8; 768] = {
+        let mut b = [0u8; 768];
+        let mut n = 0;
+        while n < 256 {
+            b[3 * n] = b'0' + (n / 100) as u8;
+            b[3 * n + 1] = b'0' + (n / 10 % 10) as u8;
+            b[3 * n + 2] = b'0' + (n % 10) as u8;
+            n += 1;
+        }
+        b
+    };
+    match std::str::from_utf8(&BYTES) {
+        Ok(s) => s,
+        Err(_) => panic!("ASCII digits"),
+    }
+};
 
 const TCP_FLAGS: [&str; 9] = ["FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR", "NS"];
 
@@ -337,6 +359,7 @@ mod tests {
             .expect("one");
         for left in [
             f::TIMESTAMP,
+            f::EVENT_DURATION,
             f::NETWORK_TRANSPORT,
             f::NETWORK_BYTES,
             f::NETWORK_PACKETS,
@@ -350,7 +373,17 @@ mod tests {
         assert_eq!(e.get_u64(f::NETWORK_BYTES), Some(300));
         assert_eq!(e.get_u64(f::NETWORK_PACKETS), Some(3));
         assert_eq!(e.get(f::TCP_FLAGS), None, "not TCP");
+        assert_eq!(e.get(f::EVENT_DURATION), None, "no end");
         assert_eq!(e.len(), sent.len() + 4);
+        // With an end too: the duration, and the end is the time of the event.
+        let mut ended = fl.clone();
+        ended.end = Some(1_790_000_001_500_000_000);
+        let ended = ended.into_event(Utc::now());
+        assert_eq!(ended.get_u64(f::EVENT_DURATION), Some(1_500_000_000));
+        assert_eq!(
+            ended.get_str(f::TIMESTAMP),
+            Some("2026-09-21T14:13:21.500Z")
+        );
         let once = e.clone();
         complete(&mut e);
         assert_eq!(e, once, "complete twice is complete once");
@@ -368,6 +401,20 @@ mod tests {
         let before = syslog.clone();
         complete(&mut syslog);
         assert_eq!(syslog, before);
+    }
+
+    #[test]
+    fn protocol_numbers_are_written_in_decimal() {
+        for (n, text) in [
+            (0, "0"),
+            (6, "6"),
+            (17, "17"),
+            (99, "99"),
+            (100, "100"),
+            (255, "255"),
+        ] {
+            assert_eq!(decimal(n), text);
+        }
     }
 
     #[test]
