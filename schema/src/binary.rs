@@ -419,7 +419,7 @@ impl<'w> EventWriter<'w> {
             Some(d) if d % MS == 0 => {
                 out.push(TIME_MS_DELTA);
                 let ms = d / MS;
-                uint(out, ((ms << 1) ^ (ms >> 63)) as u64);
+                uint(out, zigzag(ms));
             }
             _ => {
                 out.push(TIME);
@@ -642,6 +642,17 @@ fn uint(out: &mut Vec<u8>, mut n: u64) {
     out.push(n as u8);
 }
 
+/// A signed number as an unsigned one of about its magnitude (-1 → 1, 1 → 2): a short
+/// varint for a small negative number too.
+#[inline]
+fn zigzag(n: i64) -> u64 {
+    ((n << 1) ^ (n >> 63)) as u64
+}
+
+fn unzigzag(z: u64) -> i64 {
+    ((z >> 1) as i64) ^ -((z & 1) as i64)
+}
+
 #[inline]
 fn string(out: &mut Vec<u8>, s: &str) {
     uint(out, s.len() as u64);
@@ -659,7 +670,7 @@ fn value(out: &mut Vec<u8>, v: &Value) {
                 uint(out, u);
             } else if let Some(i) = n.as_i64() {
                 out.push(SINT);
-                uint(out, ((i << 1) ^ (i >> 63)) as u64);
+                uint(out, zigzag(i));
             } else {
                 out.push(FLOAT);
                 out.extend_from_slice(&n.as_f64().unwrap_or(0.0).to_le_bytes());
@@ -851,7 +862,7 @@ impl<'a> Reader<'a> {
             (TIME_MS_DELTA, Some(Prior::Time(ns))) => {
                 self.at += 1;
                 let z = self.uint()?;
-                let ms = ((z >> 1) as i64) ^ -((z & 1) as i64);
+                let ms = unzigzag(z);
                 let ns = ms
                     .checked_mul(MS)
                     .and_then(|d| ns.checked_add(d))
@@ -954,7 +965,7 @@ impl<'a> Reader<'a> {
             UINT => Value::from(self.uint()?),
             SINT => {
                 let z = self.uint()?;
-                Value::from(((z >> 1) as i64) ^ -((z & 1) as i64))
+                Value::from(unzigzag(z))
             }
             FLOAT => {
                 // JSON has no NaN or infinity; neither does a value that came from it.
