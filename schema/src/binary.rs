@@ -489,12 +489,6 @@ impl Known<'_, '_> {
         self.0.put_u64(place, v);
     }
 
-    #[inline]
-    pub fn strs(&mut self, name: &'static str, v: &[&str]) {
-        let place = self.place(name);
-        self.0.put_strs(place, v);
-    }
-
     #[inline(always)]
     pub fn ip(&mut self, name: &'static str, ip: IpAddr) {
         let place = self.place(name);
