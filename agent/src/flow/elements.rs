@@ -186,10 +186,12 @@ pub(super) fn as_u64(v: &FieldValue) -> Option<u64> {
 /// A record's address element over what an earlier one gave: records that carry both the IPv4
 /// and the IPv6 elements (Procera) leave the family they do not use unspecified, and that
 /// must not hide the address of the other.
-fn address(new: Option<IpAddr>, old: Option<IpAddr>) -> Option<IpAddr> {
-    match (new, old) {
-        (Some(n), Some(o)) if n.is_unspecified() && !o.is_unspecified() => Some(o),
-        (n, o) => n.or(o),
+#[inline(always)]
+fn address(new: Option<IpAddr>, old: &mut Option<IpAddr>) {
+    match (new, &old) {
+        (None, _) => {}
+        (Some(n), Some(o)) if n.is_unspecified() && !o.is_unspecified() => {}
+        (n, _) => *old = n,
     }
 }
 
@@ -238,6 +240,14 @@ pub struct Header {
 #[derive(Debug)]
 pub struct Record {
     pub flow: Flow,
+    /// What the record gave besides the flow's own fields.
+    parts: Parts,
+}
+
+/// The elements of a record that are not yet a flow's fields: times to resolve, totals that
+/// stand in for missing deltas, ICMP, sampling. All `Copy`, so that clearing is one store.
+#[derive(Debug, Default, Clone, Copy)]
+struct Parts {
     start_up: Option<u64>,
     end_up: Option<u64>,
     start_ms: Option<i64>,
@@ -251,30 +261,26 @@ pub struct Record {
     total_packets: Option<u64>,
     icmp_type: Option<u8>,
     icmp_code: Option<u8>,
-    pub sampler_id: Option<u64>,
-    pub sampling_rate: Option<u64>,
+    sampler_id: Option<u64>,
+    sampling_rate: Option<u64>,
 }
 
 impl Record {
     pub fn new(dataset: &'static str) -> Record {
         Record {
             flow: Flow::new(dataset),
-            start_up: None,
-            end_up: None,
-            start_ms: None,
-            end_ms: None,
-            start_delta_us: None,
-            end_delta_us: None,
-            sys_init_ms: None,
-            has_delta_bytes: false,
-            has_delta_packets: false,
-            total_bytes: None,
-            total_packets: None,
-            icmp_type: None,
-            icmp_code: None,
-            sampler_id: None,
-            sampling_rate: None,
+            parts: Parts::default(),
         }
+    }
+
+    /// The id of the sampler the record names.
+    pub fn sampler_id(&self) -> Option<u64> {
+        self.parts.sampler_id
+    }
+
+    /// The 1-in-N sampling rate the record gives (options data).
+    pub fn sampling_rate(&self) -> Option<u64> {
+        self.parts.sampling_rate
     }
 
     /// Reads one element; `Err(name)` from the table keeps it raw under that name.
@@ -283,13 +289,13 @@ impl Record {
     }
 
     /// Reads one element that is an unsigned number, as [`Record::set`] reads it.
-    #[inline]
+    #[inline(always)]
     pub fn set_u64(&mut self, target: &Result<Target, String>, n: u64) {
         self.put(target, Some(n), None, || Value::from(n));
     }
 
     /// Reads one element that is an address, as [`Record::set`] reads it.
-    #[inline]
+    #[inline(always)]
     pub fn set_ip(&mut self, target: &Result<Target, String>, ip: IpAddr) {
         self.put(target, None, Some(ip), || {
             Value::String(vigil_schema::event::ip_text(ip))
@@ -297,8 +303,10 @@ impl Record {
     }
 
     /// One element: its number and address where it is one, and its value as it is kept when
-    /// the table names no flow field for it (`json`, made only then).
-    #[inline]
+    /// the table names no flow field for it (`json`, made only then). Inlined into the
+    /// readers of numbers and of addresses: a call took the address through memory, which
+    /// stalled on the stores that had just made it.
+    #[inline(always)]
     fn put(
         &mut self,
         target: &Result<Target, String>,
@@ -315,44 +323,46 @@ impl Record {
         };
         let fl = &mut self.flow;
         match t {
-            Target::SrcIp => fl.src = address(ip, fl.src),
-            Target::DstIp => fl.dst = address(ip, fl.dst),
+            Target::SrcIp => address(ip, &mut fl.src),
+            Target::DstIp => address(ip, &mut fl.dst),
             Target::SrcPort => fl.src_port = n.unwrap_or(0) as u16,
             Target::DstPort => fl.dst_port = n.unwrap_or(0) as u16,
             Target::Proto => fl.proto = n.map(|p| p as u8),
             Target::Bytes => {
-                self.has_delta_bytes = true;
+                self.parts.has_delta_bytes = true;
                 fl.bytes = fl.bytes.saturating_add(n.unwrap_or(0));
             }
             Target::Packets => {
-                self.has_delta_packets = true;
+                self.parts.has_delta_packets = true;
                 fl.packets = fl.packets.saturating_add(n.unwrap_or(0));
             }
             Target::RevBytes => fl.rev_bytes = Some(n.unwrap_or(0)),
             Target::RevPackets => fl.rev_packets = Some(n.unwrap_or(0)),
-            Target::TotalBytes => self.total_bytes = n,
-            Target::TotalPackets => self.total_packets = n,
+            Target::TotalBytes => self.parts.total_bytes = n,
+            Target::TotalPackets => self.parts.total_packets = n,
             Target::TcpFlags => fl.tcp_flags |= n.unwrap_or(0) as u16 & 0x1ff,
-            Target::StartUptime => self.start_up = n,
-            Target::EndUptime => self.end_up = n,
-            Target::StartEpochMs => self.start_ms = n.map(|x| x as i64),
-            Target::EndEpochMs => self.end_ms = n.map(|x| x as i64),
+            Target::StartUptime => self.parts.start_up = n,
+            Target::EndUptime => self.parts.end_up = n,
+            Target::StartEpochMs => self.parts.start_ms = n.map(|x| x as i64),
+            Target::EndEpochMs => self.parts.end_ms = n.map(|x| x as i64),
             // The library gives NTP times as ms since 1900.
-            Target::StartNtp => self.start_ms = n.map(|x| x as i64 - NTP_UNIX_OFFSET_S * 1000),
-            Target::EndNtp => self.end_ms = n.map(|x| x as i64 - NTP_UNIX_OFFSET_S * 1000),
-            Target::StartDeltaUs => self.start_delta_us = n,
-            Target::EndDeltaUs => self.end_delta_us = n,
-            Target::SysInitMs => self.sys_init_ms = n.map(|x| x as i64),
+            Target::StartNtp => {
+                self.parts.start_ms = n.map(|x| x as i64 - NTP_UNIX_OFFSET_S * 1000)
+            }
+            Target::EndNtp => self.parts.end_ms = n.map(|x| x as i64 - NTP_UNIX_OFFSET_S * 1000),
+            Target::StartDeltaUs => self.parts.start_delta_us = n,
+            Target::EndDeltaUs => self.parts.end_delta_us = n,
+            Target::SysInitMs => self.parts.sys_init_ms = n.map(|x| x as i64),
             Target::IcmpTypeCode => {
                 if let Some(x) = n {
-                    self.icmp_type = Some((x >> 8) as u8);
-                    self.icmp_code = Some(x as u8);
+                    self.parts.icmp_type = Some((x >> 8) as u8);
+                    self.parts.icmp_code = Some(x as u8);
                 }
             }
-            Target::IcmpType => self.icmp_type = n.map(|x| x as u8),
-            Target::IcmpCode => self.icmp_code = n.map(|x| x as u8),
-            Target::SamplingRate => self.sampling_rate = n,
-            Target::SamplerId => self.sampler_id = n,
+            Target::IcmpType => self.parts.icmp_type = n.map(|x| x as u8),
+            Target::IcmpCode => self.parts.icmp_code = n.map(|x| x as u8),
+            Target::SamplingRate => self.parts.sampling_rate = n,
+            Target::SamplerId => self.parts.sampler_id = n,
             Target::MplsLabel(name) => {
                 if let Some(x) = n {
                     fl.extra.push((name.into(), Value::from(x >> 4)));
@@ -368,10 +378,8 @@ impl Record {
     /// further fields (a fresh record per flow, moved out as a [`Flow`], cost the fast path
     /// a fifth of its time in copies, allocations and frees).
     pub fn clear(&mut self) {
-        let mut extra = std::mem::take(&mut self.flow.extra);
-        extra.clear();
-        *self = Record::new(self.flow.dataset);
-        self.flow.extra = extra;
+        self.flow.clear();
+        self.parts = Parts::default();
     }
 
     /// The flow, with times resolved against the header and counters scaled by `rate`
@@ -379,18 +387,18 @@ impl Record {
     /// before [`Record::clear`].
     pub fn finish(&mut self, hdr: &Header, rate: u64) -> &mut Flow {
         let fl = &mut self.flow;
-        if !self.has_delta_bytes
-            && let Some(b) = self.total_bytes
+        if !self.parts.has_delta_bytes
+            && let Some(b) = self.parts.total_bytes
         {
             fl.bytes = b;
         }
-        if !self.has_delta_packets
-            && let Some(p) = self.total_packets
+        if !self.parts.has_delta_packets
+            && let Some(p) = self.parts.total_packets
         {
             fl.packets = p;
         }
-        if let Some(ty) = self.icmp_type.or(self.icmp_code.map(|_| 0)) {
-            fl.icmp = Some((ty, self.icmp_code.unwrap_or(0)));
+        if let Some(ty) = self.parts.icmp_type.or(self.parts.icmp_code.map(|_| 0)) {
+            fl.icmp = Some((ty, self.parts.icmp_code.unwrap_or(0)));
         } else if matches!(fl.proto, Some(1 | 58)) && (fl.src_port != 0 || fl.dst_port != 0) {
             // Exporters without ICMP elements (softflowd among them) put type × 256 + code
             // in the destination port.
@@ -400,22 +408,25 @@ impl Record {
         // Uptime-relative times: against the boot time an option gave, else the header's
         // uptime at export.
         let boot_ms = self
+            .parts
             .sys_init_ms
             .or(hdr.uptime_ms.map(|up| export_ms - up as i64));
         let from_uptime = |up: Option<u64>| Some(boot_ms? + up? as i64);
         let from_delta = |d: Option<u64>| Some(export_ms - (d? / 1000) as i64);
         let start = self
+            .parts
             .start_ms
-            .or_else(|| from_uptime(self.start_up))
-            .or_else(|| from_delta(self.start_delta_us));
+            .or_else(|| from_uptime(self.parts.start_up))
+            .or_else(|| from_delta(self.parts.start_delta_us));
         let end = self
+            .parts
             .end_ms
-            .or_else(|| from_uptime(self.end_up))
-            .or_else(|| from_delta(self.end_delta_us));
+            .or_else(|| from_uptime(self.parts.end_up))
+            .or_else(|| from_delta(self.parts.end_delta_us));
         // (A time past 2262 does not fit: no exporter's clock is there.)
         fl.start = start.and_then(|ms| ms.checked_mul(1_000_000));
         fl.end = end.and_then(|ms| ms.checked_mul(1_000_000));
-        let rate = self.sampling_rate.unwrap_or(rate);
+        let rate = self.parts.sampling_rate.unwrap_or(rate);
         if rate > 1 {
             fl.bytes = fl.bytes.saturating_mul(rate);
             fl.packets = fl.packets.saturating_mul(rate);

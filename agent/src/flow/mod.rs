@@ -99,6 +99,35 @@ impl Flow {
         }
     }
 
+    /// Makes this flow a new one of its dataset, keeping the memory of `extra` (field by
+    /// field: building a new flow and dropping the old one was a tenth of reading a record).
+    pub fn clear(&mut self) {
+        let Flow {
+            src,
+            dst,
+            src_port,
+            dst_port,
+            proto,
+            bytes,
+            packets,
+            rev_bytes,
+            rev_packets,
+            tcp_flags,
+            icmp,
+            start,
+            end,
+            observer,
+            dataset: _,
+            extra,
+        } = self;
+        (*src, *dst, *observer) = (None, None, None);
+        (*src_port, *dst_port, *tcp_flags) = (0, 0, 0);
+        (*proto, *icmp) = (None, None);
+        (*bytes, *packets, *rev_bytes, *rev_packets) = (0, 0, None, None);
+        (*start, *end) = (None, None);
+        extra.clear();
+    }
+
     /// The value of a field of `extra` (the last, if it was set twice).
     pub fn extra_field(&self, name: &str) -> Option<&Value> {
         self.extra

@@ -243,9 +243,9 @@ impl Decoder {
     }
 
     fn learn_sampling(&mut self, exporter: IpAddr, domain: u32, rec: &Record) {
-        if let Some(rate) = rec.sampling_rate {
+        if let Some(rate) = rec.sampling_rate() {
             let s = self.sampling(exporter, domain);
-            if let Some(id) = rec.sampler_id {
+            if let Some(id) = rec.sampler_id() {
                 s.by_sampler.insert(id, rate);
             }
             s.last = Some(rate);
@@ -358,7 +358,7 @@ impl Arrival {
     /// flow of a datagram gets: its exporter as observer, and the time it arrived when the
     /// record has none.
     fn finish<'r>(&self, r: &'r mut Record, rates: Option<&Sampling>, hdr: &Header) -> &'r Flow {
-        let rate = rates.map_or(1, |s| s.rate(r.sampler_id));
+        let rate = rates.map_or(1, |s| s.rate(r.sampler_id()));
         let fl = r.finish(hdr, rate);
         fl.observer = Some(self.from);
         if fl.end.is_none() && fl.start.is_none() {
