@@ -234,6 +234,9 @@ pub struct Header {
     pub export_ms: i64,
     /// Milliseconds since the exporter booted, at export (v5 and v9 headers).
     pub uptime_ms: Option<u64>,
+    /// When the exporter booted, ms since the epoch, as its options data last said
+    /// (`systemInitTimeMilliseconds`: softflowd's and pmacct's IPFIX).
+    pub boot_ms: Option<i64>,
 }
 
 /// One data record being read.
@@ -276,6 +279,11 @@ impl Record {
     /// The id of the sampler the record names.
     pub fn sampler_id(&self) -> Option<u64> {
         self.parts.sampler_id
+    }
+
+    /// When the exporter booted, as the record gives it (options data), ms since the epoch.
+    pub fn sys_init_ms(&self) -> Option<i64> {
+        self.parts.sys_init_ms
     }
 
     /// The 1-in-N sampling rate the record gives (options data).
@@ -405,13 +413,21 @@ impl Record {
             fl.icmp = Some(((fl.dst_port >> 8) as u8, fl.dst_port as u8));
         }
         let export_ms = hdr.export_ms;
-        // Uptime-relative times: against the boot time an option gave, else the header's
-        // uptime at export.
-        let boot_ms = self
+        // Uptime-relative times: the exporter's uptime at export, from the boot time the
+        // record or the exporter's options gave, else from the header.
+        let uptime = self
             .parts
             .sys_init_ms
-            .or(hdr.uptime_ms.map(|up| export_ms - up as i64));
-        let from_uptime = |up: Option<u64>| Some(boot_ms? + up? as i64);
+            .or(hdr.boot_ms)
+            .map(|boot| export_ms.wrapping_sub(boot) as u32)
+            .or(hdr.uptime_ms.map(|up| up as u32));
+        // Uptimes are 32-bit milliseconds and wrap every 49.7 days; a flow's times may have
+        // wrapped where the uptime at export has not, or the other way round (softflowd
+        // reading a pcap counts its flows from its own start, so they lie "before boot").
+        // The signed difference modulo 2^32 is how long before export the time was, as
+        // nfdump and pmacct read it; a time up to 24.8 days after export is taken as skew.
+        let from_uptime =
+            |up: Option<u64>| Some(export_ms - i64::from(uptime?.wrapping_sub(up? as u32) as i32));
         let from_delta = |d: Option<u64>| Some(export_ms - (d? / 1000) as i64);
         let start = self
             .parts
@@ -464,12 +480,46 @@ mod tests {
         let hdr = Header {
             export_ms: 1_700_000_000_000,
             uptime_ms: None,
+            boot_ms: None,
         };
         let fl = r.finish(&hdr, 10);
         assert_eq!((fl.bytes, fl.packets), (1000, 20));
         assert_eq!(
             fl.extra_field("netflow.sampling_rate"),
             Some(&Value::from(10))
+        );
+    }
+
+    /// softflowd reading a pcap recorded before it started: its uptime at export is small
+    /// and the flow's uptimes have wrapped below zero; the flow is minutes old, not 49.7
+    /// days ahead.
+    #[test]
+    fn flow_times_49_days_in_the_future_from_wrapped_uptimes() {
+        let export_ms = 1_796_000_000_000;
+        let mut r = Record::new("flow.netflow");
+        // 300 s and 299 s before the exporter's start, which was 2 s before export.
+        r.set_u64(&Ok(Target::StartUptime), (-300_000i64) as u32 as u64);
+        r.set_u64(&Ok(Target::EndUptime), (-299_000i64) as u32 as u64);
+        let hdr = Header {
+            export_ms,
+            uptime_ms: Some(2_000),
+            boot_ms: None,
+        };
+        let fl = r.finish(&hdr, 1);
+        assert_eq!(fl.start, Some((export_ms - 302_000) * 1_000_000));
+        assert_eq!(fl.end, Some((export_ms - 301_000) * 1_000_000));
+        // The same against a boot time from options data (IPFIX), and an uptime past 2^31.
+        let mut r = Record::new("flow.ipfix");
+        r.set_u64(&Ok(Target::StartUptime), 3_000_000_000);
+        let boot = export_ms - 3_000_010_000;
+        let hdr = Header {
+            export_ms,
+            uptime_ms: None,
+            boot_ms: Some(boot),
+        };
+        assert_eq!(
+            r.finish(&hdr, 1).start,
+            Some((boot + 3_000_000_000) * 1_000_000)
         );
     }
 }

@@ -19,6 +19,7 @@
 //!   everything else (templates, options, unknown templates, anything odd) goes through the
 //!   parser.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -68,14 +69,15 @@ impl Decoded {
     }
 }
 
-/// Sampling rates an exporter announced in options data.
+/// What an exporter announced in options data: sampling rates, and when it booted.
 #[derive(Debug, Default)]
-struct Sampling {
+struct Options {
     by_sampler: HashMap<u64, u64>,
     last: Option<u64>,
+    boot_ms: Option<i64>,
 }
 
-impl Sampling {
+impl Options {
     fn rate(&self, sampler: Option<u64>) -> u64 {
         sampler
             .and_then(|id| self.by_sampler.get(&id).copied())
@@ -92,7 +94,7 @@ pub struct Decoder {
     /// Whether the fast path is taken (off only to compare it with the parser's).
     fast: bool,
     fast_datagrams: u64,
-    sampling: HashMap<(IpAddr, u32), Sampling>,
+    sampling: HashMap<(IpAddr, u32), Options>,
     max_exporters: usize,
 }
 
@@ -155,12 +157,13 @@ impl Decoder {
         now: DateTime<Utc>,
         each: &mut impl FnMut(&Flow),
     ) -> Decoded {
-        let data = strip_padding(data);
+        let data = recount_v9(strip_padding(data));
+        let data = &data[..];
         let arrival = Arrival {
             from: from.ip(),
             now_ns: super::unix_ns(now),
         };
-        let mut each = |r: &mut Record, rates: Option<&Sampling>, hdr: &Header| {
+        let mut each = |r: &mut Record, rates: Option<&Options>, hdr: &Header| {
             each(arrival.finish(r, rates, hdr))
         };
         if self.fast
@@ -178,7 +181,7 @@ impl Decoder {
         }
         self.layouts.learn(from, data, result.error.is_none());
         let mut flows = 0;
-        let mut each = |r: &mut Record, rates: Option<&Sampling>, hdr: &Header| {
+        let mut each = |r: &mut Record, rates: Option<&Options>, hdr: &Header| {
             flows += 1;
             each(r, rates, hdr)
         };
@@ -232,7 +235,7 @@ impl Decoder {
         })
     }
 
-    fn sampling(&mut self, exporter: IpAddr, domain: u32) -> &mut Sampling {
+    fn options(&mut self, exporter: IpAddr, domain: u32) -> &mut Options {
         if self.sampling.len() >= self.max_exporters
             && !self.sampling.contains_key(&(exporter, domain))
         {
@@ -242,18 +245,21 @@ impl Decoder {
         self.sampling.entry((exporter, domain)).or_default()
     }
 
-    fn learn_sampling(&mut self, exporter: IpAddr, domain: u32, rec: &Record) {
+    fn learn_options(&mut self, exporter: IpAddr, domain: u32, rec: &Record) {
         if let Some(rate) = rec.sampling_rate() {
-            let s = self.sampling(exporter, domain);
+            let s = self.options(exporter, domain);
             if let Some(id) = rec.sampler_id() {
                 s.by_sampler.insert(id, rate);
             }
             s.last = Some(rate);
         }
+        if let Some(boot) = rec.sys_init_ms() {
+            self.options(exporter, domain).boot_ms = Some(boot);
+        }
     }
 
     /// The sampling rates of an exporter, looked up once per data set rather than per record.
-    fn rates(&self, exporter: IpAddr, domain: u32) -> Option<&Sampling> {
+    fn rates(&self, exporter: IpAddr, domain: u32) -> Option<&Options> {
         self.sampling.get(&(exporter, domain))
     }
 
@@ -268,7 +274,7 @@ impl Decoder {
                 V9Body::OptionsData(o) => {
                     for rec in &o.fields {
                         let r = v9_record("flow.netflow", &rec.options_fields);
-                        self.learn_sampling(exporter, domain, &r);
+                        self.learn_options(exporter, domain, &r);
                     }
                 }
                 V9Body::Data(data) => {
@@ -299,13 +305,13 @@ impl Decoder {
                 IpfixBody::OptionsData(o) => {
                     for rec in &o.fields {
                         let r = ipfix_record(rec);
-                        self.learn_sampling(exporter, domain, &r);
+                        self.learn_options(exporter, domain, &r);
                     }
                 }
                 IpfixBody::V9OptionsData(o) => {
                     for rec in &o.fields {
                         let r = v9_record("flow.ipfix", &rec.options_fields);
-                        self.learn_sampling(exporter, domain, &r);
+                        self.learn_options(exporter, domain, &r);
                     }
                 }
                 IpfixBody::Data(data) => {
@@ -338,14 +344,15 @@ fn header(secs: u32, nanos: u32, uptime_ms: Option<u32>) -> Header {
     Header {
         export_ms: i64::from(secs) * 1000 + i64::from(nanos.min(999_999_999) / 1_000_000),
         uptime_ms: uptime_ms.map(u64::from),
+        boot_ms: None,
     }
 }
 
 /// Where the records of a message go: each with its exporter's sampling rates and the
 /// message's header.
-trait Emit: FnMut(&mut Record, Option<&Sampling>, &Header) {}
+trait Emit: FnMut(&mut Record, Option<&Options>, &Header) {}
 
-impl<F: FnMut(&mut Record, Option<&Sampling>, &Header)> Emit for F {}
+impl<F: FnMut(&mut Record, Option<&Options>, &Header)> Emit for F {}
 
 /// The datagram a record came in.
 struct Arrival {
@@ -357,9 +364,13 @@ impl Arrival {
     /// The flow of a data record, scaled by its exporter's sampling rate, with what every
     /// flow of a datagram gets: its exporter as observer, and the time it arrived when the
     /// record has none.
-    fn finish<'r>(&self, r: &'r mut Record, rates: Option<&Sampling>, hdr: &Header) -> &'r Flow {
+    fn finish<'r>(&self, r: &'r mut Record, rates: Option<&Options>, hdr: &Header) -> &'r Flow {
         let rate = rates.map_or(1, |s| s.rate(r.sampler_id()));
-        let fl = r.finish(hdr, rate);
+        let hdr = Header {
+            boot_ms: rates.and_then(|s| s.boot_ms),
+            ..*hdr
+        };
+        let fl = r.finish(&hdr, rate);
         fl.observer = Some(self.from);
         if fl.end.is_none() && fl.start.is_none() {
             fl.end = self.now_ns;
@@ -381,23 +392,47 @@ pub fn strip_padding(data: &[u8]) -> &[u8] {
         // IPFIX: the header gives the message length.
         Some((10, len)) => usize::from(len),
         // v9: walk the flow sets, each of which gives its length.
-        Some((9, _)) => {
-            let mut at = 20;
-            while let Some(h) = data.get(at..at + 4) {
-                let len = usize::from(u16::from_be_bytes([h[2], h[3]]));
-                if len < 4 || at + len > data.len() {
-                    break;
-                }
-                at += len;
-            }
-            at
-        }
+        Some((9, _)) => v9_sets(data).0,
         _ => return data,
     };
     match data.get(end..) {
         Some(rest) if !rest.is_empty() && rest.iter().all(|&b| b == 0) => &data[..end],
         _ => data,
     }
+}
+
+/// Where the whole flow sets of a v9 datagram end, and how many there are.
+fn v9_sets(data: &[u8]) -> (usize, u16) {
+    let (mut at, mut n) = (20, 0u16);
+    while let Some(h) = data.get(at..at + 4) {
+        let len = usize::from(u16::from_be_bytes([h[2], h[3]]));
+        if len < 4 || at + len > data.len() {
+            break;
+        }
+        at += len;
+        n = n.saturating_add(1);
+    }
+    (at, n)
+}
+
+/// A v9 datagram whose header count is at least its number of flow sets, so that every set
+/// is read. RFC 3954 counts records, and the parser reads that many *sets*; exporters that
+/// count only data records (softflowd) announce fewer than the sets a datagram with
+/// templates holds, and the parser then read the rest as another packet ("version 1024")
+/// and lost the datagram's flows. The datagram is decoded by its length, as nfdump does;
+/// an incomplete last set counts, so that the parser still reports it.
+pub fn recount_v9(data: &[u8]) -> Cow<'_, [u8]> {
+    if data.len() < 20 || data[..2] != [0, 9] {
+        return Cow::Borrowed(data);
+    }
+    let (end, sets) = v9_sets(data);
+    let sets = sets.saturating_add(u16::from(end < data.len()));
+    if u16::from_be_bytes([data[2], data[3]]) >= sets {
+        return Cow::Borrowed(data);
+    }
+    let mut fixed = data.to_vec();
+    fixed[2..4].copy_from_slice(&sets.to_be_bytes());
+    Cow::Owned(fixed)
 }
 
 fn v9_record(
@@ -433,9 +468,9 @@ fn v5_flows(v5: &V5, each: &mut impl Emit) {
     let hdr = header(h.unix_secs, h.unix_nsecs, Some(h.sys_up_time));
     // The top two bits are the sampling mode, the other 14 the interval.
     let rate = u64::from(h.sampling_interval & 0x3fff);
-    let rates = Sampling {
-        by_sampler: HashMap::new(),
+    let rates = Options {
         last: Some(rate),
+        ..Options::default()
     };
     for r in &v5.flowsets {
         let mut rec = Record::new("flow.netflow");
@@ -567,4 +602,31 @@ pub fn run(sock: UdpSocket, mut rx: Receiver, tx: mpsc::Sender<Item>, shutdown: 
         };
     }
     datagrams.join();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// softflowd counts only data records in a v9 header: a datagram of five template sets
+    /// and one data set says "1", and the parser read the data set as another packet.
+    #[test]
+    fn softflowd_v9_datagram_dropped_whole_when_count_is_data_records_only() {
+        let mut d = vec![0, 9, 0, 1];
+        d.extend_from_slice(&[0; 16]);
+        for _ in 0..5 {
+            d.extend_from_slice(&[0, 0, 0, 8, 4, 0, 0, 0]);
+        }
+        d.extend_from_slice(&[4, 0, 0, 8, 1, 2, 3, 4]);
+        let fixed = recount_v9(&d);
+        assert_eq!(&fixed[2..4], &[0, 6]);
+        assert_eq!(&fixed[4..], &d[4..]);
+        // A header that already counts enough is left as it is (no copy).
+        d[3] = 40;
+        assert!(matches!(recount_v9(&d), Cow::Borrowed(_)));
+        // A truncated last set still counts, so the parser reports it.
+        d[3] = 1;
+        d.extend_from_slice(&[4, 0, 0, 200]);
+        assert_eq!(&recount_v9(&d)[2..4], &[0, 7]);
+    }
 }

@@ -1,0 +1,504 @@
+//! Real exporters against an oracle: a pcap this test writes itself (so its flows, bytes,
+//! packets and times are known without any decoder), exported by softflowd (v5, v9, IPFIX)
+//! and pmacct's nfprobe (v9, IPFIX); the datagrams they send are decoded by the agent and by
+//! nfdump's `nfcapd`, and both must agree with the pcap.
+//!
+//! nfdump 1.7 is the oracle for flows, bytes and packets. It is not one for times: it
+//! reads softflowd's v9 and IPFIX uptimes, which lie before the exporter's start when it
+//! reads a pcap, without the 32-bit wrap, and dates those flows 2^32 ms (49.7 days) ahead.
+//! Times are therefore checked against the pcap itself, and nfdump's are compared only where
+//! they are right (listed in `nfdump_times_are_right`).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use vigil_agent::flow::netflow::Decoder;
+
+/// A test that cannot run here: named on stderr, and a failure where every test must run
+/// (`VIGIL_TEST_REQUIRE_ALL=1`, which CI sets).
+fn skip(why: &str) {
+    if std::env::var_os("VIGIL_TEST_REQUIRE_ALL").is_some_and(|v| v == "1") {
+        panic!("cannot run (VIGIL_TEST_REQUIRE_ALL=1): {why}");
+    }
+    eprintln!("SKIPPED: {why}");
+}
+
+fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// (protocol, source, source port, destination, destination port); ICMP flows have ports 0.
+type Key = (u8, Ipv4Addr, u16, Ipv4Addr, u16);
+
+/// One direction of a conversation as the pcap has it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Truth {
+    bytes: u64,
+    packets: u64,
+    /// Milliseconds since the epoch of the first and last packet (truncated, as exporters do).
+    first_ms: i64,
+    last_ms: i64,
+}
+
+/// The pcap: three TCP connections, a DNS-like UDP exchange and a ping, each packet a
+/// millisecond and a few microseconds apart, starting `age` ago; and what each direction
+/// adds up to.
+fn write_pcap(path: &Path, age: Duration) -> BTreeMap<Key, Truth> {
+    let client = Ipv4Addr::new(10, 1, 0, 1);
+    let server = Ipv4Addr::new(10, 2, 0, 2);
+    // (source, destination, protocol, source port, destination port, TCP flags, payload)
+    let mut packets: Vec<(Ipv4Addr, Ipv4Addr, u8, u16, u16, u8, usize)> = Vec::new();
+    for i in 0..3u16 {
+        let port = 40_000 + i;
+        let c2s = |flags, len| (client, server, 6, port, 80, flags, len);
+        let s2c = |flags, len| (server, client, 6, 80, port, flags, len);
+        packets.extend([
+            c2s(0x02, 0),
+            s2c(0x12, 0),
+            c2s(0x10, 0),
+            c2s(0x18, 100 + usize::from(i)),
+            s2c(0x18, 1_000 + 300 * usize::from(i)),
+            c2s(0x10, 0),
+            c2s(0x11, 0),
+            s2c(0x11, 0),
+            c2s(0x10, 0),
+        ]);
+    }
+    for n in 0..2 {
+        packets.push((client, server, 17, 5353, 53, 0, 30 + n));
+        packets.push((server, client, 17, 53, 5353, 0, 80 + n));
+    }
+    for _ in 0..3 {
+        // Echo request and reply: softflowd puts type × 256 + code in the destination port.
+        packets.push((client, server, 1, 0, 8 << 8, 0, 56));
+        packets.push((server, client, 1, 0, 0, 0, 56));
+    }
+    let start_us = (Utc::now().timestamp_micros() - age.as_micros() as i64) / 1000 * 1000;
+    let mut file = Vec::new();
+    for v in [0xa1b2_c3d4u32, 0x0002_0004, 0, 0, 65_535, 1] {
+        match v {
+            0x0002_0004 => {
+                file.extend_from_slice(&2u16.to_le_bytes());
+                file.extend_from_slice(&4u16.to_le_bytes());
+            }
+            v => file.extend_from_slice(&v.to_le_bytes()),
+        }
+    }
+    let mut truth: BTreeMap<Key, Truth> = BTreeMap::new();
+    for (i, &(src, dst, proto, sp, dp, flags, payload)) in packets.iter().enumerate() {
+        let t_us = start_us + i as i64 * 1_000 + 7 * i as i64 % 900;
+        let l4 = match proto {
+            6 => {
+                let mut h = vec![0u8; 20];
+                h[0..2].copy_from_slice(&sp.to_be_bytes());
+                h[2..4].copy_from_slice(&dp.to_be_bytes());
+                h[4..8].copy_from_slice(&(1_000 + i as u32).to_be_bytes());
+                h[12] = 5 << 4;
+                h[13] = flags;
+                h[14..16].copy_from_slice(&64_240u16.to_be_bytes());
+                h
+            }
+            17 => {
+                let mut h = vec![0u8; 8];
+                h[0..2].copy_from_slice(&sp.to_be_bytes());
+                h[2..4].copy_from_slice(&dp.to_be_bytes());
+                h[4..6].copy_from_slice(&((8 + payload) as u16).to_be_bytes());
+                h
+            }
+            _ => {
+                let mut h = vec![0u8; 8];
+                h[0] = (dp >> 8) as u8;
+                h[6..8].copy_from_slice(&(i as u16).to_be_bytes());
+                h
+            }
+        };
+        let total = 20 + l4.len() + payload;
+        let mut ip = vec![0u8; 20];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        ip[4..6].copy_from_slice(&(i as u16).to_be_bytes());
+        ip[8] = 64;
+        ip[9] = proto;
+        ip[12..16].copy_from_slice(&src.octets());
+        ip[16..20].copy_from_slice(&dst.octets());
+        let sum = ip
+            .chunks(2)
+            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+            .sum::<u32>();
+        let sum = (sum & 0xffff) + (sum >> 16);
+        let sum = !((sum & 0xffff) + (sum >> 16)) as u16;
+        ip[10..12].copy_from_slice(&sum.to_be_bytes());
+        let mut frame = vec![0u8; 14];
+        frame[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+        frame[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+        frame[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        frame.extend_from_slice(&ip);
+        frame.extend_from_slice(&l4);
+        frame.extend(std::iter::repeat_n(0x61, payload));
+        for v in [
+            (t_us / 1_000_000) as u32,
+            (t_us % 1_000_000) as u32,
+            frame.len() as u32,
+            frame.len() as u32,
+        ] {
+            file.extend_from_slice(&v.to_le_bytes());
+        }
+        file.extend_from_slice(&frame);
+        let key = match proto {
+            1 => (proto, src, 0, dst, 0),
+            _ => (proto, src, sp, dst, dp),
+        };
+        let t = truth.entry(key).or_default();
+        if t.packets == 0 {
+            t.first_ms = t_us / 1000;
+        }
+        t.last_ms = t_us / 1000;
+        t.bytes += total as u64;
+        t.packets += 1;
+    }
+    std::fs::write(path, file).expect("write pcap");
+    truth
+}
+
+/// Whether something listens on UDP `port` of 127.0.0.1 (from /proc, so that nothing is
+/// sent to the collector before it reads).
+fn udp_listening(port: u16) -> bool {
+    let want = format!("0100007F:{port:04X}");
+    std::fs::read_to_string("/proc/net/udp").is_ok_and(|t| {
+        t.lines()
+            .any(|l| l.split_whitespace().nth(1) == Some(&want))
+    })
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("port")
+        .port()
+}
+
+/// The datagrams `exporter` sends to a socket of ours while it runs to its end.
+fn exported(mut exporter: Command, sock: &UdpSocket, what: &str) -> Vec<Vec<u8>> {
+    let out = exporter.output().expect("start the exporter");
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    sock.set_read_timeout(Some(Duration::from_millis(1_500)))
+        .expect("timeout");
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 65_536];
+    while let Ok(n) = sock.recv(&mut buf) {
+        got.push(buf[..n].to_vec());
+    }
+    assert!(!got.is_empty(), "{what} sent nothing");
+    got
+}
+
+/// One flow as a collector stored it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stored {
+    bytes: u64,
+    packets: u64,
+    first_ms: Option<i64>,
+    last_ms: Option<i64>,
+}
+
+fn key(proto: u8, src: Ipv4Addr, sp: u16, dst: Ipv4Addr, dp: u16) -> Key {
+    match proto {
+        1 => (proto, src, 0, dst, 0),
+        _ => (proto, src, sp, dst, dp),
+    }
+}
+
+/// The flows the agent's decoder makes of the datagrams (and its decode errors).
+fn vigil(datagrams: &[Vec<u8>]) -> (BTreeMap<Key, Stored>, u64) {
+    let mut dec = Decoder::new(None, 16);
+    let from: SocketAddr = "127.0.0.1:9995".parse().expect("addr");
+    let mut flows = BTreeMap::new();
+    let mut errors = 0;
+    for d in datagrams {
+        let mut out = Vec::new();
+        errors += dec.decode(from, d, Utc::now(), &mut out).errors;
+        for f in out {
+            let (Some(IpAddr::V4(src)), Some(IpAddr::V4(dst)), Some(proto)) =
+                (f.src, f.dst, f.proto)
+            else {
+                panic!("flow without IPv4 addresses or protocol: {f:?}");
+            };
+            let prev = flows.insert(
+                key(proto, src, f.src_port, dst, f.dst_port),
+                Stored {
+                    bytes: f.bytes,
+                    packets: f.packets,
+                    first_ms: f.start.map(|ns| ns.div_euclid(1_000_000)),
+                    last_ms: f.end.map(|ns| ns.div_euclid(1_000_000)),
+                },
+            );
+            assert!(prev.is_none(), "two flows of one key: {f:?}");
+        }
+    }
+    (flows, errors)
+}
+
+/// The flows nfdump's `nfcapd` stores of the same datagrams, read back with `nfdump`.
+fn nfdump(datagrams: &[Vec<u8>], dir: &Path) -> BTreeMap<Key, Stored> {
+    let port = free_udp_port();
+    let files = dir.join("nfcapd");
+    std::fs::create_dir_all(&files).expect("dir");
+    let mut nfcapd = Command::new("nfcapd")
+        .args([
+            "-b",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-t",
+            "3600",
+            "-w",
+        ])
+        .arg(&files)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nfcapd");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !udp_listening(port) {
+        assert!(Instant::now() < deadline, "nfcapd did not bind port {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let tx = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    for d in datagrams {
+        tx.send_to(d, ("127.0.0.1", port)).expect("send");
+    }
+    // nfcapd writes its file when it stops; SIGTERM is its orderly stop.
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = Command::new("kill")
+        .args(["-TERM", &nfcapd.id().to_string()])
+        .status();
+    let _ = nfcapd.wait();
+    let out = Command::new("nfdump")
+        .env("TZ", "UTC")
+        .arg("-R")
+        .arg(&files)
+        .args([
+            "-q",
+            "-N",
+            "-o",
+            "fmt:%tsr|%ter|%pr|%sa|%sp|%da|%dp|%pkt|%byt",
+        ])
+        .output()
+        .expect("run nfdump");
+    assert!(out.status.success(), "nfdump: {out:?}");
+    let mut flows = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let f: Vec<&str> = line.split('|').map(str::trim).collect();
+        if f.len() != 9 {
+            continue;
+        }
+        let proto = match f[2] {
+            "TCP" => 6,
+            "UDP" => 17,
+            "ICMP" => 1,
+            p => p.parse().expect("protocol"),
+        };
+        let ms = |s: &str| -> Option<i64> {
+            let (secs, frac) = s.split_once('.')?;
+            Some(secs.parse::<i64>().ok()? * 1000 + frac.parse::<i64>().ok()?)
+        };
+        // ICMP: nfdump prints type.code as the destination port.
+        let port = |s: &str| {
+            s.split('.')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0)
+        };
+        flows.insert(
+            key(
+                proto,
+                f[3].parse().expect("address"),
+                port(f[4]),
+                f[5].parse().expect("address"),
+                port(f[6]),
+            ),
+            Stored {
+                packets: f[7].parse().expect("packets"),
+                bytes: f[8].parse().expect("bytes"),
+                first_ms: ms(f[0]),
+                last_ms: ms(f[1]),
+            },
+        );
+    }
+    flows
+}
+
+/// An exporter, its NetFlow version, and whether nfdump 1.7 dates its flows right.
+struct Case {
+    name: &'static str,
+    version: u8,
+    nfdump_times_are_right: bool,
+    /// Milliseconds a time may come out early: a v9 header gives its export time in whole
+    /// seconds, so times relative to the exporter's uptime lose up to a second (nfdump's
+    /// too); v5 headers have nanoseconds and IPFIX exporters send absolute times or their
+    /// boot time in milliseconds.
+    early_ms: i64,
+}
+
+/// Runs one exporter over the pcap and compares.
+fn check(case: &Case, exporter: Command, sock: &UdpSocket, truth: &BTreeMap<Key, Truth>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let datagrams = exported(exporter, sock, case.name);
+    let (ours, errors) = vigil(&datagrams);
+    let theirs = nfdump(&datagrams, dir.path());
+    assert_eq!(errors, 0, "{}: decode errors", case.name);
+    assert_eq!(
+        ours.len(),
+        truth.len(),
+        "{}: flows stored {ours:#?}, the pcap has {truth:#?}",
+        case.name
+    );
+    assert_eq!(
+        ours.keys().collect::<Vec<_>>(),
+        theirs.keys().collect::<Vec<_>>(),
+        "{}: the agent's flows and nfdump's",
+        case.name
+    );
+    for (k, t) in truth {
+        let o = ours
+            .get(k)
+            .unwrap_or_else(|| panic!("{}: no flow {k:?}", case.name));
+        let n = theirs[k];
+        assert_eq!(
+            (o.bytes, o.packets),
+            (t.bytes, t.packets),
+            "{}: {k:?} bytes and packets against the pcap",
+            case.name
+        );
+        assert_eq!(
+            (o.bytes, o.packets),
+            (n.bytes, n.packets),
+            "{}: {k:?} against nfdump",
+            case.name
+        );
+        // Exporters keep milliseconds, some relative to their own start: a millisecond or
+        // two of rounding, and what the header's export time lacks.
+        for (what, got, want) in [
+            ("start", o.first_ms, t.first_ms),
+            ("end", o.last_ms, t.last_ms),
+        ] {
+            let got = got.unwrap_or_else(|| panic!("{}: {k:?} has no {what}", case.name));
+            assert!(
+                (-2 - case.early_ms..=2).contains(&(got - want)),
+                "{}: {k:?} {what} {got} ms, the pcap says {want} ms ({} ms apart)",
+                case.name,
+                got - want
+            );
+        }
+        if case.nfdump_times_are_right {
+            assert!(
+                (o.first_ms.unwrap_or(0) - n.first_ms.unwrap_or(0)).abs() <= 2,
+                "{}: {k:?} start against nfdump's {n:?}",
+                case.name
+            );
+        }
+    }
+}
+
+#[test]
+fn softflowd_v5_v9_ipfix_flows_equal_the_pcap_and_nfdump() {
+    for p in ["softflowd", "nfcapd", "nfdump"] {
+        if !have(p) {
+            return skip(&format!(
+                "{p} is not installed (apt-get install softflowd nfdump)"
+            ));
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pcap = dir.path().join("traffic.pcap");
+    // Recorded minutes ago: exporters then see flows from before they started.
+    let truth = write_pcap(&pcap, Duration::from_secs(300));
+    for case in [
+        Case {
+            name: "softflowd v5",
+            version: 5,
+            nfdump_times_are_right: true,
+            early_ms: 0,
+        },
+        Case {
+            name: "softflowd v9",
+            version: 9,
+            nfdump_times_are_right: false,
+            early_ms: 1000,
+        },
+        Case {
+            name: "softflowd IPFIX",
+            version: 10,
+            nfdump_times_are_right: false,
+            early_ms: 0,
+        },
+    ] {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let port = sock.local_addr().expect("addr").port();
+        let mut cmd = Command::new("softflowd");
+        cmd.arg("-r")
+            .arg(&pcap)
+            .args(["-n", &format!("127.0.0.1:{port}")])
+            .args(["-v", &case.version.to_string()])
+            .stdout(Stdio::null());
+        check(&case, cmd, &sock, &truth);
+    }
+}
+
+#[test]
+fn pmacct_nfprobe_v9_ipfix_flows_equal_the_pcap_and_nfdump() {
+    for p in ["pmacctd", "nfcapd", "nfdump"] {
+        if !have(p) {
+            return skip(&format!(
+                "{p} is not installed (apt-get install pmacct nfdump)"
+            ));
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pcap = dir.path().join("traffic.pcap");
+    let truth = write_pcap(&pcap, Duration::from_secs(300));
+    for case in [
+        Case {
+            name: "pmacct nfprobe v9",
+            version: 9,
+            nfdump_times_are_right: true,
+            early_ms: 1000,
+        },
+        Case {
+            name: "pmacct nfprobe IPFIX",
+            version: 10,
+            nfdump_times_are_right: true,
+            early_ms: 0,
+        },
+    ] {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let port = sock.local_addr().expect("addr").port();
+        let conf = dir.path().join(format!("pmacctd-{}.conf", case.version));
+        std::fs::write(
+            &conf,
+            format!(
+                "daemonize: false\nplugins: nfprobe\npcap_savefile: {}\n\
+                 pcap_savefile_wait: false\nnfprobe_receiver: 127.0.0.1:{port}\n\
+                 nfprobe_version: {}\naggregate: src_host, dst_host, src_port, dst_port, proto\n",
+                pcap.display(),
+                case.version
+            ),
+        )
+        .expect("config");
+        let mut cmd = Command::new("pmacctd");
+        cmd.arg("-f").arg(&conf).stdout(Stdio::null());
+        check(&case, cmd, &sock, &truth);
+    }
+}
