@@ -38,6 +38,14 @@ pub struct IngestConfig {
     pub max_body_bytes: usize,
     /// Most events in one batch (413 above).
     pub max_batch_events: usize,
+    /// How many times its compressed size a batch may decompress to (413 above); batches
+    /// of up to [`crate::api::ingest::ALWAYS_DECODED_BYTES`] decompressed are taken whatever
+    /// their ratio. Bounds what a small request can make the collector allocate.
+    pub max_expansion: u64,
+    /// Memory, in MiB, that the batches being received and decoded at one time may take
+    /// (each reserves its body and its largest decompressed size); a batch that does not
+    /// fit is answered 503 with `Retry-After`, which agents retry.
+    pub decode_budget_mb: usize,
     /// fsync the write-ahead log before acknowledging (the durability promise; off only for tests
     /// of throughput on throwaway data).
     pub fsync: bool,
@@ -104,6 +112,8 @@ impl Default for IngestConfig {
         IngestConfig {
             max_body_bytes: 32 << 20,
             max_batch_events: 100_000,
+            max_expansion: 64,
+            decode_budget_mb: 512,
             fsync: true,
             agents: Vec::new(),
         }
@@ -148,6 +158,16 @@ impl CollectorConfig {
         };
         if self.ingest.max_body_bytes < 1024 {
             return Err(invalid("ingest.max_body_bytes", "must be at least 1024"));
+        }
+        if self.ingest.max_expansion < 2 {
+            return Err(invalid("ingest.max_expansion", "must be at least 2"));
+        }
+        let body_mb = self.ingest.max_body_bytes.div_ceil(1 << 20);
+        if self.ingest.decode_budget_mb < 2 * body_mb {
+            return Err(invalid(
+                "ingest.decode_budget_mb",
+                "must be at least twice ingest.max_body_bytes (in MiB)",
+            ));
         }
         if self.index.commit_interval < Duration::from_millis(10) {
             return Err(invalid("index.commit_interval", "must be at least 10ms"));

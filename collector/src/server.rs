@@ -105,6 +105,10 @@ impl Collector {
             metrics,
             max_body_bytes: cfg.ingest.max_body_bytes,
             max_batch_events: cfg.ingest.max_batch_events,
+            max_expansion: cfg.ingest.max_expansion,
+            decode_budget: Arc::new(tokio::sync::Semaphore::new(
+                cfg.ingest.decode_budget_mb.saturating_mul(1024),
+            )),
             detect: view,
             detect_cfg: cfg.detect.clone(),
             incidents: store,

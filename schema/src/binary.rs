@@ -59,7 +59,7 @@ use uuid::Uuid;
 
 use crate::event::{Event, Fields, ip_text, rfc3339, with_rfc3339};
 use crate::fields::{self, Key};
-use crate::wire::Batch;
+use crate::wire::{Batch, DecodeError, Limits};
 
 /// Deepest nesting of arrays and objects a value may have (serde_json's own limit is 128).
 pub const MAX_DEPTH: usize = 64;
@@ -692,11 +692,28 @@ fn value(out: &mut Vec<u8>, v: &Value) {
 
 /// Reads a whole body of wire `version` (2 to 5). The error says what is wrong and at which
 /// byte.
-pub fn decode(body: &[u8], version: u16) -> Result<Batch, String> {
+pub fn decode(body: &[u8], version: u16, limits: &Limits) -> Result<Batch, DecodeError> {
     let mut r = Reader::new(body, version);
+    r.limits = *limits;
+    read_batch(&mut r, body).map_err(|e| match r.over.take() {
+        Some(limit) => DecodeError::Limit(limit),
+        None => DecodeError::Payload(e),
+    })
+}
+
+fn read_batch<'a>(r: &mut Reader<'a>, body: &'a [u8]) -> Result<Batch, String> {
     let id: [u8; 16] = r.bytes(16)?.try_into().map_err(|_| r.error("batch id"))?;
     let seq = r.uint()?;
     let agent_id = r.str()?.to_owned();
+    let at = r.at;
+    let n = r.uint()?;
+    if n > r.limits.events as u64 {
+        return Err(r.over(format!(
+            "batch has {n} events; at most {} are accepted",
+            r.limits.events
+        )));
+    }
+    r.at = at;
     let n = r.count()?;
     let mut events = Vec::with_capacity(n);
     let mut state = State::default();
@@ -717,6 +734,9 @@ pub fn decode(body: &[u8], version: u16) -> Result<Batch, String> {
 struct Reader<'a> {
     body: &'a [u8],
     at: usize,
+    limits: Limits,
+    /// Which limit the input went past, when reading stopped on one.
+    over: Option<String>,
     /// Version 3 names (see the module docs).
     references: bool,
     /// Version 4 times and addresses.
@@ -756,6 +776,8 @@ impl<'a> Reader<'a> {
         Reader {
             body,
             at: 0,
+            limits: Limits::default(),
+            over: None,
             references: version >= 3,
             typed: version >= 4,
             shapes: version >= 5,
@@ -770,6 +792,7 @@ impl<'a> Reader<'a> {
             return self.event_v5(state);
         }
         let fields = self.count()?;
+        let fields = self.fields(fields)?;
         let mut e = Event::default();
         for i in 0..fields {
             let k = self.name(i, state)?;
@@ -783,12 +806,11 @@ impl<'a> Reader<'a> {
     /// is the one last read at its place), then the values.
     fn event_v5(&mut self, state: &mut State<'a>) -> Result<Event, String> {
         let n = self.uint()?;
-        let fields = n / 2;
+        let fields = self.fields(usize::try_from(n / 2).unwrap_or(usize::MAX))?;
         // A value takes a byte at least, and so does a name that is not a reference.
-        if fields > (self.body.len() - self.at) as u64 {
+        if fields > self.body.len() - self.at {
             return Err(self.error("count"));
         }
-        let fields = fields as usize;
         if n % 2 == 0 {
             for i in 0..fields {
                 self.name(i, state)?;
@@ -849,6 +871,7 @@ impl<'a> Reader<'a> {
                 let mut again = Reader {
                     body: &self.body[..b],
                     at: a,
+                    over: None,
                     ..*self
                 };
                 (again.value(0)?, Prior::Bytes(a, b))
@@ -889,6 +912,24 @@ impl<'a> Reader<'a> {
 
     fn error(&self, what: &str) -> String {
         format!("bad {what} at byte {}", self.at)
+    }
+
+    /// Input that is well formed but past one of [`Limits`]: remembered, so that it is
+    /// answered as too large rather than as malformed.
+    fn over(&mut self, message: String) -> String {
+        self.over = Some(message.clone());
+        message
+    }
+
+    /// An event's count of fields, checked against the limit before anything is reserved.
+    fn fields(&mut self, n: usize) -> Result<usize, String> {
+        if n > self.limits.fields {
+            return Err(self.over(format!(
+                "an event has {n} fields; at most {} are accepted",
+                self.limits.fields
+            )));
+        }
+        Ok(n)
     }
 
     fn byte(&mut self) -> Result<u8, String> {
@@ -946,6 +987,12 @@ impl<'a> Reader<'a> {
 
     fn str_of(&mut self, n: u64) -> Result<&'a str, String> {
         let n = usize::try_from(n).map_err(|_| self.error("length"))?;
+        if n > self.limits.value_bytes {
+            return Err(self.over(format!(
+                "a value of {n} bytes; at most {} are accepted",
+                self.limits.value_bytes
+            )));
+        }
         let b = self.bytes(n)?;
         std::str::from_utf8(b).map_err(|_| self.error("UTF-8"))
     }
@@ -974,7 +1021,9 @@ impl<'a> Reader<'a> {
             ARRAY | OBJECT if depth >= MAX_DEPTH => return Err(self.error("nesting")),
             ARRAY => {
                 let n = self.count()?;
-                let mut items = Vec::with_capacity(n);
+                let n = self.fields(n)?;
+                // A byte of input can be a value of 32 bytes: reserve only a little ahead.
+                let mut items = Vec::with_capacity(n.min(64));
                 for _ in 0..n {
                     items.push(self.value(depth + 1)?);
                 }
@@ -982,6 +1031,7 @@ impl<'a> Reader<'a> {
             }
             OBJECT => {
                 let n = self.count()?;
+                let n = self.fields(n)?;
                 let mut map = Map::new();
                 for _ in 0..n {
                     let k = self.str()?.to_owned();
@@ -1020,7 +1070,8 @@ mod tests {
             seq: 300,
             events,
         };
-        let back = decode(&body(&b), crate::wire::CURRENT_VERSION).expect("decodes");
+        let back =
+            decode(&body(&b), crate::wire::CURRENT_VERSION, &Limits::default()).expect("decodes");
         assert_eq!(back, b);
         back
     }
@@ -1115,15 +1166,20 @@ mod tests {
         assert!(typed >= 10, "{typed}");
         assert_eq!(read_events(w.events()), Ok(vec![expected.clone()]));
         let body = [w.header(Uuid::nil(), "a", 1), w.events().to_vec()].concat();
-        assert_eq!(decode(&body, 5).map(|b| b.events), Ok(vec![expected]));
+        assert_eq!(
+            decode(&body, 5, &Limits::default()).map(|b| b.events),
+            Ok(vec![expected])
+        );
         // Cut short, they are errors.
         for n in 0..body.len() {
-            assert!(decode(&body[..n], 5).is_err(), "{n}");
+            assert!(decode(&body[..n], 5, &Limits::default()).is_err(), "{n}");
         }
         // Before version 4 these tags are not values.
         let v3 = [&body[..19], &[1, 1, 2, b'k', TIME], &[0; 8]].concat();
-        assert!(decode(&v3, 3).is_err_and(|e| e.contains("value tag")));
-        assert!(decode(&v3, 4).is_ok());
+        assert!(
+            decode(&v3, 3, &Limits::default()).is_err_and(|e| e.to_string().contains("value tag"))
+        );
+        assert!(decode(&v3, 4, &Limits::default()).is_ok());
     }
 
     #[test]
@@ -1150,7 +1206,7 @@ mod tests {
 
     /// Whether `body` fails to decode with an error that mentions `what`.
     fn fails(body: &[u8], what: &str) -> bool {
-        decode(body, 5).is_err_and(|e| e.contains(what))
+        decode(body, 5, &Limits::default()).is_err_and(|e| e.to_string().contains(what))
     }
 
     #[test]
@@ -1163,7 +1219,7 @@ mod tests {
         });
         // Every truncation is an error, and so is a trailing byte.
         for n in 0..body.len() {
-            assert!(decode(&body[..n], 5).is_err(), "{n}");
+            assert!(decode(&body[..n], 5, &Limits::default()).is_err(), "{n}");
         }
         let mut longer = body.clone();
         longer.push(0);
@@ -1172,7 +1228,7 @@ mod tests {
         let mut huge = body[..16].to_vec();
         huge.extend([1, 1, b'a']);
         huge.extend([0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x40]);
-        assert!(fails(&huge, "count"));
+        assert!(fails(&huge, "events; at most"));
         // An eleven-byte varint.
         let mut long_varint = body[..16].to_vec();
         long_varint.extend([0xff; 10]);
@@ -1220,9 +1276,16 @@ mod tests {
             "value reference"
         ));
         let short = [&[2, 2, b'k', STR, 15][..], &[b'x'; 15]].concat();
-        assert!(decode(&events(2, &[&short[..], &[3, SAME]].concat()), 5).is_ok());
+        assert!(
+            decode(
+                &events(2, &[&short[..], &[3, SAME]].concat()),
+                5,
+                &Limits::default()
+            )
+            .is_ok()
+        );
         // More fields than bytes left.
-        let wide = [&first[..], &[0x80, 0x80, 0x04]].concat();
+        let wide = [&first[..], &[0x80, 0x40]].concat();
         assert!(fails(&events(2, &wide), "count"));
     }
 
@@ -1272,7 +1335,9 @@ mod tests {
                 .all(|e| e.get_str("event.dataset").is_some() || e.len() == 1)
         );
         // A reference to a place no event before had is an error, not a guess.
-        assert!(read_events(&[2, 0, STR, 0]).is_err_and(|e| e.contains("name reference")));
+        assert!(
+            read_events(&[2, 0, STR, 0]).is_err_and(|e| e.to_string().contains("name reference"))
+        );
     }
 
     /// Names given as constants (compared by address) and as text (compared byte by byte)
@@ -1409,7 +1474,7 @@ mod tests {
                 expected.push(e);
             }
             let body = [w.header(Uuid::nil(), "a", 1), w.events().to_vec()].concat();
-            let back = decode(&body, 5).expect("decodes");
+            let back = decode(&body, 5, &Limits::default()).expect("decodes");
             assert_eq!(back.events, expected, "round {round}");
         }
     }
@@ -1472,7 +1537,7 @@ mod tests {
             body.extend(b"source.port");
             body.extend([UINT, port]);
         }
-        let b = decode(&body, 2).expect("decodes");
+        let b = decode(&body, 2, &Limits::default()).expect("decodes");
         let ports: Vec<Option<u64>> = b.events.iter().map(|e| e.get_u64("source.port")).collect();
         assert_eq!((b.seq, b.agent_id.as_str()), (5, "a1"));
         assert_eq!(ports, [Some(22), Some(80)]);

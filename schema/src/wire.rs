@@ -33,6 +33,33 @@ pub const HEADER_LEN: usize = 16;
 pub const CURRENT_VERSION: u16 = 5;
 /// Upper bound of a decompressed batch body.
 pub const MAX_DECODED_BYTES: u64 = 256 * 1024 * 1024;
+
+/// What decoding one frame may take, each checked before memory is reserved for it: a
+/// frame is input from outside, and its counts are claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes the payload may decompress to (at most [`MAX_DECODED_BYTES`]).
+    pub decoded_bytes: u64,
+    /// Events in the batch.
+    pub events: usize,
+    /// Fields of one event, and elements of one array or object value.
+    pub fields: usize,
+    /// Bytes of one string (a name or a value).
+    pub value_bytes: usize,
+}
+
+impl Default for Limits {
+    /// The bounds of what any agent writes: its batches hold at most a few tens of
+    /// thousands of events, and its longest values are log lines.
+    fn default() -> Self {
+        Limits {
+            decoded_bytes: MAX_DECODED_BYTES,
+            events: 1_000_000,
+            fields: 4_096,
+            value_bytes: 1 << 20,
+        }
+    }
+}
 const ZSTD_LEVEL: i32 = 1;
 
 /// A batch of events from one agent. `batch_id` is unique per batch and is what the
@@ -61,8 +88,10 @@ pub enum DecodeError {
     Checksum { expected: u32, actual: u32 },
     #[error("payload is not valid zstd: {0}")]
     Decompress(String),
-    #[error("decompressed payload exceeds {MAX_DECODED_BYTES} bytes")]
-    TooLarge,
+    #[error("decompressed payload exceeds {0} bytes")]
+    TooLarge(u64),
+    #[error("{0}")]
+    Limit(String),
     #[error("payload is not a valid batch: {0}")]
     Payload(String),
 }
@@ -78,7 +107,7 @@ impl DecodeError {
             DecodeError::LengthMismatch { .. } => "length_mismatch",
             DecodeError::Checksum { .. } => "bad_checksum",
             DecodeError::Decompress(_) => "bad_compression",
-            DecodeError::TooLarge => "too_large",
+            DecodeError::TooLarge(_) | DecodeError::Limit(_) => "too_large",
             DecodeError::Payload(_) => "bad_payload",
         }
     }
@@ -100,14 +129,31 @@ impl Batch {
         encode(&w, self.batch_id, &self.agent_id, self.seq)
     }
 
-    /// Decodes and validates a frame (header, checksum, size bounds, body).
+    /// Decodes and validates a frame (header, checksum, size bounds, body) within the
+    /// default [`Limits`].
     pub fn decode(frame: &[u8]) -> Result<Batch, DecodeError> {
+        Self::decode_within(frame, &Limits::default())
+    }
+
+    /// Decodes and validates a frame within `limits`.
+    pub fn decode_within(frame: &[u8], limits: &Limits) -> Result<Batch, DecodeError> {
         let header = check_frame(frame)?;
         let payload = &frame[HEADER_LEN..HEADER_LEN + header.len];
-        let body = decompress(payload)?;
+        let body = decompress(payload, limits.decoded_bytes.min(MAX_DECODED_BYTES))?;
         match header.version {
-            1 => serde_json::from_slice(&body).map_err(|e| DecodeError::Payload(e.to_string())),
-            v @ (2..=CURRENT_VERSION) => binary::decode(&body, v).map_err(DecodeError::Payload),
+            1 => {
+                let b: Batch = serde_json::from_slice(&body)
+                    .map_err(|e| DecodeError::Payload(e.to_string()))?;
+                if b.events.len() > limits.events {
+                    return Err(DecodeError::Limit(format!(
+                        "batch has {} events; at most {} are accepted",
+                        b.events.len(),
+                        limits.events
+                    )));
+                }
+                Ok(b)
+            }
+            v @ (2..=CURRENT_VERSION) => binary::decode(&body, v, limits),
             v => Err(DecodeError::UnsupportedVersion(v)),
         }
     }
@@ -249,16 +295,56 @@ pub fn check_frame(frame: &[u8]) -> Result<Header, DecodeError> {
     })
 }
 
-fn decompress(payload: &[u8]) -> Result<Vec<u8>, DecodeError> {
+/// The size a frame's payload says it decompresses to, when its zstd header says (the
+/// agent's always do); a claim, which [`Batch::decode_within`] holds it to.
+pub fn declared_size(frame: &[u8]) -> Option<u64> {
+    let payload = frame.get(HEADER_LEN..)?;
+    match zstd::zstd_safe::get_frame_content_size(payload) {
+        Ok(Some(n)) => Some(n),
+        _ => None,
+    }
+}
+
+/// The payload decompressed, refused as soon as it passes `limit` bytes (or says it will).
+fn decompress(payload: &[u8], limit: u64) -> Result<Vec<u8>, DecodeError> {
+    let declared = match zstd::zstd_safe::get_frame_content_size(payload) {
+        Ok(Some(n)) if n > limit => return Err(DecodeError::TooLarge(limit)),
+        Ok(Some(n)) => Some(n),
+        _ => None,
+    };
     let mut decoder =
         zstd::stream::Decoder::new(payload).map_err(|e| DecodeError::Decompress(e.to_string()))?;
-    let mut body = Vec::new();
-    (&mut decoder)
-        .take(MAX_DECODED_BYTES + 1)
-        .read_to_end(&mut body)
-        .map_err(|e| DecodeError::Decompress(e.to_string()))?;
-    if body.len() as u64 > MAX_DECODED_BYTES {
-        return Err(DecodeError::TooLarge);
+    // Grown as bytes arrive, doubling but never past the limit (`read_to_end` doubles past
+    // it: 32 MiB held to find that a body passes 16), and reserved ahead only up to what the
+    // frame claims: a claim that is a lie costs nothing.
+    let most = usize::try_from(limit.saturating_add(1)).unwrap_or(usize::MAX);
+    let mut body = vec![0; declared.unwrap_or(0).min(limit).clamp(64 << 10, 1 << 20) as usize];
+    let mut len = 0;
+    loop {
+        if len == body.len() {
+            if len >= most {
+                break;
+            }
+            let grown = len.saturating_mul(2).min(most);
+            body.reserve_exact(grown - len);
+            body.resize(grown, 0);
+        }
+        match decoder.read(&mut body[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(DecodeError::Decompress(e.to_string())),
+        }
+    }
+    body.truncate(len);
+    if body.len() as u64 > limit {
+        return Err(DecodeError::TooLarge(limit));
+    }
+    if let Some(n) = declared.filter(|&n| n != body.len() as u64) {
+        return Err(DecodeError::Decompress(format!(
+            "the frame says {n} bytes and holds {}",
+            body.len()
+        )));
     }
     Ok(body)
 }
@@ -360,8 +446,79 @@ mod tests {
         let frame = frame(1, &payload);
         assert_eq!(
             Batch::decode(&frame).map(|_| ()),
-            Err(DecodeError::TooLarge)
+            Err(DecodeError::TooLarge(MAX_DECODED_BYTES))
         );
+    }
+
+    /// A small frame whose counts or sizes claim more than the collector takes is refused
+    /// as too large, before the claim is reserved, whether the zstd frame declares its size
+    /// or not.
+    #[test]
+    fn memory_grows_with_small_requests_that_claim_much() {
+        let event = |fields: usize, value: &str| -> Event {
+            (0..fields)
+                .map(|i| (format!("f{i}"), Value::String(value.to_owned())))
+                .collect()
+        };
+        let too_large = |frame: &[u8], limits: &Limits| {
+            matches!(
+                Batch::decode_within(frame, limits),
+                Err(DecodeError::Limit(_) | DecodeError::TooLarge(_))
+            )
+        };
+        let ok = Limits {
+            decoded_bytes: 1 << 20,
+            events: 3,
+            fields: 5,
+            value_bytes: 10,
+        };
+        let b = batch_with(vec![event(5, "0123456789"); 3]);
+        assert_eq!(Batch::decode_within(&b.encode(), &ok), Ok(b.clone()));
+        let frame = b.encode();
+        for limits in [
+            Limits { events: 2, ..ok },
+            Limits { fields: 4, ..ok },
+            Limits {
+                value_bytes: 9,
+                ..ok
+            },
+            Limits {
+                decoded_bytes: 100,
+                ..ok
+            },
+        ] {
+            assert!(too_large(&frame, &limits), "{limits:?}");
+        }
+        // The same body compressed without a declared size is stopped at the limit.
+        let header = binary::Writer::default();
+        let mut w = header;
+        b.events.iter().for_each(|e| w.push(e));
+        let mut body = w.header(b.batch_id, &b.agent_id, b.seq);
+        body.extend_from_slice(w.events());
+        let mut enc = zstd::stream::Encoder::new(Vec::new(), 1).expect("encoder");
+        enc.include_contentsize(false).expect("no size");
+        std::io::Write::write_all(&mut enc, &body).expect("write");
+        let undeclared = super::frame(CURRENT_VERSION, &enc.finish().expect("finish"));
+        assert_eq!(declared_size(&undeclared), None);
+        assert_eq!(declared_size(&frame), Some(body.len() as u64));
+        assert_eq!(Batch::decode_within(&undeclared, &ok), Ok(b.clone()));
+        assert!(too_large(
+            &undeclared,
+            &Limits {
+                decoded_bytes: body.len() as u64 - 1,
+                ..ok
+            }
+        ));
+        // A count of a million events in a few bytes: refused by the count, not by the
+        // bytes that do not follow.
+        let mut inflated = binary::Writer::default().header(b.batch_id, "a", 0);
+        inflated.pop();
+        inflated.extend_from_slice(&[0xc0, 0x84, 0x3d]);
+        let payload = zstd::bulk::compress(&inflated, 1).expect("compress");
+        assert!(matches!(
+            Batch::decode_within(&super::frame(CURRENT_VERSION, &payload), &ok),
+            Err(DecodeError::Limit(m)) if m.contains("1000000 events")
+        ));
     }
 
     #[test]

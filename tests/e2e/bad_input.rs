@@ -35,6 +35,12 @@ fn post(
 
 /// Sends a 100 MB ingest body over a raw socket and returns the head and body of the answer.
 fn post_100mb_raw(port: u16, chunked: bool) -> String {
+    post_raw(port, Some(AGENT_TOKEN), 100, chunked)
+}
+
+/// Sends an ingest body of `mb` MiB over a raw socket (with `token`, if any) and returns the
+/// head and body of the answer.
+fn post_raw(port: u16, token: Option<&str>, mb: usize, chunked: bool) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
     stream
@@ -43,23 +49,22 @@ fn post_100mb_raw(port: u16, chunked: bool) -> String {
     let framing = if chunked {
         "Transfer-Encoding: chunked".to_owned()
     } else {
-        format!("Content-Length: {}", 100 << 20)
+        format!("Content-Length: {}", mb << 20)
     };
-    let head = format!(
-        "POST /api/v1/ingest HTTP/1.1\r\nHost: vigil\r\nAuthorization: Bearer {AGENT_TOKEN}\r\n{framing}\r\n\r\n"
-    );
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let head = format!("POST /api/v1/ingest HTTP/1.1\r\nHost: vigil\r\n{auth}{framing}\r\n\r\n");
     stream.write_all(head.as_bytes()).expect("head");
     let mut writer = stream.try_clone().expect("clone");
     let sender = std::thread::spawn(move || {
-        let mb = vec![0u8; 1 << 20];
-        for _ in 0..100 {
+        let chunk = vec![0u8; 1 << 20];
+        for _ in 0..mb {
             let ok = if chunked {
                 writer
-                    .write_all(format!("{:x}\r\n", mb.len()).as_bytes())
-                    .and_then(|_| writer.write_all(&mb))
+                    .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                    .and_then(|_| writer.write_all(&chunk))
                     .and_then(|_| writer.write_all(b"\r\n"))
             } else {
-                writer.write_all(&mb)
+                writer.write_all(&chunk)
             };
             // The collector may stop reading (and close) once it has refused the body.
             if ok.is_err() {
@@ -257,4 +262,153 @@ fn retry_after_a_lost_ack_and_sigkill_is_not_indexed_twice() {
     );
     let r = vigil_e2e::search(&c.url(), "\"replayed once\"", 10, 0).expect("search");
     assert_eq!(r["total"], 1, "{r}");
+}
+
+/// Resident memory of a process now, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A frame around `body` (a binary batch body of the current version) compressed with or
+/// without the size in its zstd header.
+fn compressed_frame(body: &[u8], declare_size: bool) -> Vec<u8> {
+    let mut enc = zstd::stream::Encoder::new(Vec::new(), 3).expect("encoder");
+    enc.include_contentsize(declare_size).expect("size flag");
+    if declare_size {
+        enc.set_pledged_src_size(Some(body.len() as u64))
+            .expect("pledge");
+    }
+    std::io::Write::write_all(&mut enc, body).expect("compress");
+    wire::frame(wire::CURRENT_VERSION, &enc.finish().expect("finish"))
+}
+
+/// Small requests that claim much — zstd bombs (with and without a declared size),
+/// batches whose counts claim a billion events or fields, and 33 MB bodies without a token —
+/// sent sixteen at a time, while a real agent batch goes in. The collector's resident memory
+/// stays within its decode budget (64 MiB here) plus 96 MiB for everything else, every
+/// request is answered, and it serves afterwards. Before, eight bombs took it to 3.1 GB.
+#[test]
+fn memory_grows_with_small_requests_zstd_bombs_and_unauthenticated_bodies() {
+    const BOUND_KIB: u64 = (64 + 96) << 10;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = Collector::start_with(
+        dir.path(),
+        0,
+        "500ms",
+        "\n[ingest]\ndecode_budget_mb = 64\n",
+    );
+    let (url, port, pid) = (c.url(), c.port, c.proc.pid());
+    let client = Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("client");
+    // Warm up with a real batch, then take the baseline.
+    let (got, body) = post(&client, &url, Some(AGENT_TOKEN), batch(AGENT_ID).encode());
+    assert_eq!(got, StatusCode::OK, "{body}");
+    let baseline = rss_kib(pid);
+
+    // 300 MB of one byte: a few hundred KB compressed.
+    let mut bomb = binary_header(1_000_000);
+    bomb.resize(300 << 20, 0);
+    let declared = compressed_frame(&bomb, true);
+    let undeclared = compressed_frame(&bomb, false);
+    drop(bomb);
+    // A billion events in a few bytes; an event of a billion fields.
+    let events = compressed_frame(&binary_header(1_000_000_000), true);
+    let mut wide = binary_header(1);
+    wide.extend_from_slice(&[0x80, 0xa8, 0xd6, 0xb9, 0x07]);
+    wide.resize(1 << 20, 0);
+    let fields = compressed_frame(&wide, false);
+    assert!(declared.len() < 1 << 20 && undeclared.len() < 1 << 20);
+
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let watcher = {
+        let peak = peak.clone();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = done.clone();
+        let h = std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                peak.fetch_max(rss_kib(pid), std::sync::atomic::Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        (done, h)
+    };
+    let mut answers = Vec::new();
+    std::thread::scope(|scope| {
+        let mut handles = Vec::new();
+        for round in 0..4 {
+            for (what, body) in [
+                ("bomb with its size", &declared),
+                ("bomb without its size", &undeclared),
+                ("a billion events", &events),
+                ("a billion fields", &fields),
+            ] {
+                let (client, url) = (&client, &url);
+                handles.push(scope.spawn(move || {
+                    let (status, err) = post(client, url, Some(AGENT_TOKEN), body.clone());
+                    (format!("{what} #{round}"), status.as_u16(), err.to_string())
+                }));
+            }
+            handles.push(scope.spawn(move || {
+                let answer = post_raw(port, None, 33, round % 2 == 1);
+                let status = answer.get(9..12).unwrap_or("").parse().unwrap_or(0);
+                (format!("33 MB without a token #{round}"), status, answer)
+            }));
+        }
+        answers = handles
+            .into_iter()
+            .map(|h| h.join().expect("sender"))
+            .collect();
+    });
+    watcher.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    watcher.1.join().expect("watcher");
+    for (what, status, answer) in &answers {
+        let want: &[u16] = if what.contains("token") {
+            &[401]
+        } else {
+            // Too large, or the budget is taken by the others: retry later.
+            &[413, 503]
+        };
+        assert!(want.contains(status), "{what}: {status} {answer}");
+    }
+    assert!(
+        answers.iter().filter(|a| a.1 == 413).count() >= 4,
+        "{answers:?}"
+    );
+    let grew = peak
+        .load(std::sync::atomic::Ordering::SeqCst)
+        .saturating_sub(baseline);
+    eprintln!("resident memory: baseline {baseline} KiB, grew by at most {grew} KiB");
+    assert!(
+        grew < BOUND_KIB,
+        "the collector grew by {grew} KiB (bound {BOUND_KIB} KiB)"
+    );
+    // Still serving.
+    let (got, body) = post(&client, &url, Some(AGENT_TOKEN), batch(AGENT_ID).encode());
+    assert_eq!(
+        (got, body["status"].as_str()),
+        (StatusCode::OK, Some("accepted")),
+        "{body}"
+    );
+}
+
+/// A binary batch body of the current wire version up to its count of events.
+fn binary_header(events: u64) -> Vec<u8> {
+    let mut h = vigil_schema::binary::Writer::default().header(uuid::Uuid::now_v7(), AGENT_ID, 1);
+    h.pop();
+    let mut n = events;
+    while n >= 0x80 {
+        h.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    h.push(n as u8);
+    h
 }

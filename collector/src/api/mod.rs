@@ -43,6 +43,9 @@ pub struct Inner {
     pub metrics: Arc<Metrics>,
     pub max_body_bytes: usize,
     pub max_batch_events: usize,
+    pub max_expansion: u64,
+    /// Memory for batches being received and decoded, in KiB permits.
+    pub decode_budget: Arc<tokio::sync::Semaphore>,
     pub detect: Arc<crate::detect::DetectView>,
     pub detect_cfg: crate::detect::DetectConfig,
     pub incidents: crate::incidents::Store,
