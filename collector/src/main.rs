@@ -48,7 +48,11 @@ enum Command {
     /// --histogram or --stats: aggregate the matching events instead of listing them.
     ///
     /// Beyond Tantivy's syntax: `source.ip:10.0.0.0/8` (CIDR, IPv6 quoted:
-    /// `source.ip:"2001:db8::/32"`) and `field:*` (the field is present).
+    /// `source.ip:"2001:db8::/32"`), `field:*` (the field is present), wildcards
+    /// (`message:fail*`, `fail?d`) and `/regex/` terms on text and keyword fields (whole
+    /// terms; case-insensitive on text fields; at most 10000 terms each), and pure negation
+    /// (`NOT message:preauth`: every event but those). AND binds tighter than OR:
+    /// `a OR b AND c` is `a OR (b AND c)`; words without an operator are ANDed.
     /// Examples: `vigil search 'event.kind:flow' --since 1h --top source.ip --sum network.bytes`,
     /// `vigil search 'log.syslog.appname:sshd' --since 1d --histogram 1h`.
     Search {

@@ -251,6 +251,10 @@ fn phrase(e: &Event, words: &[&str]) -> bool {
     t.windows(words.len())
         .any(|w| w.iter().zip(words).all(|(a, b)| a == b))
 }
+/// Whether some word of the message (as [`tokens`] cuts them) is one `f` takes.
+fn word(e: &Event, f: impl Fn(&str) -> bool) -> bool {
+    tokens(s(e, "message").unwrap_or("")).iter().any(|w| f(w))
+}
 fn at(e: &Event) -> i64 {
     e.timestamp().expect("timestamp").timestamp_micros()
 }
@@ -345,6 +349,88 @@ fn cases(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Case> {
                 (in_net(ip(e, "source.ip"), "10.0.0.0/8")
                     || in_net(ip(e, "destination.ip"), "10.0.0.0/8"))
                     && n(e, "destination.port").is_some_and(|p| p <= 1023)
+            }),
+        ),
+        // Wildcards and regular expressions: whole terms, lowercase on text fields (as
+        // the tokenizer leaves them), exact on keyword fields.
+        c(
+            "message:fail*",
+            Box::new(|e| word(e, |w| w.starts_with("fail"))),
+        ),
+        c("fail*", Box::new(|e| word(e, |w| w.starts_with("fail")))),
+        c(
+            "message:authenticat*",
+            Box::new(|e| word(e, |w| w.starts_with("authenticat"))),
+        ),
+        c(
+            "message:FAIL?D",
+            Box::new(|e| {
+                word(e, |w| {
+                    w.len() == 6 && w.starts_with("fail") && w.ends_with('d')
+                })
+            }),
+        ),
+        c(
+            "message:/fail.*/",
+            Box::new(|e| word(e, |w| w.starts_with("fail"))),
+        ),
+        c(
+            "message:/[0-9]{4}/",
+            Box::new(|e| word(e, |w| w.len() == 4 && w.bytes().all(|b| b.is_ascii_digit()))),
+        ),
+        c(
+            "process.name:sshd*",
+            Box::new(|e| s(e, "process.name").is_some_and(|p| p.starts_with("sshd"))),
+        ),
+        c(
+            "process.name:/(sshd|su|cron.*)/",
+            Box::new(|e| {
+                s(e, "process.name")
+                    .is_some_and(|p| p == "sshd" || p == "su" || p.starts_with("cron"))
+            }),
+        ),
+        c(
+            "customer:Open*",
+            Box::new(|e| s(e, "customer").is_some_and(|c| c.starts_with("Open"))),
+        ),
+        // Pure and leading negation: everything but.
+        c(
+            "NOT message:preauth",
+            Box::new(|e| !word(e, |w| w == "preauth")),
+        ),
+        c(
+            "-message:preauth",
+            Box::new(|e| !word(e, |w| w == "preauth")),
+        ),
+        c(
+            "NOT process.name:sshd AND customer:Linux",
+            Box::new(|e| s(e, "process.name") != Some("sshd") && s(e, "customer") == Some("Linux")),
+        ),
+        c(
+            "message:invalid OR NOT customer:OpenSSH",
+            Box::new(|e| word(e, |w| w == "invalid") || s(e, "customer") != Some("OpenSSH")),
+        ),
+        // AND binds tighter than OR; parentheses group.
+        c(
+            "message:failed OR message:accepted AND message:password",
+            Box::new(|e| {
+                word(e, |w| w == "failed")
+                    || (word(e, |w| w == "accepted") && word(e, |w| w == "password"))
+            }),
+        ),
+        c(
+            "(message:failed OR message:accepted) AND message:password",
+            Box::new(|e| {
+                (word(e, |w| w == "failed") || word(e, |w| w == "accepted"))
+                    && word(e, |w| w == "password")
+            }),
+        ),
+        c(
+            "message:fail* AND NOT (process.name:sshd OR customer:Linux)",
+            Box::new(|e| {
+                word(e, |w| w.starts_with("fail"))
+                    && s(e, "process.name") != Some("sshd")
+                    && s(e, "customer") != Some("Linux")
             }),
         ),
         (
@@ -476,6 +562,29 @@ async fn corpus_counts_hold_across_partitions_restart_and_retention() {
     let cases = cases(from, to);
     let searcher = Searcher::new(parts);
     check(&searcher, &all, &cases, true);
+    // Forms that are refused with the reason, never run as another query.
+    for (q, says) in [
+        ("message:/.*/", "more than 10000 different terms"),
+        ("message:fail~1", "fuzzy terms"),
+        ("message:/fail", "must end with `/`"),
+        ("message:/fail[/", "not a valid regular expression"),
+        ("source.port:2*", "text and keyword fields only"),
+    ] {
+        let e = searcher
+            .search(&SearchRequest {
+                q: q.to_owned(),
+                from: None,
+                to: None,
+                limit: 10,
+                offset: 0,
+            })
+            .err()
+            .unwrap_or_else(|| panic!("{q} must be refused"));
+        assert!(
+            matches!(&e, vigil_collector::index::search::SearchError::Query(m) if m.contains(says)),
+            "{q}: {e}"
+        );
+    }
     let before = answers(&searcher, &cases);
     aggregations(&searcher, &all, from, to);
     drop(searcher);

@@ -21,7 +21,7 @@ use serde::Serialize;
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{
     AllQuery, BooleanQuery, ExistsQuery, Occur, Query, QueryParser, QueryParserError, RangeQuery,
-    TermQuery,
+    TermQuery, TermSetQuery,
 };
 use tantivy::schema::Value;
 use tantivy::tokenizer::TokenizerManager;
@@ -29,6 +29,7 @@ use tantivy::{DocAddress, Order, TantivyDocument, Term};
 
 use super::partition::Partitions;
 use super::{FieldType, IndexSchema};
+use vigil_schema::fields as f;
 
 /// Most hits one request returns.
 pub const MAX_LIMIT: usize = 10_000;
@@ -36,6 +37,8 @@ pub const MAX_LIMIT: usize = 10_000;
 pub const MAX_WINDOW: usize = 1_000_000;
 /// Longest query text accepted.
 pub const MAX_QUERY_BYTES: usize = 16 * 1024;
+/// Most distinct terms one wildcard or regular expression may stand for.
+pub const MAX_EXPANSION: usize = 10_000;
 
 #[derive(Debug, Clone)]
 pub struct SearchRequest {
@@ -185,9 +188,21 @@ impl Searcher {
                 TokenizerManager::default(),
             );
             parser.set_conjunction_by_default();
-            let parsed = parser
-                .parse_query(&parsed_text)
-                .map_err(|e| query_error(e, text, &parsed_text, &origin, lead))?;
+            let parsed = match parser.parse_query(&parsed_text) {
+                // Only exclusions (`NOT a`, `-a`): everything but those, as in Lucene's and
+                // Kibana's query languages. The lenient parse adds the "everything" clause.
+                Err(QueryParserError::AllButQueryForbidden) => {
+                    let (q, errors) = parser.parse_query_lenient(&parsed_text);
+                    match errors
+                        .into_iter()
+                        .find(|e| !matches!(e, QueryParserError::AllButQueryForbidden))
+                    {
+                        Some(e) => return Err(query_error(e, text, &parsed_text, &origin, lead)),
+                        None => q,
+                    }
+                }
+                r => r.map_err(|e| query_error(e, text, &parsed_text, &origin, lead))?,
+            };
             self.rebuild(parsed, &subs)
         };
         if from.is_none() && to.is_none() {
@@ -320,11 +335,43 @@ impl Searcher {
     }
 
     /// An extension term at the start of `s` (`field:*` on any field of the schema,
-    /// `field:CIDR` on an IP field), with the bytes it spans.
+    /// `field:CIDR` on an IP field, a wildcard or `/regex/` term with or without a field),
+    /// with the bytes it spans.
     fn extension_at(&self, s: &str) -> Result<Option<Extension>, SearchError> {
         let Some((name, colon)) = field_name_at(s) else {
-            return Ok(None);
+            // A term of the default field.
+            return match multi_term(s)? {
+                Some((pattern, used)) => {
+                    let q = self.expand(
+                        self.schema.message,
+                        f::MESSAGE,
+                        FieldType::Text,
+                        &pattern,
+                        &s[..used],
+                    )?;
+                    Ok(Some((q, used)))
+                }
+                None => Ok(None),
+            };
         };
+        if let Some((pattern, used)) = multi_term(&s[colon + 1..])? {
+            let shown = &s[..colon + 1 + used];
+            let (ty, field) = match self.schema.typed.get(name) {
+                Some(&(ty @ (FieldType::Text | FieldType::Keyword), field)) => (ty, field),
+                _ if self.field_type(name).is_none() && !self.is_extra_field(name) => {
+                    // Tantivy's parser names the unknown field.
+                    return Ok(None);
+                }
+                _ => {
+                    return Err(SearchError::Query(format!(
+                        "`{shown}`: wildcards and regular expressions apply to text and \
+                         keyword fields only, and `{name}` is not one"
+                    )));
+                }
+            };
+            let q = self.expand(field, name, ty, &pattern, shown)?;
+            return Ok(Some((q, colon + 1 + used)));
+        }
         let Some(ty) = self.field_type(name) else {
             // `name:*` on a field without a field of its own: its column in the JSON field.
             let star = s[colon + 1..].strip_prefix('*').is_some_and(|r| {
@@ -376,6 +423,53 @@ impl Searcher {
         Ok(Some((Box::new(q), used)))
     }
 
+    /// The terms of `field` that `pattern` (a whole-term regular expression) matches, in
+    /// every partition, as one query; more than [`MAX_EXPANSION`] is an error. On text
+    /// fields, whose terms are lowercase, the pattern ignores case.
+    fn expand(
+        &self,
+        field: tantivy::schema::Field,
+        name: &str,
+        ty: FieldType,
+        pattern: &Pattern,
+        shown: &str,
+    ) -> Result<Box<dyn Query>, SearchError> {
+        let regex = match (pattern, ty) {
+            (Pattern::Regex(r), FieldType::Text) => format!("(?i:{r})"),
+            (Pattern::Regex(r), _) => r.clone(),
+            (Pattern::Wildcard(w), FieldType::Text) => wildcard_regex(&w.to_lowercase()),
+            (Pattern::Wildcard(w), _) => wildcard_regex(w),
+        };
+        let automaton = tantivy_fst::Regex::new(&regex).map_err(|e| {
+            SearchError::Query(format!("`{shown}`: not a valid regular expression: {e}"))
+        })?;
+        let mut terms = std::collections::BTreeSet::new();
+        for p in self.parts.all().iter() {
+            for seg in p.reader.searcher().segment_readers() {
+                let inv = seg.inverted_index(field)?;
+                let mut stream = inv
+                    .terms()
+                    .search(&automaton)
+                    .into_stream()
+                    .map_err(tantivy::TantivyError::from)?;
+                while stream.advance() {
+                    if terms.len() >= MAX_EXPANSION && !terms.contains(stream.key()) {
+                        return Err(SearchError::Query(format!(
+                            "`{shown}` matches more than {MAX_EXPANSION} different terms of \
+                             `{name}`; make it more specific"
+                        )));
+                    }
+                    terms.insert(stream.key().to_vec());
+                }
+            }
+        }
+        let terms = terms
+            .into_iter()
+            .filter_map(|t| String::from_utf8(t).ok())
+            .map(|t| Term::from_field_text(field, &t));
+        Ok(Box::new(TermSetQuery::new(terms)))
+    }
+
     /// `q` with each placeholder term replaced by the query it stands for, and `a AND NOT b`
     /// made to mean what it says: Tantivy's parser nests `NOT b` as a clause of its own that
     /// holds only an exclusion, which matches nothing, so `a AND NOT b` found nothing. Such
@@ -397,6 +491,11 @@ impl Searcher {
             return q;
         };
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        if !b.clauses().is_empty() && b.clauses().iter().all(|(o, _)| *o == Occur::MustNot) {
+            // A group of exclusions only (`a OR NOT b`, `a OR (NOT b)`) is everything but
+            // them, as in Kibana's query language; Tantivy's would match nothing.
+            clauses.push((Occur::Must, Box::new(AllQuery)));
+        }
         for (occur, sub) in b.clauses() {
             let sub = self.rebuild(sub.box_clone(), subs);
             let only_exclusions = sub.downcast_ref::<BooleanQuery>().is_some_and(|inner| {
@@ -412,6 +511,75 @@ impl Searcher {
         }
         Box::new(BooleanQuery::new(clauses))
     }
+}
+
+/// What a multi-term value asks for.
+#[derive(Debug)]
+enum Pattern {
+    /// `*` any characters, `?` one, as Lucene's wildcard terms.
+    Wildcard(String),
+    /// A regular expression that a whole term must match, as Lucene's `/regex/` terms.
+    Regex(String),
+}
+
+/// A multi-term value at the start of `v`: `/regex/` (a `\/` inside does not end it), or an
+/// unquoted term with `*` or `?` (other than `*` alone, "present"), with the bytes it spans.
+/// An unquoted term with `~` (Lucene's fuzzy search, which is not supported) is an error
+/// rather than another query.
+fn multi_term(v: &str) -> Result<Option<(Pattern, usize)>, SearchError> {
+    if let Some(rest) = v.strip_prefix('/') {
+        let mut escaped = false;
+        for (i, c) in rest.char_indices() {
+            match c {
+                '\\' => escaped = !escaped,
+                '/' if !escaped => {
+                    return Ok(Some((Pattern::Regex(rest[..i].to_owned()), i + 2)));
+                }
+                _ => escaped = false,
+            }
+        }
+        return Err(SearchError::Query(format!(
+            "`{}`: a regular expression must end with `/`",
+            v.chars().take(40).collect::<String>()
+        )));
+    }
+    if v.starts_with('"') {
+        return Ok(None);
+    }
+    let end = v
+        .find(|c: char| c.is_whitespace() || c == ')')
+        .unwrap_or(v.len());
+    let term = &v[..end];
+    if term.contains('~') {
+        return Err(SearchError::Query(format!(
+            "`{term}`: fuzzy terms (`~`) are not supported; use a wildcard (`*`, `?`) or a \
+             /regex/"
+        )));
+    }
+    // `*` alone is "present", and a range's open bound (`[1 TO *]`) is no wildcard.
+    if term == "*" || !term.contains(['*', '?']) || term.contains(['[', ']', '{', '}']) {
+        return Ok(None);
+    }
+    Ok(Some((Pattern::Wildcard(term.to_owned()), end)))
+}
+
+/// The whole-term regular expression of a wildcard term.
+fn wildcard_regex(w: &str) -> String {
+    let mut out = String::with_capacity(w.len() + 8);
+    for c in w.chars() {
+        match c {
+            '*' => out.push_str(".*"),
+            '?' => out.push('.'),
+            // Everything the regex syntax treats specially, taken literally.
+            '\\' | '.' | '+' | '(' | ')' | '|' | '[' | ']' | '{' | '}' | '^' | '$' | '#' | '&'
+            | '-' | '~' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The first and last address of a CIDR block, as Tantivy stores IPs (IPv4 mapped to IPv6).
