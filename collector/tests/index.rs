@@ -359,6 +359,13 @@ fn cases(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Case> {
         ),
         c("fail*", Box::new(|e| word(e, |w| w.starts_with("fail")))),
         c(
+            "(fail* OR message:accepted) AND process.name:sshd",
+            Box::new(|e| {
+                (word(e, |w| w.starts_with("fail")) || word(e, |w| w == "accepted"))
+                    && s(e, "process.name") == Some("sshd")
+            }),
+        ),
+        c(
             "message:authenticat*",
             Box::new(|e| word(e, |w| w.starts_with("authenticat"))),
         ),

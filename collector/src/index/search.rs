@@ -339,7 +339,14 @@ impl Searcher {
     /// with the bytes it spans.
     fn extension_at(&self, s: &str) -> Result<Option<Extension>, SearchError> {
         let Some((name, colon)) = field_name_at(s) else {
-            // A term of the default field.
+            // A term of the default field: a word, not a group, an operator or `a:b` that is
+            // not a field.
+            let word = &s[..s.find(char::is_whitespace).unwrap_or(s.len())];
+            if !s.starts_with(|c: char| c.is_alphanumeric() || "*?/".contains(c))
+                || word.contains([':', '('])
+            {
+                return Ok(None);
+            }
             return match multi_term(s)? {
                 Some((pattern, used)) => {
                     let q = self.expand(
