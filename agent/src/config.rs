@@ -36,6 +36,10 @@ pub struct AgentConfig {
     pub name: String,
     /// Customer (institution) that events of this agent belong to, unless a source says otherwise.
     pub customer: Option<String>,
+    /// Time zone of timestamps without an offset when neither the source nor its customer
+    /// names one; default: this machine's zone (`TZ`, `/etc/timezone`, `/etc/localtime`).
+    #[serde(deserialize_with = "de_tz")]
+    pub timezone: Tz,
     pub collector: CollectorTarget,
     pub spool: SpoolConfig,
     pub batch: BatchConfig,
@@ -193,9 +197,9 @@ pub struct SyslogConfig {
     #[serde(default = "default_idle_timeout", deserialize_with = "de_duration")]
     pub idle_timeout: Duration,
     /// Time zone of timestamps without an offset (RFC 3164 and most application logs), an
-    /// IANA name such as `Europe/Brussels`.
-    #[serde(default = "default_tz", deserialize_with = "de_tz")]
-    pub timezone: Tz,
+    /// IANA name such as `Europe/Brussels`; default: the customer's, else the agent's.
+    #[serde(default, deserialize_with = "de_opt_tz")]
+    pub timezone: Option<Tz>,
     /// Certificate chain and key (PEM) for the `tls` protocol (RFC 5425).
     #[serde(default)]
     pub tls: Option<TlsConfig>,
@@ -231,8 +235,9 @@ pub struct FileConfig {
     pub start_at: StartAt,
     #[serde(default)]
     pub customer: Option<String>,
-    #[serde(default = "default_tz", deserialize_with = "de_tz")]
-    pub timezone: Tz,
+    /// As a syslog listener's `timezone`.
+    #[serde(default, deserialize_with = "de_opt_tz")]
+    pub timezone: Option<Tz>,
     /// Longer lines are truncated (and flagged).
     #[serde(default = "default_max_message")]
     pub max_line_bytes: usize,
@@ -273,8 +278,24 @@ fn default_max_connections() -> usize {
 fn default_idle_timeout() -> Duration {
     Duration::from_secs(300)
 }
-fn default_tz() -> Tz {
-    Tz::UTC
+/// The zone of the machine the agent runs on: `TZ`, else `/etc/timezone`, else where the
+/// link `/etc/localtime` points, else UTC.
+pub fn local_tz() -> Tz {
+    let env = std::env::var("TZ")
+        .ok()
+        .map(|z| z.trim_start_matches(':').to_owned());
+    let file = std::fs::read_to_string("/etc/timezone")
+        .ok()
+        .map(|z| z.trim().to_owned());
+    let link = std::fs::read_link("/etc/localtime").ok().and_then(|p| {
+        let p = p.to_string_lossy().into_owned();
+        p.split_once("zoneinfo/").map(|(_, z)| z.to_owned())
+    });
+    [env, file, link]
+        .into_iter()
+        .flatten()
+        .find_map(|z| z.parse().ok())
+        .unwrap_or(Tz::UTC)
 }
 fn default_udp_buffer() -> usize {
     8 << 20
@@ -295,6 +316,7 @@ impl Default for AgentConfig {
             id: "local".into(),
             name: hostname(),
             customer: None,
+            timezone: local_tz(),
             collector: CollectorTarget::default(),
             spool: SpoolConfig::default(),
             batch: BatchConfig::default(),
@@ -306,7 +328,7 @@ impl Default for AgentConfig {
                 max_message_bytes: default_max_message(),
                 max_connections: default_max_connections(),
                 idle_timeout: default_idle_timeout(),
-                timezone: default_tz(),
+                timezone: None,
                 tls: None,
                 udp_receive_buffer_bytes: default_udp_buffer(),
             }],
@@ -537,9 +559,47 @@ pub fn de_tz<'de, D: Deserializer<'de>>(d: D) -> Result<Tz, D::Error> {
     })
 }
 
+pub fn de_opt_tz<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Tz>, D::Error> {
+    de_tz(d).map(Some)
+}
+
+impl AgentConfig {
+    /// The zone of timestamps without an offset from a source with zone `source` (if it
+    /// names one) and events of `customer`: the source's, else the customer's, else the
+    /// agent's.
+    pub fn zone(&self, source: Option<Tz>, customer: Option<&str>) -> Tz {
+        source
+            .or_else(|| {
+                let c = customer?;
+                self.customers.iter().find(|x| x.name == c)?.timezone
+            })
+            .unwrap_or(self.timezone)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zone_comes_from_the_source_then_the_customer_then_the_agent() {
+        let cfg = AgentConfig::parse(
+            "timezone = \"America/New_York\"\n\
+             [[customers]]\nname = \"ulb\"\nprefixes = [\"10.0.0.0/8\"]\n\
+             timezone = \"Europe/Brussels\"\n\
+             [[customers]]\nname = \"belnet\"\nprefixes = [\"11.0.0.0/8\"]\n",
+            Path::new("agent.toml"),
+        )
+        .expect("valid");
+        let tokyo = Some(chrono_tz::Asia::Tokyo);
+        assert_eq!(cfg.zone(tokyo, Some("ulb")), chrono_tz::Asia::Tokyo);
+        assert_eq!(cfg.zone(None, Some("ulb")), chrono_tz::Europe::Brussels);
+        assert_eq!(cfg.zone(None, Some("belnet")), chrono_tz::America::New_York);
+        assert_eq!(cfg.zone(None, None), chrono_tz::America::New_York);
+        // Without one, the machine's (UTC on a machine without a zone).
+        let plain = AgentConfig::parse("", Path::new("agent.toml")).expect("valid");
+        assert_eq!(plain.timezone, local_tz());
+    }
 
     #[test]
     fn unknown_key_is_named_with_its_line() {
@@ -578,7 +638,7 @@ mod tests {
             Path::new("a.toml"),
         )
         .expect("valid");
-        assert_eq!(cfg.syslog[0].timezone, chrono_tz::Europe::Brussels);
+        assert_eq!(cfg.syslog[0].timezone, Some(chrono_tz::Europe::Brussels));
         let err = AgentConfig::parse(
             "[[syslog]]\nlisten = \"127.0.0.1:1\"\ntimezone = \"Mars/Olympus\"\n",
             Path::new("a.toml"),

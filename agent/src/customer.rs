@@ -12,7 +12,12 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct CustomerConfig {
     pub name: String,
+    #[serde(default)]
     pub prefixes: Vec<String>,
+    /// Time zone of this customer's devices' timestamps that carry no offset (RFC 3164,
+    /// most application logs), unless the source names one.
+    #[serde(default, deserialize_with = "crate::config::de_opt_tz")]
+    pub timezone: Option<chrono_tz::Tz>,
 }
 
 /// An IPv4 or IPv6 prefix, kept as an IPv6 (v4-mapped) network and length.
@@ -74,14 +79,19 @@ fn mask(len: u8) -> u128 {
 #[derive(Debug, Default)]
 pub struct CustomerMap {
     prefixes: Vec<(Prefix, String)>,
+    zones: std::collections::HashMap<String, chrono_tz::Tz>,
 }
 
 impl CustomerMap {
     pub fn new(customers: &[CustomerConfig]) -> Result<CustomerMap, String> {
         let mut prefixes = Vec::new();
+        let mut zones = std::collections::HashMap::new();
         for c in customers {
             if c.name.is_empty() {
                 return Err("a customer needs a name".into());
+            }
+            if let Some(z) = c.timezone {
+                zones.insert(c.name.clone(), z);
             }
             for p in &c.prefixes {
                 prefixes.push((Prefix::parse(p)?, c.name.clone()));
@@ -89,7 +99,7 @@ impl CustomerMap {
         }
         // Longest first, so the first match is the most specific.
         prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.len));
-        Ok(CustomerMap { prefixes })
+        Ok(CustomerMap { prefixes, zones })
     }
 
     /// The customer of an event from `sender`, in the precedence of the module docs.
@@ -100,6 +110,11 @@ impl CustomerMap {
         agent: Option<&'a str>,
     ) -> Option<&'a str> {
         listener.or_else(|| self.lookup(sender)).or(agent)
+    }
+
+    /// The time zone configured for `customer`.
+    pub fn zone(&self, customer: &str) -> Option<chrono_tz::Tz> {
+        self.zones.get(customer).copied()
     }
 
     pub fn lookup(&self, ip: IpAddr) -> Option<&str> {
@@ -120,14 +135,17 @@ mod tests {
             CustomerConfig {
                 name: "belnet".into(),
                 prefixes: vec!["10.0.0.0/8".into(), "2001:db8::/32".into()],
+                timezone: None,
             },
             CustomerConfig {
                 name: "ulb".into(),
                 prefixes: vec!["10.1.0.0/16".into(), "2001:db8:1::/48".into()],
+                timezone: None,
             },
             CustomerConfig {
                 name: "one-host".into(),
                 prefixes: vec!["10.1.2.3".into()],
+                timezone: None,
             },
         ])
         .expect("valid");

@@ -359,14 +359,15 @@ impl Tailer {
     fn send(&self, t: &Tailed, line: &[u8], truncated: bool) -> bool {
         let cfg: &FileConfig = &self.agent.file[t.source];
         let text = text(line);
+        let customer = cfg.customer.as_deref().or(self.agent.customer.as_deref());
         let origin = Origin {
             agent_id: &self.agent.id,
             agent_name: &self.agent.name,
-            customer: cfg.customer.as_deref().or(self.agent.customer.as_deref()),
+            customer,
             peer: None,
             received: Utc::now(),
             truncated,
-            tz: cfg.timezone,
+            tz: self.agent.zone(cfg.timezone, customer),
         };
         let (mut ev, parsed): (Event, bool) = to_event(&text, &origin);
         ev.set_str(fields::LOG_FILE_PATH, t.path.to_string_lossy());

@@ -256,6 +256,61 @@ prefixes = ["127.0.0.0/8"]
     assert_eq!(total(&url, "customer:loopback-v4-customer"), Some(1));
 }
 
+/// A device that logs RFC 3164 in Brussels time (`logger` under `TZ=Europe/Brussels`,
+/// one or two hours ahead of UTC, with no year and no zone in the line) belongs to a
+/// customer whose `timezone` says so: its line is dated when it was sent, and a search of
+/// the last hour finds it at once.
+#[test]
+fn rfc3164_lines_carry_neither_year_nor_zone_and_are_found_by_since_1h() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = Collector::start(dir.path(), 0);
+    let extra = r#"
+[[customers]]
+name = "brussels-customer"
+prefixes = ["127.0.0.0/8"]
+timezone = "Europe/Brussels"
+"#;
+    let a = Agent::start(
+        dir.path(),
+        c.port,
+        "",
+        &format!("protocols = [\"tcp\"]\n{extra}"),
+    );
+    let tcp = ports_at(&a, 0);
+    let sent = chrono::Utc::now();
+    let ok = std::process::Command::new("logger")
+        .env("TZ", "Europe/Brussels")
+        .args(["--rfc3164", "--tcp", "-n", "127.0.0.1", "-P"])
+        .arg(tcp.port().to_string())
+        .args(["-t", "fw1", "local time without a zone"])
+        .status()
+        .expect("logger runs");
+    assert!(ok.success());
+    let url = c.url();
+    let from = (sent - chrono::Duration::hours(1)).to_rfc3339();
+    let hit = wait_for(
+        Duration::from_secs(30),
+        "the line in the last hour",
+        || a.proc.log_tail(),
+        || {
+            let r: serde_json::Value = reqwest::blocking::Client::new()
+                .get(format!("{url}/api/v1/search"))
+                .query(&[("q", "\"local time without a zone\""), ("from", &from)])
+                .send()
+                .ok()?
+                .json()
+                .ok()?;
+            r["hits"].as_array()?.first().cloned()
+        },
+    );
+    assert_eq!(hit["customer"], "brussels-customer", "{hit}");
+    let at = chrono::DateTime::parse_from_rfc3339(hit["@timestamp"].as_str().expect("time"))
+        .expect("rfc 3339");
+    // RFC 3164 has whole seconds.
+    let off = (at.timestamp() - sent.timestamp()).abs();
+    assert!(off <= 2, "dated {at}, sent {sent}: {hit}");
+}
+
 #[test]
 fn rsyslog_forwards_to_the_agent_over_octet_counted_tcp() {
     rsyslog_forwards(None);

@@ -42,7 +42,9 @@ pub struct Listener {
     /// The most events of one item (the batch's most).
     chunk_events: u64,
     idle_timeout: Duration,
-    tz: Tz,
+    /// The listener's zone, if it names one; else the customer's, else `agent_tz`.
+    tz: Option<Tz>,
+    agent_tz: Tz,
     tls: Option<(TlsAcceptor, Duration)>,
     tx: mpsc::Sender<Item>,
     received: Counter,
@@ -103,6 +105,7 @@ impl Listener {
             chunk_events: agent.batch.max_events as u64,
             idle_timeout: cfg.idle_timeout,
             tz: cfg.timezone,
+            agent_tz: agent.timezone,
             tls: tls.zip(cfg.tls.as_ref().map(|t| t.handshake_timeout)),
             tx,
         }
@@ -133,7 +136,10 @@ impl Listener {
             peer: Some(peer.ip()),
             received: Utc::now(),
             truncated,
-            tz: self.tz,
+            tz: self
+                .tz
+                .or_else(|| self.customers.zone(customer?))
+                .unwrap_or(self.agent_tz),
         };
         let parsed = encode(&text, &origin, &mut out.events);
         self.received.inc();

@@ -214,6 +214,27 @@ mod tests {
         assert_eq!(ev.get_str("customer"), Some("ulb"));
     }
 
+    /// A Belgian device logs local time without a zone: read in its zone, the line lands at
+    /// the instant it was sent (not one or two hours ahead, where `--since 1h` missed it).
+    #[test]
+    fn rfc3164_lines_carry_neither_year_nor_zone() {
+        let line = "<13>Dec  2 08:30:00 fw1 sshd[42]: Failed password for root";
+        let mut o = origin("2026-12-02T07:30:04Z");
+        o.tz = chrono_tz::Europe::Brussels;
+        assert_eq!(
+            to_event(line, &o).0.get_str("@timestamp"),
+            Some("2026-12-02T07:30:00Z")
+        );
+        // Summer time: two hours.
+        let line = "<13>Jul  2 08:30:00 fw1 sshd[42]: x";
+        let mut o = origin("2026-07-02T06:30:04Z");
+        o.tz = chrono_tz::Europe::Brussels;
+        assert_eq!(
+            to_event(line, &o).0.get_str("@timestamp"),
+            Some("2026-07-02T06:30:00Z")
+        );
+    }
+
     #[test]
     fn rfc3164_year_is_inferred_never_in_the_future() {
         let line = "<13>Dec 31 23:59:00 host1 sshd[42]: Failed password for root";
