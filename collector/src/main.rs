@@ -113,12 +113,17 @@ enum Command {
 #[derive(Subcommand)]
 enum RulesCommand {
     /// Load rule files and directories (Vigil's own rules when none is given); report every
-    /// rule that cannot load, with its file and the reason, and exit non-zero if any.
+    /// rule that cannot load, with its file and the reason, and exit non-zero if any. Warn
+    /// about every field a rule tests that no event it sees carries (from the mapping and
+    /// the event schema).
     Check {
         paths: Vec<PathBuf>,
         /// Mapping files (default: Vigil's rules/mappings/vigil.yml).
         #[arg(long)]
         mapping: Vec<PathBuf>,
+        /// Also exit non-zero when a rule tests a field its events never carry.
+        #[arg(long)]
+        strict: bool,
     },
     /// Run one rule file (a rule, or a correlation with the rules it counts) over events and
     /// print the alerts it raises.
@@ -235,10 +240,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Incidents(args) => cli::incidents::run(args, &mut std::io::stdout().lock()).await,
         Command::Rules {
-            command: RulesCommand::Check { paths, mapping },
+            command:
+                RulesCommand::Check {
+                    paths,
+                    mapping,
+                    strict,
+                },
         } => {
-            if cli::rules_check(&paths, &mapping, &mut std::io::stdout().lock())? {
+            if cli::rules_check(&paths, &mapping, strict, &mut std::io::stdout().lock())? {
                 Ok(())
+            } else if strict {
+                anyhow::bail!(
+                    "some rules cannot be loaded or test fields their events never carry (listed above)"
+                )
             } else {
                 anyhow::bail!("some rules cannot be loaded (listed above)")
             }

@@ -145,6 +145,88 @@ fn sigmahq_web_rules_fire_on_access_logs() {
     }
 }
 
+/// SigmaHQ's firewall rule `net_firewall_cleartext_protocols` tests `action` and `blocked`.
+/// Flows carry `event.action` where the exporter reports a verdict (forwarding status, NSEL
+/// firewall events), which the mapping gives the rule as `action`; `blocked` no flow
+/// carries, and `vigil rules check` says so.
+#[test]
+fn net_firewall_cleartext_protocols_fires_where_flows_carry_an_action() {
+    let Some(root) = corpus() else {
+        eprintln!("SKIPPED: ../shared/corpus is not beside the workspace");
+        return;
+    };
+    let dir = root.join("sigma/rules/network/firewall");
+    let (mut engine, errors) = DetectConfig {
+        builtin_rules: false,
+        rules: vec![dir.clone()],
+        ..DetectConfig::default()
+    }
+    .load()
+    .expect("builtin mapping");
+    assert!(errors.is_empty(), "{errors:?}");
+    let info = &engine.rules()[0];
+    assert_eq!(info.title, "Cleartext Protocol Usage");
+    assert_eq!(info.unseen_fields, ["blocked"]);
+    // Flows as the collector completes them: the exporter's elements, raw.
+    let flow = |port: u64, extra: Option<(&'static str, u64)>| {
+        let mut e = Event::new(vigil_schema::EventKind::Flow, chrono::Utc::now());
+        e.set_str("source.ip", "10.0.0.1");
+        e.set_str("destination.ip", "10.0.0.2");
+        e.set_u64("destination.port", port);
+        e.set_str("network.iana_number", "6");
+        if let Some((name, v)) = extra {
+            e.set_u64(name, v);
+        }
+        vigil_agent::flow::complete(&mut e);
+        e
+    };
+    for (what, ev, fires) in [
+        // Forwarding status 1 (forwarded) in the top bits: 0x40.
+        (
+            "forwarded telnet",
+            flow(23, Some(("netflow.forwarding_status", 0x40))),
+            true,
+        ),
+        (
+            "dropped telnet",
+            flow(23, Some(("netflow.forwarding_status", 0x80))),
+            false,
+        ),
+        (
+            "NSEL flow created, ftp",
+            flow(21, Some(("netflow.firewall_event", 1))),
+            true,
+        ),
+        (
+            "NSEL flow denied, ftp",
+            flow(21, Some(("netflow.firewall_event", 3))),
+            false,
+        ),
+        (
+            "forwarded ssh",
+            flow(22, Some(("netflow.forwarding_status", 0x40))),
+            false,
+        ),
+        ("telnet without a verdict", flow(23, None), false),
+    ] {
+        let alerts = test_events(&mut engine, &mut [ev]);
+        assert_eq!(!alerts.is_empty(), fires, "{what}: {alerts:?}");
+    }
+    // The CLI warns, and fails with --strict.
+    let mut out = Vec::new();
+    let ok = vigil_collector::cli::rules_check(std::slice::from_ref(&dir), &[], false, &mut out)
+        .expect("check");
+    let text = String::from_utf8_lossy(&out);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("tests `blocked`, which no event it sees (firewall) carries"),
+        "{text}"
+    );
+    let strict =
+        vigil_collector::cli::rules_check(&[dir], &[], true, &mut Vec::new()).expect("check");
+    assert!(!strict);
+}
+
 fn base_rule(reference: &str) -> String {
     let key = if uuid_like(reference) { "id" } else { "name" };
     format!(

@@ -106,6 +106,129 @@ fields! {
     ALERT_EVENT_IDS = "alert.event_ids";
 }
 
+/// Whether events of `kind` (`event.kind`) can carry field `name`: the fields of that kind
+/// in the event schema, and the families of names that sources add (exporters' flow
+/// elements, RFC 5424 structured data). An unknown kind may carry anything. This is what
+/// `vigil rules check` holds a rule's fields against.
+pub fn carried_by(kind: &str, name: &str) -> bool {
+    const COMMON: &[&str] = &[
+        TIMESTAMP,
+        EVENT_KIND,
+        EVENT_DATASET,
+        EVENT_ID,
+        AGENT_ID,
+        AGENT_NAME,
+        HOST_NAME,
+        CUSTOMER,
+        TAGS,
+        OBSERVER_IP,
+    ];
+    let (names, families): (&[&str], &[&str]) = match kind {
+        "flow" => (
+            &[
+                SOURCE_IP,
+                SOURCE_PORT,
+                DESTINATION_IP,
+                DESTINATION_PORT,
+                NETWORK_TRANSPORT,
+                NETWORK_IANA_NUMBER,
+                NETWORK_BYTES,
+                NETWORK_PACKETS,
+                SOURCE_BYTES,
+                DESTINATION_BYTES,
+                SOURCE_PACKETS,
+                DESTINATION_PACKETS,
+                ICMP_TYPE,
+                ICMP_CODE,
+                TCP_FLAGS,
+                NETWORK_COMMUNITY_ID,
+                NETWORK_PROTOCOL,
+                EVENT_START,
+                EVENT_END,
+                EVENT_DURATION,
+                EVENT_ACTION,
+                EVENT_OUTCOME,
+                OBSERVER_NAME,
+            ],
+            &[
+                "netflow.",
+                "observer.",
+                "source.as.",
+                "destination.as.",
+                "source.nat.",
+                "destination.nat.",
+                "source.mac",
+                "destination.mac",
+                "network.vlan.",
+            ],
+        ),
+        "syslog" => (
+            &[
+                MESSAGE,
+                SYSLOG_FACILITY,
+                SYSLOG_SEVERITY,
+                SYSLOG_HOSTNAME,
+                SYSLOG_APPNAME,
+                SYSLOG_PROCID,
+                SYSLOG_MSGID,
+                PROCESS_NAME,
+                PROCESS_PID,
+                LOG_FILE_PATH,
+                EVENT_CATEGORY,
+                EVENT_ACTION,
+                EVENT_OUTCOME,
+                SOURCE_IP,
+                SOURCE_PORT,
+                SOURCE_DOMAIN,
+                USER_NAME,
+                HTTP_REQUEST_METHOD,
+                HTTP_REQUEST_REFERRER,
+                HTTP_VERSION,
+                HTTP_RESPONSE_BYTES,
+                HTTP_STATUS_CODE,
+                URL_ORIGINAL,
+                URL_PATH,
+                URL_QUERY,
+                URL_EXTENSION,
+                URL_SCHEME,
+                URL_DOMAIN,
+                USER_AGENT,
+            ],
+            &["log.syslog.structured_data."],
+        ),
+        "probe" | "heartbeat" => (
+            &[
+                MESSAGE,
+                MONITOR_ID,
+                MONITOR_TYPE,
+                MONITOR_STATUS,
+                URL_FULL,
+                EVENT_DURATION,
+                HTTP_STATUS_CODE,
+                TLS_NOT_AFTER,
+                ERROR_MESSAGE,
+            ],
+            &[],
+        ),
+        "alert" => (
+            &[
+                MESSAGE,
+                RULE_ID,
+                RULE_NAME,
+                RULE_LEVEL,
+                ALERT_TYPE,
+                ALERT_GROUP_KEY,
+                ALERT_VALUE,
+                ALERT_TIMESPAN,
+                ALERT_EVENT_IDS,
+            ],
+            &[],
+        ),
+        _ => return true,
+    };
+    COMMON.contains(&name) || names.contains(&name) || families.iter().any(|f| name.starts_with(f))
+}
+
 /// `name` as a [`Key`]: the static name when it is one of [`ALL`] (no allocation, and equal
 /// names share one pointer), else an owned copy.
 pub fn intern(name: &str) -> Key {

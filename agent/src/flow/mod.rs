@@ -269,10 +269,40 @@ pub fn complete(e: &mut Event) {
             e.set_u64(total, n.saturating_add(e.get_u64(back).unwrap_or(0)));
         }
     }
+    if e.get(f::EVENT_ACTION).is_none()
+        && let Some((action, outcome)) = verdict(e)
+    {
+        e.set_str(f::EVENT_ACTION, action);
+        if e.get(f::EVENT_OUTCOME).is_none() {
+            e.set_str(f::EVENT_OUTCOME, outcome);
+        }
+    }
     if let Some(bits) = e.get_u64(f::TCP_FLAGS) {
         let mut names = [""; TCP_FLAGS.len()];
         let n = tcp_flags(bits as u16, &mut names);
         e.set(f::TCP_FLAGS, Value::from(&names[..n]));
+    }
+}
+
+/// What the exporter says it did with a flow, as ECS `event.action` and `event.outcome`,
+/// where it says so: IPFIX/NetFlow forwarding status (IE 89; the status is the top two bits
+/// of its first byte, RFC 7270) and Cisco NSEL firewall events (IE 233). Nothing is guessed
+/// for flows without either.
+fn verdict(e: &Event) -> Option<(&'static str, &'static str)> {
+    if let Some(v) = e.get_u64("netflow.forwarding_status") {
+        let status = if v > 0xff { v >> 30 } else { v >> 6 } & 3;
+        return match status {
+            1 => Some(("forward", "success")),
+            2 => Some(("drop", "failure")),
+            3 => Some(("consume", "success")),
+            _ => None,
+        };
+    }
+    match e.get_u64("netflow.firewall_event")? {
+        // Created, deleted, updated: a connection the firewall let through.
+        1 | 2 | 5 => Some(("accept", "success")),
+        3 => Some(("deny", "failure")),
+        _ => None,
     }
 }
 

@@ -306,11 +306,13 @@ fn print_table(body: &Value, out: &mut impl Write) -> anyhow::Result<()> {
 }
 
 /// `vigil rules check [PATH...]`: loads the rules (Vigil's own when no path is given) and
-/// reports every one that cannot load, and every one that sees no events; `Ok(false)` when
-/// any was rejected.
+/// reports every one that cannot load, every one that sees no events, and every field a
+/// rule tests that no event it sees carries; `Ok(false)` when any was rejected (or, with
+/// `strict`, when any tests such a field).
 pub fn rules_check(
     paths: &[std::path::PathBuf],
     mappings: &[std::path::PathBuf],
+    strict: bool,
     out: &mut impl Write,
 ) -> anyhow::Result<bool> {
     use crate::detect::DetectConfig;
@@ -334,14 +336,32 @@ pub fn rules_check(
             r.file, r.title
         )?;
     }
+    let partial: Vec<_> = rules
+        .iter()
+        .filter(|r| !r.unseen_fields.is_empty())
+        .collect();
+    for r in &partial {
+        let fields: Vec<String> = r.unseen_fields.iter().map(|f| format!("`{f}`")).collect();
+        writeln!(
+            out,
+            "warning: {}: rule {:?} tests {}, which no event it sees ({}) carries: that part \
+             can never match",
+            r.file,
+            r.title,
+            fields.join(", "),
+            r.sources.join(", ")
+        )?;
+    }
     writeln!(
         out,
-        "{} rules loaded ({} of them see no events), {} rejected",
+        "{} rules loaded ({} of them see no events, {} test fields their events never carry), \
+         {} rejected",
         rules.len(),
         blind.len(),
+        partial.len(),
         errors.len()
     )?;
-    Ok(errors.is_empty())
+    Ok(errors.is_empty() && !(strict && !partial.is_empty()))
 }
 
 /// `vigil rules test RULE --events FILE.ndjson`: the alerts RULE raises on the events.

@@ -45,6 +45,10 @@ pub struct RuleInfo {
     pub file: String,
     /// The mapping sources whose events the rule sees; empty: it sees none.
     pub sources: Vec<String>,
+    /// Fields the rule tests (after the mapping's renames) that no event it sees carries:
+    /// the parts of the rule that can never match.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unseen_fields: Vec<String>,
 }
 
 pub trait RuleEngine: Send {

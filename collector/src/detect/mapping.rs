@@ -110,6 +110,29 @@ pub struct Source {
     pub pipeline: Option<Pipeline>,
 }
 
+impl Source {
+    /// Whether some event this source admits can carry field `name` (of our events, after
+    /// the renames): under every admitting condition that names `event.kind`, some kind
+    /// allowed there carries it ([`vigil_schema::fields::carried_by`]); a condition on the
+    /// web category admits syslog events (access logs).
+    pub fn can_carry(&self, name: &str) -> bool {
+        use vigil_schema::fields::{EVENT_CATEGORY, EVENT_KIND, carried_by};
+        self.admits.iter().any(|cond| {
+            let kinds: Vec<&str> = match cond.iter().find(|(f, _)| f == EVENT_KIND) {
+                Some((_, kinds)) => kinds.iter().map(String::as_str).collect(),
+                None if cond
+                    .iter()
+                    .any(|(f, v)| f == EVENT_CATEGORY && v.iter().all(|c| c == "web")) =>
+                {
+                    vec!["syslog"]
+                }
+                None => return true,
+            };
+            kinds.iter().any(|k| carried_by(k, name))
+        })
+    }
+}
+
 #[derive(Debug)]
 pub struct Mapping {
     pub sources: Vec<Source>,

@@ -12,7 +12,7 @@
 //! on event time (`@timestamp`), which makes replays and tests independent of the wall
 //! clock; state is bounded by group count and by entries per group.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use rsigma_eval::{
@@ -124,7 +124,7 @@ impl SigmaEngine {
                 correlation.add_rule(r).map_err(|e| e.to_string())?;
                 Ok(per_source)
             }) {
-                Ok(per_source) => {
+                Ok((per_source, unseen_fields)) => {
                     rules.push(Compiled { mask, per_source });
                     for k in [&r.id, &r.name].into_iter().flatten() {
                         known.insert(k.clone(), mask);
@@ -139,6 +139,7 @@ impl SigmaEngine {
                         level: r.level.map(|l| l.as_str().to_owned()),
                         kind: "detection".into(),
                         sources: mapping.names(mask).into_iter().map(Into::into).collect(),
+                        unseen_fields,
                     });
                 }
                 Err(reason) => errors.push(RuleError {
@@ -238,6 +239,7 @@ impl SigmaEngine {
                 level: c.level.map(|l| l.as_str().to_owned()),
                 kind: c.correlation_type.as_str().to_owned(),
                 sources: mapping.names(mask).into_iter().map(Into::into).collect(),
+                unseen_fields: Vec::new(),
             });
         }
         let mut engine = SigmaEngine {
@@ -361,12 +363,40 @@ fn all_rules_by_default(c: &mut rsigma_parser::CorrelationRule) {
     }
 }
 
+/// The field names a rule's detections test (the fields of array blocks, not of their
+/// members).
+fn tested_fields(rule: &SigmaRule) -> BTreeSet<String> {
+    fn walk(d: &rsigma_parser::Detection, out: &mut BTreeSet<String>) {
+        use rsigma_parser::Detection as D;
+        match d {
+            D::AllOf(items) => out.extend(items.iter().filter_map(|i| i.field.name.clone())),
+            D::AnyOf(ds) | D::And(ds) => ds.iter().for_each(|d| walk(d, out)),
+            D::ArrayMatch { field, .. } => {
+                out.insert(field.clone());
+            }
+            D::Conditional { named, .. } => named.values().for_each(|d| walk(d, out)),
+            D::Keywords(_) => {}
+        }
+    }
+    let mut out = BTreeSet::new();
+    rule.detection
+        .named
+        .values()
+        .for_each(|d| walk(d, &mut out));
+    out
+}
+
+/// The rule compiled for each source it sees, and the fields it tests (renamed for each
+/// source) that no event of any of those sources carries.
 fn compile(
     rule: &SigmaRule,
     mask: SourceMask,
     mapping: &Mapping,
-) -> Result<Vec<(usize, CompiledRule)>, String> {
+) -> Result<(Vec<(usize, CompiledRule)>, Vec<String>), String> {
     let mut out = Vec::new();
+    // Fields (by the rule's own names) that some source can carry.
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let own = tested_fields(rule);
     // Rules that see no source are still compiled, so that an invalid rule is reported.
     let sources: Vec<usize> = if mask == 0 {
         Vec::new()
@@ -379,8 +409,8 @@ fn compile(
         rsigma_eval::compile_rule(rule).map_err(|e| e.to_string())?;
     }
     for i in sources {
-        let pipeline = mapping.sources[i].pipeline.as_ref();
-        let compiled = match pipeline {
+        let source = &mapping.sources[i];
+        let compiled = match source.pipeline.as_ref() {
             None => rsigma_eval::compile_rule(rule),
             Some(p) => {
                 let mut r = rule.clone();
@@ -389,9 +419,20 @@ fn compile(
             }
         }
         .map_err(|e| e.to_string())?;
+        for f in &own {
+            let ours = source.fields.get(f).unwrap_or(f);
+            if source.can_carry(ours) {
+                seen.insert(f.clone());
+            }
+        }
         out.push((i, compiled));
     }
-    Ok(out)
+    let unseen = if out.is_empty() {
+        Vec::new()
+    } else {
+        own.difference(&seen).cloned().collect()
+    };
+    Ok((out, unseen))
 }
 
 impl RuleEngine for SigmaEngine {
