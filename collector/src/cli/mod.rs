@@ -361,7 +361,7 @@ pub fn rules_check(
         partial.len(),
         errors.len()
     )?;
-    Ok(errors.is_empty() && !(strict && !partial.is_empty()))
+    Ok(errors.is_empty() && (partial.is_empty() || !strict))
 }
 
 /// `vigil rules test RULE --events FILE.ndjson`: the alerts RULE raises on the events.

@@ -386,13 +386,13 @@ fn tested_fields(rule: &SigmaRule) -> BTreeSet<String> {
     out
 }
 
+/// A rule compiled for each source (by index) it sees, and the fields it tests that no
+/// event of any of those sources carries.
+type PerSource = (Vec<(usize, CompiledRule)>, Vec<String>);
+
 /// The rule compiled for each source it sees, and the fields it tests (renamed for each
 /// source) that no event of any of those sources carries.
-fn compile(
-    rule: &SigmaRule,
-    mask: SourceMask,
-    mapping: &Mapping,
-) -> Result<(Vec<(usize, CompiledRule)>, Vec<String>), String> {
+fn compile(rule: &SigmaRule, mask: SourceMask, mapping: &Mapping) -> Result<PerSource, String> {
     let mut out = Vec::new();
     // Fields (by the rule's own names) that some source can carry.
     let mut seen: BTreeSet<String> = BTreeSet::new();
