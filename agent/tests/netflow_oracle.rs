@@ -9,30 +9,25 @@
 //! Times are therefore checked against the pcap itself, and nfdump's are compared only where
 //! they are right (listed in `nfdump_times_are_right`).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
+use common::{have, skip};
 use vigil_agent::flow::netflow::Decoder;
 
-/// A test that cannot run here: named on stderr, and a failure where every test must run
-/// (`VIGIL_TEST_REQUIRE_ALL=1`, which CI sets).
-fn skip(why: &str) {
-    if std::env::var_os("VIGIL_TEST_REQUIRE_ALL").is_some_and(|v| v == "1") {
-        panic!("cannot run (VIGIL_TEST_REQUIRE_ALL=1): {why}");
-    }
-    eprintln!("SKIPPED: {why}");
-}
-
-fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+/// One flow as the agent decoded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stored {
+    bytes: u64,
+    packets: u64,
+    first_ms: Option<i64>,
+    last_ms: Option<i64>,
 }
 
 /// (protocol, source, source port, destination, destination port); ICMP flows have ports 0.
@@ -168,23 +163,6 @@ fn write_pcap(path: &Path, age: Duration) -> BTreeMap<Key, Truth> {
     truth
 }
 
-/// Whether something listens on UDP `port` of 127.0.0.1 (from /proc, so that nothing is
-/// sent to the collector before it reads).
-fn udp_listening(port: u16) -> bool {
-    let want = format!("0100007F:{port:04X}");
-    std::fs::read_to_string("/proc/net/udp").is_ok_and(|t| {
-        t.lines()
-            .any(|l| l.split_whitespace().nth(1) == Some(&want))
-    })
-}
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("port")
-        .port()
-}
-
 /// The datagrams `exporter` sends to a socket of ours while it runs to its end.
 fn exported(mut exporter: Command, sock: &UdpSocket, what: &str) -> Vec<Vec<u8>> {
     let out = exporter.output().expect("start the exporter");
@@ -202,15 +180,6 @@ fn exported(mut exporter: Command, sock: &UdpSocket, what: &str) -> Vec<Vec<u8>>
     }
     assert!(!got.is_empty(), "{what} sent nothing");
     got
-}
-
-/// One flow as a collector stored it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stored {
-    bytes: u64,
-    packets: u64,
-    first_ms: Option<i64>,
-    last_ms: Option<i64>,
 }
 
 fn key(proto: u8, src: Ipv4Addr, sp: u16, dst: Ipv4Addr, dp: u16) -> Key {
@@ -250,96 +219,6 @@ fn vigil(datagrams: &[Vec<u8>]) -> (BTreeMap<Key, Stored>, u64) {
     (flows, errors)
 }
 
-/// The flows nfdump's `nfcapd` stores of the same datagrams, read back with `nfdump`.
-fn nfdump(datagrams: &[Vec<u8>], dir: &Path) -> BTreeMap<Key, Stored> {
-    let port = free_udp_port();
-    let files = dir.join("nfcapd");
-    std::fs::create_dir_all(&files).expect("dir");
-    let mut nfcapd = Command::new("nfcapd")
-        .args([
-            "-b",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-t",
-            "3600",
-            "-w",
-        ])
-        .arg(&files)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start nfcapd");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !udp_listening(port) {
-        assert!(Instant::now() < deadline, "nfcapd did not bind port {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let tx = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    for d in datagrams {
-        tx.send_to(d, ("127.0.0.1", port)).expect("send");
-    }
-    // nfcapd writes its file when it stops; SIGTERM is its orderly stop.
-    std::thread::sleep(Duration::from_millis(300));
-    let _ = Command::new("kill")
-        .args(["-TERM", &nfcapd.id().to_string()])
-        .status();
-    let _ = nfcapd.wait();
-    let out = Command::new("nfdump")
-        .env("TZ", "UTC")
-        .arg("-R")
-        .arg(&files)
-        .args([
-            "-q",
-            "-N",
-            "-o",
-            "fmt:%tsr|%ter|%pr|%sa|%sp|%da|%dp|%pkt|%byt",
-        ])
-        .output()
-        .expect("run nfdump");
-    assert!(out.status.success(), "nfdump: {out:?}");
-    let mut flows = BTreeMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let f: Vec<&str> = line.split('|').map(str::trim).collect();
-        if f.len() != 9 {
-            continue;
-        }
-        let proto = match f[2] {
-            "TCP" => 6,
-            "UDP" => 17,
-            "ICMP" => 1,
-            p => p.parse().expect("protocol"),
-        };
-        let ms = |s: &str| -> Option<i64> {
-            let (secs, frac) = s.split_once('.')?;
-            Some(secs.parse::<i64>().ok()? * 1000 + frac.parse::<i64>().ok()?)
-        };
-        // ICMP: nfdump prints type.code as the destination port.
-        let port = |s: &str| {
-            s.split('.')
-                .next()
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(0)
-        };
-        flows.insert(
-            key(
-                proto,
-                f[3].parse().expect("address"),
-                port(f[4]),
-                f[5].parse().expect("address"),
-                port(f[6]),
-            ),
-            Stored {
-                packets: f[7].parse().expect("packets"),
-                bytes: f[8].parse().expect("bytes"),
-                first_ms: ms(f[0]),
-                last_ms: ms(f[1]),
-            },
-        );
-    }
-    flows
-}
-
 /// An exporter, its NetFlow version, and whether nfdump 1.7 dates its flows right.
 struct Case {
     name: &'static str,
@@ -357,7 +236,15 @@ fn check(case: &Case, exporter: Command, sock: &UdpSocket, truth: &BTreeMap<Key,
     let dir = tempfile::tempdir().expect("tempdir");
     let datagrams = exported(exporter, sock, case.name);
     let (ours, errors) = vigil(&datagrams);
-    let theirs = nfdump(&datagrams, dir.path());
+    let from: SocketAddr = "127.0.0.1:9995".parse().expect("addr");
+    let sent: Vec<_> = datagrams.iter().map(|d| (from, d.clone())).collect();
+    let theirs: BTreeMap<Key, common::NfFlow> = common::nfdump(&sent, dir.path())
+        .into_iter()
+        .map(|f| match (f.src, f.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => (key(f.proto, s, f.src_port, d, f.dst_port), f),
+            _ => panic!("{}: an IPv6 flow from an IPv4 pcap: {f:?}", case.name),
+        })
+        .collect();
     assert_eq!(errors, 0, "{}: decode errors", case.name);
     assert_eq!(
         ours.len(),
