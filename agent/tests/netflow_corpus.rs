@@ -61,8 +61,11 @@ struct Feed {
     fast_datagrams: u64,
     /// Per group of files fed to one decoder: the files, and the datagrams in the order
     /// they were fed with their senders (for nfdump, which must see them the same way).
-    groups: BTreeMap<String, (Vec<String>, Vec<(SocketAddr, Vec<u8>)>)>,
+    groups: BTreeMap<String, Group>,
 }
+
+/// The files of a group, and its datagrams with their senders.
+type Group = (Vec<String>, Vec<(SocketAddr, Vec<u8>)>);
 
 impl Feed {
     fn decoder(&self) -> Decoder {
