@@ -427,12 +427,88 @@ pub fn recount_v9(data: &[u8]) -> Cow<'_, [u8]> {
     }
     let (end, sets) = v9_sets(data);
     let sets = sets.saturating_add(u16::from(end < data.len()));
+    let data = without_empty_fields(data, end);
     if u16::from_be_bytes([data[2], data[3]]) >= sets {
-        return Cow::Borrowed(data);
+        return data;
     }
-    let mut fixed = data.to_vec();
+    let mut fixed = data.into_owned();
     fixed[2..4].copy_from_slice(&sets.to_be_bytes());
     Cow::Owned(fixed)
+}
+
+/// A v9 datagram (whose whole sets end at `end`) with the fields of length 0 taken out of
+/// its template sets. RFC 3954 has no such fields, some exporters send them (type 0, length
+/// 0, as padding), and the parser refuses the whole template, which lost every flow of it;
+/// a field of no bytes takes no room in a record, so the template without it reads the
+/// same records. Anything this reader does not understand is left to the parser.
+fn without_empty_fields(data: &[u8], end: usize) -> Cow<'_, [u8]> {
+    let u16_at = |d: &[u8], i: usize| d.get(i..i + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    // Whether some template set has such a field: the common case copies nothing.
+    let empty_in = |body: &[u8]| {
+        let mut at = 0;
+        while let (Some(_), Some(n)) = (u16_at(body, at), u16_at(body, at + 2)) {
+            let fields = body.get(at + 4..at + 4 + 4 * usize::from(n));
+            let Some(fields) = fields else { return false };
+            if fields.chunks(4).any(|f| f[2..4] == [0, 0]) {
+                return true;
+            }
+            at += 4 + 4 * usize::from(n);
+        }
+        false
+    };
+    let mut at = 20;
+    let mut any = false;
+    while at + 4 <= end {
+        let (id, len) = (u16_at(data, at), u16_at(data, at + 2).map(usize::from));
+        let (Some(id), Some(len)) = (id, len) else {
+            break;
+        };
+        if id == 0 && empty_in(&data[at + 4..at + len]) {
+            any = true;
+            break;
+        }
+        at += len;
+    }
+    if !any {
+        return Cow::Borrowed(data);
+    }
+    let mut out = Vec::with_capacity(data.len());
+    out.extend_from_slice(&data[..20]);
+    let mut at = 20;
+    while at + 4 <= end {
+        let (Some(id), Some(len)) = (u16_at(data, at), u16_at(data, at + 2).map(usize::from))
+        else {
+            break;
+        };
+        let body = &data[at + 4..at + len];
+        if id != 0 {
+            out.extend_from_slice(&data[at..at + len]);
+            at += len;
+            continue;
+        }
+        let start = out.len();
+        out.extend_from_slice(&[0, 0, 0, 0]);
+        let mut b = 0;
+        while let (Some(tid), Some(n)) = (u16_at(body, b), u16_at(body, b + 2)) {
+            let Some(fields) = body.get(b + 4..b + 4 + 4 * usize::from(n)) else {
+                break;
+            };
+            let kept: Vec<&[u8]> = fields.chunks(4).filter(|f| f[2..4] != [0, 0]).collect();
+            out.extend_from_slice(&tid.to_be_bytes());
+            out.extend_from_slice(&(kept.len() as u16).to_be_bytes());
+            kept.iter().for_each(|f| out.extend_from_slice(f));
+            b += 4 + 4 * usize::from(n);
+        }
+        // Trailing padding of the set, as it was.
+        out.extend_from_slice(&body[b.min(body.len())..]);
+        let Ok(new_len) = u16::try_from(out.len() - start) else {
+            return Cow::Borrowed(data);
+        };
+        out[start + 2..start + 4].copy_from_slice(&new_len.to_be_bytes());
+        at += len;
+    }
+    out.extend_from_slice(&data[at.min(data.len())..]);
+    Cow::Owned(out)
 }
 
 fn v9_record(
@@ -607,6 +683,31 @@ pub fn run(sock: UdpSocket, mut rx: Receiver, tx: mpsc::Sender<Item>, shutdown: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A template with fields of length 0 (type 0, as padding) lost every flow of it.
+    #[test]
+    fn v9_template_with_zero_length_fields_keeps_its_flows() {
+        let mut d = vec![0, 9, 0, 2];
+        d.extend_from_slice(&[0; 16]);
+        // Template 256: protocol (4, 1 byte), a field 0 of length 0, packets (2, 4 bytes).
+        d.extend_from_slice(&[0, 0, 0, 20, 1, 0, 0, 3, 0, 4, 0, 1, 0, 0, 0, 0, 0, 2, 0, 4]);
+        d.extend_from_slice(&[1, 0, 0, 12, 6, 0, 0, 0, 7, 0, 0, 0]);
+        let fixed = recount_v9(&d);
+        assert_eq!(
+            &fixed[20..36],
+            &[0, 0, 0, 16, 1, 0, 0, 2, 0, 4, 0, 1, 0, 2, 0, 4]
+        );
+        assert_eq!(&fixed[36..], &d[40..]);
+        let mut flows = Vec::new();
+        let dec = Decoder::new(None, 4).decode(
+            "192.0.2.1:2055".parse().expect("addr"),
+            &d,
+            Utc::now(),
+            &mut flows,
+        );
+        assert_eq!((dec.flows, dec.errors), (1, 0), "{dec:?}");
+        assert_eq!((flows[0].proto, flows[0].packets), (Some(6), 7));
+    }
 
     /// softflowd counts only data records in a v9 header: a datagram of five template sets
     /// and one data set says "1", and the parser read the data set as another packet.
