@@ -412,3 +412,36 @@ fn binary_header(events: u64) -> Vec<u8> {
     h.push(n as u8);
     h
 }
+
+/// A request without a valid token is answered 401 from its headers alone: the collector
+/// does not wait for (or buffer) a body it will refuse. Only the head of a 33 MB upload is
+/// sent, and the answer must come anyway.
+#[test]
+fn unauthenticated_bodies_are_read_in_full_before_the_401() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = Collector::start(dir.path(), 0);
+    for auth in ["", "Authorization: Bearer not-a-valid-token-at-all\r\n"] {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", c.port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        let head = format!(
+            "POST /api/v1/ingest HTTP/1.1\r\nHost: vigil\r\n{auth}Content-Length: {}\r\n\r\n",
+            33 << 20
+        );
+        stream.write_all(head.as_bytes()).expect("head");
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&answer).contains("}}") {
+            match stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+                Err(e) => panic!("no answer without the body ({auth:?}): {e}"),
+            }
+        }
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 401"), "{auth:?}: {answer}");
+        assert!(answer.contains("unauthorized"), "{answer}");
+    }
+}
