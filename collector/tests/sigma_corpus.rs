@@ -212,6 +212,47 @@ fn net_firewall_cleartext_protocols_fires_where_flows_carry_an_action() {
         let alerts = test_events(&mut engine, &mut [ev]);
         assert_eq!(!alerts.is_empty(), fires, "{what}: {alerts:?}");
     }
+    // Firewalls' own syslog lines, through the agent's parser.
+    let origin = vigil_agent::syslog::parse::Origin {
+        agent_id: "edge-1",
+        agent_name: "edge-1",
+        customer: None,
+        peer: None,
+        received: chrono::Utc::now(),
+        truncated: false,
+        tz: chrono_tz::UTC,
+    };
+    for (line, fires) in [
+        (
+            "<4>Dec  2 08:00:00 gw kernel: [12.5] ACCEPT IN=eth0 OUT=eth1 SRC=192.0.2.7 \
+             DST=10.0.0.5 LEN=60 PROTO=TCP SPT=40000 DPT=23 SYN",
+            true,
+        ),
+        (
+            "<4>Dec  2 08:00:00 gw kernel: [12.5] DROP IN=eth0 OUT= SRC=192.0.2.7 \
+             DST=10.0.0.5 LEN=60 PROTO=TCP SPT=40000 DPT=23 SYN",
+            false,
+        ),
+        (
+            "<166>%ASA-6-106100: access-list outside_in permitted tcp \
+             outside/192.0.2.7(40000) -> inside/10.0.0.5(21) hit-cnt 1 first hit [0x1, 0x0]",
+            true,
+        ),
+        (
+            "<164>%ASA-4-106023: Deny tcp src outside:192.0.2.7/40000 dst inside:10.0.0.5/21 \
+             by access-group \"outside_in\" [0x0, 0x0]",
+            false,
+        ),
+    ] {
+        let (ev, _) = vigil_agent::syslog::parse::to_event(line, &origin);
+        assert_eq!(
+            ev.get_str("event.category"),
+            Some("network"),
+            "{line}: {ev:?}"
+        );
+        let alerts = test_events(&mut engine, &mut [ev]);
+        assert_eq!(!alerts.is_empty(), fires, "{line}: {alerts:?}");
+    }
     // The CLI warns, and fails with --strict.
     let mut out = Vec::new();
     let ok = vigil_collector::cli::rules_check(std::slice::from_ref(&dir), &[], false, &mut out)

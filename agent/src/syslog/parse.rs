@@ -13,7 +13,7 @@ use serde_json::Value;
 use syslog_loose::{IncompleteDate, ProcId, Variant};
 use vigil_schema::{Event, EventKind, Fields, binary, fields};
 
-use super::{access, auth, timestamp};
+use super::{access, auth, firewall, timestamp};
 
 /// Tag on events whose text was not recognisable syslog.
 pub const PARSE_FAILURE_TAG: &str = "_syslogparsefailure";
@@ -140,6 +140,12 @@ fn write(text: &str, origin: &Origin<'_>, out: &mut impl Fields) -> bool {
         if let Some(process) = msg.appname {
             source_ip = auth::enrich(process, message, out);
         }
+        if !source_ip {
+            source_ip = firewall::enrich(msg.appname, message, out);
+        }
+    }
+    if !parsed {
+        source_ip = firewall::enrich(None, message, out);
     }
     if let Some(a) = &web {
         a.write(source_ip, out);
