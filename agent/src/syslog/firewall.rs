@@ -176,7 +176,18 @@ mod tests {
     /// Cisco's message reference); the fields are read off the lines by hand.
     #[test]
     fn verdicts_of_netfilter_and_asa_lines() {
-        let cases: &[(Option<&str>, &str, &str, &str, u64, &str, u64, &str)] = &[
+        // (process, line, action, source, port, destination, port, transport)
+        type Case<'a> = (
+            Option<&'a str>,
+            &'a str,
+            &'a str,
+            &'a str,
+            u64,
+            &'a str,
+            u64,
+            &'a str,
+        );
+        let cases: &[Case] = &[
             (
                 Some("kernel"),
                 "[12345.678901] DROP-IN: IN=eth0 OUT= MAC=52:54:00:12:34:56:52:54:00:65:43:21:08:00 \
