@@ -52,7 +52,8 @@ enum Command {
     /// (`message:fail*`, `fail?d`) and `/regex/` terms on text and keyword fields (whole
     /// terms; case-insensitive on text fields; at most 10000 terms each), and pure negation
     /// (`NOT message:preauth`: every event but those). AND binds tighter than OR:
-    /// `a OR b AND c` is `a OR (b AND c)`; words without an operator are ANDed.
+    /// `a OR b AND c` is `a OR (b AND c)`; words without an operator are ANDed. The whole
+    /// language: docs/QUERY.md.
     /// Examples: `vigil search 'event.kind:flow' --since 1h --top source.ip --sum network.bytes`,
     /// `vigil search 'log.syslog.appname:sshd' --since 1d --histogram 1h`.
     Search {

@@ -382,6 +382,10 @@ fn cases(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Case> {
             Box::new(|e| word(e, |w| w.starts_with("fail"))),
         ),
         c(
+            "message:/fail(ed|ure)/",
+            Box::new(|e| word(e, |w| w == "failed" || w == "failure")),
+        ),
+        c(
             "message:/[0-9]{4}/",
             Box::new(|e| word(e, |w| w.len() == 4 && w.bytes().all(|b| b.is_ascii_digit()))),
         ),
