@@ -1,7 +1,8 @@
 //! Real exporters against an oracle: a pcap this test writes itself (so its flows, bytes,
 //! packets and times are known without any decoder), exported by softflowd (v5, v9, IPFIX)
-//! and pmacct's nfprobe (v9, IPFIX); the datagrams they send are decoded by the agent and by
-//! nfdump's `nfcapd`, and both must agree with the pcap.
+//! and pmacct's nfprobe (v9, IPFIX); the datagrams they send are decoded by the agent (to
+//! the events the collector stores) and by nfdump's `nfcapd`, and both must agree with the
+//! pcap.
 //!
 //! nfdump 1.7 is the oracle for flows, bytes and packets. It is not one for times: it
 //! reads softflowd's v9 and IPFIX uptimes, which lie before the exporter's start when it
@@ -189,32 +190,56 @@ fn key(proto: u8, src: Ipv4Addr, sp: u16, dst: Ipv4Addr, dp: u16) -> Key {
     }
 }
 
-/// The flows the agent's decoder makes of the datagrams (and its decode errors).
+/// The flows the agent makes of the datagrams, as the collector stores them (and the decode
+/// errors): each flow is encoded as the agent sends it, read back from the wire format and
+/// completed as the collector's ingest completes it, and the stored fields are read.
 fn vigil(datagrams: &[Vec<u8>]) -> (BTreeMap<Key, Stored>, u64) {
     let mut dec = Decoder::new(None, 16);
     let from: SocketAddr = "127.0.0.1:9995".parse().expect("addr");
-    let mut flows = BTreeMap::new();
+    let mut w = vigil_schema::binary::Writer::default();
     let mut errors = 0;
     for d in datagrams {
-        let mut out = Vec::new();
-        errors += dec.decode(from, d, Utc::now(), &mut out).errors;
-        for f in out {
-            let (Some(IpAddr::V4(src)), Some(IpAddr::V4(dst)), Some(proto)) =
-                (f.src, f.dst, f.proto)
-            else {
-                panic!("flow without IPv4 addresses or protocol: {f:?}");
-            };
-            let prev = flows.insert(
-                key(proto, src, f.src_port, dst, f.dst_port),
-                Stored {
-                    bytes: f.bytes,
-                    packets: f.packets,
-                    first_ms: f.start.map(|ns| ns.div_euclid(1_000_000)),
-                    last_ms: f.end.map(|ns| ns.div_euclid(1_000_000)),
-                },
-            );
-            assert!(prev.is_none(), "two flows of one key: {f:?}");
-        }
+        errors += dec
+            .decode_each(from, d, Utc::now(), &mut |f| {
+                f.encode(Utc::now(), None, &mut w)
+            })
+            .errors;
+    }
+    let mut flows = BTreeMap::new();
+    for mut e in vigil_schema::binary::read_events(w.events()).expect("wire format") {
+        vigil_agent::flow::complete(&mut e);
+        let ip = |name: &str| -> Ipv4Addr {
+            e.get_str(name)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| panic!("no IPv4 {name}: {e:?}"))
+        };
+        let n = |name: &str| e.get_u64(name).unwrap_or(0);
+        let ms = |name: &str| {
+            e.get_str(name)
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.timestamp_millis())
+        };
+        let proto: u8 = e
+            .get_str("network.iana_number")
+            .and_then(|p| p.parse().ok())
+            .expect("protocol");
+        let k = key(
+            proto,
+            ip("source.ip"),
+            n("source.port") as u16,
+            ip("destination.ip"),
+            n("destination.port") as u16,
+        );
+        let stored = Stored {
+            bytes: n("source.bytes"),
+            packets: n("source.packets"),
+            first_ms: ms("event.start"),
+            last_ms: ms("event.end"),
+        };
+        assert!(
+            flows.insert(k, stored).is_none(),
+            "two flows of one key: {e:?}"
+        );
     }
     (flows, errors)
 }
