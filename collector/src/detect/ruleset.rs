@@ -35,10 +35,6 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../../rules/large_outbound_transfer.yml"),
     ),
     (
-        "rules/monitor_silent.yml",
-        include_str!("../../../rules/monitor_silent.yml"),
-    ),
-    (
         "rules/sudo_failures.yml",
         include_str!("../../../rules/sudo_failures.yml"),
     ),
