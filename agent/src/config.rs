@@ -12,19 +12,65 @@ use crate::customer::{CustomerConfig, CustomerMap};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
+    // The OS error is part of the message, not a cause: shown once.
+    #[error("cannot read {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("{path}: {key}: {message}")]
+    #[error("{path}{}: {key}: {message}", line.map(|l| format!(", line {l}")).unwrap_or_default())]
     Invalid {
         path: PathBuf,
         key: &'static str,
         message: String,
+        /// The line of `key` in the file, when it is written there.
+        line: Option<usize>,
     },
+}
+
+impl ConfigError {
+    /// This error with the line of its key in `text` (the file it came from), as parse
+    /// errors have theirs.
+    pub fn at_line_in(self, text: &str) -> Self {
+        match self {
+            ConfigError::Invalid {
+                path,
+                key,
+                message,
+                line: None,
+            } => ConfigError::Invalid {
+                line: line_of(text, key),
+                path,
+                key,
+                message,
+            },
+            other => other,
+        }
+    }
+}
+
+/// The line (from 1) where dotted `key` is set in TOML `text`: its last part at the start of
+/// a line, within the table its other parts name (`[http]` or `[[ingest.agents]]` for
+/// `http.listen`, `ingest.agents.token`), or at the top for a key without a table.
+fn line_of(text: &str, key: &str) -> Option<usize> {
+    let (table, name) = key.rsplit_once('.').unwrap_or(("", key));
+    let mut current = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if let Some(h) = t.strip_prefix('[') {
+            current = h.trim_matches(|c| c == '[' || c == ']').trim().to_owned();
+            continue;
+        }
+        let sets = t
+            .strip_prefix(name)
+            .is_some_and(|rest| rest.trim_start().starts_with('='));
+        if sets && current == table {
+            return Some(i + 1);
+        }
+    }
+    None
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -393,9 +439,9 @@ impl Default for HttpConfig {
 impl AgentConfig {
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         Self::parse(&text, path)
     }
@@ -406,7 +452,7 @@ impl AgentConfig {
             path: path.to_owned(),
             message: e.to_string(),
         })?;
-        cfg.validate(path)?;
+        cfg.validate(path).map_err(|e| e.at_line_in(text))?;
         Ok(cfg)
     }
 
@@ -415,6 +461,7 @@ impl AgentConfig {
             path: path.to_owned(),
             key,
             message: message.to_owned(),
+            line: None,
         };
         if self.id.is_empty() || self.id.len() > 128 {
             return Err(invalid("id", "must be 1 to 128 characters"));

@@ -134,9 +134,9 @@ impl Default for IndexConfig {
 
 impl CollectorConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         Self::parse(&text, path)
     }
@@ -146,7 +146,7 @@ impl CollectorConfig {
             path: path.to_owned(),
             message: e.to_string(),
         })?;
-        cfg.validate(path)?;
+        cfg.validate(path).map_err(|e| e.at_line_in(text))?;
         Ok(cfg)
     }
 
@@ -155,7 +155,14 @@ impl CollectorConfig {
             path: path.to_owned(),
             key,
             message: message.to_owned(),
+            line: None,
         };
+        if let Err(e) = self.http.listen.parse::<std::net::SocketAddr>() {
+            return Err(invalid(
+                "http.listen",
+                &format!("`{}` is not an address and port: {e}", self.http.listen),
+            ));
+        }
         if self.ingest.max_body_bytes < 1024 {
             return Err(invalid("ingest.max_body_bytes", "must be at least 1024"));
         }

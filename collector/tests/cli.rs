@@ -50,6 +50,34 @@ fn config_check_names_the_bad_key_and_its_line() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // A value that parses but cannot work: refused by the check, with its key and line,
+    // not left for `vigil up` to fail on.
+    let port = dir.path().join("port.toml");
+    std::fs::write(
+        &port,
+        "data_dir = \"x\"\n\n[http]\nlisten = \"127.0.0.1:80800\"\n",
+    )
+    .expect("write");
+    let out = vigil()
+        .args(["config", "check"])
+        .arg(&port)
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 4: http.listen: `127.0.0.1:80800` is not an address and port"),
+        "{err}"
+    );
+    // A missing file: the OS error once.
+    let out = vigil()
+        .args(["config", "check", "/nonexistent/vigil.toml"])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+
     let agent = dir.path().join("agent.toml");
     std::fs::write(&agent, "[spool]\nmax_bytes = 1\n").expect("write");
     let out = vigil()
