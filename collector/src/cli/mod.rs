@@ -237,20 +237,30 @@ fn print_aggregate(body: &Value, out: &mut impl Write) -> anyhow::Result<()> {
             .max()
             .unwrap_or(0)
             .max(1);
+        let summed = buckets.iter().any(|b| b.get("sum").is_some());
         let rows: Vec<Vec<String>> = buckets
             .iter()
             .map(|b| {
                 let n = b["count"].as_u64().unwrap_or(0);
                 let bar = "█".repeat(((n * 40).div_ceil(max)) as usize);
-                vec![
+                let mut row = vec![
                     b["key"].as_str().unwrap_or("-").to_owned(),
                     number(&b["count"]),
-                    bar,
-                ]
+                ];
+                if summed {
+                    row.push(number(&b["sum"]));
+                }
+                row.push(bar);
+                row
             })
             .collect();
         writeln!(out)?;
-        print_columns(&["TIME", "EVENTS", ""], &rows, out)?;
+        let header: &[&str] = if summed {
+            &["TIME", "EVENTS", "SUM", ""]
+        } else {
+            &["TIME", "EVENTS", ""]
+        };
+        print_columns(header, &rows, out)?;
     }
     if let Some(s) = body.get("stats") {
         writeln!(out)?;
@@ -421,4 +431,35 @@ pub fn rules_test(
         writeln!(out, "{} alerts from {} events", alerts.len(), evs.len())?;
     }
     Ok(alerts.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--histogram 1h --sum network.bytes`: the table shows each bucket's sum.
+    #[test]
+    fn histogram_sum_drops_the_sums_in_the_table_view() {
+        let body = serde_json::json!({
+            "total": 3,
+            "histogram": {"buckets": [
+                {"key": "2026-12-02T08:00:00Z", "count": 2, "sum": 4711},
+                {"key": "2026-12-02T09:00:00Z", "count": 1, "sum": 17},
+            ]}
+        });
+        let mut out = Vec::new();
+        print_aggregate(&body, &mut out).expect("prints");
+        let text = String::from_utf8(out).expect("utf-8");
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines.iter().any(|l| l.contains("SUM")), "{text}");
+        let row = |key: &str| lines.iter().find(|l| l.starts_with(key)).copied();
+        let first = row("2026-12-02T08:00:00Z").unwrap_or_default();
+        assert!(first.contains("4,711") || first.contains("4711"), "{text}");
+        assert!(
+            row("2026-12-02T09:00:00Z")
+                .unwrap_or_default()
+                .contains("17"),
+            "{text}"
+        );
+    }
 }
