@@ -208,6 +208,33 @@ fn every_bad_batch_gets_a_clear_4xx_and_the_collector_keeps_serving() {
 
     let rejected = vigil_e2e::metric(&url, "vigil_ingest_rejected_total");
     assert_eq!(rejected, 10.0);
+    // Once the batch is committed, the index's bytes on disk are what its files hold.
+    let on_disk = |dir: &std::path::Path| -> u64 {
+        fn walk(d: &std::path::Path) -> u64 {
+            std::fs::read_dir(d)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => walk(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        }
+        walk(dir)
+    };
+    let index = dir.path().join("collector-data/index");
+    vigil_e2e::wait_for(
+        Duration::from_secs(30),
+        "vigil_index_disk_bytes to count the committed index",
+        || c.proc.log_tail(),
+        || {
+            let reported = vigil_e2e::metric(&url, "vigil_index_disk_bytes") as u64;
+            let files = on_disk(&index);
+            (reported > 0 && reported.abs_diff(files) * 10 <= files).then_some(())
+        },
+    );
     let search: serde_json::Value =
         reqwest::blocking::get(format!("{url}/api/v1/search?q=\"valid event\""))
             .expect("search")

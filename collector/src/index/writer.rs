@@ -113,6 +113,10 @@ struct Writer {
     /// Writers of closed days, finishing their merges.
     closing: Vec<(Day, std::thread::JoinHandle<()>)>,
     next_retention: Option<DateTime<Utc>>,
+    /// Bytes on disk of the partitions other than the one being written, as of the last
+    /// full count (at start and at each retention pass); the one being written is counted
+    /// at each commit.
+    other_bytes: u64,
     /// The write-ahead-log segment the saved correlation state is as of; the log is kept
     /// after it, so a crash replays what the saved state lacks.
     snapshot_through: u64,
@@ -153,6 +157,7 @@ pub fn start(
         current: None,
         closing: Vec::new(),
         next_retention: None,
+        other_bytes: 0,
         snapshot_through: 0,
         snapshot_due: None,
         detect_dirty: false,
@@ -165,6 +170,7 @@ pub fn start(
         detector,
     };
     w.replay(committed_through, restored)?;
+    w.disk_bytes(true);
     let (tx, rx) = mpsc::channel(64);
     let handle = std::thread::Builder::new()
         .name("index-writer".into())
@@ -487,7 +493,29 @@ impl Writer {
         self.metrics.index_commits.inc();
         self.metrics.index_docs.set(self.parts.num_docs() as i64);
         self.retention();
+        self.disk_bytes(false);
         Ok(closed)
+    }
+
+    /// Sets `vigil_index_disk_bytes`: the partition being written is measured now, the
+    /// others too when `all` (else as last measured).
+    fn disk_bytes(&mut self, all: bool) {
+        let today = self.current.as_ref().map(|(d, _)| *d);
+        let mut current = 0;
+        let mut others = 0;
+        for p in self.parts.all().iter() {
+            if Some(p.day) == today {
+                current = p.disk_bytes();
+            } else if all {
+                others += p.disk_bytes();
+            }
+        }
+        if all {
+            self.other_bytes = others;
+        }
+        self.metrics
+            .index_disk_bytes
+            .set((self.other_bytes + current) as i64);
     }
 
     /// Drops the partitions the policy says are too old or too many; logs and counts each.
@@ -516,15 +544,12 @@ impl Writer {
             .iter()
             .map(|p| (p.day, p.disk_bytes()))
             .collect();
-        let total: u64 = sizes.iter().map(|&(_, b)| b).sum();
-        let mut dropped_bytes = 0;
         for (day, reason) in retention::plan(&sizes, now.date_naive(), self.cfg.retention) {
             if busy.contains(&day) {
                 continue;
             }
             match self.parts.remove(day) {
                 Ok(Some((docs, bytes))) => {
-                    dropped_bytes += bytes;
                     tracing::info!(%day, reason = reason.as_str(), docs, bytes, "index partition dropped by retention");
                     self.metrics
                         .index_partitions_dropped
@@ -545,9 +570,7 @@ impl Writer {
             tracing::warn!(%day, bytes, max, "today's index partition alone is over index.retention_max_mb; it is kept");
         }
         self.metrics.index_partitions.set(self.parts.len() as i64);
-        self.metrics
-            .index_disk_bytes
-            .set(total.saturating_sub(dropped_bytes) as i64);
+        self.disk_bytes(true);
         self.metrics.index_docs.set(self.parts.num_docs() as i64);
     }
 }
