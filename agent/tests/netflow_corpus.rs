@@ -732,7 +732,7 @@ const EXPECTED: &[(&str, [u64; 5])] = &[
 /// Every capture decoded (`fast`: with the fast path); the datagrams the fast path took.
 fn decode_with(fast: bool) -> Option<(Decodes, u64)> {
     let Some(dir) = corpus() else {
-        eprintln!("SKIPPED: ../shared/corpus/netflow not found");
+        common::skip("../shared/corpus/netflow not found");
         return None;
     };
     let (all, feed) = feed_all(&dir, fast);
@@ -1097,7 +1097,7 @@ fn corner_cases_of_real_exporters() {
 #[test]
 fn templates_persist_across_a_restart() {
     let Some(dir) = corpus() else {
-        eprintln!("SKIPPED: ../shared/corpus/netflow not found");
+        common::skip("../shared/corpus/netflow not found");
         return;
     };
     let dir = dir.join("logstash-codec-netflow");
@@ -1147,7 +1147,7 @@ fn templates_persist_across_a_restart() {
 #[test]
 fn truncated_and_corrupted_datagrams_are_counted_never_a_panic() {
     let Some(dir) = corpus() else {
-        eprintln!("SKIPPED: ../shared/corpus/netflow not found");
+        common::skip("../shared/corpus/netflow not found");
         return;
     };
     let dir = dir.join("logstash-codec-netflow");

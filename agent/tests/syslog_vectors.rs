@@ -28,6 +28,9 @@
 //! - malformed1.parse1: a tag containing `",` — rsyslog's own expectation line is ambiguous
 //!   there (its CSV template does not quote), so it cannot be compared field by field.
 
+mod common;
+
+use common::skip;
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
@@ -91,7 +94,7 @@ fn vectors(dir: &std::path::Path) -> Vec<Vector> {
 #[test]
 fn rsyslog_parse1_vectors() {
     let Some(dir) = corpus() else {
-        eprintln!("SKIPPED: ../shared/corpus is not beside the workspace");
+        skip("../shared/corpus is not beside the workspace");
         return;
     };
     let vectors = vectors(&dir);
@@ -232,7 +235,7 @@ fn replace_octal(s: &str, marker: char) -> String {
 #[test]
 fn go_syslog_tables() {
     let Some(dir) = corpus() else {
-        eprintln!("SKIPPED: ../shared/corpus is not beside the workspace");
+        skip("../shared/corpus is not beside the workspace");
         return;
     };
     let text = ["rfc5424_vectors.jsonl", "rfc3164_vectors.jsonl"]
@@ -299,7 +302,7 @@ const GO_SYSLOG_VALID_BASELINE: usize = 65;
 #[test]
 fn rust_crate_vectors_are_recognised() {
     let Some(dir) = corpus() else {
-        eprintln!("SKIPPED: ../shared/corpus is not beside the workspace");
+        skip("../shared/corpus is not beside the workspace");
         return;
     };
     let received: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().expect("time");

@@ -1,7 +1,11 @@
 //! The incident queue on a real SQLite file, and on the real PostgreSQL of the scale-out mode
 //! (`VIGIL_TEST_POSTGRES_URL`), where two collectors share it.
 
+#[path = "../../tests/support/skip.rs"]
+mod skip_support;
+
 use chrono::{TimeZone, Utc};
+use skip_support::skip;
 use vigil_collector::incidents::lifecycle::ActionError;
 use vigil_collector::incidents::{Action, Alert, Filter, Status, Store, StoreError};
 
@@ -223,7 +227,7 @@ async fn sqlite_queue_groups_and_records_every_step() {
 /// A fresh database on the test server, so parallel runs do not meet.
 async fn fresh_postgres() -> Option<(String, String)> {
     let Ok(base) = std::env::var("VIGIL_TEST_POSTGRES_URL") else {
-        eprintln!("SKIPPED: VIGIL_TEST_POSTGRES_URL is not set");
+        skip("VIGIL_TEST_POSTGRES_URL is not set");
         return None;
     };
     let name = format!("vigil_test_{}", uuid::Uuid::now_v7().simple());

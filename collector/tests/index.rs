@@ -5,6 +5,10 @@
 //! The answers must not change after a restart, and after retention drops the oldest
 //! partition they must equal the counts over what remains.
 
+#[path = "../../tests/support/skip.rs"]
+mod skip_support;
+
+use skip_support::skip;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -510,7 +514,7 @@ fn check(searcher: &Searcher, events: &[Event], cases: &[Case], whole: bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corpus_counts_hold_across_partitions_restart_and_retention() {
     let Some(root) = corpus() else {
-        eprintln!("SKIPPED: ../shared/corpus is not beside the workspace");
+        skip("../shared/corpus is not beside the workspace");
         return;
     };
     let mut events = loghub(&root);

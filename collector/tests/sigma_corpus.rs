@@ -3,6 +3,10 @@
 //! tests (`sigma-correlation/spec-tests`) loads and fires on events built from its spec,
 //! and stays silent when one event short.
 
+#[path = "../../tests/support/skip.rs"]
+mod skip_support;
+
+use skip_support::skip;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -24,7 +28,7 @@ const SIGMAHQ_REJECTED: &[(&str, &str)] = &[];
 #[test]
 fn every_sigmahq_rule_loads() {
     let Some(root) = corpus() else {
-        eprintln!("SKIPPED: ../shared/corpus is not beside the workspace");
+        skip("../shared/corpus is not beside the workspace");
         return;
     };
     let (engine, errors) = DetectConfig {
@@ -78,7 +82,7 @@ const SPEC_MAPPING: &str =
 #[test]
 fn sigmahq_web_rules_fire_on_access_logs() {
     let Some(root) = corpus() else {
-        eprintln!("SKIPPED: ../shared/corpus is not beside the workspace");
+        skip("../shared/corpus is not beside the workspace");
         return;
     };
     let (mut engine, errors) = DetectConfig {
@@ -152,7 +156,7 @@ fn sigmahq_web_rules_fire_on_access_logs() {
 #[test]
 fn net_firewall_cleartext_protocols_fires_where_flows_carry_an_action() {
     let Some(root) = corpus() else {
-        eprintln!("SKIPPED: ../shared/corpus is not beside the workspace");
+        skip("../shared/corpus is not beside the workspace");
         return;
     };
     let dir = root.join("sigma/rules/network/firewall");
@@ -385,7 +389,7 @@ fn spec_events(corr: &yaml_serde::Value, complete: bool) -> Vec<Event> {
 #[test]
 fn every_correlation_type_of_the_spec_tests_loads_and_fires() {
     let Some(root) = corpus() else {
-        eprintln!("SKIPPED: ../shared/corpus is not beside the workspace");
+        skip("../shared/corpus is not beside the workspace");
         return;
     };
     let dir = root.join("sigma-correlation/spec-tests/tests/schema/correlation");
@@ -445,7 +449,7 @@ fn every_correlation_type_of_the_spec_tests_loads_and_fires() {
 #[test]
 fn spec_examples_load_or_are_fragments() {
     let Some(root) = corpus() else {
-        eprintln!("SKIPPED: ../shared/corpus is not beside the workspace");
+        skip("../shared/corpus is not beside the workspace");
         return;
     };
     // Code blocks cut out of the specification's prose: complete documents load, fragments

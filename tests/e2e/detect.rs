@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
-use vigil_e2e::{AGENT2_ID, AGENT2_TOKEN, Agent, Collector, search, total, wait_for};
+use vigil_e2e::{AGENT2_ID, AGENT2_TOKEN, Agent, Collector, search, skip, total, wait_for};
 
 fn openssh() -> Option<Vec<String>> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -75,7 +75,7 @@ fn alerts(url: &str, rule: &str) -> Vec<Value> {
 #[test]
 fn openssh_brute_force_alerts_name_exactly_the_sources_that_brute_force() {
     let Some(lines) = openssh() else {
-        eprintln!("SKIPPED: ../shared/corpus is not beside the workspace");
+        skip("../shared/corpus is not beside the workspace");
         return;
     };
     let fails = failures(&lines);

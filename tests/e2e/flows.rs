@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use vigil_e2e::{
-    Agent, Collector, FlowTotals, Netns, Proc, event_totals, pcap_totals, search, total, wait_for,
+    Agent, Collector, FlowTotals, Netns, Proc, event_totals, pcap_totals, search, skip, total,
+    wait_for,
 };
 
 fn have(program: &str) -> bool {
@@ -22,7 +23,7 @@ fn have(program: &str) -> bool {
 }
 
 /// Why this machine cannot run these tests, if it cannot.
-fn skip(programs: &[&str]) -> Option<String> {
+fn missing(programs: &[&str]) -> Option<String> {
     if let Some(why) = Netns::unavailable() {
         return Some(why);
     }
@@ -167,8 +168,8 @@ fn wait_totals(url: &str, q: &str, want: &FlowTotals, agent: &Agent) -> FlowTota
 
 #[test]
 fn softflowd_exports_what_the_pcap_holds_over_v9_and_ipfix() {
-    if let Some(why) = skip(&["softflowd", "tcpdump", "python3", "ping"]) {
-        eprintln!("SKIPPED: {why}");
+    if let Some(why) = missing(&["softflowd", "tcpdump", "python3", "ping"]) {
+        skip(&why);
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -233,8 +234,8 @@ fn softflowd_exports_what_the_pcap_holds_over_v9_and_ipfix() {
 
 #[test]
 fn live_capture_on_a_veth_adds_up_to_the_packets() {
-    if let Some(why) = skip(&["tcpdump", "python3", "ping"]) {
-        eprintln!("SKIPPED: {why}");
+    if let Some(why) = missing(&["tcpdump", "python3", "ping"]) {
+        skip(&why);
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -277,8 +278,8 @@ fn live_capture_on_a_veth_adds_up_to_the_packets() {
 
 #[test]
 fn nmap_port_scan_raises_an_alert_naming_the_scanner() {
-    if let Some(why) = skip(&["nmap"]) {
-        eprintln!("SKIPPED: {why}");
+    if let Some(why) = missing(&["nmap"]) {
+        skip(&why);
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -341,8 +342,8 @@ fn nmap_port_scan_raises_an_alert_naming_the_scanner() {
 
 #[test]
 fn capture_survives_its_interface_going_down_and_away() {
-    if let Some(why) = skip(&["ping"]) {
-        eprintln!("SKIPPED: {why}");
+    if let Some(why) = missing(&["ping"]) {
+        skip(&why);
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

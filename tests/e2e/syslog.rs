@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
-use vigil_e2e::{Agent, Collector, Proc, free_port, send_tcp, total, wait_for};
+use vigil_e2e::{Agent, Collector, Proc, free_port, send_tcp, skip, total, wait_for};
 
 #[test]
 fn hostile_tcp_input_is_bounded_and_the_agent_keeps_serving() {
@@ -321,7 +321,7 @@ fn rsyslog_forwards_to_the_agent_over_octet_counted_tcp() {
 #[test]
 fn rsyslog_forwards_to_the_agent_over_tls() {
     if !std::path::Path::new("/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so").exists() {
-        eprintln!("SKIPPED: rsyslog-gnutls is not installed (.ci/run installs it)");
+        skip("rsyslog-gnutls is not installed (.ci/run installs it)");
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -351,7 +351,7 @@ fn rsyslog_forwards_to_the_agent_over_tls() {
 /// key for the agent, over TLS; they arrive with the right host, program and message.
 fn rsyslog_forwards(tls: Option<(&std::path::Path, &std::path::Path)>) {
     let Ok(rsyslogd) = which("rsyslogd") else {
-        eprintln!("SKIPPED: rsyslogd is not installed (.ci/run installs it)");
+        skip("rsyslogd is not installed (.ci/run installs it)");
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");

@@ -5,6 +5,10 @@
 //! Every wait has a deadline; on a timeout the panic message carries the tail of the logs of
 //! the processes involved.
 
+#[path = "../support/skip.rs"]
+mod skip_support;
+pub use skip_support::skip;
+
 use std::io::{BufWriter, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

@@ -8,14 +8,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A test that cannot run here: named on stderr, and a failure where every test must run
-/// (`VIGIL_TEST_REQUIRE_ALL=1`, which CI sets).
-pub fn skip(why: &str) {
-    if std::env::var_os("VIGIL_TEST_REQUIRE_ALL").is_some_and(|v| v == "1") {
-        panic!("cannot run (VIGIL_TEST_REQUIRE_ALL=1): {why}");
-    }
-    eprintln!("SKIPPED: {why}");
-}
+#[path = "../../../tests/support/skip.rs"]
+mod skip_support;
+pub use skip_support::skip;
 
 pub fn have(program: &str) -> bool {
     Command::new("sh")
