@@ -7,12 +7,44 @@ fn vigil() -> Command {
     Command::new(env!("CARGO_BIN_EXE_vigil"))
 }
 
+/// `vigil --help` lists each command as a line of its `Commands:` section, with a
+/// description, and each command's own `--help` works and describes it.
 #[test]
 fn help_lists_every_command() {
     let out = vigil().arg("--help").output().expect("runs");
+    assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for cmd in ["up", "collector", "search", "config"] {
-        assert!(text.contains(cmd), "--help lacks {cmd}: {text}");
+    let commands: Vec<(&str, &str)> = text
+        .split_once("Commands:")
+        .map(|(_, rest)| rest.split("\n\n").next().unwrap_or(""))
+        .unwrap_or("")
+        .lines()
+        .filter_map(|l| l.trim().split_once(char::is_whitespace))
+        .map(|(c, d)| (c, d.trim()))
+        .collect();
+    let names: Vec<&str> = commands.iter().map(|(c, _)| *c).collect();
+    assert_eq!(
+        names,
+        [
+            "up",
+            "collector",
+            "search",
+            "incidents",
+            "rules",
+            "config",
+            "help"
+        ],
+        "{text}"
+    );
+    for (cmd, description) in commands.iter().filter(|(c, _)| *c != "help") {
+        assert!(description.len() > 10, "{cmd} has no description: {text}");
+        let out = vigil().args([cmd, "--help"]).output().expect("runs");
+        assert!(out.status.success(), "{cmd} --help");
+        let own = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            own.contains(&format!("Usage: vigil {cmd}")),
+            "{cmd} --help: {own}"
+        );
     }
 }
 

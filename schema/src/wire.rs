@@ -403,6 +403,52 @@ mod tests {
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
             let _ = Batch::decode(&bytes);
         }
+
+        /// Hostile bodies inside valid frames, so that decoding gets past the header and the
+        /// checksum: random bytes as the payload itself, and random bytes compressed (which
+        /// reach the body readers of every version). Each is an error or a batch, never a
+        /// panic, and an error is never a checksum or header error.
+        #[test]
+        fn arbitrary_bodies_in_valid_frames_never_panic(
+            body in proptest::collection::vec(any::<u8>(), 0..512),
+            version in 1u16..=CURRENT_VERSION,
+        ) {
+            for payload in [body.clone(), zstd::bulk::compress(&body, 1).expect("compress")] {
+                match Batch::decode(&frame(version, &payload)) {
+                    Ok(_) => {}
+                    Err(e) => prop_assert!(
+                        matches!(
+                            e,
+                            DecodeError::Decompress(_)
+                                | DecodeError::Payload(_)
+                                | DecodeError::Limit(_)
+                                | DecodeError::TooLarge(_)
+                        ),
+                        "{e:?}"
+                    ),
+                }
+            }
+        }
+
+        /// A real batch's body with bytes changed, inside a valid frame: the readers meet
+        /// counts, tags and references that lie.
+        #[test]
+        fn damaged_bodies_in_valid_frames_never_panic(
+            events in proptest::collection::vec(arb_event(), 1..6),
+            flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
+        ) {
+            let b = batch_with(events);
+            let mut w = binary::Writer::default();
+            b.events.iter().for_each(|e| w.push(e));
+            let mut body = w.header(b.batch_id, &b.agent_id, b.seq);
+            body.extend_from_slice(w.events());
+            for (at, byte) in flips {
+                let n = body.len();
+                body[at % n] = byte;
+            }
+            let payload = zstd::bulk::compress(&body, 1).expect("compress");
+            let _ = Batch::decode(&frame(CURRENT_VERSION, &payload));
+        }
     }
 
     #[test]
