@@ -188,7 +188,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let a = up.addrs();
             eprintln!(
-                "vigil is up: API and web on http://{}, syslog on tcp {:?} and udp {:?}",
+                "vigil is up: API on http://{}/api/v1, syslog on tcp {:?} and udp {:?}",
                 a.http, a.agent.syslog_tcp, a.agent.syslog_udp
             );
             let shutdown = CancellationToken::new();

@@ -52,7 +52,7 @@ pub enum IncidentsCommand {
     Assign { id: i64, assignee: String },
     /// Add a comment to the timeline.
     Comment { id: i64, comment: String },
-    /// Change the severity; danger (phone first) follows high and critical unless given.
+    /// Change the severity; danger follows high and critical unless given.
     Escalate {
         id: i64,
         #[arg(long)]
@@ -66,7 +66,8 @@ pub enum IncidentsCommand {
         #[arg(long)]
         resolution: Option<String>,
     },
-    /// Retract: a false alarm, or no longer ours; the people told are told again.
+    /// Retract: a false alarm, or no longer ours (a reason is required); unlike a
+    /// resolution, it says the incident should not have been raised.
     Retract {
         id: i64,
         #[arg(long)]

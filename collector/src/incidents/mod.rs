@@ -114,7 +114,7 @@ pub fn severity_rank(s: &str) -> usize {
     SEVERITIES.iter().position(|l| *l == s).unwrap_or(2)
 }
 
-/// Probable danger: announced by phone first.
+/// Probable danger (which notifications will announce by phone first): high and critical.
 pub fn dangerous(severity: &str) -> bool {
     severity_rank(severity) >= 3
 }
@@ -126,7 +126,7 @@ pub enum Status {
     Open,
     Acknowledged,
     Resolved,
-    /// A false alarm, or no longer ours: the people told are told again.
+    /// A false alarm, or no longer ours (different from resolved).
     Retracted,
 }
 
