@@ -93,15 +93,7 @@ fn sigmahq_web_rules_fire_on_access_logs() {
     .load()
     .expect("builtin mapping");
     assert!(errors.is_empty(), "{errors:?}");
-    let origin = vigil_agent::syslog::parse::Origin {
-        agent_id: "edge-1",
-        agent_name: "edge-1",
-        customer: None,
-        peer: None,
-        received: chrono::Utc::now(),
-        truncated: false,
-        tz: chrono_tz::UTC,
-    };
+    let origin = origin();
     let line = |request: &str, ua: &str| {
         format!(
             "<190>Nov 23 10:00:00 web1 nginx: 203.0.113.9 - - [23/Nov/2026:10:00:00 +0000] \
@@ -217,15 +209,7 @@ fn net_firewall_cleartext_protocols_fires_where_flows_carry_an_action() {
         assert_eq!(!alerts.is_empty(), fires, "{what}: {alerts:?}");
     }
     // Firewalls' own syslog lines, through the agent's parser.
-    let origin = vigil_agent::syslog::parse::Origin {
-        agent_id: "edge-1",
-        agent_name: "edge-1",
-        customer: None,
-        peer: None,
-        received: chrono::Utc::now(),
-        truncated: false,
-        tz: chrono_tz::UTC,
-    };
+    let origin = origin();
     for (line, fires) in [
         (
             "<4>Dec  2 08:00:00 gw kernel: [12.5] ACCEPT IN=eth0 OUT=eth1 SRC=192.0.2.7 \
@@ -270,6 +254,19 @@ fn net_firewall_cleartext_protocols_fires_where_flows_carry_an_action() {
     let strict =
         vigil_collector::cli::rules_check(&[dir], &[], true, &mut Vec::new()).expect("check");
     assert!(!strict);
+}
+
+/// What the agent's listener knows of a line received now.
+fn origin() -> vigil_agent::syslog::parse::Origin<'static> {
+    vigil_agent::syslog::parse::Origin {
+        agent_id: "edge-1",
+        agent_name: "edge-1",
+        customer: None,
+        peer: None,
+        received: chrono::Utc::now(),
+        truncated: false,
+        tz: chrono_tz::UTC,
+    }
 }
 
 fn base_rule(reference: &str) -> String {
