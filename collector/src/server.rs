@@ -95,6 +95,8 @@ impl Collector {
                 "no agents configured under [[ingest.agents]]: every ingest request will get 401"
             );
         }
+        let decode_budget_kib =
+            u32::try_from(cfg.ingest.decode_budget_mb.saturating_mul(1024)).unwrap_or(u32::MAX);
         let state = AppState(Arc::new(Inner {
             searcher: Searcher::new(parts),
             ingest: tx,
@@ -106,9 +108,8 @@ impl Collector {
             max_body_bytes: cfg.ingest.max_body_bytes,
             max_batch_events: cfg.ingest.max_batch_events,
             max_expansion: cfg.ingest.max_expansion,
-            decode_budget: Arc::new(tokio::sync::Semaphore::new(
-                cfg.ingest.decode_budget_mb.saturating_mul(1024),
-            )),
+            decode_budget: Arc::new(tokio::sync::Semaphore::new(decode_budget_kib as usize)),
+            decode_budget_kib,
             detect: view,
             detect_cfg: cfg.detect.clone(),
             incidents: store,

@@ -87,7 +87,13 @@ async fn accept(
             ApiError::bad_request("bad_body", format!("cannot read the body: {e}"))
         }
     })?;
-    let bound = decoded_bound(body.len(), s.0.max_expansion);
+    // Never more than the budget holds beside the body (a small budget and a large body):
+    // such a batch then decompresses to what is left, or is refused as too large.
+    let room = u64::from(
+        s.0.decode_budget_kib
+            .saturating_sub(permit.num_permits() as u32),
+    ) * 1024;
+    let bound = decoded_bound(body.len(), s.0.max_expansion).min(room);
     // A frame that declares its size is held to it (decoding fails past it); one that does
     // not reserves the bound.
     let decoded = vigil_schema::wire::declared_size(&body).map_or(bound, |n| n.min(bound));

@@ -46,6 +46,8 @@ pub struct Inner {
     pub max_expansion: u64,
     /// Memory for batches being received and decoded, in KiB permits.
     pub decode_budget: Arc<tokio::sync::Semaphore>,
+    /// The whole budget, in KiB.
+    pub decode_budget_kib: u32,
     pub detect: Arc<crate::detect::DetectView>,
     pub detect_cfg: crate::detect::DetectConfig,
     pub incidents: crate::incidents::Store,
