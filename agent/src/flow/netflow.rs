@@ -34,7 +34,7 @@ use netflow_parser::variable_versions::v9::{FlowSetBody as V9Body, V9};
 use netflow_parser::{NetflowPacket, NetflowParser};
 use tokio::sync::mpsc;
 
-use super::layouts::{Layouts, Message, Version};
+use super::layouts::{Layouts, Message, Version, u16_at};
 use super::templates::FileTemplateStore;
 use tokio_util::sync::CancellationToken;
 
@@ -157,7 +157,7 @@ impl Decoder {
         now: DateTime<Utc>,
         each: &mut impl FnMut(&Flow),
     ) -> Decoded {
-        let data = recount_v9(strip_padding(data));
+        let data = normalize_v9(strip_padding(data));
         let data = &data[..];
         let arrival = Arrival {
             from: from.ip(),
@@ -401,33 +401,55 @@ pub fn strip_padding(data: &[u8]) -> &[u8] {
     }
 }
 
-/// Where the whole flow sets of a v9 datagram end, and how many there are.
-fn v9_sets(data: &[u8]) -> (usize, u16) {
-    let (mut at, mut n) = (20, 0u16);
-    while let Some(h) = data.get(at..at + 4) {
-        let len = usize::from(u16::from_be_bytes([h[2], h[3]]));
+/// The whole flow sets of a v9 datagram after its header: (offset, set id, body).
+fn v9_set_iter(data: &[u8]) -> impl Iterator<Item = (usize, u16, &[u8])> {
+    let mut at = 20;
+    std::iter::from_fn(move || {
+        let (id, len) = (u16_at(data, at)?, usize::from(u16_at(data, at + 2)?));
         if len < 4 || at + len > data.len() {
-            break;
+            return None;
         }
+        let set = (at, id, &data[at + 4..at + len]);
         at += len;
-        n = n.saturating_add(1);
-    }
-    (at, n)
+        Some(set)
+    })
 }
 
-/// A v9 datagram whose header count is at least its number of flow sets, so that every set
-/// is read. RFC 3954 counts records, and the parser reads that many *sets*; exporters that
-/// count only data records (softflowd) announce fewer than the sets a datagram with
-/// templates holds, and the parser then read the rest as another packet ("version 1024")
-/// and lost the datagram's flows. The datagram is decoded by its length, as nfdump does;
-/// an incomplete last set counts, so that the parser still reports it.
-pub fn recount_v9(data: &[u8]) -> Cow<'_, [u8]> {
+/// Where the whole flow sets of a v9 datagram end, and how many there are.
+fn v9_sets(data: &[u8]) -> (usize, u16) {
+    v9_set_iter(data).fold((20, 0u16), |(_, n), (at, _, body)| {
+        (at + 4 + body.len(), n.saturating_add(1))
+    })
+}
+
+/// The template records of a v9 template set's body: (template id, its field specifiers,
+/// four bytes each), up to the first that does not fit.
+fn template_records(body: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let id = u16_at(body, at)?;
+        let n = usize::from(u16_at(body, at + 2)?);
+        let fields = body.get(at + 4..at + 4 + 4 * n)?;
+        at += 4 + fields.len();
+        Some((id, fields))
+    })
+}
+
+/// A v9 datagram as the parser must see it to read all of it: its header count at least its
+/// number of flow sets, and no field of length 0 in its templates.
+///
+/// RFC 3954 counts records, and the parser reads that many *sets*; exporters that count
+/// only data records (softflowd) announce fewer than the sets a datagram with templates
+/// holds, and the parser then read the rest as another packet ("version 1024") and lost the
+/// datagram's flows. The datagram is decoded by its length, as nfdump does; an incomplete
+/// last set counts, so that the parser still reports it.
+pub fn normalize_v9(data: &[u8]) -> Cow<'_, [u8]> {
     if data.len() < 20 || data[..2] != [0, 9] {
         return Cow::Borrowed(data);
     }
     let (end, sets) = v9_sets(data);
     let sets = sets.saturating_add(u16::from(end < data.len()));
-    let data = without_empty_fields(data, end);
+    let data = without_empty_fields(data);
     if u16::from_be_bytes([data[2], data[3]]) >= sets {
         return data;
     }
@@ -436,78 +458,46 @@ pub fn recount_v9(data: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(fixed)
 }
 
-/// A v9 datagram (whose whole sets end at `end`) with the fields of length 0 taken out of
-/// its template sets. RFC 3954 has no such fields, some exporters send them (type 0, length
-/// 0, as padding), and the parser refuses the whole template, which lost every flow of it;
-/// a field of no bytes takes no room in a record, so the template without it reads the
-/// same records. Anything this reader does not understand is left to the parser.
-fn without_empty_fields(data: &[u8], end: usize) -> Cow<'_, [u8]> {
-    let u16_at = |d: &[u8], i: usize| d.get(i..i + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
-    // Whether some template set has such a field: the common case copies nothing.
-    let empty_in = |body: &[u8]| {
-        let mut at = 0;
-        while let (Some(_), Some(n)) = (u16_at(body, at), u16_at(body, at + 2)) {
-            let fields = body.get(at + 4..at + 4 + 4 * usize::from(n));
-            let Some(fields) = fields else { return false };
-            if fields.chunks(4).any(|f| f[2..4] == [0, 0]) {
-                return true;
-            }
-            at += 4 + 4 * usize::from(n);
-        }
-        false
-    };
-    let mut at = 20;
-    let mut any = false;
-    while at + 4 <= end {
-        let (id, len) = (u16_at(data, at), u16_at(data, at + 2).map(usize::from));
-        let (Some(id), Some(len)) = (id, len) else {
-            break;
-        };
-        if id == 0 && empty_in(&data[at + 4..at + len]) {
-            any = true;
-            break;
-        }
-        at += len;
-    }
-    if !any {
+/// A v9 datagram with the fields of length 0 taken out of its template sets. RFC 3954 has
+/// no such fields, some exporters send them (type 0, length 0, as padding), and the parser
+/// refuses the whole template, which lost every flow of it; a field of no bytes takes no
+/// room in a record, so the template without it reads the same records. Anything this
+/// reader does not understand is left to the parser.
+fn without_empty_fields(data: &[u8]) -> Cow<'_, [u8]> {
+    let empty = |fields: &[u8]| fields.chunks(4).any(|f| f[2..4] == [0, 0]);
+    // The common case copies nothing.
+    if !v9_set_iter(data)
+        .any(|(_, id, body)| id == 0 && template_records(body).any(|(_, f)| empty(f)))
+    {
         return Cow::Borrowed(data);
     }
     let mut out = Vec::with_capacity(data.len());
     out.extend_from_slice(&data[..20]);
-    let mut at = 20;
-    while at + 4 <= end {
-        let (Some(id), Some(len)) = (u16_at(data, at), u16_at(data, at + 2).map(usize::from))
-        else {
-            break;
-        };
-        let body = &data[at + 4..at + len];
+    let mut end = 20;
+    for (at, id, body) in v9_set_iter(data) {
+        end = at + 4 + body.len();
         if id != 0 {
-            out.extend_from_slice(&data[at..at + len]);
-            at += len;
+            out.extend_from_slice(&data[at..end]);
             continue;
         }
         let start = out.len();
-        out.extend_from_slice(&[0, 0, 0, 0]);
-        let mut b = 0;
-        while let (Some(tid), Some(n)) = (u16_at(body, b), u16_at(body, b + 2)) {
-            let Some(fields) = body.get(b + 4..b + 4 + 4 * usize::from(n)) else {
-                break;
-            };
+        out.extend_from_slice(&data[at..at + 4]);
+        let mut read = 0;
+        for (tid, fields) in template_records(body) {
+            read += 4 + fields.len();
             let kept: Vec<&[u8]> = fields.chunks(4).filter(|f| f[2..4] != [0, 0]).collect();
             out.extend_from_slice(&tid.to_be_bytes());
             out.extend_from_slice(&(kept.len() as u16).to_be_bytes());
             kept.iter().for_each(|f| out.extend_from_slice(f));
-            b += 4 + 4 * usize::from(n);
         }
         // Trailing padding of the set, as it was.
-        out.extend_from_slice(&body[b.min(body.len())..]);
+        out.extend_from_slice(&body[read..]);
         let Ok(new_len) = u16::try_from(out.len() - start) else {
             return Cow::Borrowed(data);
         };
         out[start + 2..start + 4].copy_from_slice(&new_len.to_be_bytes());
-        at += len;
     }
-    out.extend_from_slice(&data[at.min(data.len())..]);
+    out.extend_from_slice(&data[end..]);
     Cow::Owned(out)
 }
 
@@ -692,7 +682,7 @@ mod tests {
         // Template 256: protocol (4, 1 byte), a field 0 of length 0, packets (2, 4 bytes).
         d.extend_from_slice(&[0, 0, 0, 20, 1, 0, 0, 3, 0, 4, 0, 1, 0, 0, 0, 0, 0, 2, 0, 4]);
         d.extend_from_slice(&[1, 0, 0, 12, 6, 0, 0, 0, 7, 0, 0, 0]);
-        let fixed = recount_v9(&d);
+        let fixed = normalize_v9(&d);
         assert_eq!(
             &fixed[20..36],
             &[0, 0, 0, 16, 1, 0, 0, 2, 0, 4, 0, 1, 0, 2, 0, 4]
@@ -719,15 +709,15 @@ mod tests {
             d.extend_from_slice(&[0, 0, 0, 8, 4, 0, 0, 0]);
         }
         d.extend_from_slice(&[4, 0, 0, 8, 1, 2, 3, 4]);
-        let fixed = recount_v9(&d);
+        let fixed = normalize_v9(&d);
         assert_eq!(&fixed[2..4], &[0, 6]);
         assert_eq!(&fixed[4..], &d[4..]);
         // A header that already counts enough is left as it is (no copy).
         d[3] = 40;
-        assert!(matches!(recount_v9(&d), Cow::Borrowed(_)));
+        assert!(matches!(normalize_v9(&d), Cow::Borrowed(_)));
         // A truncated last set still counts, so the parser reports it.
         d[3] = 1;
         d.extend_from_slice(&[4, 0, 0, 200]);
-        assert_eq!(&recount_v9(&d)[2..4], &[0, 7]);
+        assert_eq!(&normalize_v9(&d)[2..4], &[0, 7]);
     }
 }
