@@ -51,52 +51,38 @@ fn help_lists_every_command() {
 #[test]
 fn config_check_names_the_bad_key_and_its_line() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let bad = dir.path().join("bad.toml");
-    std::fs::write(
-        &bad,
+    // `vigil config check` of a collector configuration: whether it passed, and stderr.
+    let check = |name: &str, text: &str| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, text).expect("write");
+        let out = vigil()
+            .args(["config", "check"])
+            .arg(&file)
+            .output()
+            .expect("runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, err) = check(
+        "bad.toml",
         "data_dir = \"x\"\n[index]\ncommit_intervall = \"1s\"\n",
-    )
-    .expect("write");
-    let out = vigil()
-        .args(["config", "check"])
-        .arg(&bad)
-        .output()
-        .expect("runs");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    );
+    assert!(!ok);
     assert!(
         err.contains("commit_intervall") && err.contains("line 3"),
         "{err}"
     );
-
-    let good = dir.path().join("good.toml");
-    std::fs::write(&good, "[http]\nlisten = \"127.0.0.1:0\"\n").expect("write");
-    let out = vigil()
-        .args(["config", "check"])
-        .arg(&good)
-        .output()
-        .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-
+    let (ok, err) = check("good.toml", "[http]\nlisten = \"127.0.0.1:0\"\n");
+    assert!(ok, "{err}");
     // A value that parses but cannot work: refused by the check, with its key and line,
     // not left for `vigil up` to fail on.
-    let port = dir.path().join("port.toml");
-    std::fs::write(
-        &port,
+    let (ok, err) = check(
+        "port.toml",
         "data_dir = \"x\"\n\n[http]\nlisten = \"127.0.0.1:80800\"\n",
-    )
-    .expect("write");
-    let out = vigil()
-        .args(["config", "check"])
-        .arg(&port)
-        .output()
-        .expect("runs");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    );
+    assert!(!ok);
     assert!(
         err.contains("line 4: http.listen: `127.0.0.1:80800` is not an address and port"),
         "{err}"
