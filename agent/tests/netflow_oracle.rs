@@ -324,20 +324,39 @@ fn check(case: &Case, exporter: Command, sock: &UdpSocket, truth: &BTreeMap<Key,
     }
 }
 
-#[test]
-fn softflowd_v5_v9_ipfix_flows_equal_the_pcap_and_nfdump() {
-    for p in ["softflowd", "nfcapd", "nfdump"] {
-        if !have(p) {
-            return skip(&format!(
-                "{p} is not installed (apt-get install softflowd nfdump)"
-            ));
-        }
+/// Runs `exporter` (installed by Debian's `package`) over one pcap for each case, the
+/// command for a case made by `command` from the pcap, the port to send to and a folder of
+/// its own, and checks what it sends.
+fn exporter_test(
+    exporter: &str,
+    package: &str,
+    cases: &[Case],
+    command: impl Fn(&Case, &Path, u16, &Path) -> Command,
+) {
+    if let Some(why) = common::no_nfdump() {
+        return skip(&why);
+    }
+    if !have(exporter) {
+        return skip(&format!(
+            "{exporter} is not installed (apt-get install {package})"
+        ));
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let pcap = dir.path().join("traffic.pcap");
     // Recorded minutes ago: exporters then see flows from before they started.
     let truth = write_pcap(&pcap, Duration::from_secs(300));
-    for case in [
+    for case in cases {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let port = sock.local_addr().expect("addr").port();
+        let mut cmd = command(case, &pcap, port, dir.path());
+        cmd.stdout(Stdio::null());
+        check(case, cmd, &sock, &truth);
+    }
+}
+
+#[test]
+fn softflowd_v5_v9_ipfix_flows_equal_the_pcap_and_nfdump() {
+    let cases = [
         Case {
             name: "softflowd v5",
             version: 5,
@@ -356,32 +375,20 @@ fn softflowd_v5_v9_ipfix_flows_equal_the_pcap_and_nfdump() {
             nfdump_times_are_right: false,
             early_ms: 0,
         },
-    ] {
-        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let port = sock.local_addr().expect("addr").port();
+    ];
+    exporter_test("softflowd", "softflowd", &cases, |case, pcap, port, _| {
         let mut cmd = Command::new("softflowd");
         cmd.arg("-r")
-            .arg(&pcap)
+            .arg(pcap)
             .args(["-n", &format!("127.0.0.1:{port}")])
-            .args(["-v", &case.version.to_string()])
-            .stdout(Stdio::null());
-        check(&case, cmd, &sock, &truth);
-    }
+            .args(["-v", &case.version.to_string()]);
+        cmd
+    });
 }
 
 #[test]
 fn pmacct_nfprobe_v9_ipfix_flows_equal_the_pcap_and_nfdump() {
-    for p in ["pmacctd", "nfcapd", "nfdump"] {
-        if !have(p) {
-            return skip(&format!(
-                "{p} is not installed (apt-get install pmacct nfdump)"
-            ));
-        }
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pcap = dir.path().join("traffic.pcap");
-    let truth = write_pcap(&pcap, Duration::from_secs(300));
-    for case in [
+    let cases = [
         Case {
             name: "pmacct nfprobe v9",
             version: 9,
@@ -394,10 +401,9 @@ fn pmacct_nfprobe_v9_ipfix_flows_equal_the_pcap_and_nfdump() {
             nfdump_times_are_right: true,
             early_ms: 0,
         },
-    ] {
-        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let port = sock.local_addr().expect("addr").port();
-        let conf = dir.path().join(format!("pmacctd-{}.conf", case.version));
+    ];
+    exporter_test("pmacctd", "pmacct", &cases, |case, pcap, port, dir| {
+        let conf = dir.join(format!("pmacctd-{}.conf", case.version));
         std::fs::write(
             &conf,
             format!(
@@ -410,7 +416,7 @@ fn pmacct_nfprobe_v9_ipfix_flows_equal_the_pcap_and_nfdump() {
         )
         .expect("config");
         let mut cmd = Command::new("pmacctd");
-        cmd.arg("-f").arg(&conf).stdout(Stdio::null());
-        check(&case, cmd, &sock, &truth);
-    }
+        cmd.arg("-f").arg(&conf);
+        cmd
+    });
 }
