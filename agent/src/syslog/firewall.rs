@@ -46,7 +46,11 @@ pub fn enrich(process: Option<&str>, message: &str, out: &mut impl Fields) -> bo
         message[i..]
             .split_once(": ")
             .and_then(|(tag, rest)| cisco(tag, rest))
-    } else if message.contains("IN=") && message.contains(" SRC=") {
+    } else if process.is_none_or(|p| p == "kernel")
+        && message.contains("IN=")
+        && message.contains(" SRC=")
+    {
+        // netfilter logs through the kernel: other programs' lines are not searched.
         netfilter(message)
     } else {
         None
