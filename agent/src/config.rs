@@ -8,70 +8,9 @@ use std::time::Duration;
 use chrono_tz::Tz;
 use serde::{Deserialize, Deserializer};
 
+use vigil_schema::config::{ConfigError, de_duration};
+
 use crate::customer::{CustomerConfig, CustomerMap};
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    // The OS error is part of the message, not a cause: shown once.
-    #[error("cannot read {path}: {error}")]
-    Read {
-        path: PathBuf,
-        error: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("{path}{}: {key}: {message}", line.map(|l| format!(", line {l}")).unwrap_or_default())]
-    Invalid {
-        path: PathBuf,
-        key: &'static str,
-        message: String,
-        /// The line of `key` in the file, when it is written there.
-        line: Option<usize>,
-    },
-}
-
-impl ConfigError {
-    /// This error with the line of its key in `text` (the file it came from), as parse
-    /// errors have theirs.
-    pub fn at_line_in(self, text: &str) -> Self {
-        match self {
-            ConfigError::Invalid {
-                path,
-                key,
-                message,
-                line: None,
-            } => ConfigError::Invalid {
-                line: line_of(text, key),
-                path,
-                key,
-                message,
-            },
-            other => other,
-        }
-    }
-}
-
-/// The line (from 1) where dotted `key` is set in TOML `text`: its last part at the start of
-/// a line, within the table its other parts name (`[http]` or `[[ingest.agents]]` for
-/// `http.listen`, `ingest.agents.token`), or at the top for a key without a table.
-fn line_of(text: &str, key: &str) -> Option<usize> {
-    let (table, name) = key.rsplit_once('.').unwrap_or(("", key));
-    let mut current = String::new();
-    for (i, line) in text.lines().enumerate() {
-        let t = line.trim();
-        if let Some(h) = t.strip_prefix('[') {
-            current = h.trim_matches(|c| c == '[' || c == ']').trim().to_owned();
-            continue;
-        }
-        let sets = t
-            .strip_prefix(name)
-            .is_some_and(|rest| rest.trim_start().starts_with('='));
-        if sets && current == table {
-            return Some(i + 1);
-        }
-    }
-    None
-}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -565,38 +504,6 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// Parses `250ms`, `10s`, `5m`, `2h`, `1d`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("`{s}` has no unit (use ms, s, m, h or d)"))?;
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration like 10s"))?;
-    let ms = match unit {
-        "ms" => 1,
-        "s" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => {
-            return Err(format!(
-                "`{s}`: unknown unit `{unit}` (use ms, s, m, h or d)"
-            ));
-        }
-    };
-    n.checked_mul(ms)
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("`{s}` is too long"))
-}
-
-pub fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    parse_duration(&s).map_err(serde::de::Error::custom)
-}
-
 pub fn de_tz<'de, D: Deserializer<'de>>(d: D) -> Result<Tz, D::Error> {
     let s = String::deserialize(d)?;
     s.parse::<Tz>().map_err(|_| {
@@ -668,11 +575,7 @@ mod tests {
     }
 
     #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("10").is_err());
-        assert!(parse_duration("10y").is_err());
+    fn a_bad_duration_is_named_with_its_line() {
         let err = AgentConfig::parse("[batch]\nmax_wait = \"soon\"\n", Path::new("a.toml"))
             .expect_err("bad duration");
         assert!(err.to_string().contains("line 2"), "{err}");

@@ -207,7 +207,7 @@ fn vigil(datagrams: &[Vec<u8>]) -> (BTreeMap<Key, Stored>, u64) {
     }
     let mut flows = BTreeMap::new();
     for mut e in vigil_schema::binary::read_events(w.events()).expect("wire format") {
-        vigil_agent::flow::complete(&mut e);
+        vigil_schema::flow::complete(&mut e);
         let ip = |name: &str| -> Ipv4Addr {
             e.get_str(name)
                 .and_then(|s| s.parse().ok())

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use vigil_agent::config::{AgentConfig, ConfigError, de_duration};
+use vigil_agent::config::AgentConfig;
+use vigil_schema::config::{ConfigError, de_duration};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

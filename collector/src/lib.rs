@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`config`]: the TOML configuration, strict about unknown keys.
 //! - [`wal`]: the write-ahead log behind every acknowledgement.
+//! - [`ingest`]: what a batch's events get at ingest (agent, id, time, flow fields).
 //! - [`index`]: the Tantivy index: schema, the writer thread, search.
 //! - [`detect`]: Sigma rules and correlations on every event; alerts.
 //! - [`incidents`]: the queue alerts become, and its lifecycle (SQLite or PostgreSQL).
@@ -19,6 +20,7 @@ pub mod config;
 pub mod detect;
 pub mod incidents;
 pub mod index;
+pub mod ingest;
 pub mod metrics;
 pub mod server;
 pub mod up;

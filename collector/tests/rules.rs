@@ -72,7 +72,7 @@ fn expand(case: &Case) -> Vec<Event> {
         let every = tpl
             .get("_every")
             .and_then(Value::as_str)
-            .map(|s| vigil_agent::config::parse_duration(s).expect("_every is a duration"))
+            .map(|s| vigil_schema::config::parse_duration(s).expect("_every is a duration"))
             .unwrap_or(std::time::Duration::from_secs(1));
         for n in 0..repeat {
             let mut ev = Event::default();

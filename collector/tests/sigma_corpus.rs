@@ -173,7 +173,7 @@ fn net_firewall_cleartext_protocols_fires_where_flows_carry_an_action() {
         if let Some((name, v)) = extra {
             e.set_u64(name, v);
         }
-        vigil_agent::flow::complete(&mut e);
+        vigil_schema::flow::complete(&mut e);
         e
     };
     for (what, ev, fires) in [

@@ -3,6 +3,9 @@
 //! # Layout
 //! - [`event`]: one flat, ECS-style event (a JSON object to everyone outside), with typed
 //!   helpers for the fields named in DESIGN.md ([`fields`] holds their names, in one place).
+//! - [`flow`] and [`community_id`]: what the collector derives from a flow event at ingest,
+//!   which agents leave out.
+//! - [`config`]: what the configurations of agent and collector share (errors, durations).
 //! - [`wire`]: how a batch of events travels from agent to collector: a small binary
 //!   header (magic, version, checksum, length) in front of a zstd-compressed body, binary
 //!   ([`binary`]) since version 2, JSON in version 1.
@@ -14,8 +17,11 @@
 //! - Decoding is hostile-input safe: every length is bounded before it is used.
 
 pub mod binary;
+pub mod community_id;
+pub mod config;
 pub mod event;
 pub mod fields;
+pub mod flow;
 pub mod wire;
 
 pub use event::{Event, EventKind, Fields};

@@ -44,7 +44,7 @@ async fn run(
     let histogram = p
         .histogram
         .map(|h| {
-            vigil_agent::config::parse_duration(&h)
+            vigil_schema::config::parse_duration(&h)
                 .map_err(|e| ApiError::bad_request("bad_parameter", format!("histogram: {e}")))
         })
         .transpose()?;

@@ -53,7 +53,7 @@ pub struct DetectConfig {
     /// How often, at most, the correlation state is saved (at an index commit), so that a
     /// crash loses none of it: the write-ahead log is kept from the last save on and replayed
     /// through detection at start.
-    #[serde(deserialize_with = "vigil_agent::config::de_duration")]
+    #[serde(deserialize_with = "vigil_schema::config::de_duration")]
     pub snapshot_interval: std::time::Duration,
 }
 

@@ -35,8 +35,7 @@ use tantivy::schema::{
 };
 use tantivy::{Index, TantivyDocument, Term};
 use uuid::Uuid;
-use vigil_agent::flow::{self, community_id};
-use vigil_schema::{Batch, Event, fields as f};
+use vigil_schema::{Event, fields as f};
 
 /// How a field is indexed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,52 +208,6 @@ impl IndexSchema {
         Term::from_field_text(self.batch, &id.to_string())
     }
 
-    /// The events of a batch as they are stored: each gets the batch's agent id, an
-    /// `event.id` of `<batch id>.<position>`, without a valid `@timestamp` its batch's
-    /// creation time, a flow the fields that follow from others ([`flow::complete`]) and,
-    /// without a `network.community_id`, its Community ID (agents leave these to the
-    /// collector). Deterministic, so a replay after a crash yields the same
-    /// events.
-    pub fn enrich(batch: Batch) -> Enriched {
-        let batch_id = batch.batch_id.to_string();
-        let batch_time = batch
-            .batch_id
-            .get_timestamp()
-            .map(|ts| {
-                let (s, ns) = ts.to_unix();
-                chrono::DateTime::from_timestamp(s as i64, ns).unwrap_or_default()
-            })
-            .unwrap_or_default();
-        let agent_id = batch.agent_id;
-        let mut times = Vec::with_capacity(batch.events.len());
-        let events = batch
-            .events
-            .into_iter()
-            .enumerate()
-            .map(|(n, mut e)| {
-                e.set_str(f::AGENT_ID, agent_id.as_str());
-                e.set_str(f::EVENT_ID, format!("{batch_id}.{n}"));
-                flow::complete(&mut e);
-                if e.get(f::NETWORK_COMMUNITY_ID).is_none()
-                    && let Some(id) = community_id::of_event(&e)
-                {
-                    e.set_str(f::NETWORK_COMMUNITY_ID, &*id);
-                }
-                let at = e.timestamp().unwrap_or_else(|| {
-                    e.set_timestamp(batch_time);
-                    batch_time
-                });
-                times.push(at);
-                e
-            })
-            .collect();
-        Enriched {
-            batch_id,
-            events,
-            times,
-        }
-    }
-
     /// The document of event `e`, at `at`, of batch `batch_id`.
     pub fn document(
         &self,
@@ -327,13 +280,6 @@ fn add_value(doc: &mut TantivyDocument, ty: FieldType, field: Field, v: &Value) 
     }
 }
 
-/// A batch's events as [`IndexSchema::enrich`] makes them, with their times (parsed once).
-pub struct Enriched {
-    pub batch_id: String,
-    pub events: Vec<Event>,
-    pub times: Vec<chrono::DateTime<chrono::Utc>>,
-}
-
 impl Default for IndexSchema {
     fn default() -> Self {
         Self::new()
@@ -344,6 +290,7 @@ impl Default for IndexSchema {
 mod tests {
     use super::*;
     use crate::index::search::{SearchRequest, Searcher};
+    use vigil_schema::Batch;
 
     fn event(msg: &str, at: &str, extra: &[(&str, Value)]) -> Event {
         let mut e = Event::default();
@@ -369,7 +316,7 @@ mod tests {
             seq: 0,
             events,
         };
-        let b = IndexSchema::enrich(batch);
+        let b = crate::ingest::enrich(batch);
         for (e, at) in b.events.iter().zip(&b.times) {
             w.add_document(parts.schema().document(e, *at, &b.batch_id))
                 .expect("add");
@@ -396,92 +343,6 @@ mod tests {
             .iter()
             .map(|h| h["message"].as_str().unwrap_or_default().to_owned())
             .collect()
-    }
-
-    #[test]
-    fn flows_get_their_community_id_at_ingest_and_keep_one_they_have() {
-        let tcp = |extra: &[(&str, Value)]| {
-            let mut base = vec![
-                (f::SOURCE_IP, Value::from("1.2.3.4")),
-                (f::DESTINATION_IP, Value::from("5.6.7.8")),
-                (f::SOURCE_PORT, Value::from(1122)),
-                (f::DESTINATION_PORT, Value::from(3344)),
-                (f::NETWORK_IANA_NUMBER, Value::from("6")),
-            ];
-            base.extend_from_slice(extra);
-            event("tcp", "2026-11-22T10:00:00Z", &base)
-        };
-        let mut syslog = tcp(&[]);
-        syslog.set_str(f::EVENT_KIND, "syslog");
-        let batch = Batch {
-            batch_id: Uuid::now_v7(),
-            agent_id: "edge-1".into(),
-            seq: 0,
-            events: vec![
-                tcp(&[]),
-                tcp(&[(f::NETWORK_COMMUNITY_ID, Value::from("1:given"))]),
-                syslog,
-            ],
-        };
-        let enriched = IndexSchema::enrich(batch);
-        let ids: Vec<Option<&str>> = enriched
-            .events
-            .iter()
-            .map(|e| e.get_str(f::NETWORK_COMMUNITY_ID))
-            .collect();
-        // The spec's vector for this flow.
-        assert_eq!(
-            ids,
-            [
-                Some("1:wCb3OG7yAFWelaUydu0D+125CLM="),
-                Some("1:given"),
-                None
-            ]
-        );
-    }
-
-    /// What an agent leaves out of a flow event (fields that follow from others) is there
-    /// once the batch is ingested, and its time is the flow's end.
-    #[test]
-    fn flows_as_agents_send_them_are_completed_at_ingest() {
-        let mut fl = flow::Flow::new("flow.netflow");
-        fl.src = "1.2.3.4".parse().ok();
-        fl.dst = "5.6.7.8".parse().ok();
-        (fl.src_port, fl.dst_port, fl.proto) = (1122, 3344, Some(6));
-        (fl.bytes, fl.packets, fl.rev_bytes) = (100, 2, Some(50));
-        fl.tcp_flags = 0x12;
-        (fl.start, fl.end) = (
-            Some(1_790_000_000_000_000_000),
-            Some(1_790_000_001_500_000_000),
-        );
-        let mut w = vigil_schema::binary::Writer::default();
-        fl.encode(chrono::Utc::now(), None, &mut w);
-        let sent = vigil_schema::binary::read_events(w.events()).expect("reads");
-        assert_eq!(sent[0].get(f::NETWORK_BYTES), None, "left to the collector");
-        let batch = Batch {
-            batch_id: Uuid::now_v7(),
-            agent_id: "edge-1".into(),
-            seq: 0,
-            events: sent,
-        };
-        let enriched = IndexSchema::enrich(batch);
-        let e = &enriched.events[0];
-        assert_eq!(e.get_u64(f::NETWORK_BYTES), Some(150));
-        assert_eq!(e.get_u64(f::NETWORK_PACKETS), Some(2));
-        assert_eq!(e.get_str(f::NETWORK_TRANSPORT), Some("tcp"));
-        assert_eq!(
-            e.get(f::TCP_FLAGS),
-            Some(&serde_json::json!(["SYN", "ACK"]))
-        );
-        assert_eq!(e.get_str(f::TIMESTAMP), e.get_str(f::EVENT_END));
-        assert_eq!(
-            enriched.times[0],
-            chrono::DateTime::from_timestamp(1_790_000_001, 500_000_000).expect("time")
-        );
-        assert_eq!(
-            e.get_str(f::NETWORK_COMMUNITY_ID),
-            Some("1:wCb3OG7yAFWelaUydu0D+125CLM=")
-        );
     }
 
     #[test]

@@ -618,7 +618,7 @@ pub fn parse_time(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> 
         return Ok(now);
     }
     if let Some(rest) = s.strip_prefix("now-") {
-        let d = vigil_agent::config::parse_duration(rest)?;
+        let d = vigil_schema::config::parse_duration(rest)?;
         let d = chrono::Duration::from_std(d).map_err(|e| e.to_string())?;
         return now
             .checked_sub_signed(d)

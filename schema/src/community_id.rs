@@ -11,9 +11,9 @@
 
 use std::net::IpAddr;
 
+use crate::fields as f;
+use crate::{Event, EventKind};
 use sha1::Digest;
-use vigil_schema::fields as f;
-use vigil_schema::{Event, EventKind};
 
 const ICMP: u8 = 1;
 const TCP: u8 = 6;
