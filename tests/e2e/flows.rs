@@ -1,8 +1,9 @@
 //! Flows end to end: a real exporter (softflowd) and the agent's own capture, in network
 //! namespaces with real traffic; what the collector stores must add up to the packets.
 //!
-//! The expected totals come from a pcap of the same link recorded by tcpdump, read packet by
-//! packet: per connection (both directions), IP bytes and packets.
+//! The expected totals come from a pcap of the same link recorded by tcpdump and read back by
+//! `tcpdump -r` (not by the agent's own decoder): per connection (both directions), IP bytes
+//! and packets.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -11,16 +12,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 use vigil_e2e::{
-    Agent, Collector, FlowTotals, Netns, Proc, event_totals, pcap_totals, search, skip, total,
-    wait_for,
+    Agent, Collector, FlowTotals, Netns, Proc, event_totals, have, search, skip, tcpdump_totals,
+    total, wait_for,
 };
-
-fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
 
 /// Why this machine cannot run these tests, if it cannot.
 fn missing(programs: &[&str]) -> Option<String> {
@@ -182,7 +176,7 @@ fn softflowd_exports_what_the_pcap_holds_over_v9_and_ipfix() {
         let pcap = recorded(&host_if, dir.path(), || {
             traffic(&ns, "10.231.7.2", dir.path())
         });
-        let want = pcap_totals(&pcap);
+        let want = tcpdump_totals(&pcap);
         if want.len() >= 5 || attempt == 3 {
             break (pcap, want);
         }
@@ -248,7 +242,7 @@ fn live_capture_on_a_veth_adds_up_to_the_packets() {
     let pcap = recorded(&host_if, dir.path(), || {
         traffic(&ns, "10.231.8.2", dir.path())
     });
-    let want = pcap_totals(&pcap);
+    let want = tcpdump_totals(&pcap);
     let got = wait_totals(&collector.url(), "event.kind:flow", &want, &agent);
     println!(
         "capture: {} connections, totals equal to tcpdump's",

@@ -1,4 +1,5 @@
-//! Syslog source: listeners ([`listener`], TLS from [`tls`]) and the parser that turns one message into an
+//! Syslog source: listeners ([`listener`], TLS from [`tls`], streams cut into messages by
+//! [`framing`]) and the parser that turns one message into an
 //! event with the syslog fields of DESIGN.md ([`parse`]), and the times at the start of lines that
 //! are not syslog ([`timestamp`]); authentication messages read into fields ([`auth`]), and
 //! web server and proxy access logs ([`access`]), and firewall verdicts ([`firewall`]).
@@ -6,6 +7,7 @@
 pub mod access;
 pub mod auth;
 pub mod firewall;
+pub mod framing;
 pub mod listener;
 pub mod parse;
 pub mod timestamp;
