@@ -1,11 +1,10 @@
 //! The incident queue on a real SQLite file, and on the real PostgreSQL of the scale-out mode
 //! (`VIGIL_TEST_POSTGRES_URL`), where two collectors share it.
 
-#[path = "../../tests/support/skip.rs"]
-mod skip_support;
+mod postgres;
 
 use chrono::{TimeZone, Utc};
-use skip_support::skip;
+use postgres::{drop_postgres, fresh_postgres};
 use vigil_collector::incidents::lifecycle::ActionError;
 use vigil_collector::incidents::{Action, Alert, Filter, Status, Store, StoreError};
 
@@ -222,39 +221,6 @@ async fn sqlite_queue_groups_and_records_every_step() {
     drop(store);
     let store = Store::open(&url).await.expect("reopen");
     assert_eq!(store.list(&Filter::default()).await.expect("list").len(), 3);
-}
-
-/// A fresh database on the test server, so parallel runs do not meet.
-async fn fresh_postgres() -> Option<(String, String)> {
-    let Ok(base) = std::env::var("VIGIL_TEST_POSTGRES_URL") else {
-        skip("VIGIL_TEST_POSTGRES_URL is not set");
-        return None;
-    };
-    let name = format!("vigil_test_{}", uuid::Uuid::now_v7().simple());
-    sqlx::any::install_default_drivers();
-    let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&base)
-        .await
-        .expect("connect to VIGIL_TEST_POSTGRES_URL");
-    sqlx::Executor::execute(
-        &mut admin,
-        sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
-    )
-    .await
-    .expect("create database");
-    let (prefix, _) = base.rsplit_once('/').expect("database in the URL");
-    Some((format!("{prefix}/{name}"), name))
-}
-
-async fn drop_postgres(name: &str) {
-    let base = std::env::var("VIGIL_TEST_POSTGRES_URL").expect("url");
-    let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&base)
-        .await
-        .expect("connect");
-    let _ = sqlx::Executor::execute(
-        &mut admin,
-        sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")),
-    )
-    .await;
 }
 
 #[tokio::test]

@@ -86,7 +86,7 @@ impl From<crate::incidents::StoreError> for ApiError {
                 ApiError::Conflict(e.to_string())
             }
             StoreError::Filter(m) => ApiError::bad_request("bad_parameter", m),
-            StoreError::Open { .. } | StoreError::Db(_) => {
+            StoreError::Open { .. } | StoreError::Migrate { .. } | StoreError::Db(_) => {
                 ApiError::Unavailable(format!("the incident database is not answering: {e}"))
             }
         }

@@ -6,6 +6,7 @@
 //! - [`store`]: the incidents in SQL (SQLite under the data dir by default, PostgreSQL shared
 //!   by several collectors), alerts grouped into them, the queue and one incident's timeline.
 //! - [`lifecycle`]: the actions people take, and from which status each one is allowed.
+//! - [`migrations`]: the database schema, as versioned migrations per dialect.
 //!
 //! # Invariants
 //! - An alert is recorded at most once (its `event.id` is a key), so handing the same alerts
@@ -18,6 +19,7 @@
 //!   it, which sets both.
 
 pub mod lifecycle;
+pub mod migrations;
 pub mod store;
 
 use std::path::Path;

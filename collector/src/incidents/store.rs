@@ -1,6 +1,8 @@
 //! The incidents in SQL, through sqlx's Any driver: SQLite (bundled) by default, PostgreSQL
 //! when several collectors share one queue. The statements are written once, in the SQL both
-//! accept (`$N` parameters, `ON CONFLICT`, `RETURNING`); only the key column's type differs.
+//! accept (`$N` parameters, `ON CONFLICT`, `RETURNING`); the tables are made by the
+//! migrations of each dialect ([`super::migrations`]), where only the key column's type
+//! differs.
 //!
 //! Times are stored as milliseconds since the epoch, and danger as 0/1, the types both read
 //! back alike.
@@ -21,6 +23,11 @@ use super::{Alert, Entry, Filter, Incident, SEVERITIES, Status, dangerous, sever
 pub enum StoreError {
     #[error("cannot open the incident database {url}: {source}")]
     Open { url: String, source: sqlx::Error },
+    #[error("cannot bring the incident database {url} to this version's schema: {source}")]
+    Migrate {
+        url: String,
+        source: sqlx::migrate::MigrateError,
+    },
     #[error("incident database: {0}")]
     Db(#[from] sqlx::Error),
     #[error("no incident {0}")]
@@ -52,55 +59,6 @@ const SYSTEM: &str = "vigil";
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
-}
-
-fn schema(postgres: bool) -> Vec<String> {
-    let key = if postgres {
-        "BIGSERIAL PRIMARY KEY"
-    } else {
-        "INTEGER PRIMARY KEY"
-    };
-    vec![
-        format!(
-            "CREATE TABLE IF NOT EXISTS incidents (
-                id {key},
-                dedup_key TEXT NOT NULL,
-                rule_id TEXT NOT NULL,
-                title TEXT NOT NULL,
-                status TEXT NOT NULL,
-                severity TEXT NOT NULL,
-                danger BIGINT NOT NULL,
-                customer TEXT,
-                group_key TEXT NOT NULL,
-                assignee TEXT,
-                count BIGINT NOT NULL,
-                first_seen BIGINT NOT NULL,
-                last_seen BIGINT NOT NULL,
-                updated_at BIGINT NOT NULL)"
-        ),
-        // The storm rule, as a constraint: one active incident per key, across collectors.
-        "CREATE UNIQUE INDEX IF NOT EXISTS incidents_active_key ON incidents (dedup_key)
-            WHERE status IN ('open', 'acknowledged')"
-            .into(),
-        "CREATE INDEX IF NOT EXISTS incidents_last_seen ON incidents (last_seen)".into(),
-        "CREATE TABLE IF NOT EXISTS incident_alerts (
-            alert_id TEXT PRIMARY KEY,
-            incident_id BIGINT NOT NULL,
-            at BIGINT NOT NULL)"
-            .into(),
-        format!(
-            "CREATE TABLE IF NOT EXISTS incident_timeline (
-                id {key},
-                incident_id BIGINT NOT NULL,
-                at BIGINT NOT NULL,
-                actor TEXT NOT NULL,
-                action TEXT NOT NULL,
-                detail TEXT NOT NULL)"
-        ),
-        "CREATE INDEX IF NOT EXISTS incident_timeline_incident
-            ON incident_timeline (incident_id, id)"
-            .into(),
-    ]
 }
 
 /// `url` without its password, for messages.
@@ -151,8 +109,9 @@ fn incident(row: &AnyRow) -> Result<Incident, sqlx::Error> {
 }
 
 impl Store {
-    /// Opens (for SQLite: creates) the database and its tables. Blocks on the network for
-    /// PostgreSQL; several collectors may open one database at once.
+    /// Opens (for SQLite: creates) the database and applies the migrations it lacks
+    /// ([`super::migrations`]). Blocks on the network for PostgreSQL; several collectors may
+    /// open one database at once.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let open_err = |source| StoreError::Open {
@@ -178,21 +137,12 @@ impl Store {
             .connect(&target)
             .await
             .map_err(open_err)?;
-        let mut tx = pool.begin().await.map_err(open_err)?;
-        if postgres {
-            // Collectors starting together would race on CREATE ... IF NOT EXISTS.
-            sqlx::query("SELECT pg_advisory_xact_lock(7236921)")
-                .execute(&mut *tx)
-                .await
-                .map_err(open_err)?;
-        }
-        for stmt in schema(postgres) {
-            sqlx::query(AssertSqlSafe(stmt))
-                .execute(&mut *tx)
-                .await
-                .map_err(open_err)?;
-        }
-        tx.commit().await.map_err(open_err)?;
+        super::migrations::apply(&pool, postgres)
+            .await
+            .map_err(|source| StoreError::Migrate {
+                url: redact(url),
+                source,
+            })?;
         if !postgres {
             // Readers do not wait for the writer, and a commit is one append.
             sqlx::query("PRAGMA journal_mode=WAL")

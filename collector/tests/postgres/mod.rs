@@ -1,0 +1,40 @@
+//! A fresh PostgreSQL database per test, on the server `VIGIL_TEST_POSTGRES_URL` names (a
+//! skip without it, which `VIGIL_TEST_REQUIRE_ALL=1` turns into a failure).
+
+#[path = "../../../tests/support/skip.rs"]
+mod skip_support;
+
+use skip_support::skip;
+
+/// A fresh database on the test server, so parallel runs do not meet.
+pub async fn fresh_postgres() -> Option<(String, String)> {
+    let Ok(base) = std::env::var("VIGIL_TEST_POSTGRES_URL") else {
+        skip("VIGIL_TEST_POSTGRES_URL is not set");
+        return None;
+    };
+    let name = format!("vigil_test_{}", uuid::Uuid::now_v7().simple());
+    sqlx::any::install_default_drivers();
+    let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&base)
+        .await
+        .expect("connect to VIGIL_TEST_POSTGRES_URL");
+    sqlx::Executor::execute(
+        &mut admin,
+        sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
+    )
+    .await
+    .expect("create database");
+    let (prefix, _) = base.rsplit_once('/').expect("database in the URL");
+    Some((format!("{prefix}/{name}"), name))
+}
+
+pub async fn drop_postgres(name: &str) {
+    let base = std::env::var("VIGIL_TEST_POSTGRES_URL").expect("url");
+    let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&base)
+        .await
+        .expect("connect");
+    let _ = sqlx::Executor::execute(
+        &mut admin,
+        sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")),
+    )
+    .await;
+}
