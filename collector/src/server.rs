@@ -122,6 +122,12 @@ impl Collector {
         })
     }
 
+    /// What the API serves from: `api::app(collector.state())` answers requests in process,
+    /// as the tests drive it.
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }

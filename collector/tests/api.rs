@@ -1,0 +1,576 @@
+//! The HTTP API in process: a real collector (index, write-ahead log, writer thread, SQLite
+//! incident queue in a temporary directory) behind `api::app(state)`, driven with `oneshot`,
+//! for every route's answers and error paths. No socket, no binary: these run in
+//! milliseconds, and the end-to-end tests keep the paths through real processes.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use chrono::Utc;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use uuid::Uuid;
+use vigil_collector::api::{self, AppState};
+use vigil_collector::config::{AgentToken, CollectorConfig};
+use vigil_collector::incidents::Alert;
+use vigil_collector::server::Collector;
+use vigil_schema::{Batch, Event, fields as f};
+
+const TOKEN: &str = "agent-token-0123456789";
+const API_TOKEN: &str = "reader-token-9876543210";
+
+struct Api {
+    _dir: tempfile::TempDir,
+    state: AppState,
+    app: Router,
+}
+
+async fn api_with(tune: impl FnOnce(&mut CollectorConfig)) -> Api {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = CollectorConfig {
+        data_dir: dir.path().to_owned(),
+        ..CollectorConfig::default()
+    };
+    cfg.http.listen = "127.0.0.1:0".into();
+    cfg.index.commit_interval = std::time::Duration::from_millis(50);
+    cfg.ingest.agents.push(AgentToken {
+        id: "edge-1".into(),
+        token: TOKEN.into(),
+    });
+    tune(&mut cfg);
+    let collector = Collector::open(&cfg).await.expect("collector opens");
+    let state = collector.state();
+    Api {
+        app: api::app(state.clone()),
+        state,
+        _dir: dir,
+    }
+}
+
+async fn api() -> Api {
+    api_with(|_| {}).await
+}
+
+impl Api {
+    async fn send(&self, req: Request<Body>) -> (StatusCode, Value) {
+        let resp = self.app.clone().oneshot(req).await.expect("answers");
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, body)
+    }
+
+    async fn get(&self, uri: &str) -> (StatusCode, Value) {
+        self.send(Request::get(uri).body(Body::empty()).expect("request"))
+            .await
+    }
+
+    async fn post(&self, uri: &str, body: Value) -> (StatusCode, Value) {
+        self.send(
+            Request::post(uri)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string()))
+                .expect("request"),
+        )
+        .await
+    }
+
+    async fn ingest(&self, token: &str, frame: Vec<u8>) -> (StatusCode, Value) {
+        self.send(
+            Request::post("/api/v1/ingest")
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .body(Body::from(frame))
+                .expect("request"),
+        )
+        .await
+    }
+}
+
+/// The error code of an error answer, after checking its shape.
+fn code(body: &Value) -> &str {
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "an error has a message: {body}"
+    );
+    body["error"]["code"].as_str().unwrap_or_default()
+}
+
+fn batch(agent: &str, messages: &[&str]) -> Batch {
+    Batch {
+        batch_id: Uuid::now_v7(),
+        agent_id: agent.into(),
+        seq: 0,
+        events: messages
+            .iter()
+            .map(|m| {
+                let mut e = Event::default();
+                e.set_str(f::EVENT_KIND, "syslog");
+                e.set_timestamp(Utc::now());
+                e.set_str(f::MESSAGE, *m);
+                e
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test]
+async fn health_readiness_metrics_and_unknown_routes() {
+    let a = api().await;
+    assert_eq!(
+        a.get("/healthz").await,
+        (StatusCode::OK, json!({"status": "ok"}))
+    );
+    let (status, body) = a.get("/readyz").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["components"]["ingest"], "open");
+    let resp = a
+        .app
+        .clone()
+        .oneshot(
+            Request::get("/metrics")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        resp.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .is_ok_and(|t| t.starts_with("application/openmetrics-text"))
+    );
+    let (status, body) = a.get("/api/v1/nothing-here").await;
+    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+    // A route without the method: 405, not a silent 200.
+    let (status, _) = a.get("/api/v1/ingest").await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+
+    // Closed ingest (shutting down): readiness says so, agents are told to come back.
+    a.state
+        .0
+        .ingest_open
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let (status, body) = a.get("/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["components"]["ingest"], "closed");
+    let (status, body) = a.ingest(TOKEN, batch("edge-1", &["x"]).encode()).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    );
+}
+
+#[tokio::test]
+async fn ingest_answers_each_kind_of_bad_batch_with_its_own_status() {
+    let a = api_with(|c| c.ingest.max_batch_events = 3).await;
+    let good = batch("edge-1", &["one", "two"]);
+
+    let (status, body) = a
+        .send(
+            Request::post("/api/v1/ingest")
+                .body(Body::from(good.encode()))
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "unauthorized")
+    );
+    let (status, body) = a.ingest("not-a-token", good.encode()).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "unauthorized")
+    );
+
+    let (status, body) = a.ingest(TOKEN, b"not a frame at all".to_vec()).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "bad_magic")
+    );
+    let mut corrupt = good.encode();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0xff;
+    let (status, body) = a.ingest(TOKEN, corrupt).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        ["bad_checksum", "bad_compression"].contains(&code(&body)),
+        "{body}"
+    );
+
+    let (status, body) = a.ingest(TOKEN, batch("edge-2", &["x"]).encode()).await;
+    assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "forbidden"));
+    let (status, body) = a
+        .ingest(TOKEN, batch("edge-1", &["1", "2", "3", "4"]).encode())
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
+    );
+
+    let (status, body) = a.ingest(TOKEN, good.encode()).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"status": "accepted", "events": 2}))
+    );
+    let (status, body) = a.ingest(TOKEN, good.encode()).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"status": "duplicate"}))
+    );
+}
+
+#[tokio::test]
+async fn an_ingest_body_over_the_limit_is_refused_by_its_declared_length() {
+    let a = api_with(|c| c.ingest.max_body_bytes = 1024).await;
+    let (status, body) = a
+        .send(
+            Request::post("/api/v1/ingest")
+                .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+                .header(header::CONTENT_LENGTH, "4096")
+                .body(Body::from(vec![0u8; 4096]))
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
+    );
+}
+
+#[tokio::test]
+async fn search_and_aggregate_refuse_bad_parameters_and_find_what_was_ingested() {
+    let a = api().await;
+    let b = batch("edge-1", &["hello api", "other words"]);
+    assert_eq!(a.ingest(TOKEN, b.encode()).await.0, StatusCode::OK);
+
+    // Searchable after the next commit (50 ms); polled with a deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let hits = loop {
+        let (status, body) = a.get("/api/v1/search?q=message:hello").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if body["total"] == 1 {
+            break body["hits"].clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not searchable: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(hits[0]["message"], "hello api");
+    assert_eq!(hits[0]["agent.id"], "edge-1");
+    assert_eq!(hits[0]["event.id"], format!("{}.0", b.batch_id));
+    let (status, body) = a
+        .post(
+            "/api/v1/search",
+            json!({"q": "message:other", "from": "now-1h"}),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["total"]),
+        (StatusCode::OK, &json!(1)),
+        "{body}"
+    );
+
+    for (uri, want) in [
+        ("/api/v1/search?q=message:(unclosed", "bad_query"),
+        ("/api/v1/search?q=x&colour=red", "bad_parameter"),
+        ("/api/v1/search?limit=10001", "bad_parameter"),
+        ("/api/v1/search?limit=many", "bad_parameter"),
+        ("/api/v1/search?from=yesterday", "bad_parameter"),
+        ("/api/v1/search?q=message:fail~2", "bad_query"),
+        ("/api/v1/aggregate?histogram=soon", "bad_parameter"),
+        (
+            "/api/v1/aggregate?terms=host.name&colour=red",
+            "bad_parameter",
+        ),
+        (
+            "/api/v1/aggregate?q=message:(unclosed&terms=host.name",
+            "bad_query",
+        ),
+        ("/api/v1/aggregate?q=x", "bad_parameter"),
+    ] {
+        let (status, body) = a.get(uri).await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::BAD_REQUEST, want),
+            "{uri}: {body}"
+        );
+    }
+    let (status, body) = a.post("/api/v1/search", json!({"q": 7})).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "bad_parameter")
+    );
+    let (status, body) = a
+        .send(
+            Request::post("/api/v1/search")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from("{not json"))
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "bad_parameter")
+    );
+
+    let (status, body) = a
+        .get("/api/v1/aggregate?q=event.kind:syslog&terms=agent.id&size=5")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["total"], 2);
+    assert_eq!(
+        body["terms"]["buckets"],
+        json!([{"key": "edge-1", "count": 2}])
+    );
+    let (status, body) = a
+        .get("/api/v1/aggregate?q=message:hello&terms=message")
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "bad_parameter")
+    );
+    // Errors are counted by code.
+    let (_, metrics) = a.get("/metrics").await;
+    let text = metrics.as_str().unwrap_or_default();
+    assert!(
+        text.contains("vigil_search_errors_total{code=\"bad_query\"} 3"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn readers_need_the_api_token_when_one_is_set() {
+    let a = api_with(|c| c.http.api_token = Some(API_TOKEN.into())).await;
+    for uri in [
+        "/api/v1/search?q=x",
+        "/api/v1/aggregate?terms=host.name",
+        "/api/v1/rules",
+        "/api/v1/incidents",
+        "/api/v1/incidents/1",
+    ] {
+        let (status, body) = a.get(uri).await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::UNAUTHORIZED, "unauthorized"),
+            "{uri}"
+        );
+        let (status, body) = a
+            .send(
+                Request::get(uri)
+                    .header(header::AUTHORIZATION, "Bearer wrong")
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri}: {body}");
+        let (status, body) = a
+            .send(
+                Request::get(uri)
+                    .header(header::AUTHORIZATION, format!("Bearer {API_TOKEN}"))
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await;
+        assert_ne!(status, StatusCode::UNAUTHORIZED, "{uri}: {body}");
+    }
+    let (status, _) = a.post("/api/v1/rules/reload", json!({})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // An agent's token is not a reader's.
+    let (status, _) = a
+        .send(
+            Request::get("/api/v1/search")
+                .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Health and metrics stay open.
+    assert_eq!(a.get("/healthz").await.0, StatusCode::OK);
+    assert_eq!(a.get("/metrics").await.0, StatusCode::OK);
+}
+
+const HELLO_RULE: &str = "title: hello seen
+id: 5f0c1c2e-1111-4a4a-8b8b-000000000001
+logsource: { product: linux, service: syslog }
+detection:
+  selection:
+    message|contains: hello
+  condition: selection
+level: high
+";
+
+#[tokio::test]
+async fn rules_are_listed_tested_and_reloaded() {
+    let a = api().await;
+    let (status, body) = a.get("/api/v1/rules").await;
+    assert_eq!(status, StatusCode::OK);
+    let builtin = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules"))
+        .expect("rules/")
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "yml"))
+        .count();
+    assert!(
+        body["rules"].as_array().map(Vec::len) >= Some(builtin),
+        "every builtin rule file loads: {body}"
+    );
+    assert_eq!(body["errors"], json!([]));
+
+    let events = json!([
+        {"event.kind": "syslog", "host.name": "h", "message": "hello there"},
+        {"event.kind": "syslog", "host.name": "h", "message": "goodbye"},
+    ]);
+    let (status, body) = a
+        .post(
+            "/api/v1/rules/test",
+            json!({"rule": HELLO_RULE, "events": events}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let alerts = body["alerts"].as_array().expect("alerts");
+    assert_eq!(alerts.len(), 1, "{body}");
+    assert_eq!(alerts[0]["rule.name"], "hello seen");
+
+    let (status, body) = a
+        .post(
+            "/api/v1/rules/test",
+            json!({"rule": "title: x\n", "events": []}),
+        )
+        .await;
+    assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "bad_rule"));
+    let (status, body) = a
+        .post("/api/v1/rules/test", json!({"rule": HELLO_RULE}))
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "bad_request")
+    );
+    let (status, body) = a
+        .post(
+            "/api/v1/rules/test",
+            json!({"rule": HELLO_RULE, "events": [], "extra": 1}),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "bad_request")
+    );
+
+    let (status, body) = a.post("/api/v1/rules/reload", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["rules"].as_u64() >= Some(builtin as u64), "{body}");
+
+    let off = api_with(|c| c.detect.enabled = false).await;
+    let (status, body) = off.post("/api/v1/rules/reload", json!({})).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "detection_disabled")
+    );
+}
+
+#[tokio::test]
+async fn incident_actions_answer_bad_ids_bodies_and_transitions() {
+    let a = api().await;
+    let alert = Alert {
+        id: "b1.a0".into(),
+        rule_id: "rule-1".into(),
+        title: "A test incident".into(),
+        severity: "medium".into(),
+        customer: Some("ulb".into()),
+        group_key: "host.name=h".into(),
+        at: Utc::now(),
+        message: None,
+    };
+    let recorded = a.state.0.incidents.record(&[alert]).await.expect("record");
+    let id = recorded.opened[0];
+
+    let (status, body) = a.get("/api/v1/incidents?status=active").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["incidents"][0]["id"], id);
+    assert_eq!(body["incidents"][0]["status"], "open");
+    for (uri, want) in [
+        ("/api/v1/incidents?status=sleeping", StatusCode::BAD_REQUEST),
+        ("/api/v1/incidents?colour=red", StatusCode::BAD_REQUEST),
+        ("/api/v1/incidents/abc", StatusCode::BAD_REQUEST),
+        ("/api/v1/incidents/999999", StatusCode::NOT_FOUND),
+    ] {
+        let (status, body) = a.get(uri).await;
+        assert_eq!(status, want, "{uri}: {body}");
+        code(&body);
+    }
+
+    let act = |action: &str| format!("/api/v1/incidents/{id}/{action}");
+    for (action, body, want) in [
+        ("dance", json!({}), "bad_action"),
+        ("assign", json!({}), "bad_action"),
+        ("assign", json!({"assignee": ""}), "bad_action"),
+        ("retract", json!({}), "bad_action"),
+        ("escalate", json!({"severity": "apocalyptic"}), "bad_action"),
+        ("ack", json!({"why": "no"}), "bad_action"),
+    ] {
+        let (status, answer) = a.post(&act(action), body).await;
+        assert_eq!(
+            (status, code(&answer)),
+            (StatusCode::BAD_REQUEST, want),
+            "{action}: {answer}"
+        );
+    }
+    let (status, body) = a.post("/api/v1/incidents/999999/ack", json!({})).await;
+    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+
+    let (status, body) = a
+        .send(
+            Request::post(act("ack"))
+                .header("x-vigil-actor", "a".repeat(129))
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "bad_parameter")
+    );
+    let (status, body) = a
+        .send(
+            Request::post(act("ack"))
+                .header("x-vigil-actor", "alice")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "acknowledged");
+    let (status, body) = a.post(&act("ack"), json!({})).await;
+    assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "conflict"));
+    let (status, body) = a
+        .post(&act("retract"), json!({"reason": "false positive"}))
+        .await;
+    assert_eq!(
+        (status, &body["status"]),
+        (StatusCode::OK, &json!("retracted"))
+    );
+    let (status, body) = a.post(&act("resolve"), json!({})).await;
+    assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "conflict"));
+
+    let (_, body) = a.get(&format!("/api/v1/incidents/{id}")).await;
+    let steps: Vec<(&str, &str)> = body["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap_or_default(),
+                e["actor"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(steps[1..], [("ack", "alice"), ("retract", "api")], "{body}");
+}
