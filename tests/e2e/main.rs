@@ -9,5 +9,6 @@ mod flows;
 mod hunt;
 mod incidents;
 mod loghub;
+mod quickstart;
 mod syslog;
 mod up;
