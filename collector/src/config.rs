@@ -22,6 +22,10 @@ pub struct CollectorConfig {
     pub incidents: crate::incidents::IncidentsConfig,
     /// The in-process agent of `vigil up` (ignored by `vigil collector`).
     pub agent: Option<AgentConfig>,
+    /// Who is told about incidents, and how.
+    pub notify: crate::notify::NotifyConfig,
+    /// The institutions watched for, with their contacts by role.
+    pub customers: Vec<crate::reference::Customer>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -95,6 +99,8 @@ impl Default for CollectorConfig {
             detect: crate::detect::DetectConfig::default(),
             incidents: crate::incidents::IncidentsConfig::default(),
             agent: None,
+            notify: crate::notify::NotifyConfig::default(),
+            customers: Vec::new(),
         }
     }
 }
@@ -151,7 +157,21 @@ impl CollectorConfig {
         Ok(cfg)
     }
 
+    /// The notification settings, checked; `None` when no route is configured.
+    pub fn notifier(&self, path: &Path) -> Result<Option<crate::notify::Notifier>, ConfigError> {
+        let invalid = |key, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            message,
+            line: None,
+        };
+        let customers = crate::reference::Customers::new(self.customers.clone())
+            .map_err(|m| invalid("customers", m))?;
+        crate::notify::Notifier::new(&self.notify, customers).map_err(|(k, m)| invalid(k, m))
+    }
+
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        self.notifier(path)?;
         let invalid = |key, message: &str| ConfigError::Invalid {
             path: path.to_owned(),
             key,

@@ -8,6 +8,8 @@
 //! - [`index`]: the Tantivy index: schema, the writer thread, search.
 //! - [`detect`]: Sigma rules and correlations on every event; alerts.
 //! - [`incidents`]: the queue alerts become, and its lifecycle (SQLite or PostgreSQL).
+//! - [`notify`]: who is told about an incident, by which channel, through an outbox.
+//! - [`reference`]: customers and their contacts by role.
 //! - [`api`]: the HTTP API (`fn app(state) -> Router`) and its one error type.
 //! - [`server`]: the collector as a whole: open, serve, ordered shutdown.
 //! - [`cli`]: the client side of `vigil search`.
@@ -22,6 +24,8 @@ pub mod incidents;
 pub mod index;
 pub mod ingest;
 pub mod metrics;
+pub mod notify;
+pub mod reference;
 pub mod server;
 pub mod up;
 pub mod wal;

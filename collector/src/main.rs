@@ -149,6 +149,11 @@ enum ConfigCommand {
         /// The file is a vigil-agent configuration (default: collector / vigil up).
         #[arg(long)]
         agent: bool,
+        /// Show who an incident with these labels would reach, and by which channel:
+        /// `severity=high,customer=ulb,danger=true` (labels: customer, severity, danger,
+        /// rule, title, status, group).
+        #[arg(long, value_name = "LABELS", conflicts_with = "agent")]
+        route: Option<String>,
     },
 }
 
@@ -277,12 +282,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Config {
-            command: ConfigCommand::Check { file, agent },
+            command: ConfigCommand::Check { file, agent, route },
         } => {
             if agent {
                 AgentConfig::load(&file)?;
             } else {
-                CollectorConfig::load(&file)?;
+                let cfg = CollectorConfig::load(&file)?;
+                if let Some(labels) = route {
+                    return cli::route::show(&cfg, &file, &labels);
+                }
             }
             println!("{}: configuration is valid", file.display());
             Ok(())

@@ -34,6 +34,7 @@ pub struct Metrics {
     pub incidents_opened: Counter,
     pub incidents_errors: Counter,
     pub incidents_actions: Family<Labels, Counter>,
+    pub notify_attempts: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -163,6 +164,11 @@ impl Metrics {
             incidents_actions: reg!(
                 "incidents_actions",
                 "Lifecycle actions taken on incidents, by action",
+                Family::default()
+            ),
+            notify_attempts: reg!(
+                "notify_attempts",
+                "Notification attempts, by channel and outcome (sent, retry, failed: given up)",
                 Family::default()
             ),
             registry,

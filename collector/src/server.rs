@@ -23,6 +23,8 @@ pub struct Collector {
     state: AppState,
     listener: TcpListener,
     writer: std::thread::JoinHandle<()>,
+    /// Sends what the outbox holds; none without a notification route.
+    dispatcher: Option<crate::notify::dispatch::Dispatcher>,
 }
 
 impl Collector {
@@ -38,7 +40,26 @@ impl Collector {
         let data_dir = cfg.data_dir.clone();
         let detect_state = data_dir.join("detect-state.json");
         let db = cfg.incidents.url(&data_dir);
-        let store = crate::incidents::Store::open(&db).await?;
+        let mut store = crate::incidents::Store::open(&db).await?;
+        let notifier = cfg
+            .notifier(std::path::Path::new("configuration"))?
+            .map(Arc::new);
+        match &notifier {
+            Some(n) => store = store.with_notifier(n.clone()),
+            None => tracing::warn!("no [notify.route] configured: incidents are not announced"),
+        }
+        let dispatcher = notifier
+            .map(|n| {
+                crate::notify::dispatch::Dispatcher::new(
+                    store.clone(),
+                    n,
+                    writer::system_clock(),
+                    store.wake(),
+                    metrics.clone(),
+                )
+            })
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("notifications: {e}"))?;
         let incidents_healthy = Arc::new(AtomicBool::new(true));
         let queue = crate::incidents::Queue {
             store: store.clone(),
@@ -119,6 +140,7 @@ impl Collector {
             state,
             listener,
             writer,
+            dispatcher,
         })
     }
 
@@ -146,6 +168,10 @@ impl Collector {
                 .await
         });
         let reloads = tokio::spawn(reload_on_sighup(self.state.clone()));
+        let dispatch_stop = CancellationToken::new();
+        let dispatcher = self
+            .dispatcher
+            .map(|d| tokio::spawn(d.run(dispatch_stop.clone())));
         shutdown.cancelled().await;
         reloads.abort();
         tracing::info!("collector stopping: ingest closed");
@@ -161,7 +187,12 @@ impl Collector {
         tokio::task::spawn_blocking(move || writer.join())
             .await?
             .ok();
-        // After the writer: it may have handed alerts over until its last batch.
+        // After the writer: it may have handed alerts over until its last batch. What the
+        // dispatcher has not sent stays in the outbox for the next start.
+        dispatch_stop.cancel();
+        if let Some(d) = dispatcher {
+            let _ = d.await;
+        }
         self.state.0.incidents.close().await;
         tracing::info!("collector stopped");
         Ok(())

@@ -9,6 +9,7 @@ mod flows;
 mod hunt;
 mod incidents;
 mod loghub;
+mod notify;
 mod quickstart;
 mod syslog;
 mod up;

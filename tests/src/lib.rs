@@ -8,6 +8,8 @@
 //! - [`client`]: syslog, the search API and `/metrics`, as a user reaches them.
 //! - [`netns`]: network namespaces and veth pairs.
 //! - [`pcap`]: per-connection totals of a pcap (from `tcpdump -r`) and of stored flows.
+//! - [`sink`]: an HTTP server that records requests (a voice gateway, a webhook receiver).
+//! - [`smtp`]: a real SMTP server (aiosmtpd) writing a maildir, and the messages in it.
 //! - [`workload`]: the benchmark drivers' event mixes.
 //!
 //! Every wait has a deadline; on a timeout the panic message carries the tail of the logs of
@@ -22,6 +24,8 @@ pub mod netns;
 pub mod pcap;
 pub mod process;
 pub mod services;
+pub mod sink;
+pub mod smtp;
 pub mod workload;
 
 pub use client::*;

@@ -1,7 +1,9 @@
 //! The client side of the `vigil` commands that talk to a collector (`search`, `incidents`)
-//! or read rules locally (`rules check|test`): they print tables, or JSON with `--json`.
+//! or read rules locally (`rules check|test`): they print tables, or JSON with `--json`; and
+//! `config check --route` ([`route`]).
 
 pub mod incidents;
+pub mod route;
 
 use std::io::Write;
 

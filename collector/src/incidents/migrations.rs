@@ -24,12 +24,20 @@ pub struct Step {
 }
 
 /// Every migration, oldest first.
-pub const STEPS: &[Step] = &[Step {
-    version: 1,
-    name: "incidents",
-    sqlite: include_str!("../../migrations/sqlite/0001_incidents.sql"),
-    postgres: include_str!("../../migrations/postgres/0001_incidents.sql"),
-}];
+pub const STEPS: &[Step] = &[
+    Step {
+        version: 1,
+        name: "incidents",
+        sqlite: include_str!("../../migrations/sqlite/0001_incidents.sql"),
+        postgres: include_str!("../../migrations/postgres/0001_incidents.sql"),
+    },
+    Step {
+        version: 2,
+        name: "outbox",
+        sqlite: include_str!("../../migrations/sqlite/0002_outbox.sql"),
+        postgres: include_str!("../../migrations/postgres/0002_outbox.sql"),
+    },
+];
 
 /// The migrator of one dialect.
 pub fn migrator(postgres: bool) -> Migrator {

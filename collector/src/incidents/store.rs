@@ -10,14 +10,19 @@
 //! Every transaction writes before it reads, so on SQLite it takes the write lock at once
 //! and waits for another writer (busy timeout) instead of failing to upgrade a read lock.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 
+use tokio::sync::Notify;
+
 use super::lifecycle::{Action, ActionError};
 use super::{Alert, Entry, Filter, Incident, SEVERITIES, Status, dangerous, severity_rank};
+use crate::notify::plan::{Kind, Subject};
+use crate::notify::{Notifier, outbox};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -59,6 +64,10 @@ const SYSTEM: &str = "vigil";
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Who is told about changes; none: nothing is announced.
+    notifier: Option<Arc<Notifier>>,
+    /// Woken when a change enqueued deliveries (the dispatcher waits on it).
+    wake: Arc<Notify>,
 }
 
 /// `url` without its password, for messages.
@@ -150,7 +159,65 @@ impl Store {
                 .await
                 .map_err(open_err)?;
         }
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            notifier: None,
+            wake: Arc::new(Notify::new()),
+        })
+    }
+
+    /// This store, announcing incident changes as `notifier` says: each change's deliveries
+    /// go into the outbox in the change's transaction.
+    pub fn with_notifier(mut self, notifier: Arc<Notifier>) -> Store {
+        self.notifier = Some(notifier);
+        self
+    }
+
+    /// Woken after a change enqueued deliveries.
+    pub fn wake(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Enqueues the deliveries of an announcement of `kind` about incident `id`, caused by
+    /// timeline entry `cause`, in `tx`; whether there were any.
+    async fn announce(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        id: i64,
+        cause: i64,
+        kind: Kind,
+        now: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let Some(n) = &self.notifier else {
+            return Ok(false);
+        };
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM incidents WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await?;
+        let inc = incident(&row)?;
+        let subject = Subject {
+            customer: inc.customer,
+            severity: inc.severity,
+            danger: inc.danger,
+            rule: inc.rule_id,
+            title: inc.title,
+            status: inc.status.as_str().to_owned(),
+            group: inc.group_key,
+        };
+        let told = match kind {
+            Kind::Changed | Kind::Retracted => outbox::told(tx, id).await?,
+            _ => Vec::new(),
+        };
+        let deliveries = n.plan(&subject, kind, &told);
+        outbox::enqueue(tx, id, cause, kind, &deliveries, now).await?;
+        Ok(!deliveries.is_empty())
     }
 
     /// Closes the connections (waits for the ones in use).
@@ -166,6 +233,7 @@ impl Store {
             return Ok(out);
         }
         let now = millis(Utc::now());
+        let mut announced = false;
         let mut tx = self.pool.begin().await?;
         for a in alerts {
             let at = millis(a.at);
@@ -198,7 +266,7 @@ impl Store {
                      last_seen = CASE WHEN excluded.last_seen > incidents.last_seen
                          THEN excluded.last_seen ELSE incidents.last_seen END,
                      updated_at = excluded.updated_at
-                 RETURNING id, count, severity",
+                 RETURNING id, count, severity, danger",
             )
             .bind(key)
             .bind(&a.rule_id)
@@ -214,6 +282,7 @@ impl Store {
             let id: i64 = row.try_get("id")?;
             let count: i64 = row.try_get("count")?;
             let severity: String = row.try_get("severity")?;
+            let was_dangerous = row.try_get::<i64, _>("danger")? != 0;
             sqlx::query("UPDATE incident_alerts SET incident_id = $1 WHERE alert_id = $2")
                 .bind(id)
                 .bind(&a.id)
@@ -224,7 +293,8 @@ impl Store {
                 let detail = serde_json::json!({
                     "alert_id": a.id, "severity": a.severity, "message": a.message,
                 });
-                timeline(&mut tx, id, now, SYSTEM, "opened", &detail).await?;
+                let cause = timeline(&mut tx, id, now, SYSTEM, "opened", &detail).await?;
+                announced |= self.announce(&mut tx, id, cause, Kind::Opened, now).await?;
             } else {
                 out.grouped += 1;
                 if severity_rank(&a.severity) > severity_rank(&severity) {
@@ -237,11 +307,21 @@ impl Store {
                     let detail = serde_json::json!({
                         "alert_id": a.id, "from": severity, "to": a.severity,
                     });
-                    timeline(&mut tx, id, now, SYSTEM, "severity_raised", &detail).await?;
+                    let cause =
+                        timeline(&mut tx, id, now, SYSTEM, "severity_raised", &detail).await?;
+                    // Danger follows severity here: danger appearing is an essential change.
+                    if dangerous(&a.severity) != was_dangerous {
+                        announced |= self
+                            .announce(&mut tx, id, cause, Kind::Changed, now)
+                            .await?;
+                    }
                 }
             }
         }
         tx.commit().await?;
+        if announced {
+            self.wake.notify_one();
+        }
         Ok(out)
     }
 
@@ -329,15 +409,17 @@ impl Store {
     pub async fn act(&self, id: i64, action: &Action, actor: &str) -> Result<Incident, StoreError> {
         let now = millis(Utc::now());
         let mut tx = self.pool.begin().await?;
-        let row =
-            sqlx::query("UPDATE incidents SET updated_at = $1 WHERE id = $2 RETURNING status")
-                .bind(now)
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or(StoreError::NotFound(id))?;
+        let row = sqlx::query(
+            "UPDATE incidents SET updated_at = $1 WHERE id = $2 RETURNING status, danger",
+        )
+        .bind(now)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound(id))?;
         let from: String = row.try_get("status")?;
         let from = Status::parse(&from).unwrap_or(Status::Open);
+        let was_dangerous = row.try_get::<i64, _>("danger")? != 0;
         // An action that is not allowed rolls back (the transaction is dropped).
         let to = action.apply(from)?;
         let (assignee, severity, danger) = match action {
@@ -359,32 +441,46 @@ impl Store {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        timeline(&mut tx, id, now, actor, action.name(), &action.detail()).await?;
+        let cause = timeline(&mut tx, id, now, actor, action.name(), &action.detail()).await?;
+        let kind = match action {
+            Action::Retract { .. } => Some(Kind::Retracted),
+            Action::Resolve { .. } => Some(Kind::Resolved),
+            Action::Escalate { danger, .. } if *danger != was_dangerous => Some(Kind::Changed),
+            _ => None,
+        };
+        let announced = match kind {
+            Some(kind) => self.announce(&mut tx, id, cause, kind, now).await?,
+            None => false,
+        };
         tx.commit().await?;
+        if announced {
+            self.wake.notify_one();
+        }
         self.get(id).await
     }
 }
 
-async fn timeline(
+/// Adds a step to incident `id`'s timeline in `tx`; the step's id.
+pub(crate) async fn timeline(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     id: i64,
     at: i64,
     actor: &str,
     action: &str,
     detail: &serde_json::Value,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+) -> Result<i64, sqlx::Error> {
+    let row = sqlx::query(
         "INSERT INTO incident_timeline (incident_id, at, actor, action, detail)
-         VALUES ($1, $2, $3, $4, $5)",
+         VALUES ($1, $2, $3, $4, $5) RETURNING id",
     )
     .bind(id)
     .bind(at)
     .bind(actor)
     .bind(action)
     .bind(detail.to_string())
-    .execute(&mut **tx)
+    .fetch_one(&mut **tx)
     .await?;
-    Ok(())
+    row.try_get("id")
 }
 
 #[cfg(test)]

@@ -1,0 +1,83 @@
+//! `vigil config check FILE --route LABELS`: which routes an incident with these labels takes,
+//! and who it reaches by which channel, when it opens and when it is retracted.
+
+use std::path::Path;
+
+use crate::config::CollectorConfig;
+use crate::notify::plan::{Delivery, Kind, Subject};
+use crate::notify::route::labels_from;
+
+pub fn show(cfg: &CollectorConfig, file: &Path, labels: &str) -> anyhow::Result<()> {
+    let labels = labels_from(labels).map_err(|e| anyhow::anyhow!("--route: {e}"))?;
+    let Some(n) = cfg.notifier(file)? else {
+        println!(
+            "{}: no [notify.route]: nothing is announced",
+            file.display()
+        );
+        return Ok(());
+    };
+    let known = [
+        "customer", "severity", "danger", "rule", "title", "status", "group",
+    ];
+    if let Some(k) = labels.keys().find(|k| !known.contains(&k.as_str())) {
+        anyhow::bail!(
+            "--route: unknown label {k:?} (labels: {})",
+            known.join(", ")
+        );
+    }
+    let get = |k: &str| labels.get(k).cloned().unwrap_or_default();
+    let danger = match get("danger").as_str() {
+        "" => crate::incidents::dangerous(&get("severity")),
+        "true" => true,
+        "false" => false,
+        other => anyhow::bail!("--route: danger={other:?} must be true or false"),
+    };
+    let subject = Subject {
+        customer: labels.get("customer").cloned(),
+        severity: get("severity"),
+        danger,
+        rule: get("rule"),
+        title: get("title"),
+        status: labels
+            .get("status")
+            .cloned()
+            .unwrap_or_else(|| "open".into()),
+        group: get("group"),
+    };
+    for (receiver, path) in n.route.receivers(&subject.labels()) {
+        println!("{path} -> receiver {receiver}");
+    }
+    let print = |what: &str, d: &[Delivery]| {
+        println!("{what}:");
+        if d.is_empty() {
+            println!("  nobody");
+        }
+        for d in d {
+            let when = if d.channel.stage() == 0 {
+                "at once"
+            } else {
+                "after the calls"
+            };
+            println!(
+                "  {:<8} {:<32} ({}, {when})",
+                d.channel.as_str(),
+                d.target,
+                d.receiver
+            );
+        }
+    };
+    let opened = n.plan(&subject, Kind::Opened, &[]);
+    print(
+        &format!(
+            "opened ({})",
+            if danger {
+                "probable danger"
+            } else {
+                "no danger"
+            }
+        ),
+        &opened,
+    );
+    print("retracted", &n.plan(&subject, Kind::Retracted, &opened));
+    Ok(())
+}

@@ -1,0 +1,251 @@
+//! The dispatcher: claims what is due in the outbox, sends it by its channel, and records how
+//! each attempt ended; failed attempts are retried with a doubling backoff, up to
+//! `attempts`, then given up (on the timeline, and counted).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::email::Mailer;
+use super::gateway::{self, Gateway};
+use super::outbox::{self, Item, Outcome, Timing};
+use super::plan::Channel;
+use super::text::{Announcement, Call};
+use super::{Notifier, webhook};
+use crate::incidents::Store;
+use crate::index::writer::Clock;
+use crate::metrics::Metrics;
+
+/// Longest wait between two looks at the outbox when nothing wakes the dispatcher.
+const POLL: Duration = Duration::from_millis(250);
+/// Most deliveries sent at once.
+const BATCH: i64 = 32;
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+pub struct Dispatcher {
+    pub store: Store,
+    pub notifier: Arc<Notifier>,
+    pub clock: Clock,
+    /// Woken when the store enqueued deliveries.
+    pub wake: Arc<Notify>,
+    pub metrics: Arc<Metrics>,
+    channels: Arc<Channels>,
+}
+
+struct Channels {
+    mailer: Option<Mailer>,
+    voice: Option<Gateway>,
+    sms: Option<Gateway>,
+    http: reqwest::Client,
+}
+
+impl Dispatcher {
+    pub fn new(
+        store: Store,
+        notifier: Arc<Notifier>,
+        clock: Clock,
+        wake: Arc<Notify>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Dispatcher, String> {
+        let cfg = &notifier.cfg;
+        let channels = Channels {
+            mailer: cfg
+                .smtp
+                .as_ref()
+                .map(|s| Mailer::new(s, cfg.timeout))
+                .transpose()?,
+            voice: cfg
+                .voice
+                .as_ref()
+                .map(|g| Gateway::new(g, cfg.timeout))
+                .transpose()?,
+            sms: cfg
+                .sms
+                .as_ref()
+                .map(|g| Gateway::new(g, cfg.timeout))
+                .transpose()?,
+            http: reqwest::Client::builder()
+                .timeout(cfg.timeout)
+                .build()
+                .map_err(|e| e.to_string())?,
+        };
+        Ok(Dispatcher {
+            store,
+            notifier,
+            clock,
+            wake,
+            metrics,
+            channels: Arc::new(channels),
+        })
+    }
+
+    fn now(&self) -> i64 {
+        (self.clock)().timestamp_millis()
+    }
+
+    /// Sends what is due until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            match self.round().await {
+                Ok(n) if n > 0 => continue,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "notification outbox cannot be read; retrying")
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(POLL) => {}
+            }
+        }
+    }
+
+    /// One pass: claims what is due and sends it; how many were claimed.
+    pub async fn round(&self) -> Result<usize, sqlx::Error> {
+        let cfg = &self.notifier.cfg;
+        let timing = Timing {
+            now: self.now(),
+            confirm_ms: cfg.confirm_after.as_millis() as i64,
+            // An attempt takes at most the timeout; a started one twice as old was abandoned.
+            lease_ms: 2 * cfg.timeout.as_millis() as i64 + 1000,
+        };
+        let items = outbox::claim(self.store.pool(), timing, BATCH).await?;
+        let n = items.len();
+        let mut set = JoinSet::new();
+        for it in items {
+            let store = self.store.clone();
+            let notifier = self.notifier.clone();
+            let channels = self.channels.clone();
+            set.spawn(async move {
+                let outcome = send(&store, &notifier, &channels, &it).await;
+                (it, outcome)
+            });
+        }
+        while let Some(done) = set.join_next().await {
+            let Ok((it, result)) = done else { continue };
+            let now = self.now();
+            let outcome = match result {
+                Ok(answer) => Outcome::Sent(answer),
+                Err(error) => {
+                    let retry_at = (it.attempts < i64::from(cfg.attempts)).then(|| {
+                        let factor = 1u32 << (it.attempts.clamp(1, 16) - 1);
+                        now + cfg
+                            .retry_backoff
+                            .saturating_mul(factor)
+                            .min(MAX_BACKOFF)
+                            .as_millis() as i64
+                    });
+                    tracing::warn!(incident = it.incident_id, channel = it.delivery.channel.as_str(),
+                        target = %it.delivery.target, attempt = it.attempts, %error,
+                        retry = retry_at.is_some(), "notification attempt failed");
+                    Outcome::Failed { error, retry_at }
+                }
+            };
+            let label = match &outcome {
+                Outcome::Sent(_) => "sent",
+                Outcome::Failed {
+                    retry_at: Some(_), ..
+                } => "retry",
+                Outcome::Failed { retry_at: None, .. } => "failed",
+            };
+            self.metrics
+                .notify_attempts
+                .get_or_create(&vec![
+                    ("channel", it.delivery.channel.as_str().to_owned()),
+                    ("outcome", label.to_owned()),
+                ])
+                .inc();
+            outbox::finish(self.store.pool(), &it, &outcome, now).await?;
+        }
+        Ok(n)
+    }
+}
+
+/// Sends one delivery; what the receiving side answered.
+async fn send(
+    store: &Store,
+    notifier: &Notifier,
+    ch: &Channels,
+    it: &Item,
+) -> Result<serde_json::Value, String> {
+    let inc = store
+        .get(it.incident_id)
+        .await
+        .map_err(|e| format!("incident {}: {e}", it.incident_id))?;
+    let external = &notifier.cfg.external_url;
+    let key = it.key();
+    let target = it.delivery.target.as_str();
+    match it.delivery.channel {
+        Channel::Voice | Channel::Sms => {
+            let a = Announcement::new(it.kind, &inc, external, Vec::new());
+            let gw = if it.delivery.channel == Channel::Voice {
+                &ch.voice
+            } else {
+                &ch.sms
+            };
+            let gw = gw
+                .as_ref()
+                .ok_or_else(|| format!("no [notify.{}] gateway", it.delivery.channel.as_str()))?;
+            let text = a.spoken();
+            gw.send(&gateway::Request {
+                to: target,
+                text: &text,
+                key: &key,
+                kind: a.kind,
+                incident: &a.incident,
+            })
+            .await
+        }
+        Channel::Email => {
+            let calls = outbox::calls(store.pool(), it.cause)
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|(channel, target, state)| Call {
+                    channel,
+                    target,
+                    state,
+                })
+                .collect();
+            let a = Announcement::new(it.kind, &inc, external, calls);
+            let mailer = ch.mailer.as_ref().ok_or("no [notify.smtp]")?;
+            let first = outbox::first_email(store.pool(), it.incident_id, target)
+                .await
+                .map_err(|e| e.to_string())?;
+            let thread = first
+                .filter(|&f| f != it.id)
+                .map(|f| format!("vigil-{}-{f}", it.incident_id));
+            let answer = mailer
+                .send(
+                    target,
+                    &a.subject(),
+                    a.email_body(),
+                    &key,
+                    thread.as_deref(),
+                )
+                .await?;
+            Ok(serde_json::json!({"smtp": answer, "message_id": mailer.message_id(&key)}))
+        }
+        Channel::Webhook => {
+            let a = Announcement::new(it.kind, &inc, external, Vec::new());
+            let body = webhook::payload(&a, &it.delivery.receiver, external);
+            let resp = ch
+                .http
+                .post(target)
+                .header("Idempotency-Key", &key)
+                .json(&body)
+                .send()
+                .await
+                .map_err(|e| format!("webhook {target}: {e}"))?;
+            let status = resp.status();
+            if !status.is_success() {
+                return Err(format!("webhook {target} answered {status}"));
+            }
+            Ok(serde_json::json!({"status": status.as_u16()}))
+        }
+    }
+}

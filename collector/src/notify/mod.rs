@@ -1,0 +1,247 @@
+//! Notifications: who is told about an incident, by which channel, in which order, and the
+//! outbox that makes sure they are.
+//!
+//! # Layout
+//! - this file: the configuration (`[notify]`) and the [`Notifier`] built from it.
+//! - [`route`]: the Alertmanager-style routing tree.
+//! - [`plan`]: the deliveries an incident change calls for (danger decides the channel).
+//! - [`outbox`]: deliveries in the incident database, written in the transaction of the
+//!   change that causes them; claimed, finished and retried by the dispatcher.
+//! - [`dispatch`]: the loop that sends what is due, and records every attempt on the timeline.
+//! - [`text`]: what an announcement says. [`email`], [`gateway`] (voice and SMS through an
+//!   HTTP gateway) and [`webhook`] (Alertmanager's payload) send it.
+//!
+//! # Invariants
+//! - Danger decides the channel: with probable danger, voice (and SMS where configured)
+//!   first, the e-mail once the voice attempts have ended or after `confirm_after` at most;
+//!   without danger, e-mail only.
+//! - Essential changes (danger appearing or disappearing) and retractions go, voice first
+//!   then e-mail, to everyone told before as well as to whom the route names now. A rising
+//!   count is not announced.
+//! - A delivery is in the outbox before the change that causes it is committed; an attempt
+//!   is recorded as started before it is made. After a crash, a delivery whose attempt was
+//!   started but not recorded as ended is made again with the same idempotency key.
+
+pub mod dispatch;
+pub mod email;
+pub mod gateway;
+pub mod outbox;
+pub mod plan;
+pub mod route;
+pub mod text;
+pub mod webhook;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use vigil_schema::config::de_duration;
+
+use crate::reference::Customers;
+use route::{Route, RouteConfig};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// This Vigil's address as people reach it, for links in announcements.
+    pub external_url: String,
+    /// The e-mail after a voice call waits for the call to end, at most this long.
+    #[serde(deserialize_with = "de_duration")]
+    pub confirm_after: Duration,
+    /// Attempts per delivery before it is given up (and the failure is on the timeline).
+    pub attempts: u32,
+    /// Wait after the first failed attempt; doubled after each, at most 5 minutes.
+    #[serde(deserialize_with = "de_duration")]
+    pub retry_backoff: Duration,
+    /// Longest an attempt may take (a gateway that hangs, an SMTP server that stalls).
+    #[serde(deserialize_with = "de_duration")]
+    pub timeout: Duration,
+    pub smtp: Option<SmtpConfig>,
+    /// The HTTP gateway that places voice calls.
+    pub voice: Option<GatewayConfig>,
+    /// The HTTP gateway that sends SMS.
+    pub sms: Option<GatewayConfig>,
+    pub receivers: Vec<ReceiverConfig>,
+    /// Without a route, nothing is announced.
+    pub route: Option<RouteConfig>,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            external_url: "http://127.0.0.1:8080".into(),
+            confirm_after: Duration::from_secs(60),
+            attempts: 5,
+            retry_backoff: Duration::from_secs(5),
+            timeout: Duration::from_secs(10),
+            smtp: None,
+            voice: None,
+            sms: None,
+            receivers: Vec::new(),
+            route: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    /// `starttls` (default), `tls` (implicit, port 465) or `none` (a relay on a trusted
+    /// network only).
+    #[serde(default)]
+    pub security: SmtpSecurity,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// The sender, `Vigil <vigil@example.org>`.
+    pub from: String,
+}
+
+fn default_smtp_port() -> u16 {
+    587
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    #[default]
+    Starttls,
+    Tls,
+    None,
+}
+
+/// An HTTP request made from templates (minijinja, Jinja syntax): `url`, each header and
+/// `body` see `to`, `text`, `incident` (`id`, `title`, `severity`, `danger`, `customer`,
+/// `status`, `url`), `kind` (`opened`, `changed`, `retracted`, `resolved`) and `key` (the
+/// idempotency key). `{{ text|tojson }}` writes a JSON string.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    #[serde(default = "default_method")]
+    pub method: String,
+    pub url: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub body: String,
+}
+
+fn default_method() -> String {
+    "POST".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiverConfig {
+    pub name: String,
+    /// Addresses told by e-mail.
+    #[serde(default)]
+    pub email: Vec<String>,
+    /// Numbers (E.164) called when there is probable danger.
+    #[serde(default)]
+    pub voice: Vec<String>,
+    /// Numbers (E.164) sent an SMS, with the call, when there is probable danger.
+    #[serde(default)]
+    pub sms: Vec<String>,
+    /// URLs sent Alertmanager's webhook payload.
+    #[serde(default)]
+    pub webhook: Vec<String>,
+    /// Roles of the incident's customer's contacts who are told too (their e-mail, and
+    /// their phone when there is danger).
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Whether a resolution is announced (by e-mail and webhook).
+    #[serde(default = "default_true")]
+    pub send_resolved: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The notification settings, checked and ready: the routing tree, the receivers, the
+/// customers, the compiled gateway templates.
+#[derive(Debug)]
+pub struct Notifier {
+    pub cfg: NotifyConfig,
+    pub route: Route,
+    pub receivers: BTreeMap<String, ReceiverConfig>,
+    pub customers: Customers,
+}
+
+impl Notifier {
+    /// `None` when no route is configured (nothing is announced). The error names the key
+    /// (`notify.receivers`, `notify.route`, `notify.voice`, ...) and what is wrong with it.
+    pub fn new(
+        cfg: &NotifyConfig,
+        customers: Customers,
+    ) -> Result<Option<Notifier>, (&'static str, String)> {
+        let mut receivers = BTreeMap::new();
+        for r in &cfg.receivers {
+            let bad = |m: String| ("notify.receivers", format!("receiver {:?}: {m}", r.name));
+            for e in &r.email {
+                e.parse::<lettre::message::Mailbox>()
+                    .map_err(|_| bad(format!("{e:?} is not an e-mail address")))?;
+            }
+            for n in r.voice.iter().chain(&r.sms) {
+                if !crate::reference::is_e164(n) {
+                    return Err(bad(format!(
+                        "{n:?} is not in E.164 form (+ and 8 to 15 digits)"
+                    )));
+                }
+            }
+            for u in &r.webhook {
+                reqwest::Url::parse(u).map_err(|e| bad(format!("webhook {u:?}: {e}")))?;
+            }
+            if !r.voice.is_empty() && cfg.voice.is_none() {
+                return Err(bad(
+                    "has voice numbers but [notify.voice] is not configured".into(),
+                ));
+            }
+            if !r.sms.is_empty() && cfg.sms.is_none() {
+                return Err(bad(
+                    "has SMS numbers but [notify.sms] is not configured".into()
+                ));
+            }
+            if (!r.email.is_empty() || !r.roles.is_empty()) && cfg.smtp.is_none() {
+                return Err(bad(
+                    "has e-mail recipients but [notify.smtp] is not configured".into(),
+                ));
+            }
+            if receivers.insert(r.name.clone(), r.clone()).is_some() {
+                return Err(bad("is defined twice".into()));
+            }
+        }
+        if let Some(s) = &cfg.smtp {
+            s.from.parse::<lettre::message::Mailbox>().map_err(|_| {
+                (
+                    "notify.smtp.from",
+                    format!("{:?} is not an e-mail address", s.from),
+                )
+            })?;
+        }
+        for (key, g) in [("notify.voice", &cfg.voice), ("notify.sms", &cfg.sms)] {
+            if let Some(g) = g {
+                gateway::check(g).map_err(|e| (key, e))?;
+            }
+        }
+        if cfg.attempts == 0 {
+            return Err(("notify.attempts", "must be at least 1".into()));
+        }
+        let Some(route) = &cfg.route else {
+            return Ok(None);
+        };
+        let names: Vec<&str> = receivers.keys().map(String::as_str).collect();
+        let route = Route::build(route, &names).map_err(|e| ("notify.route", e))?;
+        Ok(Some(Notifier {
+            cfg: cfg.clone(),
+            route,
+            receivers,
+            customers,
+        }))
+    }
+}

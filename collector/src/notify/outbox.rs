@@ -1,0 +1,304 @@
+//! The outbox: every delivery of every announcement, in the incident database.
+//!
+//! # Invariants
+//! - [`enqueue`] runs in the transaction of the incident change it announces: the change and
+//!   its deliveries are committed together or not at all.
+//! - A delivery is claimed (`started`, its attempt counted and on the timeline) before it is
+//!   sent, and finished (`sent`, or `pending` again with a later `not_before`, or `failed`
+//!   after the last attempt) after. A delivery left `started` longer than the lease (its
+//!   collector died mid-attempt) is claimed again: the same delivery, the same idempotency
+//!   key.
+//! - A stage-1 delivery (the e-mail) is due only once every stage-0 delivery of the same
+//!   announcement (the calls) has ended, or `confirm_after` after the announcement.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, AnyPool, Row, Transaction};
+
+use super::plan::{Channel, Delivery, Kind};
+
+/// One delivery as the dispatcher works on it.
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub id: i64,
+    pub incident_id: i64,
+    pub cause: i64,
+    pub kind: Kind,
+    pub delivery: Delivery,
+    /// Attempts so far, this one included once claimed.
+    pub attempts: i64,
+    pub created_at: i64,
+}
+
+impl Item {
+    /// What a receiver uses to drop a repeat: the same for every attempt of this delivery.
+    pub fn key(&self) -> String {
+        format!("vigil-{}-{}", self.incident_id, self.id)
+    }
+}
+
+/// Everyone told about incident `id` so far (every delivery of every announcement, each
+/// channel and target once, in the order first told).
+pub async fn told(tx: &mut Transaction<'_, Any>, id: i64) -> Result<Vec<Delivery>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT receiver, channel, target FROM outbox WHERE incident_id = $1 ORDER BY id",
+    )
+    .bind(id)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut out: Vec<Delivery> = Vec::new();
+    for r in rows {
+        let channel: String = r.try_get("channel")?;
+        let Some(channel) = Channel::parse(&channel) else {
+            continue;
+        };
+        let d = Delivery {
+            receiver: r.try_get("receiver")?,
+            channel,
+            target: r.try_get("target")?,
+        };
+        if !out
+            .iter()
+            .any(|o| o.channel == d.channel && o.target == d.target)
+        {
+            out.push(d);
+        }
+    }
+    Ok(out)
+}
+
+/// Writes the deliveries of one announcement (`cause`: the timeline entry of the change).
+pub async fn enqueue(
+    tx: &mut Transaction<'_, Any>,
+    incident: i64,
+    cause: i64,
+    kind: Kind,
+    deliveries: &[Delivery],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    for d in deliveries {
+        sqlx::query(
+            "INSERT INTO outbox (incident_id, cause, kind, receiver, channel, target, stage,
+                 state, attempts, not_before, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $8, $8)",
+        )
+        .bind(incident)
+        .bind(cause)
+        .bind(kind.as_str())
+        .bind(&d.receiver)
+        .bind(d.channel.as_str())
+        .bind(&d.target)
+        .bind(d.channel.stage())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+fn item(r: &AnyRow) -> Result<Option<Item>, sqlx::Error> {
+    let channel: String = r.try_get("channel")?;
+    let kind: String = r.try_get("kind")?;
+    let (Some(channel), Some(kind)) = (Channel::parse(&channel), Kind::parse(&kind)) else {
+        return Ok(None);
+    };
+    Ok(Some(Item {
+        id: r.try_get("id")?,
+        incident_id: r.try_get("incident_id")?,
+        cause: r.try_get("cause")?,
+        kind,
+        delivery: Delivery {
+            receiver: r.try_get("receiver")?,
+            channel,
+            target: r.try_get("target")?,
+        },
+        attempts: r.try_get("attempts")?,
+        created_at: r.try_get("created_at")?,
+    }))
+}
+
+/// When a claim is due and how long one may stay `started`.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub now: i64,
+    /// A stage-1 delivery waits at most this long for the calls of its announcement.
+    pub confirm_ms: i64,
+    /// A `started` delivery older than this is taken to be abandoned.
+    pub lease_ms: i64,
+}
+
+/// Claims up to `limit` due deliveries: each is `started`, its attempt counted, and the
+/// start is on the incident's timeline, before it is returned.
+pub async fn claim(pool: &AnyPool, t: Timing, limit: i64) -> Result<Vec<Item>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT o.id, o.incident_id, o.cause, o.kind, o.receiver, o.channel, o.target,
+                o.attempts, o.created_at
+         FROM outbox o
+         WHERE ((o.state = 'pending' AND o.not_before <= $1)
+                OR (o.state = 'started' AND o.updated_at <= $2))
+           AND (o.stage = 0 OR o.created_at <= $3 OR NOT EXISTS (
+                SELECT 1 FROM outbox v
+                WHERE v.cause = o.cause AND v.stage = 0 AND v.state IN ('pending', 'started')))
+         ORDER BY o.id
+         LIMIT $4",
+    )
+    .bind(t.now)
+    .bind(t.now - t.lease_ms)
+    .bind(t.now - t.confirm_ms)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    let mut out = Vec::new();
+    for r in &rows {
+        let Some(mut it) = item(r)? else { continue };
+        let mut tx = pool.begin().await?;
+        // Another dispatcher (a second collector) may have taken it since the select.
+        let took = sqlx::query(
+            "UPDATE outbox SET state = 'started', attempts = attempts + 1, updated_at = $1
+             WHERE id = $2 AND ((state = 'pending' AND not_before <= $1)
+                                OR (state = 'started' AND updated_at <= $3))",
+        )
+        .bind(t.now)
+        .bind(it.id)
+        .bind(t.now - t.lease_ms)
+        .execute(&mut *tx)
+        .await?;
+        if took.rows_affected() != 1 {
+            continue;
+        }
+        it.attempts += 1;
+        let detail = serde_json::json!({
+            "channel": it.delivery.channel.as_str(),
+            "target": it.delivery.target,
+            "receiver": it.delivery.receiver,
+            "kind": it.kind.as_str(),
+            "attempt": it.attempts,
+            "key": it.key(),
+        });
+        crate::incidents::store::timeline(
+            &mut tx,
+            it.incident_id,
+            t.now,
+            "vigil",
+            "notify_started",
+            &detail,
+        )
+        .await?;
+        tx.commit().await?;
+        out.push(it);
+    }
+    Ok(out)
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Sent(serde_json::Value),
+    /// Failed; tried again at `retry_at` (ms), or given up when `None`.
+    Failed {
+        error: String,
+        retry_at: Option<i64>,
+    },
+}
+
+/// Records the end of an attempt on the delivery and on the incident's timeline.
+pub async fn finish(
+    pool: &AnyPool,
+    it: &Item,
+    outcome: &Outcome,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let mut detail = serde_json::json!({
+        "channel": it.delivery.channel.as_str(),
+        "target": it.delivery.target,
+        "attempt": it.attempts,
+        "key": it.key(),
+    });
+    let action = match outcome {
+        Outcome::Sent(extra) => {
+            sqlx::query("UPDATE outbox SET state = 'sent', updated_at = $1, last_error = NULL WHERE id = $2")
+                .bind(now)
+                .bind(it.id)
+                .execute(&mut *tx)
+                .await?;
+            detail["answer"] = extra.clone();
+            "notified"
+        }
+        Outcome::Failed { error, retry_at } => {
+            let (state, not_before) = match retry_at {
+                Some(at) => ("pending", *at),
+                None => ("failed", now),
+            };
+            sqlx::query(
+                "UPDATE outbox SET state = $1, not_before = $2, updated_at = $3, last_error = $4
+                 WHERE id = $5",
+            )
+            .bind(state)
+            .bind(not_before)
+            .bind(now)
+            .bind(error)
+            .bind(it.id)
+            .execute(&mut *tx)
+            .await?;
+            detail["error"] = error.clone().into();
+            if retry_at.is_some() {
+                detail["retry_at_ms"] = (*retry_at).into();
+                "notify_retry"
+            } else {
+                "notify_failed"
+            }
+        }
+    };
+    crate::incidents::store::timeline(&mut tx, it.incident_id, now, "vigil", action, &detail)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The calls of an announcement and how they ended (`sent`, `failed`, or still `pending` /
+/// `started`), for the e-mail that confirms them.
+pub async fn calls(
+    pool: &AnyPool,
+    cause: i64,
+) -> Result<Vec<(String, String, String)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT channel, target, state FROM outbox WHERE cause = $1 AND stage = 0
+           AND channel IN ('voice', 'sms') ORDER BY id",
+    )
+    .bind(cause)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("channel")?,
+                r.try_get("target")?,
+                r.try_get("state")?,
+            ))
+        })
+        .collect()
+}
+
+/// The first e-mail delivery to `target` about `incident` (later ones thread under it).
+pub async fn first_email(
+    pool: &AnyPool,
+    incident: i64,
+    target: &str,
+) -> Result<Option<i64>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT MIN(id) AS id FROM outbox WHERE incident_id = $1 AND channel = 'email' AND target = $2",
+    )
+    .bind(incident)
+    .bind(target)
+    .fetch_one(pool)
+    .await?;
+    row.try_get::<Option<i64>, _>("id")
+}
+
+/// Deliveries not sent yet, by state (`pending`, `started`), for metrics and readiness.
+pub async fn backlog(pool: &AnyPool) -> Result<i64, sqlx::Error> {
+    let row = sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE state IN ('pending', 'started')")
+        .fetch_one(pool)
+        .await?;
+    row.try_get("n")
+}

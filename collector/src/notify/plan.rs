@@ -1,0 +1,287 @@
+//! The deliveries an incident change calls for: which receivers the route names, and on
+//! which channels — danger decides.
+
+use std::collections::{BTreeMap, HashSet};
+
+use super::Notifier;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Channel {
+    Voice,
+    Sms,
+    Email,
+    Webhook,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Voice => "voice",
+            Channel::Sms => "sms",
+            Channel::Email => "email",
+            Channel::Webhook => "webhook",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Channel> {
+        [
+            Channel::Voice,
+            Channel::Sms,
+            Channel::Email,
+            Channel::Webhook,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
+    }
+
+    /// 0: sent at once; 1: the e-mail, after the calls of the same announcement ended (or
+    /// `confirm_after`).
+    pub fn stage(self) -> i64 {
+        match self {
+            Channel::Email => 1,
+            _ => 0,
+        }
+    }
+}
+
+/// Why an announcement is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Opened,
+    /// An essential change: danger appeared or disappeared.
+    Changed,
+    Retracted,
+    Resolved,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Opened => "opened",
+            Kind::Changed => "changed",
+            Kind::Retracted => "retracted",
+            Kind::Resolved => "resolved",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        [Kind::Opened, Kind::Changed, Kind::Retracted, Kind::Resolved]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+/// One message to send: to `target` (an address, a number, a URL) by `channel`, for
+/// `receiver`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub receiver: String,
+    pub channel: Channel,
+    pub target: String,
+}
+
+/// An incident as routing sees it.
+#[derive(Debug, Clone)]
+pub struct Subject {
+    pub customer: Option<String>,
+    pub severity: String,
+    pub danger: bool,
+    pub rule: String,
+    pub title: String,
+    pub status: String,
+    pub group: String,
+}
+
+impl Subject {
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        [
+            ("customer", self.customer.clone().unwrap_or_default()),
+            ("severity", self.severity.clone()),
+            ("danger", self.danger.to_string()),
+            ("rule", self.rule.clone()),
+            ("title", self.title.clone()),
+            ("status", self.status.clone()),
+            ("group", self.group.clone()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+}
+
+impl Notifier {
+    /// The deliveries of an announcement of `kind` about `s`; `told` holds every delivery
+    /// of earlier announcements of the incident.
+    ///
+    /// - Opened: the route's receivers; with danger voice and SMS too, else e-mail only.
+    /// - Changed and Retracted: the same, plus everyone told before; voice too when there
+    ///   is danger now or someone was called before (danger that disappears is announced
+    ///   the way it came).
+    /// - Resolved: e-mail and webhooks of the receivers that want resolutions.
+    pub fn plan(&self, s: &Subject, kind: Kind, told: &[Delivery]) -> Vec<Delivery> {
+        let called_before = told
+            .iter()
+            .any(|d| matches!(d.channel, Channel::Voice | Channel::Sms));
+        let voice = match kind {
+            Kind::Opened => s.danger,
+            Kind::Changed | Kind::Retracted => s.danger || called_before,
+            Kind::Resolved => false,
+        };
+        let mut out = Vec::new();
+        for (name, _) in self.route.receivers(&s.labels()) {
+            let Some(r) = self.receivers.get(&name) else {
+                continue;
+            };
+            if kind == Kind::Resolved && !r.send_resolved {
+                continue;
+            }
+            let contacts = self.customers.contacts(s.customer.as_deref(), &r.roles);
+            let mut add = |channel, target: &str| {
+                out.push(Delivery {
+                    receiver: name.clone(),
+                    channel,
+                    target: target.to_owned(),
+                })
+            };
+            if voice {
+                r.voice.iter().for_each(|n| add(Channel::Voice, n));
+                contacts
+                    .iter()
+                    .filter_map(|k| k.phone.as_deref())
+                    .for_each(|n| add(Channel::Voice, n));
+                r.sms.iter().for_each(|n| add(Channel::Sms, n));
+            }
+            r.email.iter().for_each(|e| add(Channel::Email, e));
+            contacts
+                .iter()
+                .filter_map(|k| k.email.as_deref())
+                .for_each(|e| add(Channel::Email, e));
+            r.webhook.iter().for_each(|u| add(Channel::Webhook, u));
+        }
+        if matches!(kind, Kind::Changed | Kind::Retracted) {
+            out.extend(told.iter().cloned());
+        }
+        let mut seen = HashSet::new();
+        out.retain(|d| seen.insert((d.channel, d.target.clone())));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notify::NotifyConfig;
+    use crate::reference::{Customer, Customers};
+
+    fn notifier() -> Notifier {
+        let cfg: NotifyConfig = toml::from_str(
+            r#"
+[smtp]
+host = "127.0.0.1"
+from = "vigil@example.org"
+[voice]
+url = "http://127.0.0.1:1/call"
+[sms]
+url = "http://127.0.0.1:1/sms"
+[[receivers]]
+name = "desk"
+email = ["desk@example.org"]
+[[receivers]]
+name = "oncall"
+email = ["oncall@example.org"]
+voice = ["+32470000001"]
+sms = ["+32470000002"]
+roles = ["noc"]
+send_resolved = false
+[route]
+receiver = "desk"
+[[route.routes]]
+matchers = ["danger=true"]
+receiver = "oncall"
+"#,
+        )
+        .expect("notify toml");
+        let customers: Vec<Customer> = toml::from_str::<toml::Table>(
+            r#"
+[[c]]
+id = "ulb"
+[[c.contacts]]
+role = "noc"
+name = "Noc"
+email = "noc@ulb.example"
+phone = "+3226501111"
+"#,
+        )
+        .expect("toml")["c"]
+            .clone()
+            .try_into()
+            .expect("customers");
+        Notifier::new(&cfg, Customers::new(customers).expect("customers"))
+            .expect("valid")
+            .expect("routed")
+    }
+
+    fn subject(danger: bool) -> Subject {
+        Subject {
+            customer: Some("ulb".into()),
+            severity: if danger { "high" } else { "medium" }.into(),
+            danger,
+            rule: "r".into(),
+            title: "t".into(),
+            status: "open".into(),
+            group: "g".into(),
+        }
+    }
+
+    fn targets(d: &[Delivery]) -> Vec<(&str, &str)> {
+        d.iter()
+            .map(|d| (d.channel.as_str(), d.target.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn danger_calls_first_and_no_danger_is_email_only() {
+        let n = notifier();
+        assert_eq!(
+            targets(&n.plan(&subject(false), Kind::Opened, &[])),
+            [("email", "desk@example.org")]
+        );
+        assert_eq!(
+            targets(&n.plan(&subject(true), Kind::Opened, &[])),
+            [
+                ("voice", "+32470000001"),
+                ("voice", "+3226501111"),
+                ("sms", "+32470000002"),
+                ("email", "oncall@example.org"),
+                ("email", "noc@ulb.example"),
+            ]
+        );
+    }
+
+    #[test]
+    fn changes_and_retractions_reach_everyone_told_before() {
+        let n = notifier();
+        let told = n.plan(&subject(true), Kind::Opened, &[]);
+        // Danger disappears: the route now names the desk, and everyone called is called.
+        let change = n.plan(&subject(false), Kind::Changed, &told);
+        assert_eq!(change[0].target, "desk@example.org");
+        assert_eq!(change.len(), told.len() + 1);
+        assert!(told.iter().all(|d| change.contains(d)));
+        // A retraction of an incident told by e-mail only stays e-mail.
+        let quiet = n.plan(&subject(false), Kind::Opened, &[]);
+        assert_eq!(
+            targets(&n.plan(&subject(false), Kind::Retracted, &quiet)),
+            [("email", "desk@example.org")]
+        );
+        // Danger appearing calls.
+        let up = n.plan(&subject(true), Kind::Changed, &quiet);
+        assert_eq!(up[0].channel, Channel::Voice);
+        assert!(up.iter().any(|d| d.target == "desk@example.org"));
+        // A resolution goes to receivers that want it, never by phone.
+        assert!(n.plan(&subject(true), Kind::Resolved, &told).is_empty());
+        assert_eq!(
+            targets(&n.plan(&subject(false), Kind::Resolved, &quiet)),
+            [("email", "desk@example.org")]
+        );
+    }
+}

@@ -1,0 +1,280 @@
+//! The routing tree, in Alertmanager's vocabulary: a route matches an incident's labels with
+//! `matchers`, names a `receiver`, and holds child `routes`. The children are tried in order;
+//! the first that matches takes the incident (and its own children are tried in turn) unless
+//! it says `continue = true`, in which case the next children are tried too. When no child
+//! matches, the route's own receiver takes it. The root matches everything.
+//!
+//! An incident's labels: `customer`, `severity`, `danger` (`true` or `false`), `rule`,
+//! `title`, `status`, `group`.
+
+use std::collections::BTreeMap;
+
+use regex::Regex;
+use serde::Deserialize;
+
+/// One label matcher: `name=value`, `name!=value`, `name=~regex`, `name!~regex` (the regex
+/// anchored at both ends, as in Alertmanager). A label the incident lacks is the empty
+/// string.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    pub name: String,
+    op: Op,
+    value: String,
+    regex: Option<Regex>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Op {
+    Eq,
+    Ne,
+    Re,
+    NotRe,
+}
+
+impl Matcher {
+    pub fn parse(text: &str) -> Result<Matcher, String> {
+        let at = text.find(['=', '!']).ok_or_else(|| {
+            format!(
+                "matcher {text:?}: expected name=value, name!=value, name=~regex or name!~regex"
+            )
+        })?;
+        let name = text[..at].trim();
+        let rest = &text[at..];
+        let (op, value) = if let Some(v) = rest.strip_prefix("=~") {
+            (Op::Re, v)
+        } else if let Some(v) = rest.strip_prefix("!~") {
+            (Op::NotRe, v)
+        } else if let Some(v) = rest.strip_prefix("!=") {
+            (Op::Ne, v)
+        } else if let Some(v) = rest.strip_prefix('=') {
+            (Op::Eq, v)
+        } else {
+            return Err(format!(
+                "matcher {text:?}: `!` must be followed by `=` or `~`"
+            ));
+        };
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!(
+                "matcher {text:?}: a label name is letters, digits and _"
+            ));
+        }
+        let value = value.trim().trim_matches('"').to_owned();
+        let regex = match op {
+            Op::Re | Op::NotRe => Some(
+                Regex::new(&format!("^(?:{value})$"))
+                    .map_err(|e| format!("matcher {text:?}: {e}"))?,
+            ),
+            _ => None,
+        };
+        Ok(Matcher {
+            name: name.to_owned(),
+            op,
+            value,
+            regex,
+        })
+    }
+
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        let v = labels.get(&self.name).map(String::as_str).unwrap_or("");
+        match (self.op, &self.regex) {
+            (Op::Eq, _) => v == self.value,
+            (Op::Ne, _) => v != self.value,
+            (Op::Re, Some(r)) => r.is_match(v),
+            (Op::NotRe, Some(r)) => !r.is_match(v),
+            _ => false,
+        }
+    }
+}
+
+/// A route as written in the configuration (`[notify.route]`, `[[notify.route.routes]]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Inherited from the parent when not set.
+    pub receiver: Option<String>,
+    #[serde(default)]
+    pub matchers: Vec<String>,
+    #[serde(default, rename = "continue")]
+    pub continue_: bool,
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// A route ready to match.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub receiver: String,
+    pub matchers: Vec<Matcher>,
+    pub continue_: bool,
+    pub routes: Vec<Route>,
+}
+
+impl Route {
+    /// The tree of `cfg`, with receivers inherited; an error names the route by its path
+    /// (`route.routes[1].routes[0]`) and what is wrong.
+    pub fn build(cfg: &RouteConfig, receivers: &[&str]) -> Result<Route, String> {
+        Self::build_at(cfg, None, "route", receivers)
+    }
+
+    fn build_at(
+        cfg: &RouteConfig,
+        parent: Option<&str>,
+        path: &str,
+        receivers: &[&str],
+    ) -> Result<Route, String> {
+        let receiver = cfg
+            .receiver
+            .as_deref()
+            .or(parent)
+            .ok_or_else(|| format!("{path}: the root route needs a receiver"))?;
+        if !receivers.contains(&receiver) {
+            return Err(format!(
+                "{path}: receiver {receiver:?} is not one of [[notify.receivers]] ({})",
+                receivers.join(", ")
+            ));
+        }
+        let matchers = cfg
+            .matchers
+            .iter()
+            .map(|m| Matcher::parse(m).map_err(|e| format!("{path}: {e}")))
+            .collect::<Result<_, _>>()?;
+        let routes = cfg
+            .routes
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                Self::build_at(r, Some(receiver), &format!("{path}.routes[{i}]"), receivers)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Route {
+            receiver: receiver.to_owned(),
+            matchers,
+            continue_: cfg.continue_,
+            routes,
+        })
+    }
+
+    /// The receivers that take an incident with `labels`, each once, in the order routes
+    /// chose them; with the path of each route that chose one (for `config check --route`).
+    pub fn receivers(&self, labels: &BTreeMap<String, String>) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        self.walk(labels, "route", &mut out);
+        let mut seen = std::collections::HashSet::new();
+        out.retain(|(r, _)| seen.insert(r.clone()));
+        out
+    }
+
+    /// Adds the receivers of this route (which matched) to `out`.
+    fn walk(&self, labels: &BTreeMap<String, String>, path: &str, out: &mut Vec<(String, String)>) {
+        let mut taken = false;
+        for (i, child) in self.routes.iter().enumerate() {
+            if child.matchers.iter().all(|m| m.matches(labels)) {
+                child.walk(labels, &format!("{path}.routes[{i}]"), out);
+                taken = true;
+                if !child.continue_ {
+                    break;
+                }
+            }
+        }
+        if !taken {
+            out.push((self.receiver.clone(), path.to_owned()));
+        }
+    }
+}
+
+/// Labels from `key=value,key=value` (the `--route` option of `vigil config check`).
+pub fn labels_from(text: &str) -> Result<BTreeMap<String, String>, String> {
+    text.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                .ok_or_else(|| format!("{p:?} is not label=value"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(toml_text: &str) -> Route {
+        let cfg: RouteConfig = toml::from_str(toml_text).expect("route toml");
+        Route::build(&cfg, &["desk", "soc", "ulb-noc", "cap"]).expect("builds")
+    }
+
+    fn take(route: &Route, labels: &str) -> Vec<String> {
+        route
+            .receivers(&labels_from(labels).expect("labels"))
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect()
+    }
+
+    #[test]
+    fn the_first_matching_child_takes_it_unless_it_continues() {
+        let r = tree(
+            r#"
+receiver = "desk"
+[[routes]]
+matchers = ["danger=true"]
+receiver = "soc"
+continue = true
+[[routes]]
+matchers = ["customer=ulb", "severity=~high|critical"]
+receiver = "ulb-noc"
+  [[routes.routes]]
+  matchers = ["rule!~ssh.*"]
+  receiver = "cap"
+[[routes]]
+matchers = ["customer=ulb"]
+"#,
+        );
+        assert_eq!(take(&r, "severity=low,customer=kul"), ["desk"]);
+        // A child took it: the root's own receiver is only for what no child takes.
+        assert_eq!(take(&r, "danger=true,customer=kul"), ["soc"]);
+        // The second child matches; its own child does not (ssh rule): its receiver.
+        assert_eq!(
+            take(&r, "danger=true,customer=ulb,severity=high,rule=ssh-bf"),
+            ["soc", "ulb-noc"]
+        );
+        assert_eq!(
+            take(&r, "customer=ulb,severity=critical,rule=port-scan"),
+            ["cap"]
+        );
+        // The third child inherits the root's receiver.
+        assert_eq!(take(&r, "customer=ulb,severity=low"), ["desk"]);
+        let paths = r.receivers(&labels_from("customer=ulb,severity=critical,rule=x").expect("l"));
+        assert_eq!(paths[0].1, "route.routes[1].routes[0]");
+    }
+
+    #[test]
+    fn bad_routes_are_named_by_their_path() {
+        let bad = |t: &str| {
+            let cfg: RouteConfig = toml::from_str(t).expect("toml");
+            Route::build(&cfg, &["desk"]).expect_err("refused")
+        };
+        assert!(bad("matchers = []").contains("root route needs a receiver"));
+        let e = bad("receiver = \"desk\"\n[[routes]]\nreceiver = \"nobody\"\n");
+        assert!(e.starts_with("route.routes[0]: receiver \"nobody\""), "{e}");
+        let e = bad("receiver = \"desk\"\n[[routes]]\nmatchers = [\"severity=~(\"]\n");
+        assert!(e.starts_with("route.routes[0]: matcher"), "{e}");
+        assert!(Matcher::parse("severity").is_err());
+        assert!(Matcher::parse("sev erity=x").is_err());
+        assert!(Matcher::parse("a!x").is_err());
+    }
+
+    #[test]
+    fn regexes_are_anchored_and_missing_labels_are_empty() {
+        let m = Matcher::parse("severity=~high").expect("m");
+        assert!(!m.matches(&labels_from("severity=very-high").expect("l")));
+        assert!(m.matches(&labels_from("severity=high").expect("l")));
+        let absent = Matcher::parse("customer=").expect("m");
+        assert!(absent.matches(&BTreeMap::new()));
+        assert!(
+            Matcher::parse("customer!=\"\"")
+                .expect("m")
+                .matches(&labels_from("customer=x").expect("l"))
+        );
+    }
+}

@@ -1,0 +1,359 @@
+//! Notifications end to end: syslog lines into a real agent, a real collector whose rules
+//! raise incidents, a real SMTP server (aiosmtpd) and an HTTP server standing in for the
+//! voice gateway and a webhook receiver. Danger decides the channel and the order; essential
+//! changes and retractions reach everyone told before; a rising count is not announced.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use vigil_e2e::sink::{Received, Sink};
+use vigil_e2e::smtp::{self, Mail, Smtp};
+use vigil_e2e::{Agent, Collector, send_tcp, skip, wait_for};
+
+const DANGER_RULE: &str = "title: danger test line
+id: 7a1d2c3e-0000-4000-8000-0000000000d1
+logsource: { product: linux, service: syslog }
+detection:
+  selection:
+    message|contains: DANGER-TEST
+  condition: selection
+level: high
+";
+
+const QUIET_RULE: &str = "title: quiet test line
+id: 7a1d2c3e-0000-4000-8000-0000000000e1
+logsource: { product: linux, service: syslog }
+detection:
+  selection:
+    message|contains: QUIET-TEST
+  condition: selection
+level: medium
+";
+
+fn notify_config(rules: &std::path::Path, smtp_port: u16, gw: &Sink, hook: &Sink) -> String {
+    format!(
+        r#"
+[detect]
+builtin_rules = false
+rules = ["{rules}"]
+
+[notify]
+external_url = "http://vigil.example"
+confirm_after = "60s"
+retry_backoff = "100ms"
+[notify.smtp]
+host = "127.0.0.1"
+port = {smtp_port}
+security = "none"
+from = "Vigil <vigil@example.org>"
+[notify.voice]
+url = "{voice}"
+headers = {{ "Content-Type" = "application/json" }}
+body = '{{"to": {{{{ to|tojson }}}}, "say": {{{{ text|tojson }}}}, "incident": {{{{ incident.id }}}}, "kind": {{{{ kind|tojson }}}}}}'
+
+[[notify.receivers]]
+name = "desk"
+email = ["desk@example.org"]
+# Called only for probable danger: never for the desk's quiet incidents.
+voice = ["+32470000009"]
+webhook = ["{hook}"]
+[[notify.receivers]]
+name = "oncall"
+email = ["oncall@example.org"]
+voice = ["+32470000001"]
+
+[notify.route]
+receiver = "desk"
+[[notify.route.routes]]
+matchers = ["danger=true"]
+receiver = "oncall"
+"#,
+        rules = rules.display(),
+        voice = gw.url("/voice"),
+        hook = hook.url("/hook"),
+    )
+}
+
+fn incidents(url: &str) -> Vec<Value> {
+    reqwest::blocking::get(format!("{url}/api/v1/incidents"))
+        .and_then(|r| r.json::<Value>())
+        .map(|v| v["incidents"].as_array().cloned().unwrap_or_default())
+        .unwrap_or_default()
+}
+
+fn act(url: &str, id: i64, action: &str, body: Value) -> Value {
+    let resp = reqwest::blocking::Client::new()
+        .post(format!("{url}/api/v1/incidents/{id}/{action}"))
+        .header("x-vigil-actor", "e2e")
+        .json(&body)
+        .send()
+        .expect("action answered");
+    assert!(resp.status().is_success(), "{action}: {}", resp.status());
+    resp.json().expect("incident")
+}
+
+/// The voice requests about incident `id`.
+fn calls(gw: &Sink, id: i64) -> Vec<Received> {
+    gw.received()
+        .into_iter()
+        .filter(|r| r.json()["incident"] == id)
+        .collect()
+}
+
+fn mails_to<'a>(mails: &'a [Mail], to: &str, subject_has: &str) -> Vec<&'a Mail> {
+    mails
+        .iter()
+        .filter(|m| m.header("to").contains(to) && m.header("subject").contains(subject_has))
+        .collect()
+}
+
+#[test]
+fn danger_calls_first_then_confirms_by_email_and_changes_reach_everyone_told() {
+    if let Some(why) = smtp::unavailable() {
+        skip(&why);
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).expect("rules dir");
+    std::fs::write(rules.join("danger.yml"), DANGER_RULE).expect("rule");
+    std::fs::write(rules.join("quiet.yml"), QUIET_RULE).expect("rule");
+    let mail = Smtp::start(dir.path());
+    let gw = Sink::start();
+    // A call takes a while to end: the e-mail must wait for it.
+    let call_takes = Duration::from_millis(1500);
+    gw.delay(call_takes);
+    let hook = Sink::start();
+    let collector = Collector::start_with(
+        dir.path(),
+        0,
+        "100ms",
+        &notify_config(&rules, mail.port, &gw, &hook),
+    );
+    let url = collector.url();
+    let agent = Agent::start(&dir.path().join("agent"), collector.port, "", "");
+    let logs = || format!("{}\n{}", collector.proc.log_tail(), agent.proc.log_tail());
+
+    send_tcp(agent.syslog_tcp, "DANGER-TEST", 0..1);
+    send_tcp(agent.syslog_tcp, "QUIET-TEST", 0..1);
+    let (danger, quiet) = wait_for(Duration::from_secs(60), "two incidents", logs, || {
+        let list = incidents(&url);
+        let id = |title: &str| {
+            list.iter()
+                .find(|i| i["title"] == title)
+                .and_then(|i| i["id"].as_i64())
+        };
+        Some((id("danger test line")?, id("quiet test line")?))
+    });
+
+    // Danger: the call, then the e-mail to on-call, which says how the call went.
+    let first = wait_for(
+        Duration::from_secs(60),
+        "the call and the on-call e-mail",
+        || {
+            format!(
+                "gateway: {:?}\nmails: {:?}\n{}",
+                gw.received(),
+                mail.mails(),
+                logs()
+            )
+        },
+        || {
+            let mails = mail.mails();
+            let m = mails_to(&mails, "oncall@example.org", "PROBABLE DANGER");
+            let c = calls(&gw, danger);
+            (c.len() == 1 && m.len() == 1).then(|| (c[0].clone(), m[0].clone()))
+        },
+    );
+    let (call, confirm) = first;
+    let body = call.json();
+    assert_eq!(body["to"], "+32470000001");
+    assert_eq!(body["kind"], "opened");
+    assert!(
+        body["say"]
+            .as_str()
+            .is_some_and(|s| s.contains("Probable danger")),
+        "{body}"
+    );
+    assert!(
+        call.headers
+            .get("idempotency-key")
+            .is_some_and(|k| !k.is_empty())
+    );
+    assert!(
+        call.at + call_takes <= confirm.arrived,
+        "the e-mail came after the call ended"
+    );
+    assert!(
+        confirm.body.contains("+32470000001: placed"),
+        "{}",
+        confirm.body
+    );
+    assert!(
+        confirm.body.contains("Customer: test-customer"),
+        "{}",
+        confirm.body
+    );
+
+    // No danger: e-mail only (and the webhook), nobody called.
+    let quiet_mail = wait_for(
+        Duration::from_secs(60),
+        "the desk's e-mail",
+        || format!("{:?}", mail.mails()),
+        || {
+            mails_to(&mail.mails(), "desk@example.org", "quiet test line")
+                .first()
+                .cloned()
+                .cloned()
+        },
+    );
+    assert!(!quiet_mail.header("subject").contains("DANGER"));
+    assert!(calls(&gw, quiet).is_empty(), "no call without danger");
+    let hooks = wait_for(Duration::from_secs(30), "the webhook", logs, || {
+        let h = hook.received();
+        (!h.is_empty()).then_some(h)
+    });
+    alertmanager_payload(&hooks[0].json(), quiet);
+
+    // A rising count is not announced: the quiet incident's count rises, then an
+    // announcement of the danger incident passes through; the desk still has one e-mail.
+    send_tcp(agent.syslog_tcp, "QUIET-TEST", 1..2);
+    wait_for(Duration::from_secs(60), "the count to rise", logs, || {
+        incidents(&url)
+            .iter()
+            .any(|i| i["id"] == quiet && i["count"] == 2)
+            .then_some(())
+    });
+
+    // Danger appears on the quiet one (an operator escalates): a call, then e-mails to
+    // on-call (the route now) and to the desk (told before), threaded under the first.
+    act(
+        &url,
+        quiet,
+        "escalate",
+        json!({"severity": "high", "danger": true}),
+    );
+    let escalated = wait_for(
+        Duration::from_secs(60),
+        "the escalation's call and e-mails",
+        || {
+            format!(
+                "gateway: {:?}\nmails: {:?}\n{}",
+                gw.received(),
+                mail.mails(),
+                logs()
+            )
+        },
+        || {
+            let mails = mail.mails();
+            let c = calls(&gw, quiet);
+            let desk = mails_to(&mails, "desk@example.org", "NOW PROBABLE DANGER");
+            let oncall = mails_to(&mails, "oncall@example.org", "NOW PROBABLE DANGER");
+            (c.len() == 1 && desk.len() == 1 && oncall.len() == 1)
+                .then(|| (c[0].clone(), desk[0].clone()))
+        },
+    );
+    assert_eq!(escalated.0.json()["kind"], "changed");
+    assert!(escalated.0.at + call_takes <= escalated.1.arrived);
+    assert_eq!(
+        escalated.1.header("in-reply-to"),
+        quiet_mail.header("message-id"),
+        "later e-mails thread under the first"
+    );
+    let desk_quiet = mails_to(&mail.mails(), "desk@example.org", "quiet test line").len();
+    assert_eq!(
+        desk_quiet, 2,
+        "opened and escalated; the rising count told nobody"
+    );
+
+    // Retracting the danger incident: called again, then e-mailed, with the reason.
+    act(
+        &url,
+        danger,
+        "retract",
+        json!({"reason": "false_positive: a test line"}),
+    );
+    let retracted = wait_for(
+        Duration::from_secs(60),
+        "the retraction's call and e-mail",
+        || {
+            format!(
+                "gateway: {:?}\nmails: {:?}\n{}",
+                gw.received(),
+                mail.mails(),
+                logs()
+            )
+        },
+        || {
+            let mails = mail.mails();
+            let c = calls(&gw, danger);
+            let m = mails_to(&mails, "oncall@example.org", "RETRACTED");
+            (c.len() == 2 && m.len() == 1).then(|| (c[1].clone(), m[0].clone()))
+        },
+    );
+    let said = retracted.0.json();
+    assert_eq!(said["kind"], "retracted");
+    assert!(
+        said["say"]
+            .as_str()
+            .is_some_and(|s| s.contains("false_positive: a test line")),
+        "{said}"
+    );
+    assert!(retracted.0.at + call_takes <= retracted.1.arrived);
+    assert!(
+        retracted
+            .1
+            .body
+            .contains("Reason for the retraction: false_positive: a test line")
+    );
+
+    // Every step is on the timeline.
+    let timeline: Value = reqwest::blocking::get(format!("{url}/api/v1/incidents/{danger}"))
+        .and_then(|r| r.json())
+        .expect("incident");
+    let actions: Vec<&str> = timeline["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(
+        actions.iter().filter(|a| **a == "notified").count(),
+        4,
+        "{actions:?}"
+    );
+}
+
+/// Every field of Alertmanager's webhook payload (version 4), with its type.
+fn alertmanager_payload(p: &Value, incident: i64) {
+    assert_eq!(p["version"], "4", "{p}");
+    for k in ["groupKey", "status", "receiver", "externalURL"] {
+        assert!(p[k].is_string(), "{k}: {p}");
+    }
+    assert!(p["truncatedAlerts"].is_u64(), "{p}");
+    for k in ["groupLabels", "commonLabels", "commonAnnotations"] {
+        assert!(p[k].is_object(), "{k}: {p}");
+    }
+    assert_eq!(p["status"], "firing");
+    let a = &p["alerts"][0];
+    assert_eq!(a["status"], "firing");
+    assert!(
+        a["labels"].is_object() && a["annotations"].is_object(),
+        "{a}"
+    );
+    assert_eq!(a["labels"]["incident"], incident.to_string());
+    for k in ["startsAt", "endsAt"] {
+        let t = a[k].as_str().expect("time");
+        assert!(chrono::DateTime::parse_from_rfc3339(t).is_ok(), "{k}: {t}");
+    }
+    assert!(
+        a["generatorURL"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("http://vigil.example/"))
+    );
+    let fp = a["fingerprint"].as_str().expect("fingerprint");
+    assert!(
+        fp.len() == 16 && fp.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{fp}"
+    );
+}
