@@ -107,6 +107,83 @@ fn config_check_names_the_bad_key_and_its_line() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("spool.max_bytes"));
 }
 
+const NOTIFY: &str = r#"
+[notify.smtp]
+host = "127.0.0.1"
+from = "vigil@example.org"
+[notify.voice]
+url = "https://gateway.example/call"
+body = '{"to": {{ to|tojson }}}'
+
+[[notify.receivers]]
+name = "desk"
+email = ["desk@example.org"]
+[[notify.receivers]]
+name = "oncall"
+voice = ["+32470000001"]
+email = ["oncall@example.org"]
+
+[notify.route]
+receiver = "desk"
+[[notify.route.routes]]
+matchers = ["danger=true"]
+receiver = "oncall"
+"#;
+
+/// `vigil config check FILE [ARGS]` of `text`: (success, stdout, stderr).
+fn check_config(text: &str, args: &[&str]) -> (bool, String, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("vigil.toml");
+    std::fs::write(&file, text).expect("write");
+    let out = vigil()
+        .args(["config", "check"])
+        .arg(&file)
+        .args(args)
+        .output()
+        .expect("runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn config_check_shows_the_route_and_refuses_templates_that_do_not_render() {
+    let (ok, out, err) = check_config(NOTIFY, &["--route", "severity=high,customer=ulb"]);
+    assert!(ok, "{err}");
+    // High severity means probable danger: called first, then e-mailed.
+    assert!(out.contains("route.routes[0] -> receiver oncall"), "{out}");
+    let opened = out.split("retracted:").next().unwrap_or_default();
+    let voice = opened.find("voice    +32470000001").expect("a call");
+    let email = opened
+        .find("email    oncall@example.org")
+        .expect("an e-mail");
+    assert!(voice < email, "{out}");
+    assert!(opened.contains("after the calls"), "{out}");
+    let (ok, out, _) = check_config(NOTIFY, &["--route", "severity=low"]);
+    assert!(ok);
+    assert!(out.contains("route -> receiver desk"), "{out}");
+    assert!(!out.contains("voice"), "no danger, no call: {out}");
+    let (ok, _, err) = check_config(NOTIFY, &["--route", "colour=red"]);
+    assert!(!ok && err.contains("unknown label \"colour\""), "{err}");
+
+    // A template that cannot render is refused now, with its key and line.
+    let bad = NOTIFY.replace("{{ to|tojson }}", "{{ recipient }}");
+    let (ok, _, err) = check_config(&bad, &[]);
+    assert!(!ok);
+    assert!(err.contains("line 5: notify.voice: body template"), "{err}");
+    let bad = NOTIFY.replace("receiver = \"oncall\"", "receiver = \"nobody\"");
+    let (ok, _, err) = check_config(&bad, &[]);
+    assert!(
+        !ok && err.contains("receiver \"nobody\" is not one of"),
+        "{err}"
+    );
+    let bad = NOTIFY.replace("+32470000001", "0470 00 00 01");
+    let (ok, _, err) = check_config(&bad, &[]);
+    assert!(!ok && err.contains("E.164"), "{err}");
+}
+
 #[test]
 fn search_against_nothing_says_where_it_looked() {
     let out = vigil()

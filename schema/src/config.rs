@@ -49,7 +49,8 @@ impl ConfigError {
 
 /// The line (from 1) where dotted `key` is set in TOML `text`: its last part at the start of
 /// a line, within the table its other parts name (`[http]` or `[[ingest.agents]]` for
-/// `http.listen`, `ingest.agents.token`), or at the top for a key without a table.
+/// `http.listen`, `ingest.agents.token`), or at the top for a key without a table; for a key
+/// that names a table (`notify.voice`), the table's header.
 fn line_of(text: &str, key: &str) -> Option<usize> {
     let (table, name) = key.rsplit_once('.').unwrap_or(("", key));
     let mut current = String::new();
@@ -57,6 +58,10 @@ fn line_of(text: &str, key: &str) -> Option<usize> {
         let t = line.trim();
         if let Some(h) = t.strip_prefix('[') {
             current = h.trim_matches(|c| c == '[' || c == ']').trim().to_owned();
+            // A key that names a table (`notify.voice`): its header.
+            if current == key {
+                return Some(i + 1);
+            }
             continue;
         }
         let sets = t
@@ -133,6 +138,7 @@ mod tests {
         assert_eq!(line(err("http.listen")), Some(4));
         assert_eq!(line(err("ingest.agents.token")), Some(6));
         assert_eq!(line(err("index.listen")), None);
+        assert_eq!(line(err("ingest.agents")), Some(5));
         assert_eq!(
             err("http.listen").at_line_in(text).to_string(),
             "c.toml, line 4: http.listen: bad"

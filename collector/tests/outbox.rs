@@ -1,0 +1,260 @@
+//! The notification outbox on real SQLite and PostgreSQL: deliveries are written with the
+//! incident change that causes them, claimed in order (the e-mail after the calls of its
+//! announcement, or after `confirm_after`), retried, and taken again after a lease when the
+//! attempt was abandoned. Times are given explicitly: no clock, no sleep.
+
+mod postgres;
+
+use std::sync::Arc;
+
+use chrono::{TimeZone, Utc};
+use postgres::{drop_postgres, fresh_postgres};
+use vigil_collector::incidents::{Action, Alert, Store};
+use vigil_collector::notify::outbox::{self, Outcome, Timing};
+use vigil_collector::notify::{Notifier, NotifyConfig};
+use vigil_collector::reference::Customers;
+
+fn notifier() -> Arc<Notifier> {
+    let cfg: NotifyConfig = toml::from_str(
+        r#"
+[smtp]
+host = "127.0.0.1"
+from = "vigil@example.org"
+[voice]
+url = "http://127.0.0.1:1/call"
+[[receivers]]
+name = "desk"
+email = ["desk@example.org"]
+[[receivers]]
+name = "oncall"
+email = ["oncall@example.org"]
+voice = ["+32470000001"]
+[route]
+receiver = "desk"
+[[route.routes]]
+matchers = ["danger=true"]
+receiver = "oncall"
+"#,
+    )
+    .expect("notify toml");
+    Arc::new(
+        Notifier::new(&cfg, Customers::default())
+            .expect("valid")
+            .expect("routed"),
+    )
+}
+
+fn alert(id: &str, rule: &str, severity: &str) -> Alert {
+    Alert {
+        id: id.into(),
+        rule_id: rule.into(),
+        title: format!("{rule} title"),
+        severity: severity.into(),
+        customer: Some("ulb".into()),
+        group_key: "host.name=h".into(),
+        at: Utc
+            .with_ymd_and_hms(2026, 12, 1, 10, 0, 0)
+            .single()
+            .expect("time"),
+        message: None,
+    }
+}
+
+/// (channel, target) of each claimed item.
+fn claimed(items: &[outbox::Item]) -> Vec<(&str, &str)> {
+    items
+        .iter()
+        .map(|i| (i.delivery.channel.as_str(), i.delivery.target.as_str()))
+        .collect()
+}
+
+async fn scenario(store: Store) {
+    let store = store.with_notifier(notifier());
+    let pool = store.pool().clone();
+    let recorded = store
+        .record(&[
+            alert("b.0", "danger-rule", "high"),
+            alert("b.1", "quiet-rule", "medium"),
+        ])
+        .await
+        .expect("record");
+    let (danger, quiet) = (recorded.opened[0], recorded.opened[1]);
+    // Grouped alerts (a rising count) add nothing to the outbox.
+    store
+        .record(&[alert("b.2", "quiet-rule", "medium")])
+        .await
+        .expect("record");
+
+    // The deliveries' own creation time is the wall clock: claim "now" from well after it.
+    let now = Utc::now().timestamp_millis() + 1_000;
+    let t = |now| Timing {
+        now,
+        confirm_ms: 60_000,
+        lease_ms: 90_000,
+    };
+    // First round: the call (stage 0) and the quiet incident's e-mail (no call to wait for);
+    // the danger e-mail waits for its call.
+    let first = outbox::claim(&pool, t(now), 10).await.expect("claim");
+    assert_eq!(
+        claimed(&first),
+        [("voice", "+32470000001"), ("email", "desk@example.org")]
+    );
+    assert_eq!(first[0].incident_id, danger);
+    assert_eq!(first[1].incident_id, quiet);
+    // Claimed ones are not claimed twice while their lease runs.
+    assert!(
+        outbox::claim(&pool, t(now), 10)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+
+    outbox::finish(&pool, &first[1], &Outcome::Sent(serde_json::json!({})), now)
+        .await
+        .expect("finish");
+    // The call fails: retried later; the e-mail still waits (the call has not ended).
+    let retry = Outcome::Failed {
+        error: "gateway down".into(),
+        retry_at: Some(now + 5_000),
+    };
+    outbox::finish(&pool, &first[0], &retry, now)
+        .await
+        .expect("finish");
+    assert!(
+        outbox::claim(&pool, t(now + 1_000), 10)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    let again = outbox::claim(&pool, t(now + 5_000), 10)
+        .await
+        .expect("claim");
+    assert_eq!(claimed(&again), [("voice", "+32470000001")]);
+    assert_eq!(again[0].attempts, 2);
+    assert_eq!(again[0].key(), first[0].key(), "one key for every attempt");
+    outbox::finish(
+        &pool,
+        &again[0],
+        &Outcome::Sent(serde_json::json!({})),
+        now + 6_000,
+    )
+    .await
+    .expect("finish");
+    // The call ended: now the e-mail is due.
+    let confirm = outbox::claim(&pool, t(now + 6_000), 10)
+        .await
+        .expect("claim");
+    assert_eq!(claimed(&confirm), [("email", "oncall@example.org")]);
+    let calls = outbox::calls(&pool, confirm[0].cause).await.expect("calls");
+    assert_eq!(
+        calls,
+        [("voice".into(), "+32470000001".into(), "sent".into())]
+    );
+
+    // An attempt abandoned (its collector died before recording the end) is taken again
+    // once its lease has run out, with the same key.
+    assert!(
+        outbox::claim(&pool, t(now + 6_000 + 89_999), 10)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    let taken_again = outbox::claim(&pool, t(now + 6_000 + 90_000), 10)
+        .await
+        .expect("claim");
+    assert_eq!(taken_again.len(), 1);
+    assert_eq!(taken_again[0].key(), confirm[0].key());
+    assert_eq!(taken_again[0].attempts, 2);
+    let later = now + 100_000;
+    outbox::finish(
+        &pool,
+        &taken_again[0],
+        &Outcome::Sent(serde_json::json!({})),
+        later,
+    )
+    .await
+    .expect("finish");
+
+    // Danger appears on the quiet incident: a call to on-call first; the e-mails to on-call
+    // and to the desk (told before) wait for it, or for confirm_after at most.
+    store
+        .act(
+            quiet,
+            &Action::Escalate {
+                severity: "high".into(),
+                danger: true,
+            },
+            "tester",
+        )
+        .await
+        .expect("escalate");
+    let now = Utc::now().timestamp_millis() + 1_000;
+    let change = outbox::claim(&pool, t(now), 10).await.expect("claim");
+    assert_eq!(claimed(&change), [("voice", "+32470000001")]);
+    assert_eq!(change[0].kind.as_str(), "changed");
+    let waited = outbox::claim(&pool, t(now + 60_000), 10)
+        .await
+        .expect("claim");
+    assert_eq!(
+        claimed(&waited),
+        [
+            ("email", "oncall@example.org"),
+            ("email", "desk@example.org")
+        ],
+        "after confirm_after the e-mails go even while the call has not ended"
+    );
+
+    // A retraction of the danger incident: everyone told before, the call first.
+    store
+        .act(
+            danger,
+            &Action::Retract {
+                reason: "false_positive".into(),
+            },
+            "tester",
+        )
+        .await
+        .expect("retract");
+    let r = outbox::claim(&pool, t(Utc::now().timestamp_millis() + 1_000), 10)
+        .await
+        .expect("claim");
+    assert_eq!(claimed(&r), [("voice", "+32470000001")]);
+    assert_eq!(r[0].incident_id, danger);
+    assert_eq!(r[0].kind.as_str(), "retracted");
+
+    // Every claim and end is on the timeline.
+    let inc = store.get(danger).await.expect("get");
+    let steps: Vec<&str> = inc.timeline.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        steps,
+        [
+            "opened",
+            "notify_started",
+            "notify_retry",
+            "notify_started",
+            "notified",
+            "notify_started",
+            "notify_started",
+            "notified",
+            "retract",
+            "notify_started",
+        ]
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn outbox_on_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("incidents.db").display());
+    scenario(Store::open(&url).await.expect("open")).await;
+}
+
+#[tokio::test]
+async fn outbox_on_postgres() {
+    let Some((url, name)) = fresh_postgres().await else {
+        return;
+    };
+    scenario(Store::open(&url).await.expect("open")).await;
+    drop_postgres(&name).await;
+}
