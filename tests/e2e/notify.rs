@@ -307,20 +307,24 @@ fn danger_calls_first_then_confirms_by_email_and_changes_reach_everyone_told() {
             .contains("Reason for the retraction: false_positive: a test line")
     );
 
-    // Every step is on the timeline.
-    let timeline: Value = reqwest::blocking::get(format!("{url}/api/v1/incidents/{danger}"))
-        .and_then(|r| r.json())
-        .expect("incident");
-    let actions: Vec<&str> = timeline["timeline"]
-        .as_array()
-        .expect("timeline")
-        .iter()
-        .filter_map(|e| e["action"].as_str())
-        .collect();
-    assert_eq!(
-        actions.iter().filter(|a| **a == "notified").count(),
-        4,
-        "{actions:?}"
+    // Every delivery's end is on the timeline (recorded once the receiver answered).
+    let notified = || -> Option<usize> {
+        let inc: Value = reqwest::blocking::get(format!("{url}/api/v1/incidents/{danger}"))
+            .and_then(|r| r.json())
+            .ok()?;
+        Some(
+            inc["timeline"]
+                .as_array()?
+                .iter()
+                .filter(|e| e["action"] == "notified")
+                .count(),
+        )
+    };
+    wait_for(
+        Duration::from_secs(30),
+        "two calls and two e-mails recorded as sent",
+        || format!("{:?}", notified()),
+        || (notified()? == 4).then_some(()),
     );
 }
 
@@ -356,4 +360,100 @@ fn alertmanager_payload(p: &Value, incident: i64) {
         fp.len() == 16 && fp.bytes().all(|b| b.is_ascii_hexdigit()),
         "{fp}"
     );
+}
+
+/// SIGKILL while a call is in flight (its attempt started, its end not recorded) and before
+/// the e-mail that waits for it was attempted: after a restart the call is made again with
+/// the same idempotency key, once its lease ran out, and the e-mail goes once.
+#[test]
+fn a_call_cut_by_sigkill_is_made_again_with_its_key_and_the_email_follows() {
+    if let Some(why) = smtp::unavailable() {
+        skip(&why);
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).expect("rules dir");
+    std::fs::write(rules.join("danger.yml"), DANGER_RULE).expect("rule");
+    let mail = Smtp::start(dir.path());
+    let gw = Sink::start();
+    // The first call hangs past the kill.
+    gw.delay(Duration::from_secs(30));
+    let hook = Sink::start();
+    // Attempts time out after 2 s: an attempt started 5 s ago was abandoned.
+    let extra = notify_config(&rules, mail.port, &gw, &hook).replace(
+        "retry_backoff = \"100ms\"",
+        "retry_backoff = \"100ms\"\ntimeout = \"2s\"",
+    );
+    let mut collector = Collector::start_with(dir.path(), 0, "100ms", &extra);
+    let agent = Agent::start(&dir.path().join("agent"), collector.port, "", "");
+    send_tcp(agent.syslog_tcp, "DANGER-TEST", 0..1);
+    wait_for(
+        Duration::from_secs(60),
+        "the call to reach the gateway",
+        || collector.proc.log_tail(),
+        || (!gw.received().is_empty()).then_some(()),
+    );
+    collector.proc.kill9();
+    gw.delay(Duration::ZERO);
+    let collector = Collector::start_with(dir.path(), collector.port, "100ms", &extra);
+    let (calls, mails) = wait_for(
+        Duration::from_secs(60),
+        "the call again and the e-mail",
+        || {
+            format!(
+                "gateway: {:?}\n{}",
+                gw.received(),
+                collector.proc.log_tail()
+            )
+        },
+        || {
+            let c = gw.received();
+            let m = mails_to(&mail.mails(), "oncall@example.org", "PROBABLE DANGER")
+                .into_iter()
+                .cloned()
+                .collect::<Vec<_>>();
+            (c.len() == 2 && !m.is_empty()).then_some((c, m))
+        },
+    );
+    let key = |r: &Received| {
+        r.headers
+            .get("idempotency-key")
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert!(!key(&calls[0]).is_empty());
+    assert_eq!(
+        key(&calls[0]),
+        key(&calls[1]),
+        "the repeat carries the key seen before"
+    );
+    // The e-mail was sent once, after the call that ended.
+    assert_eq!(mails.len(), 1);
+    assert!(calls[1].at <= mails[0].arrived);
+    // Both ends are recorded: the call's (after the restart) and the e-mail's.
+    let url = collector.url();
+    let notified = || -> Option<usize> {
+        let list: Value = reqwest::blocking::get(format!("{url}/api/v1/incidents"))
+            .and_then(|r| r.json())
+            .ok()?;
+        let id = list["incidents"][0]["id"].as_i64()?;
+        let inc: Value = reqwest::blocking::get(format!("{url}/api/v1/incidents/{id}"))
+            .and_then(|r| r.json())
+            .ok()?;
+        Some(
+            inc["timeline"]
+                .as_array()?
+                .iter()
+                .filter(|e| e["action"] == "notified")
+                .count(),
+        )
+    };
+    wait_for(
+        Duration::from_secs(30),
+        "the call and the e-mail recorded as sent",
+        || format!("{:?}", notified()),
+        || (notified()? == 2).then_some(()),
+    );
+    assert_eq!(gw.received().len(), 2, "no third call");
 }
