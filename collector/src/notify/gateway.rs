@@ -182,4 +182,27 @@ mod tests {
         m.method = "P OST".into();
         assert!(check(&m).is_err());
     }
+
+    /// Every gateway example of docs/NOTIFICATIONS.md passes the check a configuration gets.
+    #[test]
+    fn the_documented_provider_examples_render() {
+        let doc = include_str!("../../../docs/NOTIFICATIONS.md");
+        let mut n = 0;
+        for block in doc.split("```toml").skip(1) {
+            let block = block.split("```").next().unwrap_or_default();
+            for table in block.split("\n[").skip(1) {
+                let Some(rest) = table
+                    .strip_prefix("notify.voice]")
+                    .or_else(|| table.strip_prefix("notify.sms]"))
+                else {
+                    continue;
+                };
+                let body = rest.split("\n\n").next().unwrap_or_default();
+                let cfg: GatewayConfig = toml::from_str(body).expect("example toml");
+                check(&cfg).unwrap_or_else(|e| panic!("{e}\n{body}"));
+                n += 1;
+            }
+        }
+        assert!(n >= 4, "found {n} examples");
+    }
 }
