@@ -49,7 +49,7 @@ from = "Vigil <vigil@example.org>"
 [notify.voice]
 url = "{voice}"
 headers = {{ "Content-Type" = "application/json" }}
-body = '{{"to": {{{{ to|tojson }}}}, "say": {{{{ text|tojson }}}}, "incident": {{{{ incident.id }}}}, "kind": {{{{ kind|tojson }}}}}}'
+body = '{{"to": {{{{ to|tojson }}}}, "say": {{{{ text|tojson }}}}, "incident": {{{{ incident.id }}}}, "kind": {{{{ kind|tojson }}}}, "callback": {{{{ callback|tojson }}}}}}'
 
 [[notify.receivers]]
 name = "desk"
@@ -456,4 +456,96 @@ fn a_call_cut_by_sigkill_is_made_again_with_its_key_and_the_email_follows() {
         || (notified()? == 2).then_some(()),
     );
     assert_eq!(gw.received().len(), 2, "no third call");
+}
+
+/// The gateway reports the call: a machine that "pressed" the key does not acknowledge; a
+/// person who pressed it does, as the number called.
+#[test]
+fn a_key_pressed_by_a_person_acknowledges_and_a_machine_does_not() {
+    if let Some(why) = smtp::unavailable() {
+        skip(&why);
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).expect("rules dir");
+    std::fs::write(rules.join("danger.yml"), DANGER_RULE).expect("rule");
+    let mail = Smtp::start(dir.path());
+    let gw = Sink::start();
+    let hook = Sink::start();
+    let collector = Collector::start_with(
+        dir.path(),
+        0,
+        "100ms",
+        &notify_config(&rules, mail.port, &gw, &hook),
+    );
+    let url = collector.url();
+    let agent = Agent::start(&dir.path().join("agent"), collector.port, "", "");
+    send_tcp(agent.syslog_tcp, "DANGER-TEST", 0..1);
+    let call = wait_for(
+        Duration::from_secs(60),
+        "the call",
+        || collector.proc.log_tail(),
+        || gw.received().first().map(Received::json),
+    );
+    let id = call["incident"].as_i64().expect("incident id");
+    // The URL the gateway is told to report to, reached from here (not external_url's host).
+    let path = call["callback"]
+        .as_str()
+        .and_then(|c| c.strip_prefix("http://vigil.example"))
+        .expect("a callback under external_url")
+        .to_owned();
+    let client = reqwest::blocking::Client::new();
+    let report = |body: reqwest::blocking::RequestBuilder| -> (u16, Value) {
+        let r = body.send().expect("answered");
+        (r.status().as_u16(), r.json().unwrap_or(Value::Null))
+    };
+    let status = || {
+        reqwest::blocking::get(format!("{url}/api/v1/incidents/{id}"))
+            .and_then(|r| r.json::<Value>())
+            .expect("incident")
+    };
+
+    let (code, body) = report(
+        client
+            .post(format!("{url}{path}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("AnsweredBy=machine_start&Digits=1"),
+    );
+    assert_eq!(
+        (code, &body["acknowledged"]),
+        (200, &json!(false)),
+        "{body}"
+    );
+    assert_eq!(status()["status"], "open");
+
+    let (code, body) = report(
+        client
+            .post(format!("{url}{path}"))
+            .json(&json!({"answered_by": "human", "digits": "1"})),
+    );
+    assert_eq!((code, &body["acknowledged"]), (200, &json!(true)), "{body}");
+    let inc = status();
+    assert_eq!(inc["status"], "acknowledged");
+    let ack = inc["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .find(|e| e["action"] == "ack")
+        .cloned()
+        .expect("an ack step");
+    assert_eq!(ack["actor"], "phone:+32470000001");
+    let reports = inc["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .filter(|e| e["action"] == "call_report")
+        .count();
+    assert_eq!(reports, 2);
+
+    // Once acknowledged, another key press is only a report.
+    let (code, body) = report(client.post(format!("{url}{path}?Digits=1")));
+    assert_eq!((code, &body["acknowledged"]), (200, &json!(false)));
+    let (code, _) = report(client.post(format!("{url}/api/v1/notify/callback/not-a-token")));
+    assert_eq!(code, 404);
 }

@@ -9,6 +9,8 @@ CREATE TABLE outbox (
     receiver TEXT NOT NULL,
     channel TEXT NOT NULL,
     target TEXT NOT NULL,
+    -- Unguessable: names this delivery in the gateway's status callback.
+    token TEXT NOT NULL,
     -- 0 at once (voice, SMS, webhook); 1 after the calls of the same cause ended (e-mail).
     stage BIGINT NOT NULL,
     -- pending, started, sent, failed
@@ -23,3 +25,4 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_due ON outbox (state, not_before);
 CREATE INDEX outbox_incident ON outbox (incident_id, id);
 CREATE INDEX outbox_cause ON outbox (cause, stage);
+CREATE UNIQUE INDEX outbox_token ON outbox (token);

@@ -4,6 +4,7 @@ pub mod aggregate;
 pub mod error;
 pub mod incidents;
 pub mod ingest;
+pub mod notify;
 pub mod rules;
 pub mod search;
 
@@ -91,6 +92,10 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/api/v1/incidents/{id}/{action}",
             post(incidents::act).layer(DefaultBodyLimit::max(64 << 10)),
+        )
+        .route(
+            "/api/v1/notify/callback/{token}",
+            post(notify::callback_handler).layer(DefaultBodyLimit::max(64 << 10)),
         )
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .with_state(state)

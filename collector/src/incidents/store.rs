@@ -173,6 +173,11 @@ impl Store {
         self
     }
 
+    /// Who is told about changes, when notifications are configured.
+    pub fn notifier(&self) -> Option<&Arc<Notifier>> {
+        self.notifier.as_ref()
+    }
+
     /// Woken after a change enqueued deliveries.
     pub fn wake(&self) -> Arc<Notify> {
         self.wake.clone()
@@ -402,6 +407,20 @@ impl Store {
             });
         }
         Ok(inc)
+    }
+
+    /// Adds a step to incident `id`'s timeline that changes nothing else (a gateway's report).
+    pub async fn note(
+        &self,
+        id: i64,
+        actor: &str,
+        action: &str,
+        detail: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        timeline(&mut tx, id, millis(Utc::now()), actor, action, detail).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Takes `action` on incident `id` as `actor`, records it on the timeline, and returns

@@ -191,12 +191,18 @@ async fn send(
                 .as_ref()
                 .ok_or_else(|| format!("no [notify.{}] gateway", it.delivery.channel.as_str()))?;
             let text = a.spoken();
+            let callback = format!(
+                "{}/api/v1/notify/callback/{}",
+                external.trim_end_matches('/'),
+                it.token
+            );
             gw.send(&gateway::Request {
                 to: target,
                 text: &text,
                 key: &key,
                 kind: a.kind,
                 incident: &a.incident,
+                callback: &callback,
             })
             .await
         }

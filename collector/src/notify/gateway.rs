@@ -29,6 +29,8 @@ pub struct Request<'a> {
     pub key: &'a str,
     pub kind: &'a str,
     pub incident: &'a super::text::IncidentView,
+    /// Where the gateway reports how the call went (`POST`, see `notify::callback`).
+    pub callback: &'a str,
 }
 
 fn sample() -> super::text::IncidentView {
@@ -62,6 +64,7 @@ pub fn check(cfg: &GatewayConfig) -> Result<(), String> {
             key: "vigil-1-1",
             kind: "opened",
             incident: &inc,
+            callback: "http://127.0.0.1:8080/api/v1/notify/callback/0123",
         },
     )?;
     reqwest::Url::parse(&r.0).map_err(|e| format!("url renders as {:?}: {e}", r.0))?;
@@ -163,6 +166,7 @@ mod tests {
                 key: "k",
                 kind: "opened",
                 incident: &inc,
+                callback: "http://x/cb",
             },
         )
         .expect("renders");

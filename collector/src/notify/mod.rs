@@ -8,6 +8,7 @@
 //! - [`outbox`]: deliveries in the incident database, written in the transaction of the
 //!   change that causes them; claimed, finished and retried by the dispatcher.
 //! - [`dispatch`]: the loop that sends what is due, and records every attempt on the timeline.
+//! - [`callback`]: the gateway's report of a call: a key pressed by a person acknowledges.
 //! - [`text`]: what an announcement says. [`email`], [`gateway`] (voice and SMS through an
 //!   HTTP gateway) and [`webhook`] (Alertmanager's payload) send it.
 //!
@@ -22,6 +23,7 @@
 //!   is recorded as started before it is made. After a crash, a delivery whose attempt was
 //!   started but not recorded as ended is made again with the same idempotency key.
 
+pub mod callback;
 pub mod dispatch;
 pub mod email;
 pub mod gateway;
@@ -64,6 +66,8 @@ pub struct NotifyConfig {
     pub receivers: Vec<ReceiverConfig>,
     /// Without a route, nothing is announced.
     pub route: Option<RouteConfig>,
+    /// The key a person presses in a call to acknowledge the incident.
+    pub ack_digit: String,
 }
 
 impl Default for NotifyConfig {
@@ -79,6 +83,7 @@ impl Default for NotifyConfig {
             sms: None,
             receivers: Vec::new(),
             route: None,
+            ack_digit: "1".into(),
         }
     }
 }
@@ -116,8 +121,9 @@ pub enum SmtpSecurity {
 
 /// An HTTP request made from templates (minijinja, Jinja syntax): `url`, each header and
 /// `body` see `to`, `text`, `incident` (`id`, `title`, `severity`, `danger`, `customer`,
-/// `status`, `url`), `kind` (`opened`, `changed`, `retracted`, `resolved`) and `key` (the
-/// idempotency key). `{{ text|tojson }}` writes a JSON string.
+/// `status`, `url`), `kind` (`opened`, `changed`, `retracted`, `resolved`), `key` (the
+/// idempotency key) and `callback` (the URL the gateway reports the call's outcome to).
+/// `{{ text|tojson }}` writes a JSON string.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {

@@ -27,6 +27,8 @@ pub struct Item {
     /// Attempts so far, this one included once claimed.
     pub attempts: i64,
     pub created_at: i64,
+    /// Names this delivery in the gateway's status callback.
+    pub token: String,
 }
 
 impl Item {
@@ -76,10 +78,17 @@ pub async fn enqueue(
     now: i64,
 ) -> Result<(), sqlx::Error> {
     for d in deliveries {
+        let token: String = {
+            use rand::Rng;
+            let mut rng = rand::rng();
+            (0..32)
+                .map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)]))
+                .collect()
+        };
         sqlx::query(
             "INSERT INTO outbox (incident_id, cause, kind, receiver, channel, target, stage,
-                 state, attempts, not_before, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $8, $8)",
+                 not_before, created_at, updated_at, token, state, attempts)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $8, $9, 'pending', 0)",
         )
         .bind(incident)
         .bind(cause)
@@ -89,6 +98,7 @@ pub async fn enqueue(
         .bind(&d.target)
         .bind(d.channel.stage())
         .bind(now)
+        .bind(token)
         .execute(&mut **tx)
         .await?;
     }
@@ -113,6 +123,7 @@ fn item(r: &AnyRow) -> Result<Option<Item>, sqlx::Error> {
         },
         attempts: r.try_get("attempts")?,
         created_at: r.try_get("created_at")?,
+        token: r.try_get("token")?,
     }))
 }
 
@@ -131,7 +142,7 @@ pub struct Timing {
 pub async fn claim(pool: &AnyPool, t: Timing, limit: i64) -> Result<Vec<Item>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT o.id, o.incident_id, o.cause, o.kind, o.receiver, o.channel, o.target,
-                o.attempts, o.created_at
+                o.attempts, o.created_at, o.token
          FROM outbox o
          WHERE ((o.state = 'pending' AND o.not_before <= $1)
                 OR (o.state = 'started' AND o.updated_at <= $2))
@@ -301,4 +312,23 @@ pub async fn backlog(pool: &AnyPool) -> Result<i64, sqlx::Error> {
         .fetch_one(pool)
         .await?;
     row.try_get("n")
+}
+
+/// The delivery a gateway callback names by its token: (incident, channel, target).
+pub async fn by_token(
+    pool: &AnyPool,
+    token: &str,
+) -> Result<Option<(i64, String, String)>, sqlx::Error> {
+    let row = sqlx::query("SELECT incident_id, channel, target FROM outbox WHERE token = $1")
+        .bind(token)
+        .fetch_optional(pool)
+        .await?;
+    row.map(|r| {
+        Ok((
+            r.try_get("incident_id")?,
+            r.try_get("channel")?,
+            r.try_get("target")?,
+        ))
+    })
+    .transpose()
 }
