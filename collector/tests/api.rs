@@ -574,3 +574,85 @@ async fn incident_actions_answer_bad_ids_bodies_and_transitions() {
         .collect();
     assert_eq!(steps[1..], [("ack", "alice"), ("retract", "api")], "{body}");
 }
+
+#[tokio::test]
+async fn silences_are_made_listed_and_expired_and_bad_ones_name_the_field() {
+    let a = api().await;
+    let (status, made) = a
+        .post(
+            "/api/v1/silences",
+            json!({"matchers": ["customer=ulb"], "duration": "2h",
+                   "created_by": "alice", "comment": "maintenance of the core router"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    assert_eq!(made["state"], "active");
+    let id = made["id"].as_i64().expect("id");
+    let (_, listed) = a.get("/api/v1/silences").await;
+    assert_eq!(listed["silences"][0]["id"], id);
+    assert_eq!(listed["silences"][0]["matchers"], json!(["customer=ulb"]));
+
+    for (body, field) in [
+        (
+            json!({"matchers": [], "duration": "1h", "created_by": "a", "comment": "c"}),
+            "matchers",
+        ),
+        (
+            json!({"matchers": ["severity=~("], "duration": "1h", "created_by": "a", "comment": "c"}),
+            "matchers",
+        ),
+        (
+            json!({"matchers": ["x=1"], "created_by": "a", "comment": "c"}),
+            "ends_at or duration",
+        ),
+        (
+            json!({"matchers": ["x=1"], "duration": "soon", "created_by": "a", "comment": "c"}),
+            "duration",
+        ),
+        (
+            json!({"matchers": ["x=1"], "duration": "1h", "created_by": " ", "comment": "c"}),
+            "created_by",
+        ),
+        (
+            json!({"matchers": ["x=1"], "ends_at": "2020-01-01T00:00:00Z", "created_by": "a", "comment": "c"}),
+            "ends_at",
+        ),
+        (
+            json!({"matchers": ["x=1"], "duration": "400d", "created_by": "a", "comment": "c"}),
+            "ends_at",
+        ),
+    ] {
+        let (status, answer) = a.post("/api/v1/silences", body.clone()).await;
+        assert_eq!(
+            (status, code(&answer)),
+            (StatusCode::BAD_REQUEST, "bad_silence"),
+            "{body}"
+        );
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with(field), "{field}: {message}");
+    }
+    let (status, answer) = a
+        .post(
+            "/api/v1/silences",
+            json!({"matchers": ["x=1"], "duration": "1h"}),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&answer)),
+        (StatusCode::BAD_REQUEST, "bad_request")
+    );
+
+    let del = |uri: String| Request::delete(uri).body(Body::empty()).expect("request");
+    let (status, gone) = a.send(del(format!("/api/v1/silences/{id}"))).await;
+    assert_eq!(
+        (status, &gone["state"]),
+        (StatusCode::OK, &json!("expired"))
+    );
+    let (status, body) = a.send(del("/api/v1/silences/999999".into())).await;
+    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+    let (status, body) = a.send(del("/api/v1/silences/abc".into())).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "bad_parameter")
+    );
+}

@@ -11,6 +11,7 @@ use chrono::{TimeZone, Utc};
 use postgres::{drop_postgres, fresh_postgres};
 use vigil_collector::incidents::{Action, Alert, Store};
 use vigil_collector::notify::outbox::{self, Outcome, Timing};
+use vigil_collector::notify::silence::{self, NewSilence};
 use vigil_collector::notify::{Notifier, NotifyConfig};
 use vigil_collector::reference::Customers;
 
@@ -241,6 +242,126 @@ async fn scenario(store: Store) {
         ]
     );
     store.close().await;
+}
+
+/// A silence holds back announcements of the incidents it matches (on their timeline as
+/// `suppressed`), never a retraction; an expired one holds back nothing.
+async fn silences(store: Store) {
+    let store = store.with_notifier(notifier());
+    let pool = store.pool().clone();
+    let now = Utc::now();
+    let new = |matchers: &[&str]| NewSilence {
+        matchers: matchers.iter().map(|m| m.to_string()).collect(),
+        starts_at: None,
+        ends_at: None,
+        duration: Some("2h".into()),
+        created_by: "alice".into(),
+        comment: "router maintenance".into(),
+    };
+    let s = silence::create(&pool, &new(&["customer=ulb", "rule=~noisy.*"]), now)
+        .await
+        .expect("db")
+        .expect("valid");
+    assert_eq!(s.state, "active");
+    let opened = store
+        .record(&[
+            alert("s.0", "noisy-rule", "high"),
+            alert("s.1", "other-rule", "high"),
+        ])
+        .await
+        .expect("record")
+        .opened;
+    let (silenced, heard) = (opened[0], opened[1]);
+    let later = Utc::now().timestamp_millis() + 1_000;
+    let t = Timing {
+        now: later,
+        confirm_ms: 60_000,
+        lease_ms: 90_000,
+    };
+    let due = outbox::claim(&pool, t, 10).await.expect("claim");
+    assert!(due.iter().all(|i| i.incident_id == heard), "{due:?}");
+    assert_eq!(due.len(), 1, "the other incident's call");
+    let steps = store.get(silenced).await.expect("get").timeline;
+    assert_eq!(steps[1].action, "suppressed");
+    assert_eq!(steps[1].detail["silences"], serde_json::json!([s.id]));
+
+    // A retraction goes through the silence, to the route's receivers.
+    store
+        .act(
+            silenced,
+            &Action::Retract {
+                reason: "false_positive".into(),
+            },
+            "bob",
+        )
+        .await
+        .expect("retract");
+    let t2 = Timing {
+        now: Utc::now().timestamp_millis() + 1_000,
+        ..t
+    };
+    let r = outbox::claim(&pool, t2, 10).await.expect("claim");
+    assert_eq!(claimed(&r), [("voice", "+32470000001")]);
+    assert_eq!(r[0].incident_id, silenced);
+
+    // Expired, it holds back nothing.
+    let gone = silence::expire(&pool, s.id, Utc::now())
+        .await
+        .expect("db")
+        .expect("there");
+    assert_eq!(gone.state, "expired");
+    let again = store
+        .record(&[alert("s.2", "noisy-rule", "high")])
+        .await
+        .expect("record")
+        .opened;
+    assert_eq!(again.len(), 1, "a new incident after the retraction");
+    let t3 = Timing {
+        now: Utc::now().timestamp_millis() + 1_000,
+        ..t
+    };
+    let d = outbox::claim(&pool, t3, 10).await.expect("claim");
+    assert_eq!(claimed(&d), [("voice", "+32470000001")]);
+    assert_eq!(d[0].incident_id, again[0]);
+
+    // Bad silences are refused with the field named.
+    let mut bad = new(&[]);
+    let e = silence::create(&pool, &bad, now)
+        .await
+        .expect("db")
+        .expect_err("no matchers");
+    assert!(e.starts_with("matchers"), "{e}");
+    bad = new(&["severity=~("]);
+    assert!(
+        silence::create(&pool, &bad, now)
+            .await
+            .expect("db")
+            .is_err()
+    );
+    bad = new(&["customer=ulb"]);
+    bad.duration = None;
+    let e = silence::create(&pool, &bad, now)
+        .await
+        .expect("db")
+        .expect_err("no end");
+    assert!(e.starts_with("ends_at or duration"), "{e}");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn silences_on_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("incidents.db").display());
+    silences(Store::open(&url).await.expect("open")).await;
+}
+
+#[tokio::test]
+async fn silences_on_postgres() {
+    let Some((url, name)) = fresh_postgres().await else {
+        return;
+    };
+    silences(Store::open(&url).await.expect("open")).await;
+    drop_postgres(&name).await;
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ pub mod ingest;
 pub mod notify;
 pub mod rules;
 pub mod search;
+pub mod silences;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use tokio::sync::mpsc;
 
 use crate::index::search::Searcher;
@@ -93,6 +94,13 @@ pub fn app(state: AppState) -> Router {
             "/api/v1/incidents/{id}/{action}",
             post(incidents::act).layer(DefaultBodyLimit::max(64 << 10)),
         )
+        .route(
+            "/api/v1/silences",
+            get(silences::list)
+                .post(silences::create)
+                .layer(DefaultBodyLimit::max(64 << 10)),
+        )
+        .route("/api/v1/silences/{id}", delete(silences::expire))
         .route(
             "/api/v1/notify/callback/{token}",
             post(notify::callback_handler).layer(DefaultBodyLimit::max(64 << 10)),

@@ -37,6 +37,12 @@ pub const STEPS: &[Step] = &[
         sqlite: include_str!("../../migrations/sqlite/0002_outbox.sql"),
         postgres: include_str!("../../migrations/postgres/0002_outbox.sql"),
     },
+    Step {
+        version: 3,
+        name: "silences",
+        sqlite: include_str!("../../migrations/sqlite/0003_silences.sql"),
+        postgres: include_str!("../../migrations/postgres/0003_silences.sql"),
+    },
 ];
 
 /// The migrator of one dialect.

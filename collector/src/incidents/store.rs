@@ -22,7 +22,7 @@ use tokio::sync::Notify;
 use super::lifecycle::{Action, ActionError};
 use super::{Alert, Entry, Filter, Incident, SEVERITIES, Status, dangerous, severity_rank};
 use crate::notify::plan::{Kind, Subject};
-use crate::notify::{Notifier, outbox};
+use crate::notify::{Notifier, outbox, silence};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -216,6 +216,15 @@ impl Store {
             status: inc.status.as_str().to_owned(),
             group: inc.group_key,
         };
+        // A silence holds back every announcement but a retraction.
+        if kind != Kind::Retracted {
+            let silenced = silence::matching(tx, &subject.labels(), now).await?;
+            if !silenced.is_empty() {
+                let detail = serde_json::json!({"kind": kind.as_str(), "silences": silenced});
+                timeline(tx, id, now, SYSTEM, "suppressed", &detail).await?;
+                return Ok(false);
+            }
+        }
         let told = match kind {
             Kind::Changed | Kind::Retracted => outbox::told(tx, id).await?,
             _ => Vec::new(),

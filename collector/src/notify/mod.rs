@@ -9,6 +9,8 @@
 //!   change that causes them; claimed, finished and retried by the dispatcher.
 //! - [`dispatch`]: the loop that sends what is due, and records every attempt on the timeline.
 //! - [`callback`]: the gateway's report of a call: a key pressed by a person acknowledges.
+//! - [`silence`]: time windows in which matching incidents are not announced (retractions
+//!   always are).
 //! - [`text`]: what an announcement says. [`email`], [`gateway`] (voice and SMS through an
 //!   HTTP gateway) and [`webhook`] (Alertmanager's payload) send it.
 //!
@@ -30,6 +32,7 @@ pub mod gateway;
 pub mod outbox;
 pub mod plan;
 pub mod route;
+pub mod silence;
 pub mod text;
 pub mod webhook;
 
