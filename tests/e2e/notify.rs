@@ -549,3 +549,154 @@ fn a_key_pressed_by_a_person_acknowledges_and_a_machine_does_not() {
     let (code, _) = report(client.post(format!("{url}/api/v1/notify/callback/not-a-token")));
     assert_eq!(code, 404);
 }
+
+/// CAP 1.2: an Alert when the incident opens, an Update when its danger changes, a Cancel
+/// when it is retracted that references both; each validates against OASIS's schema, and the
+/// feed is Atom holding all three.
+#[test]
+fn cap_messages_validate_and_the_cancel_references_what_it_cancels() {
+    let schema = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/corpus/cap/schema/CAP-v1.2.xsd");
+    if let Some(why) = smtp::unavailable() {
+        skip(&why);
+        return;
+    }
+    if !schema.exists() {
+        skip("../shared/corpus/cap/schema/CAP-v1.2.xsd is not beside the workspace");
+        return;
+    }
+    if !vigil_e2e::have("xmllint") {
+        skip("xmllint (libxml2-utils) is missing");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).expect("rules dir");
+    std::fs::write(rules.join("danger.yml"), DANGER_RULE).expect("rule");
+    let mail = Smtp::start(dir.path());
+    let gw = Sink::start();
+    let hook = Sink::start();
+    let authority = Sink::start();
+    let extra = notify_config(&rules, mail.port, &gw, &hook)
+        .replace(
+            "voice = [\"+32470000001\"]",
+            &format!(
+                "voice = [\"+32470000001\"]\ncap = [\"{}\"]",
+                authority.url("/cap")
+            ),
+        )
+        .replace(
+            "[notify.smtp]",
+            "[notify.cap]\nsender = \"vigil@noc.example.org\"\n[notify.smtp]",
+        );
+    let collector = Collector::start_with(dir.path(), 0, "100ms", &extra);
+    let url = collector.url();
+    let agent = Agent::start(&dir.path().join("agent"), collector.port, "", "");
+    send_tcp(agent.syslog_tcp, "DANGER-TEST", 0..1);
+    let first = wait_for(
+        Duration::from_secs(60),
+        "the CAP alert",
+        || collector.proc.log_tail(),
+        || authority.received().first().cloned(),
+    );
+    let id = incidents(&url)[0]["id"].as_i64().expect("id");
+    // Danger disappears (still routed to the authority: told before), then a retraction.
+    act(
+        &url,
+        id,
+        "escalate",
+        json!({"severity": "high", "danger": false}),
+    );
+    wait_for(
+        Duration::from_secs(60),
+        "the CAP update",
+        || collector.proc.log_tail(),
+        || (authority.received().len() == 2).then_some(()),
+    );
+    act(&url, id, "retract", json!({"reason": "false_positive"}));
+    let all = wait_for(
+        Duration::from_secs(60),
+        "the CAP cancel",
+        || collector.proc.log_tail(),
+        || {
+            let r = authority.received();
+            (r.len() == 3).then_some(r)
+        },
+    );
+    let field = |xml: &str, tag: &str| -> String {
+        xml.split(&format!("<{tag}>"))
+            .nth(1)
+            .and_then(|r| r.split(&format!("</{tag}>")).next())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let types: Vec<String> = all.iter().map(|r| field(&r.body, "msgType")).collect();
+    assert_eq!(types, ["Alert", "Update", "Cancel"]);
+    for (i, r) in all.iter().enumerate() {
+        assert_eq!(
+            r.headers.get("content-type").map(String::as_str),
+            Some("application/cap+xml")
+        );
+        let file = dir.path().join(format!("cap-{i}.xml"));
+        std::fs::write(&file, &r.body).expect("write");
+        let out = std::process::Command::new("xmllint")
+            .args(["--noout", "--schema"])
+            .arg(&schema)
+            .arg(&file)
+            .output()
+            .expect("xmllint runs");
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            r.body
+        );
+        let sent = field(&r.body, "sent");
+        assert!(sent.ends_with("+00:00"), "an explicit offset: {sent}");
+    }
+    let reference = |r: &Received| {
+        format!(
+            "{},{},{}",
+            field(&r.body, "sender"),
+            field(&r.body, "identifier"),
+            field(&r.body, "sent")
+        )
+    };
+    let refs = field(&all[2].body, "references");
+    assert!(refs.contains(&reference(&all[0])), "{refs}");
+    assert!(refs.contains(&reference(&all[1])), "{refs}");
+    assert_eq!(field(&first.body, "sender"), "vigil@noc.example.org");
+
+    // The feed: Atom, the three messages inside.
+    let feed = reqwest::blocking::get(format!("{url}/api/v1/cap/feed"))
+        .and_then(|r| r.text())
+        .expect("feed");
+    let file = dir.path().join("feed.xml");
+    std::fs::write(&file, &feed).expect("write");
+    let count = |xpath: &str| {
+        let out = std::process::Command::new("xmllint")
+            .args(["--xpath", xpath])
+            .arg(&file)
+            .output()
+            .expect("xmllint runs");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let atom = "namespace-uri()='http://www.w3.org/2005/Atom'";
+    assert_eq!(
+        count(&format!("count(/*[local-name()='feed' and {atom}])")),
+        "1",
+        "{feed}"
+    );
+    assert_eq!(
+        count(&format!("count(/*/*[local-name()='entry' and {atom}])")),
+        "3",
+        "{feed}"
+    );
+    assert_eq!(
+        count(
+            "count(//*[local-name()='alert' and namespace-uri()='urn:oasis:names:tc:emergency:cap:1.2'])"
+        ),
+        "3",
+        "{feed}"
+    );
+}

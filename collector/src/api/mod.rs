@@ -1,6 +1,7 @@
 //! The collector's HTTP API: `fn app(state) -> Router`, one handler module per resource.
 
 pub mod aggregate;
+pub mod cap;
 pub mod error;
 pub mod incidents;
 pub mod ingest;
@@ -101,6 +102,7 @@ pub fn app(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::max(64 << 10)),
         )
         .route("/api/v1/silences/{id}", delete(silences::expire))
+        .route("/api/v1/cap/feed", get(cap::feed))
         .route(
             "/api/v1/notify/callback/{token}",
             post(notify::callback_handler).layer(DefaultBodyLimit::max(64 << 10)),

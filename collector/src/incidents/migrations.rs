@@ -43,6 +43,12 @@ pub const STEPS: &[Step] = &[
         sqlite: include_str!("../../migrations/sqlite/0003_silences.sql"),
         postgres: include_str!("../../migrations/postgres/0003_silences.sql"),
     },
+    Step {
+        version: 4,
+        name: "cap",
+        sqlite: include_str!("../../migrations/sqlite/0004_cap.sql"),
+        postgres: include_str!("../../migrations/postgres/0004_cap.sql"),
+    },
 ];
 
 /// The migrator of one dialect.

@@ -126,7 +126,14 @@ impl Dispatcher {
             });
         }
         while let Some(done) = set.join_next().await {
-            let Ok((it, result)) = done else { continue };
+            let (it, result) = match done {
+                Ok(r) => r,
+                Err(e) => {
+                    // The delivery stays started: taken again when its lease runs out.
+                    tracing::error!(error = %e, "a notification attempt panicked");
+                    continue;
+                }
+            };
             let now = self.now();
             let outcome = match result {
                 Ok(answer) => Outcome::Sent(answer),
@@ -235,6 +242,42 @@ async fn send(
                 )
                 .await?;
             Ok(serde_json::json!({"smtp": answer, "message_id": mailer.message_id(&key)}))
+        }
+        Channel::Cap => {
+            let web = Announcement::new(it.kind, &inc, external, Vec::new())
+                .incident
+                .url;
+            let Some(m) = super::cap::message(
+                store.pool(),
+                &notifier.cfg.cap,
+                it.cause,
+                it.kind,
+                &inc,
+                &web,
+                chrono::Utc::now(),
+            )
+            .await
+            .map_err(|e| e.to_string())?
+            else {
+                return Ok(serde_json::json!({"skipped": "no CAP message to cancel"}));
+            };
+            let resp = ch
+                .http
+                .post(target)
+                .header("Idempotency-Key", &key)
+                .header("Content-Type", "application/cap+xml")
+                .body(m.xml)
+                .send()
+                .await
+                .map_err(|e| format!("cap {target}: {e}"))?;
+            let status = resp.status();
+            if !status.is_success() {
+                return Err(format!("cap {target} answered {status}"));
+            }
+            Ok(
+                serde_json::json!({"status": status.as_u16(), "identifier": m.identifier,
+                "msg_type": m.msg_type}),
+            )
         }
         Channel::Webhook => {
             let a = Announcement::new(it.kind, &inc, external, Vec::new());

@@ -12,7 +12,7 @@
 //! - [`silence`]: time windows in which matching incidents are not announced (retractions
 //!   always are).
 //! - [`text`]: what an announcement says. [`email`], [`gateway`] (voice and SMS through an
-//!   HTTP gateway) and [`webhook`] (Alertmanager's payload) send it.
+//!   HTTP gateway), [`webhook`] (Alertmanager's payload) and [`cap`] (OASIS CAP 1.2) send it.
 //!
 //! # Invariants
 //! - Danger decides the channel: with probable danger, voice (and SMS where configured)
@@ -26,6 +26,7 @@
 //!   started but not recorded as ended is made again with the same idempotency key.
 
 pub mod callback;
+pub mod cap;
 pub mod dispatch;
 pub mod email;
 pub mod gateway;
@@ -71,6 +72,8 @@ pub struct NotifyConfig {
     pub route: Option<RouteConfig>,
     /// The key a person presses in a call to acknowledge the incident.
     pub ack_digit: String,
+    /// What CAP messages say about their sender, scope and area.
+    pub cap: cap::CapConfig,
 }
 
 impl Default for NotifyConfig {
@@ -87,6 +90,7 @@ impl Default for NotifyConfig {
             receivers: Vec::new(),
             route: None,
             ack_digit: "1".into(),
+            cap: cap::CapConfig::default(),
         }
     }
 }
@@ -159,6 +163,9 @@ pub struct ReceiverConfig {
     /// URLs sent Alertmanager's webhook payload.
     #[serde(default)]
     pub webhook: Vec<String>,
+    /// URLs sent each announcement as a CAP 1.2 message (`POST`, `application/cap+xml`).
+    #[serde(default)]
+    pub cap: Vec<String>,
     /// Roles of the incident's customer's contacts who are told too (their e-mail, and
     /// their phone when there is danger).
     #[serde(default)]
@@ -203,8 +210,8 @@ impl Notifier {
                     )));
                 }
             }
-            for u in &r.webhook {
-                reqwest::Url::parse(u).map_err(|e| bad(format!("webhook {u:?}: {e}")))?;
+            for u in r.webhook.iter().chain(&r.cap) {
+                reqwest::Url::parse(u).map_err(|e| bad(format!("URL {u:?}: {e}")))?;
             }
             if !r.voice.is_empty() && cfg.voice.is_none() {
                 return Err(bad(
@@ -238,6 +245,7 @@ impl Notifier {
                 gateway::check(g).map_err(|e| (key, e))?;
             }
         }
+        cfg.cap.check().map_err(|e| ("notify.cap", e))?;
         if cfg.attempts == 0 {
             return Err(("notify.attempts", "must be at least 1".into()));
         }

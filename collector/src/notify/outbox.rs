@@ -160,7 +160,23 @@ pub async fn claim(pool: &AnyPool, t: Timing, limit: i64) -> Result<Vec<Item>, s
     .await?;
     let mut out = Vec::new();
     for r in &rows {
-        let Some(mut it) = item(r)? else { continue };
+        let Some(mut it) = item(r)? else {
+            // Written by a newer version: given up here rather than blocking the queue.
+            let id: i64 = r.try_get("id")?;
+            tracing::error!(
+                delivery = id,
+                "notification of an unknown channel or kind given up"
+            );
+            sqlx::query(
+                "UPDATE outbox SET state = 'failed', last_error = 'unknown channel or kind',
+                     updated_at = $1 WHERE id = $2",
+            )
+            .bind(t.now)
+            .bind(id)
+            .execute(pool)
+            .await?;
+            continue;
+        };
         let mut tx = pool.begin().await?;
         // Another dispatcher (a second collector) may have taken it since the select.
         let took = sqlx::query(

@@ -11,6 +11,8 @@ pub enum Channel {
     Sms,
     Email,
     Webhook,
+    /// A CAP 1.2 message POSTed to the target.
+    Cap,
 }
 
 impl Channel {
@@ -20,18 +22,20 @@ impl Channel {
             Channel::Sms => "sms",
             Channel::Email => "email",
             Channel::Webhook => "webhook",
+            Channel::Cap => "cap",
         }
     }
 
+    pub const ALL: [Channel; 5] = [
+        Channel::Voice,
+        Channel::Sms,
+        Channel::Email,
+        Channel::Webhook,
+        Channel::Cap,
+    ];
+
     pub fn parse(s: &str) -> Option<Channel> {
-        [
-            Channel::Voice,
-            Channel::Sms,
-            Channel::Email,
-            Channel::Webhook,
-        ]
-        .into_iter()
-        .find(|c| c.as_str() == s)
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
     }
 
     /// 0: sent at once; 1: the e-mail, after the calls of the same announcement ended (or
@@ -157,6 +161,7 @@ impl Notifier {
                 .filter_map(|k| k.email.as_deref())
                 .for_each(|e| add(Channel::Email, e));
             r.webhook.iter().for_each(|u| add(Channel::Webhook, u));
+            r.cap.iter().for_each(|u| add(Channel::Cap, u));
         }
         if matches!(kind, Kind::Changed | Kind::Retracted) {
             out.extend(told.iter().cloned());
@@ -237,6 +242,16 @@ phone = "+3226501111"
         d.iter()
             .map(|d| (d.channel.as_str(), d.target.as_str()))
             .collect()
+    }
+
+    #[test]
+    fn every_channel_and_kind_reads_back_from_its_name() {
+        for c in Channel::ALL {
+            assert_eq!(Channel::parse(c.as_str()), Some(c));
+        }
+        for k in [Kind::Opened, Kind::Changed, Kind::Retracted, Kind::Resolved] {
+            assert_eq!(Kind::parse(k.as_str()), Some(k));
+        }
     }
 
     #[test]
