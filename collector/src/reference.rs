@@ -5,9 +5,9 @@
 //!
 //! Defined in the configuration (`[[customers]]`).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Customer {
     /// The id incidents carry in `customer` (from the agent or the sender's prefix).
@@ -21,7 +21,7 @@ pub struct Customer {
     pub contacts: Vec<Contact>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Contact {
     /// `noc`, `cert`, `management`, or any role a receiver names.
@@ -89,6 +89,10 @@ impl Customers {
             }
         }
         Ok(Customers(list))
+    }
+
+    pub fn all(&self) -> &[Customer] {
+        &self.0
     }
 
     pub fn get(&self, id: &str) -> Option<&Customer> {

@@ -41,6 +41,8 @@ impl Collector {
         let detect_state = data_dir.join("detect-state.json");
         let db = cfg.incidents.url(&data_dir);
         let mut store = crate::incidents::Store::open(&db).await?;
+        let customers = crate::reference::Customers::new(cfg.customers.clone())
+            .map_err(|e| anyhow::anyhow!("customers: {e}"))?;
         let notifier = cfg
             .notifier(std::path::Path::new("configuration"))?
             .map(Arc::new);
@@ -135,6 +137,7 @@ impl Collector {
             detect_cfg: cfg.detect.clone(),
             incidents: store,
             incidents_healthy,
+            customers: Arc::new(customers),
         }));
         Ok(Collector {
             state,

@@ -656,3 +656,57 @@ async fn silences_are_made_listed_and_expired_and_bad_ones_name_the_field() {
         (StatusCode::BAD_REQUEST, "bad_parameter")
     );
 }
+
+#[tokio::test]
+async fn customers_are_read_from_the_configuration_and_changes_are_refused() {
+    let a = api_with(|c| {
+        c.customers = toml::from_str::<toml::Table>(
+            r#"
+[[c]]
+id = "ulb"
+name = "ULB"
+language = "fr"
+[[c.contacts]]
+role = "noc"
+name = "NOC"
+email = "noc@ulb.example"
+"#,
+        )
+        .expect("toml")["c"]
+            .clone()
+            .try_into()
+            .expect("customers");
+    })
+    .await;
+    let (status, body) = a.get("/api/v1/customers").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["customers"][0]["id"], "ulb");
+    assert_eq!(body["customers"][0]["contacts"][0]["role"], "noc");
+    let (status, body) = a.get("/api/v1/customers/ulb").await;
+    assert_eq!((status, &body["language"]), (StatusCode::OK, &json!("fr")));
+    let (status, body) = a.get("/api/v1/customers/kul").await;
+    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+
+    let (status, body) = a.post("/api/v1/customers", json!({"id": "kul"})).await;
+    assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "conflict"));
+    let change = |method: &str, uri: &str| {
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from("{}"))
+            .expect("request")
+    };
+    let (status, body) = a.send(change("PUT", "/api/v1/customers/ulb")).await;
+    assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "conflict"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("[[customers]]")),
+        "says where: {body}"
+    );
+    let (status, _) = a.send(change("DELETE", "/api/v1/customers/ulb")).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = a.send(change("DELETE", "/api/v1/customers/kul")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

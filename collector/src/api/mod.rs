@@ -2,6 +2,7 @@
 
 pub mod aggregate;
 pub mod cap;
+pub mod customers;
 pub mod error;
 pub mod incidents;
 pub mod ingest;
@@ -56,6 +57,8 @@ pub struct Inner {
     pub incidents: crate::incidents::Store,
     /// False while alerts cannot be handed to the incident database.
     pub incidents_healthy: Arc<AtomicBool>,
+    /// The customers of the configuration.
+    pub customers: Arc<crate::reference::Customers>,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -103,6 +106,16 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/api/v1/silences/{id}", delete(silences::expire))
         .route("/api/v1/cap/feed", get(cap::feed))
+        .route(
+            "/api/v1/customers",
+            get(customers::list).post(customers::change),
+        )
+        .route(
+            "/api/v1/customers/{id}",
+            get(customers::show)
+                .put(customers::change)
+                .delete(customers::change),
+        )
         .route(
             "/api/v1/notify/callback/{token}",
             post(notify::callback_handler).layer(DefaultBodyLimit::max(64 << 10)),
