@@ -700,3 +700,124 @@ fn cap_messages_validate_and_the_cancel_references_what_it_cancels() {
         "{feed}"
     );
 }
+
+/// A gateway that hangs: each attempt times out, is retried, and when the attempts are used
+/// up the call fails over to an SMS to the same number; the voice channel's failure is an
+/// incident of its own, announced without a call. An SMTP server that is gone: the e-mails
+/// are retried and given up, and the e-mail channel's incident is announced by a call.
+#[test]
+fn failing_channels_fail_over_and_raise_incidents_announced_by_the_others() {
+    if let Some(why) = smtp::unavailable() {
+        skip(&why);
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).expect("rules dir");
+    std::fs::write(rules.join("danger.yml"), DANGER_RULE).expect("rule");
+    std::fs::write(rules.join("quiet.yml"), QUIET_RULE).expect("rule");
+    let mut mail = Smtp::start(dir.path());
+    let gw = Sink::start();
+    gw.delay(Duration::from_secs(5));
+    let sms = Sink::start();
+    let hook = Sink::start();
+    let extra = notify_config(&rules, mail.port, &gw, &hook)
+        .replace(
+            "retry_backoff = \"100ms\"",
+            "retry_backoff = \"100ms\"\ntimeout = \"1s\"\nattempts = 2",
+        )
+        .replacen(
+            "[[notify.receivers]]",
+            &format!(
+                "[notify.sms]\nurl = \"{}\"\nbody = '{{{{ to }}}}: {{{{ text }}}}'\n\n[[notify.receivers]]",
+                sms.url("/sms")
+            ),
+            1,
+        );
+    let collector = Collector::start_with(dir.path(), 0, "100ms", &extra);
+    let url = collector.url();
+    let agent = Agent::start(&dir.path().join("agent"), collector.port, "", "");
+    let logs = || collector.proc.log_tail();
+    send_tcp(agent.syslog_tcp, "DANGER-TEST", 0..1);
+
+    let failing = "Notification channel voice is failing";
+    let (texts, mails) = wait_for(
+        Duration::from_secs(60),
+        "the SMS failover and the voice channel's incident by e-mail",
+        || {
+            format!(
+                "sms: {:?}\nmails: {:?}\n{}",
+                sms.received(),
+                mail.mails(),
+                logs()
+            )
+        },
+        || {
+            let s = sms.received();
+            let m = mail.mails();
+            let told = mails_to(&m, "oncall@example.org", failing).len();
+            let confirmed = mails_to(&m, "oncall@example.org", "danger test line").len();
+            (s.len() == 1 && told == 1 && confirmed == 1).then_some((s, m))
+        },
+    );
+    assert!(
+        texts[0].body.starts_with("+32470000001: "),
+        "{}",
+        texts[0].body
+    );
+    let calls = gw.received();
+    assert_eq!(calls.len(), 2, "two attempts, then given up");
+    let key = |r: &Received| r.headers.get("idempotency-key").cloned();
+    assert_eq!(key(&calls[0]), key(&calls[1]));
+    // The incident's own e-mail went once the call had ended (failed), and says so.
+    let confirm = mails_to(&mails, "oncall@example.org", "danger test line");
+    assert_eq!(confirm.len(), 1);
+    assert!(
+        confirm[0].body.contains("+32470000001: failed"),
+        "{}",
+        confirm[0].body
+    );
+    let channel_incident = incidents(&url)
+        .into_iter()
+        .find(|i| i["title"] == failing)
+        .expect("the channel's incident");
+    assert_eq!(channel_incident["danger"], true);
+    // Its announcement did not use the failing channel.
+    assert!(
+        gw.received()
+            .iter()
+            .all(|r| r.json()["incident"] != channel_incident["id"]),
+        "no call about the failing voice channel"
+    );
+
+    // The SMTP server goes away: the desk's e-mail is given up, and the e-mail channel's
+    // incident is announced by a call.
+    mail.proc.kill9();
+    gw.delay(Duration::ZERO);
+    send_tcp(agent.syslog_tcp, "QUIET-TEST", 0..1);
+    let call = wait_for(
+        Duration::from_secs(60),
+        "a call about the e-mail channel",
+        || format!("gateway: {:?}\n{}", gw.received(), logs()),
+        || {
+            gw.received().into_iter().find(|r| {
+                r.json()["say"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("channel email"))
+            })
+        },
+    );
+    let id = call.json()["incident"].as_i64().expect("id");
+    let inc: Value = reqwest::blocking::get(format!("{url}/api/v1/incidents/{id}"))
+        .and_then(|r| r.json())
+        .expect("incident");
+    assert_eq!(inc["title"], "Notification channel email is failing");
+    assert!(
+        inc["timeline"]
+            .as_array()
+            .expect("timeline")
+            .iter()
+            .all(|e| e["detail"]["channel"] != "email"),
+        "no e-mail about the failing e-mail channel: {inc}"
+    );
+}

@@ -167,10 +167,58 @@ impl Dispatcher {
                 ])
                 .inc();
             outbox::finish(self.store.pool(), &it, &outcome, now).await?;
+            if let Outcome::Failed {
+                error,
+                retry_at: None,
+            } = &outcome
+            {
+                self.given_up(&it, error).await?;
+            }
         }
         Ok(n)
     }
 }
+
+impl Dispatcher {
+    /// After a delivery's last failed attempt: a call fails over to an SMS to the same number
+    /// (when an SMS gateway is configured), and the channel's failure becomes an incident of
+    /// its own (rule `vigil-notify-<channel>`, one per channel while active: further failures
+    /// add to its count), announced by the other channels.
+    async fn given_up(&self, it: &Item, error: &str) -> Result<(), sqlx::Error> {
+        let now = self.now();
+        if it.delivery.channel == Channel::Voice && self.channels.sms.is_some() {
+            let sms = super::plan::Delivery {
+                channel: Channel::Sms,
+                ..it.delivery.clone()
+            };
+            if outbox::fail_over(self.store.pool(), it, &sms, now).await? {
+                self.wake.notify_one();
+            }
+        }
+        let channel = it.delivery.channel.as_str();
+        let alert = crate::incidents::Alert {
+            id: format!("notify-failed-{}", it.id),
+            rule_id: format!("{CHANNEL_RULE}{channel}"),
+            title: format!("Notification channel {channel} is failing"),
+            severity: "high".into(),
+            customer: None,
+            group_key: format!("channel={channel}"),
+            at: (self.clock)(),
+            message: Some(format!(
+                "{channel} to {} given up after {} attempts: {error}",
+                it.delivery.target, it.attempts
+            )),
+        };
+        if let Err(e) = self.store.record(&[alert]).await {
+            tracing::error!(error = %e, channel, "the failing channel's incident could not be recorded");
+        }
+        Ok(())
+    }
+}
+
+/// The rule of the incident a failing channel raises: `vigil-notify-<channel>`. Its own
+/// announcements never use that channel.
+pub const CHANNEL_RULE: &str = "vigil-notify-";
 
 /// Sends one delivery; what the receiving side answered.
 async fn send(

@@ -348,3 +348,51 @@ pub async fn by_token(
     })
     .transpose()
 }
+
+/// Adds `instead` (another channel for the same announcement) after `failed` was given up,
+/// unless the announcement already has it; on the timeline as `notify_failover`. Whether it
+/// was added.
+pub async fn fail_over(
+    pool: &AnyPool,
+    failed: &Item,
+    instead: &Delivery,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let there = sqlx::query(
+        "SELECT COUNT(*) AS n FROM outbox WHERE cause = $1 AND channel = $2 AND target = $3",
+    )
+    .bind(failed.cause)
+    .bind(instead.channel.as_str())
+    .bind(&instead.target)
+    .fetch_one(&mut *tx)
+    .await?
+    .try_get::<i64, _>("n")?;
+    if there > 0 {
+        return Ok(false);
+    }
+    enqueue(
+        &mut tx,
+        failed.incident_id,
+        failed.cause,
+        failed.kind,
+        std::slice::from_ref(instead),
+        now,
+    )
+    .await?;
+    let detail = serde_json::json!({
+        "from": failed.delivery.channel.as_str(), "to": instead.channel.as_str(),
+        "target": instead.target,
+    });
+    crate::incidents::store::timeline(
+        &mut tx,
+        failed.incident_id,
+        now,
+        "vigil",
+        "notify_failover",
+        &detail,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}

@@ -166,6 +166,10 @@ impl Notifier {
         if matches!(kind, Kind::Changed | Kind::Retracted) {
             out.extend(told.iter().cloned());
         }
+        // A failing channel's own incident goes by the others.
+        if let Some(failing) = s.rule.strip_prefix(super::dispatch::CHANNEL_RULE) {
+            out.retain(|d| d.channel.as_str() != failing);
+        }
         let mut seen = HashSet::new();
         out.retain(|d| seen.insert((d.channel, d.target.clone())));
         out
