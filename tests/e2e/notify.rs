@@ -266,6 +266,44 @@ fn danger_calls_first_then_confirms_by_email_and_changes_reach_everyone_told() {
         "opened and escalated; the rising count told nobody"
     );
 
+    // Resolving the escalated one: e-mail (and the webhook) to the receivers that want
+    // resolutions, never a call.
+    let calls_before = gw.received().len();
+    act(
+        &url,
+        quiet,
+        "resolve",
+        json!({"resolution": "router replaced"}),
+    );
+    wait_for(
+        Duration::from_secs(60),
+        "the resolution's e-mails",
+        || format!("mails: {:?}\n{}", mail.mails(), logs()),
+        || {
+            let mails = mail.mails();
+            let desk = mails_to(&mails, "desk@example.org", "Resolved: quiet test line").len();
+            let oncall = mails_to(&mails, "oncall@example.org", "Resolved: quiet test line").len();
+            (desk == 1 && oncall == 1).then_some(())
+        },
+    );
+    assert_eq!(
+        gw.received().len(),
+        calls_before,
+        "a resolution calls nobody"
+    );
+    let resolved_hook = wait_for(
+        Duration::from_secs(30),
+        "the resolved webhook",
+        logs,
+        || {
+            hook.received()
+                .into_iter()
+                .map(|r| r.json())
+                .find(|p| p["status"] == "resolved")
+        },
+    );
+    alertmanager_payload_shape(&resolved_hook);
+
     // Retracting the danger incident: called again, then e-mailed, with the reason.
     act(
         &url,
@@ -328,8 +366,17 @@ fn danger_calls_first_then_confirms_by_email_and_changes_reach_everyone_told() {
     );
 }
 
-/// Every field of Alertmanager's webhook payload (version 4), with its type.
+/// Every field of Alertmanager's webhook payload (version 4), with its type, for a firing
+/// alert of `incident`.
 fn alertmanager_payload(p: &Value, incident: i64) {
+    alertmanager_payload_shape(p);
+    assert_eq!(p["status"], "firing");
+    assert_eq!(p["alerts"][0]["status"], "firing");
+    assert_eq!(p["alerts"][0]["labels"]["incident"], incident.to_string());
+}
+
+/// Every field of Alertmanager's webhook payload (version 4), with its type.
+fn alertmanager_payload_shape(p: &Value) {
     assert_eq!(p["version"], "4", "{p}");
     for k in ["groupKey", "status", "receiver", "externalURL"] {
         assert!(p[k].is_string(), "{k}: {p}");
@@ -338,14 +385,12 @@ fn alertmanager_payload(p: &Value, incident: i64) {
     for k in ["groupLabels", "commonLabels", "commonAnnotations"] {
         assert!(p[k].is_object(), "{k}: {p}");
     }
-    assert_eq!(p["status"], "firing");
     let a = &p["alerts"][0];
-    assert_eq!(a["status"], "firing");
+    assert_eq!(a["status"], p["status"]);
     assert!(
         a["labels"].is_object() && a["annotations"].is_object(),
         "{a}"
     );
-    assert_eq!(a["labels"]["incident"], incident.to_string());
     for k in ["startsAt", "endsAt"] {
         let t = a[k].as_str().expect("time");
         assert!(chrono::DateTime::parse_from_rfc3339(t).is_ok(), "{k}: {t}");

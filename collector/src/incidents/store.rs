@@ -226,7 +226,7 @@ impl Store {
             }
         }
         let told = match kind {
-            Kind::Changed | Kind::Retracted => outbox::told(tx, id).await?,
+            Kind::Changed | Kind::Retracted | Kind::Resolved => outbox::told(tx, id).await?,
             _ => Vec::new(),
         };
         let deliveries = n.plan(&subject, kind, &told);

@@ -121,7 +121,8 @@ impl Notifier {
     /// - Changed and Retracted: the same, plus everyone told before; voice too when there
     ///   is danger now or someone was called before (danger that disappears is announced
     ///   the way it came).
-    /// - Resolved: e-mail and webhooks of the receivers that want resolutions.
+    /// - Resolved: e-mail, webhooks and CAP of the receivers that want resolutions, among
+    ///   the route's and those told before.
     pub fn plan(&self, s: &Subject, kind: Kind, told: &[Delivery]) -> Vec<Delivery> {
         let called_before = told
             .iter()
@@ -131,8 +132,23 @@ impl Notifier {
             Kind::Changed | Kind::Retracted => s.danger || called_before,
             Kind::Resolved => false,
         };
+        let mut names: Vec<String> = self
+            .route
+            .receivers(&s.labels())
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        // A resolution also goes to the receivers told before (as Alertmanager sends the
+        // resolved notification to whoever got the firing one).
+        if kind == Kind::Resolved {
+            for d in told {
+                if !names.contains(&d.receiver) {
+                    names.push(d.receiver.clone());
+                }
+            }
+        }
         let mut out = Vec::new();
-        for (name, _) in self.route.receivers(&s.labels()) {
+        for name in names {
             let Some(r) = self.receivers.get(&name) else {
                 continue;
             };
@@ -296,8 +312,13 @@ phone = "+3226501111"
         let up = n.plan(&subject(true), Kind::Changed, &quiet);
         assert_eq!(up[0].channel, Channel::Voice);
         assert!(up.iter().any(|d| d.target == "desk@example.org"));
-        // A resolution goes to receivers that want it, never by phone.
+        // A resolution goes to receivers that want it (the route's and those told before),
+        // never by phone.
         assert!(n.plan(&subject(true), Kind::Resolved, &told).is_empty());
+        assert_eq!(
+            targets(&n.plan(&subject(true), Kind::Resolved, &quiet)),
+            [("email", "desk@example.org")]
+        );
         assert_eq!(
             targets(&n.plan(&subject(false), Kind::Resolved, &quiet)),
             [("email", "desk@example.org")]
