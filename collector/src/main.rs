@@ -99,6 +99,9 @@ enum Command {
     /// The incident queue: list, show, and act on incidents (every action goes on the
     /// incident's timeline with who did it).
     Incidents(cli::incidents::IncidentsArgs),
+    /// Silences: hold back the announcements of matching incidents for a while (a
+    /// retraction is always announced).
+    Silences(cli::silences::SilencesArgs),
     /// Sigma rules: check that they load, test them on events.
     Rules {
         #[command(subcommand)]
@@ -245,6 +248,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             cli::search(args, &mut std::io::stdout().lock()).await
         }
         Command::Incidents(args) => cli::incidents::run(args, &mut std::io::stdout().lock()).await,
+        Command::Silences(args) => cli::silences::run(args, &mut std::io::stdout().lock()).await,
         Command::Rules {
             command:
                 RulesCommand::Check {

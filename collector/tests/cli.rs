@@ -30,6 +30,7 @@ fn help_lists_every_command() {
             "collector",
             "search",
             "incidents",
+            "silences",
             "rules",
             "config",
             "help"

@@ -866,3 +866,51 @@ fn failing_channels_fail_over_and_raise_incidents_announced_by_the_others() {
         "no e-mail about the failing e-mail channel: {inc}"
     );
 }
+
+/// `vigil silences add|list|expire` against a real collector.
+#[test]
+fn silences_are_made_listed_and_expired_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let collector = Collector::start(dir.path(), 0);
+    let url = collector.url();
+    let (ok, out, err) = vigil_e2e::vigil_cli(
+        "silences",
+        &[
+            "add",
+            "customer=ulb",
+            "rule=~port-scan.*",
+            "--duration",
+            "2h",
+            "--comment",
+            "pen test CHG-1",
+            "--as",
+            "alice",
+        ],
+        &url,
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("active") && out.contains("customer=ulb rule=~port-scan.*"),
+        "{out}"
+    );
+    assert!(
+        out.contains("alice") && out.contains("pen test CHG-1"),
+        "{out}"
+    );
+    let (ok, out, _) = vigil_e2e::vigil_cli("silences", &["list", "--json"], &url);
+    assert!(ok);
+    let listed: Value = serde_json::from_str(&out).expect("json");
+    let id = listed["silences"][0]["id"].as_i64().expect("id");
+    let (ok, out, err) = vigil_e2e::vigil_cli("silences", &["expire", &id.to_string()], &url);
+    assert!(ok, "{err}");
+    assert!(out.contains("expired"), "{out}");
+    let (ok, _, err) = vigil_e2e::vigil_cli(
+        "silences",
+        &["add", "severity=~(", "--duration", "1h", "--comment", "x"],
+        &url,
+    );
+    assert!(!ok);
+    assert!(err.contains("matchers"), "{err}");
+    let (ok, _, err) = vigil_e2e::vigil_cli("silences", &["expire", "999"], &url);
+    assert!(!ok && err.contains("no silence 999"), "{err}");
+}

@@ -1,9 +1,10 @@
 //! The client side of the `vigil` commands that talk to a collector (`search`, `incidents`)
 //! or read rules locally (`rules check|test`): they print tables, or JSON with `--json`; and
-//! `config check --route` ([`route`]).
+//! `config check --route` ([`route`]); `silences` ([`silences`]).
 
 pub mod incidents;
 pub mod route;
+pub mod silences;
 
 use std::io::Write;
 
@@ -108,6 +109,12 @@ impl Server {
             .header("x-vigil-actor", actor)
             .json(body);
         self.send(path, req).await
+    }
+
+    /// `DELETE /api/v1/<path>`.
+    pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        self.send(path, self.request(reqwest::Method::DELETE, path))
+            .await
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {

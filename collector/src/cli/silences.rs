@@ -1,0 +1,113 @@
+//! `vigil silences list|add|expire`: hold back the announcements of matching incidents for
+//! a while (never a retraction).
+
+use std::io::Write;
+
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use super::{Server, print_columns};
+
+#[derive(Args)]
+pub struct SilencesArgs {
+    #[command(subcommand)]
+    pub command: SilencesCommand,
+    #[arg(
+        long,
+        global = true,
+        env = "VIGIL_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub url: String,
+    #[arg(long, global = true, env = "VIGIL_TOKEN")]
+    pub token: Option<String>,
+    /// The answer as JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum SilencesCommand {
+    /// Silences not expired, and those expired in the last day.
+    List,
+    /// A new silence: every matcher must match (`customer=ulb`, `rule=~port-scan.*`,
+    /// `severity!=critical`).
+    Add {
+        #[arg(required = true, value_name = "MATCHER")]
+        matchers: Vec<String>,
+        /// How long from now (`30m`, `2h`, `1d`; at most 90 days).
+        #[arg(long)]
+        duration: String,
+        /// Why (a change ticket, a pen test).
+        #[arg(long)]
+        comment: String,
+        /// Who silences (default: the login name).
+        #[arg(long = "as", env = "VIGIL_ACTOR", value_name = "NAME")]
+        actor: Option<String>,
+    },
+    /// End a silence now.
+    Expire { id: i64 },
+}
+
+pub async fn run(args: SilencesArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let server = Server {
+        url: args.url,
+        token: args.token,
+    };
+    let body = match args.command {
+        SilencesCommand::List => server.get("silences", &[]).await?,
+        SilencesCommand::Add {
+            matchers,
+            duration,
+            comment,
+            actor,
+        } => {
+            let by = actor
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_else(|| "cli".into());
+            let body = json!({"matchers": matchers, "duration": duration,
+                "created_by": by, "comment": comment});
+            json!({"silences": [server.post("silences", &body, &by).await?]})
+        }
+        SilencesCommand::Expire { id } => {
+            json!({"silences": [server.delete(&format!("silences/{id}")).await?]})
+        }
+    };
+    if args.json {
+        writeln!(out, "{body}")?;
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = body["silences"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|s| {
+            let t = |k: &str| s[k].as_str().unwrap_or_default().to_owned();
+            let matchers = s["matchers"]
+                .as_array()
+                .map(|m| {
+                    m.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default();
+            vec![
+                s["id"].to_string(),
+                t("state"),
+                matchers,
+                t("starts_at"),
+                t("ends_at"),
+                t("created_by"),
+                t("comment"),
+            ]
+        })
+        .collect();
+    print_columns(
+        &["ID", "STATE", "MATCHERS", "STARTS", "ENDS", "BY", "COMMENT"],
+        &rows,
+        out,
+    )?;
+    Ok(())
+}
