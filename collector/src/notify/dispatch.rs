@@ -22,7 +22,7 @@ use crate::metrics::Metrics;
 /// Longest wait between two looks at the outbox when nothing wakes the dispatcher.
 const POLL: Duration = Duration::from_millis(250);
 /// Most deliveries sent at once.
-const BATCH: i64 = 32;
+const BATCH: i64 = 128;
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 pub struct Dispatcher {
@@ -125,54 +125,36 @@ impl Dispatcher {
                 (it, outcome)
             });
         }
-        while let Some(done) = set.join_next().await {
-            let (it, result) = match done {
-                Ok(r) => r,
-                Err(e) => {
-                    // The delivery stays started: taken again when its lease runs out.
-                    tracing::error!(error = %e, "a notification attempt panicked");
-                    continue;
-                }
-            };
+        // The attempts that have ended are recorded together (one commit), as soon as the
+        // first of them ends: a slow one does not hold back the others' ends.
+        while let Some(first) = set.join_next().await {
+            let mut done = vec![first];
+            while let Some(more) = set.try_join_next() {
+                done.push(more);
+            }
             let now = self.now();
-            let outcome = match result {
-                Ok(answer) => Outcome::Sent(answer),
-                Err(error) => {
-                    let retry_at = (it.attempts < i64::from(cfg.attempts)).then(|| {
-                        let factor = 1u32 << (it.attempts.clamp(1, 16) - 1);
-                        now + cfg
-                            .retry_backoff
-                            .saturating_mul(factor)
-                            .min(MAX_BACKOFF)
-                            .as_millis() as i64
-                    });
-                    tracing::warn!(incident = it.incident_id, channel = it.delivery.channel.as_str(),
-                        target = %it.delivery.target, attempt = it.attempts, %error,
-                        retry = retry_at.is_some(), "notification attempt failed");
-                    Outcome::Failed { error, retry_at }
+            let mut ended = Vec::with_capacity(done.len());
+            for d in done {
+                let (it, result) = match d {
+                    Ok(r) => r,
+                    Err(e) => {
+                        // The delivery stays started: taken again when its lease runs out.
+                        tracing::error!(error = %e, "a notification attempt panicked");
+                        continue;
+                    }
+                };
+                let outcome = self.outcome(&it, result, now);
+                ended.push((it, outcome));
+            }
+            outbox::finish_all(self.store.pool(), &ended, now).await?;
+            for (it, outcome) in &ended {
+                if let Outcome::Failed {
+                    error,
+                    retry_at: None,
+                } = outcome
+                {
+                    self.given_up(it, error).await?;
                 }
-            };
-            let label = match &outcome {
-                Outcome::Sent(_) => "sent",
-                Outcome::Failed {
-                    retry_at: Some(_), ..
-                } => "retry",
-                Outcome::Failed { retry_at: None, .. } => "failed",
-            };
-            self.metrics
-                .notify_attempts
-                .get_or_create(&vec![
-                    ("channel", it.delivery.channel.as_str().to_owned()),
-                    ("outcome", label.to_owned()),
-                ])
-                .inc();
-            outbox::finish(self.store.pool(), &it, &outcome, now).await?;
-            if let Outcome::Failed {
-                error,
-                retry_at: None,
-            } = &outcome
-            {
-                self.given_up(&it, error).await?;
             }
         }
         Ok(n)
@@ -180,6 +162,44 @@ impl Dispatcher {
 }
 
 impl Dispatcher {
+    /// What an attempt's result means: sent, retried later (doubling backoff), or given up
+    /// after the last attempt; counted by channel and outcome.
+    fn outcome(&self, it: &Item, result: Result<serde_json::Value, String>, now: i64) -> Outcome {
+        let cfg = &self.notifier.cfg;
+        let outcome = match result {
+            Ok(answer) => Outcome::Sent(answer),
+            Err(error) => {
+                let retry_at = (it.attempts < i64::from(cfg.attempts)).then(|| {
+                    let factor = 1u32 << (it.attempts.clamp(1, 16) - 1);
+                    now + cfg
+                        .retry_backoff
+                        .saturating_mul(factor)
+                        .min(MAX_BACKOFF)
+                        .as_millis() as i64
+                });
+                tracing::warn!(incident = it.incident_id, channel = it.delivery.channel.as_str(),
+                    target = %it.delivery.target, attempt = it.attempts, %error,
+                    retry = retry_at.is_some(), "notification attempt failed");
+                Outcome::Failed { error, retry_at }
+            }
+        };
+        let label = match &outcome {
+            Outcome::Sent(_) => "sent",
+            Outcome::Failed {
+                retry_at: Some(_), ..
+            } => "retry",
+            Outcome::Failed { retry_at: None, .. } => "failed",
+        };
+        self.metrics
+            .notify_attempts
+            .get_or_create(&vec![
+                ("channel", it.delivery.channel.as_str().to_owned()),
+                ("outcome", label.to_owned()),
+            ])
+            .inc();
+        outcome
+    }
+
     /// After a delivery's last failed attempt: a call fails over to an SMS to the same number
     /// (when an SMS gateway is configured), and the channel's failure becomes an incident of
     /// its own (rule `vigil-notify-<channel>`, one per channel while active: further failures

@@ -159,6 +159,9 @@ pub async fn claim(pool: &AnyPool, t: Timing, limit: i64) -> Result<Vec<Item>, s
     .fetch_all(pool)
     .await?;
     let mut out = Vec::new();
+    // One transaction for the whole batch: a commit (an fsync) per delivery was most of the
+    // dispatcher's time.
+    let mut tx = pool.begin().await?;
     for r in &rows {
         let Some(mut it) = item(r)? else {
             // Written by a newer version: given up here rather than blocking the queue.
@@ -173,11 +176,10 @@ pub async fn claim(pool: &AnyPool, t: Timing, limit: i64) -> Result<Vec<Item>, s
             )
             .bind(t.now)
             .bind(id)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
             continue;
         };
-        let mut tx = pool.begin().await?;
         // Another dispatcher (a second collector) may have taken it since the select.
         let took = sqlx::query(
             "UPDATE outbox SET state = 'started', attempts = attempts + 1, updated_at = $1
@@ -210,9 +212,9 @@ pub async fn claim(pool: &AnyPool, t: Timing, limit: i64) -> Result<Vec<Item>, s
             &detail,
         )
         .await?;
-        tx.commit().await?;
         out.push(it);
     }
+    tx.commit().await?;
     Ok(out)
 }
 
@@ -234,7 +236,28 @@ pub async fn finish(
     outcome: &Outcome,
     now: i64,
 ) -> Result<(), sqlx::Error> {
+    finish_all(pool, &[(it.clone(), outcome.clone())], now).await
+}
+
+/// [`finish`] for several attempts, in one transaction.
+pub async fn finish_all(
+    pool: &AnyPool,
+    ended: &[(Item, Outcome)],
+    now: i64,
+) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
+    for (it, outcome) in ended {
+        finish_in(&mut tx, it, outcome, now).await?;
+    }
+    tx.commit().await
+}
+
+async fn finish_in(
+    tx: &mut Transaction<'_, Any>,
+    it: &Item,
+    outcome: &Outcome,
+    now: i64,
+) -> Result<(), sqlx::Error> {
     let mut detail = serde_json::json!({
         "channel": it.delivery.channel.as_str(),
         "target": it.delivery.target,
@@ -246,7 +269,7 @@ pub async fn finish(
             sqlx::query("UPDATE outbox SET state = 'sent', updated_at = $1, last_error = NULL WHERE id = $2")
                 .bind(now)
                 .bind(it.id)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
             detail["answer"] = extra.clone();
             "notified"
@@ -265,7 +288,7 @@ pub async fn finish(
             .bind(now)
             .bind(error)
             .bind(it.id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
             detail["error"] = error.clone().into();
             if retry_at.is_some() {
@@ -276,9 +299,7 @@ pub async fn finish(
             }
         }
     };
-    crate::incidents::store::timeline(&mut tx, it.incident_id, now, "vigil", action, &detail)
-        .await?;
-    tx.commit().await?;
+    crate::incidents::store::timeline(tx, it.incident_id, now, "vigil", action, &detail).await?;
     Ok(())
 }
 

@@ -1,0 +1,118 @@
+//! Notification latency and outbox throughput, with real parts: syslog lines into a real
+//! agent, a real collector whose rule makes each line a danger incident of its own host, and
+//! a local HTTP server standing in for the voice gateway and a webhook receiver.
+//!
+//! 1. Latency: one line at a time, the time from the line leaving the sender to the voice
+//!    request reaching the gateway (agent batching, ingest, detection, the incident and its
+//!    outbox rows committed, the dispatcher's call): p50, p99, max.
+//! 2. Drain: `--burst` lines at once; deliveries (voice and webhook) per second from the
+//!    first line to the last request received, each durable in the outbox first.
+//!
+//! `cargo run --release -p vigil-e2e --bin bench-notify -- --latency 100 --burst 2000`
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::{Duration, Instant, SystemTime};
+
+use vigil_e2e::sink::Sink;
+use vigil_e2e::{Agent, Collector, arg, wait_for};
+
+const RULE: &str = "title: bench danger line
+id: 7a1d2c3e-0000-4000-8000-0000000000b1
+logsource: { product: linux, service: syslog }
+detection:
+  selection:
+    message|contains: BENCH-DANGER
+  condition: selection
+level: high
+";
+
+fn main() {
+    if std::env::args().any(|a| a == "--help" || a == "-h") {
+        println!("bench-notify [--latency N (100)] [--burst N (2000)]");
+        return;
+    }
+    let rounds = arg("--latency", 100);
+    let burst = arg("--burst", 2000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).expect("rules");
+    std::fs::write(rules.join("bench.yml"), RULE).expect("rule");
+    let gw = Sink::start();
+    let hook = Sink::start();
+    let extra = format!(
+        r#"
+[detect]
+builtin_rules = false
+rules = ["{rules}"]
+[notify.voice]
+url = "{voice}"
+body = '{{{{ incident.group_key }}}}'
+[[notify.receivers]]
+name = "oncall"
+voice = ["+32470000001"]
+webhook = ["{hook}"]
+[notify.route]
+receiver = "oncall"
+"#,
+        rules = rules.display(),
+        voice = gw.url("/voice"),
+        hook = hook.url("/hook"),
+    );
+    let c = Collector::start_with(dir.path(), 0, "1s", &extra);
+    let a = Agent::start(&dir.path().join("agent"), c.port, "", "");
+    let mut tcp = TcpStream::connect(a.syslog_tcp).expect("connect");
+    let line = |host: &str| format!("<13>1 - {host} app - - - BENCH-DANGER on {host}\n");
+    println!("bench-notify: commit interval 1s, agent batch max_wait 200ms, SQLite, fsync on");
+
+    let mut lat = Vec::new();
+    for i in 0..rounds {
+        let host = format!("lat{i}");
+        let sent = SystemTime::now();
+        tcp.write_all(line(&host).as_bytes()).expect("send");
+        let want = format!("host.name={host}");
+        let at = wait_for(
+            Duration::from_secs(30),
+            "the call",
+            || c.proc.log_tail(),
+            || {
+                gw.received()
+                    .into_iter()
+                    .find(|r| r.body == want)
+                    .map(|r| r.at)
+            },
+        );
+        lat.push(at.duration_since(sent).unwrap_or_default());
+    }
+    lat.sort();
+    let q = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    println!(
+        "latency, syslog line to voice request ({rounds} incidents, one at a time): p50 {:?}, p99 {:?}, max {:?}",
+        q(0.50),
+        q(0.99),
+        lat[lat.len() - 1]
+    );
+
+    let (calls0, hooks0) = (gw.received().len(), hook.received().len());
+    let start = Instant::now();
+    let mut batch = String::new();
+    for i in 0..burst {
+        batch.push_str(&line(&format!("burst{i}")));
+    }
+    tcp.write_all(batch.as_bytes()).expect("send");
+    let want = 2 * burst as usize;
+    let done = wait_for(
+        Duration::from_secs(600),
+        "every delivery",
+        || c.proc.log_tail(),
+        || {
+            let n = gw.received().len() - calls0 + hook.received().len() - hooks0;
+            (n >= want).then(Instant::now)
+        },
+    );
+    let secs = done.duration_since(start).as_secs_f64();
+    println!(
+        "drain: {burst} incidents, {want} deliveries (voice + webhook) in {secs:.2} s: {:.0} deliveries/s",
+        want as f64 / secs
+    );
+}
