@@ -389,8 +389,8 @@ impl Store {
         Ok(rows.iter().map(incident).collect::<Result<_, _>>()?)
     }
 
-    /// One incident with its timeline.
-    pub async fn get(&self, id: i64) -> Result<Incident, StoreError> {
+    /// One incident without its timeline (what an announcement of most kinds needs).
+    pub async fn get_brief(&self, id: i64) -> Result<Incident, StoreError> {
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM incidents WHERE id = $1"
         )))
@@ -398,7 +398,12 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?
         .ok_or(StoreError::NotFound(id))?;
-        let mut inc = incident(&row)?;
+        Ok(incident(&row)?)
+    }
+
+    /// One incident with its timeline.
+    pub async fn get(&self, id: i64) -> Result<Incident, StoreError> {
+        let mut inc = self.get_brief(id).await?;
         let steps = sqlx::query(
             "SELECT at, actor, action, detail FROM incident_timeline
              WHERE incident_id = $1 ORDER BY id",

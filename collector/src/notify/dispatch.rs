@@ -247,10 +247,14 @@ async fn send(
     ch: &Channels,
     it: &Item,
 ) -> Result<serde_json::Value, String> {
-    let inc = store
-        .get(it.incident_id)
-        .await
-        .map_err(|e| format!("incident {}: {e}", it.incident_id))?;
+    // Only a retraction's texts need the timeline (its reason), which grows with every
+    // attempt recorded on it: the others load the incident alone.
+    let inc = if it.kind == super::plan::Kind::Retracted {
+        store.get(it.incident_id).await
+    } else {
+        store.get_brief(it.incident_id).await
+    }
+    .map_err(|e| format!("incident {}: {e}", it.incident_id))?;
     let external = &notifier.cfg.external_url;
     let key = it.key();
     let target = it.delivery.target.as_str();
