@@ -107,31 +107,60 @@ fn mails_to<'a>(mails: &'a [Mail], to: &str, subject_has: &str) -> Vec<&'a Mail>
         .collect()
 }
 
+/// What the notification tests share: a directory holding `rules`, a real SMTP server, a
+/// gateway and a webhook receiver, and the configuration that names them.
+struct World {
+    dir: tempfile::TempDir,
+    mail: Smtp,
+    gw: Sink,
+    hook: Sink,
+    config: String,
+}
+
+impl World {
+    /// `None` (after saying why) when aiosmtpd cannot run here.
+    fn new(rules: &[&str]) -> Option<World> {
+        if let Some(why) = smtp::unavailable() {
+            skip(&why);
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rules_dir = dir.path().join("rules");
+        std::fs::create_dir_all(&rules_dir).expect("rules dir");
+        for (i, rule) in rules.iter().enumerate() {
+            std::fs::write(rules_dir.join(format!("rule{i}.yml")), rule).expect("rule");
+        }
+        let mail = Smtp::start(dir.path());
+        let (gw, hook) = (Sink::start(), Sink::start());
+        let config = notify_config(&rules_dir, mail.port, &gw, &hook);
+        Some(World {
+            dir,
+            mail,
+            gw,
+            hook,
+            config,
+        })
+    }
+
+    /// A collector with `config` (this world's, changed as a test needs) and an agent.
+    fn start(&self, config: &str) -> (Collector, Agent) {
+        let c = Collector::start_with(self.dir.path(), 0, "100ms", config);
+        let a = Agent::start(&self.dir.path().join("agent"), c.port, "", "");
+        (c, a)
+    }
+}
+
 #[test]
 fn danger_calls_first_then_confirms_by_email_and_changes_reach_everyone_told() {
-    if let Some(why) = smtp::unavailable() {
-        skip(&why);
+    let Some(w) = World::new(&[DANGER_RULE, QUIET_RULE]) else {
         return;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rules = dir.path().join("rules");
-    std::fs::create_dir_all(&rules).expect("rules dir");
-    std::fs::write(rules.join("danger.yml"), DANGER_RULE).expect("rule");
-    std::fs::write(rules.join("quiet.yml"), QUIET_RULE).expect("rule");
-    let mail = Smtp::start(dir.path());
-    let gw = Sink::start();
+    };
+    let (mail, gw, hook) = (&w.mail, &w.gw, &w.hook);
     // A call takes a while to end: the e-mail must wait for it.
     let call_takes = Duration::from_millis(1500);
     gw.delay(call_takes);
-    let hook = Sink::start();
-    let collector = Collector::start_with(
-        dir.path(),
-        0,
-        "100ms",
-        &notify_config(&rules, mail.port, &gw, &hook),
-    );
+    let (collector, agent) = w.start(&w.config);
     let url = collector.url();
-    let agent = Agent::start(&dir.path().join("agent"), collector.port, "", "");
     let logs = || format!("{}\n{}", collector.proc.log_tail(), agent.proc.log_tail());
 
     send_tcp(agent.syslog_tcp, "DANGER-TEST", 0..1);
@@ -161,7 +190,7 @@ fn danger_calls_first_then_confirms_by_email_and_changes_reach_everyone_told() {
         || {
             let mails = mail.mails();
             let m = mails_to(&mails, "oncall@example.org", "PROBABLE DANGER");
-            let c = calls(&gw, danger);
+            let c = calls(gw, danger);
             (c.len() == 1 && m.len() == 1).then(|| (c[0].clone(), m[0].clone()))
         },
     );
@@ -208,7 +237,7 @@ fn danger_calls_first_then_confirms_by_email_and_changes_reach_everyone_told() {
         },
     );
     assert!(!quiet_mail.header("subject").contains("DANGER"));
-    assert!(calls(&gw, quiet).is_empty(), "no call without danger");
+    assert!(calls(gw, quiet).is_empty(), "no call without danger");
     let hooks = wait_for(Duration::from_secs(30), "the webhook", logs, || {
         let h = hook.received();
         (!h.is_empty()).then_some(h)
@@ -246,7 +275,7 @@ fn danger_calls_first_then_confirms_by_email_and_changes_reach_everyone_told() {
         },
         || {
             let mails = mail.mails();
-            let c = calls(&gw, quiet);
+            let c = calls(gw, quiet);
             let desk = mails_to(&mails, "desk@example.org", "NOW PROBABLE DANGER");
             let oncall = mails_to(&mails, "oncall@example.org", "NOW PROBABLE DANGER");
             (c.len() == 1 && desk.len() == 1 && oncall.len() == 1)
@@ -324,7 +353,7 @@ fn danger_calls_first_then_confirms_by_email_and_changes_reach_everyone_told() {
         },
         || {
             let mails = mail.mails();
-            let c = calls(&gw, danger);
+            let c = calls(gw, danger);
             let m = mails_to(&mails, "oncall@example.org", "RETRACTED");
             (c.len() == 2 && m.len() == 1).then(|| (c[1].clone(), m[0].clone()))
         },
@@ -412,26 +441,18 @@ fn alertmanager_payload_shape(p: &Value) {
 /// the same idempotency key, once its lease ran out, and the e-mail goes once.
 #[test]
 fn a_call_cut_by_sigkill_is_made_again_with_its_key_and_the_email_follows() {
-    if let Some(why) = smtp::unavailable() {
-        skip(&why);
+    let Some(w) = World::new(&[DANGER_RULE]) else {
         return;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rules = dir.path().join("rules");
-    std::fs::create_dir_all(&rules).expect("rules dir");
-    std::fs::write(rules.join("danger.yml"), DANGER_RULE).expect("rule");
-    let mail = Smtp::start(dir.path());
-    let gw = Sink::start();
+    };
+    let (dir, mail, gw) = (&w.dir, &w.mail, &w.gw);
     // The first call hangs past the kill.
     gw.delay(Duration::from_secs(30));
-    let hook = Sink::start();
     // Attempts time out after 2 s: an attempt started 5 s ago was abandoned.
-    let extra = notify_config(&rules, mail.port, &gw, &hook).replace(
+    let extra = w.config.replace(
         "retry_backoff = \"100ms\"",
         "retry_backoff = \"100ms\"\ntimeout = \"2s\"",
     );
-    let mut collector = Collector::start_with(dir.path(), 0, "100ms", &extra);
-    let agent = Agent::start(&dir.path().join("agent"), collector.port, "", "");
+    let (mut collector, agent) = w.start(&extra);
     send_tcp(agent.syslog_tcp, "DANGER-TEST", 0..1);
     wait_for(
         Duration::from_secs(60),
@@ -507,25 +528,12 @@ fn a_call_cut_by_sigkill_is_made_again_with_its_key_and_the_email_follows() {
 /// person who pressed it does, as the number called.
 #[test]
 fn a_key_pressed_by_a_person_acknowledges_and_a_machine_does_not() {
-    if let Some(why) = smtp::unavailable() {
-        skip(&why);
+    let Some(w) = World::new(&[DANGER_RULE]) else {
         return;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rules = dir.path().join("rules");
-    std::fs::create_dir_all(&rules).expect("rules dir");
-    std::fs::write(rules.join("danger.yml"), DANGER_RULE).expect("rule");
-    let mail = Smtp::start(dir.path());
-    let gw = Sink::start();
-    let hook = Sink::start();
-    let collector = Collector::start_with(
-        dir.path(),
-        0,
-        "100ms",
-        &notify_config(&rules, mail.port, &gw, &hook),
-    );
+    };
+    let gw = &w.gw;
+    let (collector, agent) = w.start(&w.config);
     let url = collector.url();
-    let agent = Agent::start(&dir.path().join("agent"), collector.port, "", "");
     send_tcp(agent.syslog_tcp, "DANGER-TEST", 0..1);
     let call = wait_for(
         Duration::from_secs(60),
@@ -602,10 +610,6 @@ fn a_key_pressed_by_a_person_acknowledges_and_a_machine_does_not() {
 fn cap_messages_validate_and_the_cancel_references_what_it_cancels() {
     let schema = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../shared/corpus/cap/schema/CAP-v1.2.xsd");
-    if let Some(why) = smtp::unavailable() {
-        skip(&why);
-        return;
-    }
     if !schema.exists() {
         skip("../shared/corpus/cap/schema/CAP-v1.2.xsd is not beside the workspace");
         return;
@@ -614,15 +618,13 @@ fn cap_messages_validate_and_the_cancel_references_what_it_cancels() {
         skip("xmllint (libxml2-utils) is missing");
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rules = dir.path().join("rules");
-    std::fs::create_dir_all(&rules).expect("rules dir");
-    std::fs::write(rules.join("danger.yml"), DANGER_RULE).expect("rule");
-    let mail = Smtp::start(dir.path());
-    let gw = Sink::start();
-    let hook = Sink::start();
+    let Some(w) = World::new(&[DANGER_RULE]) else {
+        return;
+    };
+    let dir = &w.dir;
     let authority = Sink::start();
-    let extra = notify_config(&rules, mail.port, &gw, &hook)
+    let extra = w
+        .config
         .replace(
             "voice = [\"+32470000001\"]",
             &format!(
@@ -634,9 +636,8 @@ fn cap_messages_validate_and_the_cancel_references_what_it_cancels() {
             "[notify.smtp]",
             "[notify.cap]\nsender = \"vigil@noc.example.org\"\n[notify.smtp]",
         );
-    let collector = Collector::start_with(dir.path(), 0, "100ms", &extra);
+    let (collector, agent) = w.start(&extra);
     let url = collector.url();
-    let agent = Agent::start(&dir.path().join("agent"), collector.port, "", "");
     send_tcp(agent.syslog_tcp, "DANGER-TEST", 0..1);
     let first = wait_for(
         Duration::from_secs(60),
@@ -752,21 +753,13 @@ fn cap_messages_validate_and_the_cancel_references_what_it_cancels() {
 /// are retried and given up, and the e-mail channel's incident is announced by a call.
 #[test]
 fn failing_channels_fail_over_and_raise_incidents_announced_by_the_others() {
-    if let Some(why) = smtp::unavailable() {
-        skip(&why);
+    let Some(mut w) = World::new(&[DANGER_RULE, QUIET_RULE]) else {
         return;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rules = dir.path().join("rules");
-    std::fs::create_dir_all(&rules).expect("rules dir");
-    std::fs::write(rules.join("danger.yml"), DANGER_RULE).expect("rule");
-    std::fs::write(rules.join("quiet.yml"), QUIET_RULE).expect("rule");
-    let mut mail = Smtp::start(dir.path());
-    let gw = Sink::start();
-    gw.delay(Duration::from_secs(5));
+    };
+    w.gw.delay(Duration::from_secs(5));
     let sms = Sink::start();
-    let hook = Sink::start();
-    let extra = notify_config(&rules, mail.port, &gw, &hook)
+    let extra = w
+        .config
         .replace(
             "retry_backoff = \"100ms\"",
             "retry_backoff = \"100ms\"\ntimeout = \"1s\"\nattempts = 2",
@@ -779,9 +772,8 @@ fn failing_channels_fail_over_and_raise_incidents_announced_by_the_others() {
             ),
             1,
         );
-    let collector = Collector::start_with(dir.path(), 0, "100ms", &extra);
-    let url = collector.url();
-    let agent = Agent::start(&dir.path().join("agent"), collector.port, "", "");
+    let (collector, agent) = w.start(&extra);
+    let (gw, url) = (&w.gw, collector.url());
     let logs = || collector.proc.log_tail();
     send_tcp(agent.syslog_tcp, "DANGER-TEST", 0..1);
 
@@ -793,13 +785,13 @@ fn failing_channels_fail_over_and_raise_incidents_announced_by_the_others() {
             format!(
                 "sms: {:?}\nmails: {:?}\n{}",
                 sms.received(),
-                mail.mails(),
+                w.mail.mails(),
                 logs()
             )
         },
         || {
             let s = sms.received();
-            let m = mail.mails();
+            let m = w.mail.mails();
             let told = mails_to(&m, "oncall@example.org", failing).len();
             let confirmed = mails_to(&m, "oncall@example.org", "danger test line").len();
             (s.len() == 1 && told == 1 && confirmed == 1).then_some((s, m))
@@ -837,7 +829,7 @@ fn failing_channels_fail_over_and_raise_incidents_announced_by_the_others() {
 
     // The SMTP server goes away: the desk's e-mail is given up, and the e-mail channel's
     // incident is announced by a call.
-    mail.proc.kill9();
+    w.mail.proc.kill9();
     gw.delay(Duration::ZERO);
     send_tcp(agent.syslog_tcp, "QUIET-TEST", 0..1);
     let call = wait_for(
