@@ -92,6 +92,28 @@ fn act(url: &str, id: i64, action: &str, body: Value) -> Value {
     resp.json().expect("incident")
 }
 
+/// Waits until incident `id`'s timeline records `n` deliveries as sent (`notified`).
+fn wait_notified(url: &str, id: i64, n: usize, what: &str) {
+    let count = || -> Option<usize> {
+        let inc: Value = reqwest::blocking::get(format!("{url}/api/v1/incidents/{id}"))
+            .and_then(|r| r.json())
+            .ok()?;
+        Some(
+            inc["timeline"]
+                .as_array()?
+                .iter()
+                .filter(|e| e["action"] == "notified")
+                .count(),
+        )
+    };
+    wait_for(
+        Duration::from_secs(30),
+        what,
+        || format!("{:?}", count()),
+        || (count()? == n).then_some(()),
+    );
+}
+
 /// The voice requests about incident `id`.
 fn calls(gw: &Sink, id: i64) -> Vec<Received> {
     gw.received()
@@ -375,23 +397,11 @@ fn danger_calls_first_then_confirms_by_email_and_changes_reach_everyone_told() {
     );
 
     // Every delivery's end is on the timeline (recorded once the receiver answered).
-    let notified = || -> Option<usize> {
-        let inc: Value = reqwest::blocking::get(format!("{url}/api/v1/incidents/{danger}"))
-            .and_then(|r| r.json())
-            .ok()?;
-        Some(
-            inc["timeline"]
-                .as_array()?
-                .iter()
-                .filter(|e| e["action"] == "notified")
-                .count(),
-        )
-    };
-    wait_for(
-        Duration::from_secs(30),
+    wait_notified(
+        &url,
+        danger,
+        4,
         "two calls and two e-mails recorded as sent",
-        || format!("{:?}", notified()),
-        || (notified()? == 4).then_some(()),
     );
 }
 
@@ -499,28 +509,8 @@ fn a_call_cut_by_sigkill_is_made_again_with_its_key_and_the_email_follows() {
     assert!(calls[1].at <= mails[0].arrived);
     // Both ends are recorded: the call's (after the restart) and the e-mail's.
     let url = collector.url();
-    let notified = || -> Option<usize> {
-        let list: Value = reqwest::blocking::get(format!("{url}/api/v1/incidents"))
-            .and_then(|r| r.json())
-            .ok()?;
-        let id = list["incidents"][0]["id"].as_i64()?;
-        let inc: Value = reqwest::blocking::get(format!("{url}/api/v1/incidents/{id}"))
-            .and_then(|r| r.json())
-            .ok()?;
-        Some(
-            inc["timeline"]
-                .as_array()?
-                .iter()
-                .filter(|e| e["action"] == "notified")
-                .count(),
-        )
-    };
-    wait_for(
-        Duration::from_secs(30),
-        "the call and the e-mail recorded as sent",
-        || format!("{:?}", notified()),
-        || (notified()? == 2).then_some(()),
-    );
+    let id = incidents(&url)[0]["id"].as_i64().expect("the incident");
+    wait_notified(&url, id, 2, "the call and the e-mail recorded as sent");
     assert_eq!(gw.received().len(), 2, "no third call");
 }
 
