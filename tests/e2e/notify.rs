@@ -184,6 +184,15 @@ fn danger_calls_first_then_confirms_by_email_and_changes_reach_everyone_told() {
     let (collector, agent) = w.start(&w.config);
     let url = collector.url();
     let logs = || format!("{}\n{}", collector.proc.log_tail(), agent.proc.log_tail());
+    // What the receivers got, for a wait that times out.
+    let seen = || {
+        format!(
+            "gateway: {:?}\nmails: {:?}\n{}",
+            gw.received(),
+            mail.mails(),
+            logs()
+        )
+    };
 
     send_tcp(agent.syslog_tcp, "DANGER-TEST", 0..1);
     send_tcp(agent.syslog_tcp, "QUIET-TEST", 0..1);
@@ -201,14 +210,7 @@ fn danger_calls_first_then_confirms_by_email_and_changes_reach_everyone_told() {
     let first = wait_for(
         Duration::from_secs(60),
         "the call and the on-call e-mail",
-        || {
-            format!(
-                "gateway: {:?}\nmails: {:?}\n{}",
-                gw.received(),
-                mail.mails(),
-                logs()
-            )
-        },
+        seen,
         || {
             let mails = mail.mails();
             let m = mails_to(&mails, "oncall@example.org", "PROBABLE DANGER");
@@ -287,14 +289,7 @@ fn danger_calls_first_then_confirms_by_email_and_changes_reach_everyone_told() {
     let escalated = wait_for(
         Duration::from_secs(60),
         "the escalation's call and e-mails",
-        || {
-            format!(
-                "gateway: {:?}\nmails: {:?}\n{}",
-                gw.received(),
-                mail.mails(),
-                logs()
-            )
-        },
+        seen,
         || {
             let mails = mail.mails();
             let c = calls(gw, quiet);
@@ -365,14 +360,7 @@ fn danger_calls_first_then_confirms_by_email_and_changes_reach_everyone_told() {
     let retracted = wait_for(
         Duration::from_secs(60),
         "the retraction's call and e-mail",
-        || {
-            format!(
-                "gateway: {:?}\nmails: {:?}\n{}",
-                gw.received(),
-                mail.mails(),
-                logs()
-            )
-        },
+        seen,
         || {
             let mails = mail.mails();
             let c = calls(gw, danger);

@@ -253,13 +253,7 @@ pub async fn message(
         (_, true) => "Alert",
         (_, false) => "Update",
     };
-    let reason = inc
-        .timeline
-        .iter()
-        .rev()
-        .find(|e| e.action == "retract")
-        .and_then(|e| e.detail["reason"].as_str())
-        .unwrap_or("no reason given");
+    let reason = super::text::retraction_reason(inc).unwrap_or("no reason given");
     let customer = inc.customer.as_deref().unwrap_or("no customer");
     let (headline, urgency) = match kind {
         Kind::Retracted => (format!("Retracted: {}", inc.title), "Past"),

@@ -316,9 +316,7 @@ async fn send(
             Ok(serde_json::json!({"smtp": answer, "message_id": mailer.message_id(&key)}))
         }
         Channel::Cap => {
-            let web = Announcement::new(it.kind, &inc, external, Vec::new())
-                .incident
-                .url;
+            let web = super::text::incident_url(external, inc.id);
             let Some(m) = super::cap::message(
                 store.pool(),
                 &notifier.cfg.cap,

@@ -43,16 +43,27 @@ pub struct Call {
     pub state: String,
 }
 
+/// Where incident `id` is, under this Vigil's `external_url`.
+pub fn incident_url(external_url: &str, id: i64) -> String {
+    format!(
+        "{}/api/v1/incidents/{id}",
+        external_url.trim_end_matches('/')
+    )
+}
+
+/// The reason of an incident's latest retraction, from its timeline (loaded with it).
+pub fn retraction_reason(inc: &Incident) -> Option<&str> {
+    inc.timeline
+        .iter()
+        .rev()
+        .find(|e| e.action == "retract")
+        .and_then(|e| e.detail["reason"].as_str())
+}
+
 impl Announcement {
     pub fn new(kind: Kind, inc: &Incident, external_url: &str, calls: Vec<Call>) -> Self {
         let reason = (kind == Kind::Retracted)
-            .then(|| {
-                inc.timeline
-                    .iter()
-                    .rev()
-                    .find(|e| e.action == "retract")
-                    .and_then(|e| e.detail["reason"].as_str().map(str::to_owned))
-            })
+            .then(|| retraction_reason(inc).map(str::to_owned))
             .flatten();
         Announcement {
             kind: kind.as_str(),
@@ -68,11 +79,7 @@ impl Announcement {
                 count: inc.count,
                 first_seen: inc.first_seen.to_rfc3339(),
                 last_seen: inc.last_seen.to_rfc3339(),
-                url: format!(
-                    "{}/api/v1/incidents/{}",
-                    external_url.trim_end_matches('/'),
-                    inc.id
-                ),
+                url: incident_url(external_url, inc.id),
             },
             reason,
             calls,
