@@ -26,6 +26,8 @@ pub struct CollectorConfig {
     pub notify: crate::notify::NotifyConfig,
     /// The institutions watched for, with their contacts by role.
     pub customers: Vec<crate::reference::Customer>,
+    /// Our own people and on-call rotas.
+    pub oncall: crate::oncall::OnCallConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -101,6 +103,7 @@ impl Default for CollectorConfig {
             agent: None,
             notify: crate::notify::NotifyConfig::default(),
             customers: Vec::new(),
+            oncall: crate::oncall::OnCallConfig::default(),
         }
     }
 }
@@ -167,11 +170,35 @@ impl CollectorConfig {
         };
         let customers = crate::reference::Customers::new(self.customers.clone())
             .map_err(|m| invalid("customers", m))?;
-        crate::notify::Notifier::new(&self.notify, customers).map_err(|(k, m)| invalid(k, m))
+        let oncall = self.oncall().map_err(|(k, m)| invalid(k, m))?;
+        crate::notify::Notifier::new(&self.notify, customers, oncall)
+            .map_err(|(k, m)| invalid(k, m))
+    }
+
+    /// The on-call rotas, checked.
+    pub fn oncall(&self) -> Result<crate::oncall::OnCall, (&'static str, String)> {
+        crate::oncall::OnCall::new(&self.oncall)
+    }
+
+    /// The incidents' deadlines, checked.
+    pub fn deadlines(
+        &self,
+        path: &Path,
+    ) -> Result<crate::incidents::deadlines::Deadlines, ConfigError> {
+        let invalid = |(key, message)| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            message,
+            line: None,
+        };
+        let customers = crate::reference::Customers::new(self.customers.clone())
+            .map_err(|m| invalid(("customers", m)))?;
+        crate::incidents::deadlines::Deadlines::new(&self.incidents, &customers).map_err(invalid)
     }
 
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         self.notifier(path)?;
+        self.deadlines(path)?;
         let invalid = |key, message: &str| ConfigError::Invalid {
             path: path.to_owned(),
             key,

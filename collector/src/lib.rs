@@ -10,6 +10,7 @@
 //! - [`incidents`]: the queue alerts become, and its lifecycle (SQLite or PostgreSQL).
 //! - [`notify`]: who is told about an incident, by which channel, through an outbox.
 //! - [`reference`]: customers and their contacts by role.
+//! - [`oncall`]: our own people and on-call rotas, with temporary overrides.
 //! - [`api`]: the HTTP API (`fn app(state) -> Router`) and its one error type.
 //! - [`server`]: the collector as a whole: open, serve, ordered shutdown.
 //! - [`cli`]: the client side of `vigil search`.
@@ -25,6 +26,7 @@ pub mod index;
 pub mod ingest;
 pub mod metrics;
 pub mod notify;
+pub mod oncall;
 pub mod reference;
 pub mod server;
 pub mod up;

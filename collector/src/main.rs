@@ -102,6 +102,10 @@ enum Command {
     /// Silences: hold back the announcements of matching incidents for a while (a
     /// retraction is always announced).
     Silences(cli::silences::SilencesArgs),
+    /// Who is on call now (each level of each rota), and overrides ("I take tonight").
+    Oncall(cli::oncall::OnCallArgs),
+    /// Operator call tasks: the calls the desk must make, and recording them.
+    Tasks(cli::tasks::TasksArgs),
     /// Sigma rules: check that they load, test them on events.
     Rules {
         #[command(subcommand)]
@@ -249,6 +253,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Incidents(args) => cli::incidents::run(args, &mut std::io::stdout().lock()).await,
         Command::Silences(args) => cli::silences::run(args, &mut std::io::stdout().lock()).await,
+        Command::Oncall(args) => cli::oncall::run(args, &mut std::io::stdout().lock()).await,
+        Command::Tasks(args) => cli::tasks::run(args, &mut std::io::stdout().lock()).await,
         Command::Rules {
             command:
                 RulesCommand::Check {

@@ -35,6 +35,7 @@ pub struct Metrics {
     pub incidents_errors: Counter,
     pub incidents_actions: Family<Labels, Counter>,
     pub notify_attempts: Family<Labels, Counter>,
+    pub incident_deadlines_breached: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -169,6 +170,11 @@ impl Metrics {
             notify_attempts: reg!(
                 "notify_attempts",
                 "Notification attempts, by channel and outcome (sent, retry, failed: given up)",
+                Family::default()
+            ),
+            incident_deadlines_breached: reg!(
+                "incident_deadlines_breached",
+                "Incident deadlines that passed, by deadline (acknowledge, resolve)",
                 Family::default()
             ),
             registry,

@@ -5,6 +5,8 @@
 //!
 //! Defined in the configuration (`[[customers]]`).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -19,6 +21,13 @@ pub struct Customer {
     pub language: String,
     #[serde(default)]
     pub contacts: Vec<Contact>,
+    /// Acknowledge-by deadlines per severity for this customer's incidents (`critical =
+    /// "5m"`), over `[incidents.acknowledge_within]`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub acknowledge_within: BTreeMap<String, String>,
+    /// Resolve-by deadlines per severity, over `[incidents.resolve_within]`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resolve_within: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -40,7 +40,10 @@ impl Collector {
         let data_dir = cfg.data_dir.clone();
         let detect_state = data_dir.join("detect-state.json");
         let db = cfg.incidents.url(&data_dir);
-        let mut store = crate::incidents::Store::open(&db).await?;
+        let mut store = crate::incidents::Store::open(&db)
+            .await?
+            .with_deadlines(cfg.deadlines(std::path::Path::new("configuration"))?);
+        let oncall = cfg.oncall().map_err(|(k, m)| anyhow::anyhow!("{k}: {m}"))?;
         let customers = crate::reference::Customers::new(cfg.customers.clone())
             .map_err(|e| anyhow::anyhow!("customers: {e}"))?;
         let notifier = cfg
@@ -138,6 +141,7 @@ impl Collector {
             incidents: store,
             incidents_healthy,
             customers: Arc::new(customers),
+            oncall: Arc::new(oncall),
         }));
         Ok(Collector {
             state,
@@ -175,6 +179,12 @@ impl Collector {
         let dispatcher = self
             .dispatcher
             .map(|d| tokio::spawn(d.run(dispatch_stop.clone())));
+        let deadlines = tokio::spawn(crate::incidents::deadlines::run(
+            self.state.0.incidents.clone(),
+            writer::system_clock(),
+            self.state.0.metrics.clone(),
+            dispatch_stop.clone(),
+        ));
         shutdown.cancelled().await;
         reloads.abort();
         tracing::info!("collector stopping: ingest closed");
@@ -196,6 +206,7 @@ impl Collector {
         if let Some(d) = dispatcher {
             let _ = d.await;
         }
+        let _ = deadlines.await;
         self.state.0.incidents.close().await;
         tracing::info!("collector stopped");
         Ok(())

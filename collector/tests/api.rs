@@ -710,3 +710,110 @@ email = "noc@ulb.example"
     let (status, _) = a.send(change("DELETE", "/api/v1/customers/kul")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn who_is_on_call_follows_the_rota_and_overrides_and_bad_ones_name_the_field() {
+    let a = api_with(|c| {
+        c.oncall = toml::from_str(
+            r#"
+[[people]]
+id = "ann"
+name = "Ann"
+phone = "+32470000011"
+[[people]]
+id = "bob"
+name = "Bob"
+[[people]]
+id = "cy"
+name = "Cy"
+[[rotas]]
+name = "soc"
+start = "2026-11-30"
+levels = [["ann", "bob"], ["cy"]]
+"#,
+        )
+        .expect("oncall");
+    })
+    .await;
+    // 2026-12-02 is the third day: Ann's (Monday 30 Nov Ann, Tuesday Bob, Wednesday Ann),
+    // from 08:00 Brussels (07:00 UTC) to the next morning.
+    let (status, now) = a.get("/api/v1/oncall?at=2026-12-02T12:00:00Z").await;
+    assert_eq!(status, StatusCode::OK, "{now}");
+    let levels = &now["rotas"][0]["levels"];
+    assert_eq!(levels[0]["person"]["id"], "ann");
+    assert_eq!(levels[0]["starts_at"], "2026-12-02T07:00:00Z");
+    assert_eq!(levels[0]["ends_at"], "2026-12-03T07:00:00Z");
+    assert_eq!(levels[1]["person"]["id"], "cy");
+    assert_eq!(levels[1]["level"], 2);
+    let (_, early) = a.get("/api/v1/oncall?at=2026-12-02T06:59:00Z").await;
+    assert_eq!(early["rotas"][0]["levels"][0]["person"]["id"], "bob");
+
+    // Bob takes level 1 from now for 12 hours.
+    let (status, made) = a
+        .post(
+            "/api/v1/oncall/overrides",
+            json!({"rota": "soc", "person": "bob", "duration": "12h",
+                   "created_by": "ann", "comment": "swap"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let id = made["id"].as_i64().expect("id");
+    let (_, now) = a.get("/api/v1/oncall").await;
+    let level1 = &now["rotas"][0]["levels"][0];
+    assert_eq!(level1["person"]["id"], "bob");
+    assert_eq!(level1["override_id"], id);
+    let (_, listed) = a.get("/api/v1/oncall/overrides").await;
+    assert_eq!(listed["overrides"][0]["person"], "bob");
+
+    for (body, field) in [
+        (
+            json!({"rota": "noc", "person": "bob", "duration": "1h", "created_by": "a"}),
+            "rota",
+        ),
+        (
+            json!({"rota": "soc", "level": 3, "person": "bob", "duration": "1h", "created_by": "a"}),
+            "level",
+        ),
+        (
+            json!({"rota": "soc", "person": "zed", "duration": "1h", "created_by": "a"}),
+            "person",
+        ),
+        (
+            json!({"rota": "soc", "person": "bob", "created_by": "a"}),
+            "ends_at or duration",
+        ),
+        (
+            json!({"rota": "soc", "person": "bob", "duration": "60d", "created_by": "a"}),
+            "ends_at",
+        ),
+        (
+            json!({"rota": "soc", "person": "bob", "duration": "1h", "created_by": ""}),
+            "created_by",
+        ),
+    ] {
+        let (status, answer) = a.post("/api/v1/oncall/overrides", body.clone()).await;
+        assert_eq!(
+            (status, code(&answer)),
+            (StatusCode::BAD_REQUEST, "bad_override"),
+            "{body}"
+        );
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with(field), "{field}: {message}");
+    }
+    let (status, answer) = a.get("/api/v1/oncall?at=yesterday").await;
+    assert_eq!(
+        (status, code(&answer)),
+        (StatusCode::BAD_REQUEST, "bad_parameter")
+    );
+
+    let del = |uri: String| Request::delete(uri).body(Body::empty()).expect("request");
+    let (status, ended) = a.send(del(format!("/api/v1/oncall/overrides/{id}"))).await;
+    assert_eq!(status, StatusCode::OK, "{ended}");
+    let (_, now) = a.get("/api/v1/oncall").await;
+    assert!(
+        now["rotas"][0]["levels"][0]["override_id"].is_null(),
+        "{now}"
+    );
+    let (status, body) = a.send(del("/api/v1/oncall/overrides/999999".into())).await;
+    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+}

@@ -31,6 +31,8 @@ fn help_lists_every_command() {
             "search",
             "incidents",
             "silences",
+            "oncall",
+            "tasks",
             "rules",
             "config",
             "help"

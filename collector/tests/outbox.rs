@@ -8,7 +8,7 @@ mod postgres;
 use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
-use postgres::{drop_postgres, fresh_postgres};
+use postgres::{on_postgres, on_sqlite};
 use vigil_collector::incidents::{Action, Alert, Store};
 use vigil_collector::notify::outbox::{self, Outcome, Timing};
 use vigil_collector::notify::silence::{self, NewSilence};
@@ -39,7 +39,7 @@ receiver = "oncall"
     )
     .expect("notify toml");
     Arc::new(
-        Notifier::new(&cfg, Customers::default())
+        Notifier::new(&cfg, Customers::default(), Default::default())
             .expect("valid")
             .expect("routed"),
     )
@@ -350,32 +350,20 @@ async fn silences(store: Store) {
 
 #[tokio::test]
 async fn silences_on_sqlite() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("incidents.db").display());
-    silences(Store::open(&url).await.expect("open")).await;
+    on_sqlite(silences).await;
 }
 
 #[tokio::test]
 async fn silences_on_postgres() {
-    let Some((url, name)) = fresh_postgres().await else {
-        return;
-    };
-    silences(Store::open(&url).await.expect("open")).await;
-    drop_postgres(&name).await;
+    on_postgres(silences).await;
 }
 
 #[tokio::test]
 async fn outbox_on_sqlite() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("incidents.db").display());
-    scenario(Store::open(&url).await.expect("open")).await;
+    on_sqlite(scenario).await;
 }
 
 #[tokio::test]
 async fn outbox_on_postgres() {
-    let Some((url, name)) = fresh_postgres().await else {
-        return;
-    };
-    scenario(Store::open(&url).await.expect("open")).await;
-    drop_postgres(&name).await;
+    on_postgres(scenario).await;
 }

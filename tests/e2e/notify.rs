@@ -884,3 +884,82 @@ fn silences_are_made_listed_and_expired_from_the_command_line() {
     let (ok, _, err) = vigil_e2e::vigil_cli("silences", &["expire", "999"], &url);
     assert!(!ok && err.contains("no silence 999"), "{err}");
 }
+
+/// `vigil oncall` and `vigil tasks` against a real collector: who holds each level, an
+/// override, and the errors a desk operator can make.
+#[test]
+fn on_call_and_call_tasks_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let extra = r#"
+[[oncall.people]]
+id = "ann"
+name = "Ann Peeters"
+phone = "+32470000011"
+[[oncall.people]]
+id = "bob"
+name = "Bob Janssens"
+[[oncall.rotas]]
+name = "soc"
+start = "2026-11-30"
+levels = [["ann"], ["bob"]]
+"#;
+    let collector = Collector::start_with(dir.path(), 0, "100ms", extra);
+    let url = collector.url();
+    let (ok, out, err) = vigil_e2e::vigil_cli("oncall", &[], &url);
+    assert!(ok, "{err}");
+    let line = |name: &str| {
+        out.lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(line("Ann Peeters").contains("+32470000011"), "{out}");
+    assert!(line("Bob Janssens").starts_with("soc"), "{out}");
+    let (ok, out, err) = vigil_e2e::vigil_cli(
+        "oncall",
+        &[
+            "override",
+            "--rota",
+            "soc",
+            "--person",
+            "bob",
+            "--duration",
+            "12h",
+            "--comment",
+            "swap",
+            "--as",
+            "ann",
+        ],
+        &url,
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("bob") && out.contains("swap"), "{out}");
+    let (ok, out, _) = vigil_e2e::vigil_cli("oncall", &["now", "--json"], &url);
+    assert!(ok);
+    let now: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(now["rotas"][0]["levels"][0]["person"]["id"], "bob", "{now}");
+    let (ok, _, err) = vigil_e2e::vigil_cli(
+        "oncall",
+        &[
+            "override",
+            "--rota",
+            "soc",
+            "--person",
+            "zed",
+            "--duration",
+            "1h",
+        ],
+        &url,
+    );
+    assert!(!ok && err.contains("person"), "{err}");
+
+    let (ok, out, err) = vigil_e2e::vigil_cli("tasks", &["list"], &url);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("ID"), "{out}");
+    let (ok, _, err) = vigil_e2e::vigil_cli(
+        "tasks",
+        &["record", "42", "--outcome", "reached", "--answered-by", "x"],
+        &url,
+    );
+    assert!(!ok && err.contains("no call task 42"), "{err}");
+}

@@ -93,6 +93,12 @@ impl From<crate::incidents::StoreError> for ApiError {
     }
 }
 
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        crate::incidents::StoreError::Db(e).into()
+    }
+}
+
 impl From<crate::incidents::lifecycle::ActionError> for ApiError {
     fn from(e: crate::incidents::lifecycle::ActionError) -> Self {
         crate::incidents::StoreError::Action(e).into()

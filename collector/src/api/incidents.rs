@@ -50,16 +50,9 @@ pub async fn show(
     Ok(Json(s.0.incidents.get(incident_id(&id)?).await?))
 }
 
-pub async fn act(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    Path((id, action)): Path<(String, String)>,
-    body: Bytes,
-) -> Result<Json<Incident>, ApiError> {
-    s.0.check_reader(&headers)?;
-    let id = incident_id(&id)?;
-    let action = Action::parse(&action, &body)?;
-    let actor = match headers.get("x-vigil-actor") {
+/// Who acts: the `X-Vigil-Actor` header, or `api`.
+pub fn actor(headers: &HeaderMap) -> Result<String, ApiError> {
+    Ok(match headers.get("x-vigil-actor") {
         None => "api".to_owned(),
         Some(v) => v
             .to_str()
@@ -73,7 +66,19 @@ pub async fn act(
                 )
             })?
             .to_owned(),
-    };
+    })
+}
+
+pub async fn act(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<Incident>, ApiError> {
+    s.0.check_reader(&headers)?;
+    let id = incident_id(&id)?;
+    let action = Action::parse(&action, &body)?;
+    let actor = actor(&headers)?;
     let incident = s.0.incidents.act(id, &action, &actor).await?;
     s.0.metrics
         .incidents_actions

@@ -7,9 +7,11 @@ pub mod error;
 pub mod incidents;
 pub mod ingest;
 pub mod notify;
+pub mod oncall;
 pub mod rules;
 pub mod search;
 pub mod silences;
+pub mod tasks;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -59,6 +61,8 @@ pub struct Inner {
     pub incidents_healthy: Arc<AtomicBool>,
     /// The customers of the configuration.
     pub customers: Arc<crate::reference::Customers>,
+    /// Our on-call rotas.
+    pub oncall: Arc<crate::oncall::OnCall>,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -105,6 +109,21 @@ pub fn app(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::max(64 << 10)),
         )
         .route("/api/v1/silences/{id}", delete(silences::expire))
+        .route("/api/v1/tasks", get(tasks::list))
+        .route(
+            "/api/v1/tasks/{id}",
+            get(tasks::show)
+                .post(tasks::record)
+                .layer(DefaultBodyLimit::max(64 << 10)),
+        )
+        .route("/api/v1/oncall", get(oncall::now))
+        .route(
+            "/api/v1/oncall/overrides",
+            get(oncall::list)
+                .post(oncall::create)
+                .layer(DefaultBodyLimit::max(64 << 10)),
+        )
+        .route("/api/v1/oncall/overrides/{id}", delete(oncall::end))
         .route("/api/v1/cap/feed", get(cap::feed))
         .route(
             "/api/v1/customers",

@@ -17,18 +17,12 @@ pub struct Silences {
     pub silences: Vec<Silence>,
 }
 
-fn db(e: sqlx::Error) -> ApiError {
-    crate::incidents::StoreError::Db(e).into()
-}
-
 pub async fn list(
     State(s): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<Silences>, ApiError> {
     s.0.check_reader(&headers)?;
-    let silences = silence::list(s.0.incidents.pool(), Utc::now())
-        .await
-        .map_err(db)?;
+    let silences = silence::list(s.0.incidents.pool(), Utc::now()).await?;
     Ok(Json(Silences { silences }))
 }
 
@@ -39,10 +33,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Silence>), ApiError> {
     s.0.check_reader(&headers)?;
     let Json(new) = body.map_err(|e| ApiError::bad_request("bad_request", e.body_text()))?;
-    match silence::create(s.0.incidents.pool(), &new, Utc::now())
-        .await
-        .map_err(db)?
-    {
+    match silence::create(s.0.incidents.pool(), &new, Utc::now()).await? {
         Ok(made) => {
             tracing::info!(id = made.id, by = %made.created_by, matchers = ?made.matchers, "silence created");
             Ok((StatusCode::CREATED, Json(made)))
@@ -61,8 +52,7 @@ pub async fn expire(
         ApiError::bad_request("bad_parameter", format!("{id:?} is not a silence id"))
     })?;
     silence::expire(s.0.incidents.pool(), id, Utc::now())
-        .await
-        .map_err(db)?
+        .await?
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("no silence {id}")))
 }

@@ -6,27 +6,17 @@ use std::io::Write;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use super::{Server, print_columns};
+use super::{Remote, print_columns};
 
 #[derive(Args)]
 pub struct IncidentsArgs {
     #[command(subcommand)]
     pub command: IncidentsCommand,
-    #[arg(
-        long,
-        global = true,
-        env = "VIGIL_URL",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    pub url: String,
-    #[arg(long, global = true, env = "VIGIL_TOKEN")]
-    pub token: Option<String>,
+    #[command(flatten)]
+    pub remote: Remote,
     /// Who acts, as the timeline records it (default: the login name).
     #[arg(long = "as", global = true, env = "VIGIL_ACTOR", value_name = "NAME")]
     pub actor: Option<String>,
-    /// The answer as JSON instead of a table.
-    #[arg(long, global = true)]
-    pub json: bool,
 }
 
 #[derive(Subcommand)]
@@ -41,6 +31,9 @@ pub enum IncidentsCommand {
         severity: Option<String>,
         #[arg(long)]
         customer: Option<String>,
+        /// Only incidents whose acknowledge-by or resolve-by deadline passed.
+        #[arg(long)]
+        breached: bool,
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
@@ -76,22 +69,20 @@ pub enum IncidentsCommand {
 }
 
 pub async fn run(args: IncidentsArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    let server = Server {
-        url: args.url,
-        token: args.token,
-    };
-    let actor = args
-        .actor
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "cli".into());
+    let server = args.remote.server();
+    let actor = super::actor(args.actor);
     let (id, action, body) = match args.command {
         IncidentsCommand::List {
             status,
             severity,
             customer,
+            breached,
             limit,
         } => {
             let mut params = vec![("limit", limit.to_string())];
+            if breached {
+                params.push(("breached", "true".into()));
+            }
             for (k, v) in [
                 ("status", status),
                 ("severity", severity),
@@ -102,7 +93,7 @@ pub async fn run(args: IncidentsArgs, out: &mut impl Write) -> anyhow::Result<()
                 }
             }
             let body = server.get("incidents", &params).await?;
-            if args.json {
+            if args.remote.json {
                 writeln!(out, "{body}")?;
                 return Ok(());
             }
@@ -110,7 +101,7 @@ pub async fn run(args: IncidentsArgs, out: &mut impl Write) -> anyhow::Result<()
         }
         IncidentsCommand::Show { id } => {
             let body = server.get(&format!("incidents/{id}"), &[]).await?;
-            return print_incident(&body, args.json, out);
+            return print_incident(&body, args.remote.json, out);
         }
         IncidentsCommand::Ack { id } => (id, "ack", json!({})),
         IncidentsCommand::Assign { id, assignee } => {
@@ -136,7 +127,7 @@ pub async fn run(args: IncidentsArgs, out: &mut impl Write) -> anyhow::Result<()
     let body = server
         .post(&format!("incidents/{id}/{action}"), &body, &actor)
         .await?;
-    print_incident(&body, args.json, out)
+    print_incident(&body, args.remote.json, out)
 }
 
 fn text(v: &Value, k: &str) -> String {
@@ -144,6 +135,27 @@ fn text(v: &Value, k: &str) -> String {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Null) | None => "-".into(),
         Some(other) => other.to_string(),
+    }
+}
+
+/// The deadline that matters now: breached ones, else acknowledge-by while open, else
+/// resolve-by while acknowledged.
+fn deadline(i: &Value) -> String {
+    let breached: Vec<&str> = i["breached"]
+        .as_array()
+        .map(|b| b.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if !breached.is_empty() {
+        return format!(
+            "BREACHED {} (level {})",
+            breached.join("+"),
+            text(i, "level")
+        );
+    }
+    match i["status"].as_str() {
+        Some("open") => format!("ack by {}", text(i, "acknowledge_by")),
+        Some("acknowledged") => format!("resolve by {}", text(i, "resolve_by")),
+        _ => "-".into(),
     }
 }
 
@@ -168,6 +180,7 @@ fn print_queue(body: &Value, out: &mut impl Write) -> anyhow::Result<()> {
                 .into(),
                 text(i, "count"),
                 text(i, "customer"),
+                deadline(i),
                 text(i, "last_seen"),
                 text(i, "title"),
                 text(i, "group_key"),
@@ -182,6 +195,7 @@ fn print_queue(body: &Value, out: &mut impl Write) -> anyhow::Result<()> {
             "DANGER",
             "COUNT",
             "CUSTOMER",
+            "DEADLINE",
             "LAST SEEN",
             "TITLE",
             "GROUP",
@@ -215,9 +229,13 @@ fn print_incident(body: &Value, json: bool, out: &mut impl Write) -> anyhow::Res
         "count",
         "first_seen",
         "last_seen",
+        "acknowledge_by",
+        "resolve_by",
+        "level",
     ] {
-        writeln!(out, "  {k:11} {}", text(body, k))?;
+        writeln!(out, "  {k:14} {}", text(body, k))?;
     }
+    writeln!(out, "  {:14} {}", "deadline", deadline(body))?;
     let steps = body
         .get("timeline")
         .and_then(Value::as_array)

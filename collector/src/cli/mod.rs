@@ -1,10 +1,12 @@
 //! The client side of the `vigil` commands that talk to a collector (`search`, `incidents`)
 //! or read rules locally (`rules check|test`): they print tables, or JSON with `--json`; and
-//! `config check --route` ([`route`]); `silences` ([`silences`]).
+//! `config check --route` ([`route`]); `silences` ([`silences`]); `oncall` ([`oncall`]); `tasks` ([`tasks`]).
 
 pub mod incidents;
+pub mod oncall;
 pub mod route;
 pub mod silences;
+pub mod tasks;
 
 use std::io::Write;
 
@@ -87,6 +89,39 @@ pub async fn search(args: SearchArgs, out: &mut impl Write) -> anyhow::Result<()
         return Ok(());
     }
     print_table(&body, out)
+}
+
+/// Where a command reaches the collector, and how it prints the answer.
+#[derive(clap::Args)]
+pub struct Remote {
+    #[arg(
+        long,
+        global = true,
+        env = "VIGIL_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub url: String,
+    #[arg(long, global = true, env = "VIGIL_TOKEN")]
+    pub token: Option<String>,
+    /// The answer as JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+impl Remote {
+    pub fn server(&self) -> Server {
+        Server {
+            url: self.url.clone(),
+            token: self.token.clone(),
+        }
+    }
+}
+
+/// Who acts, as the timeline records it: `--as`, else the login name.
+pub fn actor(given: Option<String>) -> String {
+    given
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "cli".into())
 }
 
 /// A collector's API as the CLI reaches it.

@@ -1,5 +1,6 @@
 //! `vigil config check FILE --route LABELS`: which routes an incident with these labels takes,
-//! and who it reaches by which channel, when it opens and when it is retracted.
+//! and who it reaches by which channel, when it opens, at each on-call level it escalates to,
+//! and when it is retracted.
 
 use std::path::Path;
 
@@ -43,6 +44,13 @@ pub fn show(cfg: &CollectorConfig, file: &Path, labels: &str) -> anyhow::Result<
             .cloned()
             .unwrap_or_else(|| "open".into()),
         group: get("group"),
+        level: 1,
+    };
+    // Who is on call now by the rotas alone (overrides live in the database).
+    let roster = crate::oncall::Roster {
+        oncall: &n.oncall,
+        at: chrono::Utc::now(),
+        overrides: &[],
     };
     for (receiver, path) in n.route.receivers(&subject.labels()) {
         println!("{path} -> receiver {receiver}");
@@ -66,7 +74,7 @@ pub fn show(cfg: &CollectorConfig, file: &Path, labels: &str) -> anyhow::Result<
             );
         }
     };
-    let opened = n.plan(&subject, Kind::Opened, &[]);
+    let opened = n.plan(&subject, Kind::Opened, &[], &roster);
     print(
         &format!(
             "opened ({})",
@@ -78,6 +86,19 @@ pub fn show(cfg: &CollectorConfig, file: &Path, labels: &str) -> anyhow::Result<
         ),
         &opened,
     );
-    print("retracted", &n.plan(&subject, Kind::Retracted, &opened));
+    for level in 2..=n.levels() {
+        let up = Subject {
+            level,
+            ..subject.clone()
+        };
+        print(
+            &format!("not acknowledged in time: on-call level {level}"),
+            &n.plan(&up, Kind::Escalated, &[], &roster),
+        );
+    }
+    print(
+        "retracted",
+        &n.plan(&subject, Kind::Retracted, &opened, &roster),
+    );
     Ok(())
 }

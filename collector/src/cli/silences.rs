@@ -6,24 +6,14 @@ use std::io::Write;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use super::{Server, print_columns};
+use super::{Remote, print_columns};
 
 #[derive(Args)]
 pub struct SilencesArgs {
     #[command(subcommand)]
     pub command: SilencesCommand,
-    #[arg(
-        long,
-        global = true,
-        env = "VIGIL_URL",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    pub url: String,
-    #[arg(long, global = true, env = "VIGIL_TOKEN")]
-    pub token: Option<String>,
-    /// The answer as JSON instead of a table.
-    #[arg(long, global = true)]
-    pub json: bool,
+    #[command(flatten)]
+    pub remote: Remote,
 }
 
 #[derive(Subcommand)]
@@ -50,10 +40,7 @@ pub enum SilencesCommand {
 }
 
 pub async fn run(args: SilencesArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    let server = Server {
-        url: args.url,
-        token: args.token,
-    };
+    let server = args.remote.server();
     let body = match args.command {
         SilencesCommand::List => server.get("silences", &[]).await?,
         SilencesCommand::Add {
@@ -62,9 +49,7 @@ pub async fn run(args: SilencesArgs, out: &mut impl Write) -> anyhow::Result<()>
             comment,
             actor,
         } => {
-            let by = actor
-                .or_else(|| std::env::var("USER").ok())
-                .unwrap_or_else(|| "cli".into());
+            let by = super::actor(actor);
             let body = json!({"matchers": matchers, "duration": duration,
                 "created_by": by, "comment": comment});
             json!({"silences": [server.post("silences", &body, &by).await?]})
@@ -73,7 +58,7 @@ pub async fn run(args: SilencesArgs, out: &mut impl Write) -> anyhow::Result<()>
             json!({"silences": [server.delete(&format!("silences/{id}")).await?]})
         }
     };
-    if args.json {
+    if args.remote.json {
         writeln!(out, "{body}")?;
         return Ok(());
     }

@@ -49,6 +49,18 @@ pub const STEPS: &[Step] = &[
         sqlite: include_str!("../../migrations/sqlite/0004_cap.sql"),
         postgres: include_str!("../../migrations/postgres/0004_cap.sql"),
     },
+    Step {
+        version: 5,
+        name: "escalation",
+        sqlite: include_str!("../../migrations/sqlite/0005_escalation.sql"),
+        postgres: include_str!("../../migrations/postgres/0005_escalation.sql"),
+    },
+    Step {
+        version: 6,
+        name: "call_tasks",
+        sqlite: include_str!("../../migrations/sqlite/0006_call_tasks.sql"),
+        postgres: include_str!("../../migrations/postgres/0006_call_tasks.sql"),
+    },
 ];
 
 /// The migrator of one dialect.

@@ -18,6 +18,7 @@
 //! - An incident's danger follows its severity (`high`, `critical`) until an operator escalates
 //!   it, which sets both.
 
+pub mod deadlines;
 pub mod lifecycle;
 pub mod migrations;
 pub mod store;
@@ -39,6 +40,11 @@ pub use store::{Store, StoreError};
 pub struct IncidentsConfig {
     /// `sqlite://PATH` or `postgres://USER@HOST/DB`; by default `incidents.db` in the data dir.
     pub database: Option<String>,
+    /// How long after it opens an incident of each severity must be acknowledged
+    /// (`critical = "5m"`); past it, the next on-call level is told. None: no deadline.
+    pub acknowledge_within: std::collections::BTreeMap<String, String>,
+    /// How long after it opens an incident of each severity must be resolved.
+    pub resolve_within: std::collections::BTreeMap<String, String>,
 }
 
 impl IncidentsConfig {
@@ -175,9 +181,24 @@ pub struct Incident {
     pub count: i64,
     pub first_seen: chrono::DateTime<chrono::Utc>,
     pub last_seen: chrono::DateTime<chrono::Utc>,
+    /// By when a person must acknowledge it before the next on-call level is told.
+    #[serde(default)]
+    pub acknowledge_by: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default)]
+    pub resolve_by: Option<chrono::DateTime<chrono::Utc>>,
+    /// The on-call level told, from 1; raised each time an acknowledge-by deadline passes.
+    #[serde(default = "first_level")]
+    pub level: i64,
+    /// The deadlines that passed: `acknowledge`, `resolve`.
+    #[serde(default)]
+    pub breached: Vec<String>,
     /// Oldest first; empty in the queue listing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub timeline: Vec<Entry>,
+}
+
+fn first_level() -> i64 {
+    1
 }
 
 /// One step on an incident's timeline.
@@ -199,6 +220,8 @@ pub struct Filter {
     pub status: Option<String>,
     pub severity: Option<String>,
     pub customer: Option<String>,
+    /// Only incidents with (`true`) or without (`false`) a passed deadline.
+    pub breached: Option<bool>,
     pub limit: Option<usize>,
 }
 

@@ -19,8 +19,10 @@ use sqlx::{AnyPool, AssertSqlSafe, Row};
 
 use tokio::sync::Notify;
 
+use super::deadlines::{Deadlines, Due, earlier};
 use super::lifecycle::{Action, ActionError};
 use super::{Alert, Entry, Filter, Incident, SEVERITIES, Status, dangerous, severity_rank};
+use crate::index::writer::{Clock, system_clock};
 use crate::notify::plan::{Kind, Subject};
 use crate::notify::{Notifier, outbox, silence};
 
@@ -68,6 +70,10 @@ pub struct Store {
     notifier: Option<Arc<Notifier>>,
     /// Woken when a change enqueued deliveries (the dispatcher waits on it).
     wake: Arc<Notify>,
+    /// By when incidents must be acknowledged and resolved.
+    deadlines: Arc<Deadlines>,
+    /// The time of changes (a test's controlled clock, else the system's).
+    clock: Clock,
 }
 
 /// `url` without its password, for messages.
@@ -88,12 +94,13 @@ fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
-fn time(ms: i64) -> DateTime<Utc> {
+pub(crate) fn time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
 const COLUMNS: &str = "id, title, status, severity, danger, customer, group_key, rule_id, \
-                       assignee, count, first_seen, last_seen";
+                       assignee, count, first_seen, last_seen, ack_by, resolve_by, level, \
+                       ack_breached_at, resolve_breached_at";
 
 fn incident(row: &AnyRow) -> Result<Incident, sqlx::Error> {
     let status: String = row.try_get("status")?;
@@ -113,6 +120,20 @@ fn incident(row: &AnyRow) -> Result<Incident, sqlx::Error> {
         count: row.try_get("count")?,
         first_seen: time(row.try_get("first_seen")?),
         last_seen: time(row.try_get("last_seen")?),
+        acknowledge_by: row.try_get::<Option<i64>, _>("ack_by")?.map(time),
+        resolve_by: row.try_get::<Option<i64>, _>("resolve_by")?.map(time),
+        level: row.try_get("level")?,
+        breached: [
+            ("acknowledge", "ack_breached_at"),
+            ("resolve", "resolve_breached_at"),
+        ]
+        .into_iter()
+        .filter_map(|(name, col)| match row.try_get::<Option<i64>, _>(col) {
+            Ok(Some(_)) => Some(Ok(name.to_owned())),
+            Ok(None) => None,
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<Result<_, _>>()?,
         timeline: Vec::new(),
     })
 }
@@ -163,7 +184,29 @@ impl Store {
             pool,
             notifier: None,
             wake: Arc::new(Notify::new()),
+            deadlines: Arc::new(Deadlines::default()),
+            clock: system_clock(),
         })
+    }
+
+    /// This store, giving incidents these deadlines.
+    pub fn with_deadlines(mut self, deadlines: Deadlines) -> Store {
+        self.deadlines = Arc::new(deadlines);
+        self
+    }
+
+    /// This store, reading the time of changes from `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Store {
+        self.clock = clock;
+        self
+    }
+
+    pub fn deadlines(&self) -> &Deadlines {
+        &self.deadlines
+    }
+
+    fn now(&self) -> i64 {
+        millis((self.clock)())
     }
 
     /// This store, announcing incident changes as `notifier` says: each change's deliveries
@@ -189,7 +232,7 @@ impl Store {
 
     /// Enqueues the deliveries of an announcement of `kind` about incident `id`, caused by
     /// timeline entry `cause`, in `tx`; whether there were any.
-    async fn announce(
+    pub(super) async fn announce(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         id: i64,
@@ -215,6 +258,7 @@ impl Store {
             title: inc.title,
             status: inc.status.as_str().to_owned(),
             group: inc.group_key,
+            level: inc.level.max(1) as usize,
         };
         // A silence holds back every announcement but a retraction.
         if kind != Kind::Retracted {
@@ -229,7 +273,14 @@ impl Store {
             Kind::Changed | Kind::Retracted | Kind::Resolved => outbox::told(tx, id).await?,
             _ => Vec::new(),
         };
-        let deliveries = n.plan(&subject, kind, &told);
+        let at = time(now);
+        let overrides = crate::oncall::active(&mut **tx, at).await?;
+        let duty = crate::oncall::Roster {
+            oncall: &n.oncall,
+            at,
+            overrides: &overrides,
+        };
+        let deliveries = n.plan(&subject, kind, &told, &duty);
         outbox::enqueue(tx, id, cause, kind, &deliveries, now).await?;
         Ok(!deliveries.is_empty())
     }
@@ -246,7 +297,7 @@ impl Store {
         if alerts.is_empty() {
             return Ok(out);
         }
-        let now = millis(Utc::now());
+        let now = self.now();
         let mut announced = false;
         let mut tx = self.pool.begin().await?;
         for a in alerts {
@@ -269,10 +320,12 @@ impl Store {
                 a.customer.as_deref().unwrap_or_default(),
                 a.group_key
             );
+            let due = self.deadlines.due(&a.severity, a.customer.as_deref(), now);
             let row = sqlx::query(
                 "INSERT INTO incidents (dedup_key, rule_id, title, status, severity, danger,
-                     customer, group_key, count, first_seen, last_seen, updated_at)
-                 VALUES ($1, $2, $3, 'open', $4, $5, $6, $7, 1, $8, $8, $9)
+                     customer, group_key, count, first_seen, last_seen, updated_at, ack_by,
+                     resolve_by)
+                 VALUES ($1, $2, $3, 'open', $4, $5, $6, $7, 1, $8, $8, $9, $10, $11)
                  ON CONFLICT (dedup_key) WHERE status IN ('open', 'acknowledged') DO UPDATE SET
                      count = incidents.count + 1,
                      first_seen = CASE WHEN excluded.first_seen < incidents.first_seen
@@ -280,7 +333,7 @@ impl Store {
                      last_seen = CASE WHEN excluded.last_seen > incidents.last_seen
                          THEN excluded.last_seen ELSE incidents.last_seen END,
                      updated_at = excluded.updated_at
-                 RETURNING id, count, severity, danger",
+                 RETURNING id, count, severity, danger, status, ack_by, resolve_by",
             )
             .bind(key)
             .bind(&a.rule_id)
@@ -291,6 +344,8 @@ impl Store {
             .bind(&a.group_key)
             .bind(at)
             .bind(now)
+            .bind(due.acknowledge)
+            .bind(due.resolve)
             .fetch_one(&mut *tx)
             .await?;
             let id: i64 = row.try_get("id")?;
@@ -312,12 +367,21 @@ impl Store {
             } else {
                 out.grouped += 1;
                 if severity_rank(&a.severity) > severity_rank(&severity) {
-                    sqlx::query("UPDATE incidents SET severity = $1, danger = $2 WHERE id = $3")
-                        .bind(&a.severity)
-                        .bind(i64::from(dangerous(&a.severity)))
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
+                    let due = tighter(
+                        &row,
+                        self.deadlines.due(&a.severity, a.customer.as_deref(), now),
+                    )?;
+                    sqlx::query(
+                        "UPDATE incidents SET severity = $1, danger = $2, ack_by = $3,
+                             resolve_by = $4 WHERE id = $5",
+                    )
+                    .bind(&a.severity)
+                    .bind(i64::from(dangerous(&a.severity)))
+                    .bind(due.acknowledge)
+                    .bind(due.resolve)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
                     let detail = serde_json::json!({
                         "alert_id": a.id, "from": severity, "to": a.severity,
                     });
@@ -368,6 +432,15 @@ impl Store {
         if let Some(c) = &filter.customer {
             binds.push(c.clone());
             wheres.push(format!("customer = ${}", binds.len()));
+        }
+        match filter.breached {
+            Some(true) => wheres.push(
+                "(ack_breached_at IS NOT NULL OR resolve_breached_at IS NOT NULL)".to_owned(),
+            ),
+            Some(false) => {
+                wheres.push("ack_breached_at IS NULL AND resolve_breached_at IS NULL".to_owned())
+            }
+            None => {}
         }
         let limit = filter.limit.unwrap_or(DEFAULT_LIMIT);
         if limit == 0 || limit > MAX_LIMIT {
@@ -432,7 +505,7 @@ impl Store {
         detail: &serde_json::Value,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        timeline(&mut tx, id, millis(Utc::now()), actor, action, detail).await?;
+        timeline(&mut tx, id, self.now(), actor, action, detail).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -440,10 +513,11 @@ impl Store {
     /// Takes `action` on incident `id` as `actor`, records it on the timeline, and returns
     /// the incident as it is now.
     pub async fn act(&self, id: i64, action: &Action, actor: &str) -> Result<Incident, StoreError> {
-        let now = millis(Utc::now());
+        let now = self.now();
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
-            "UPDATE incidents SET updated_at = $1 WHERE id = $2 RETURNING status, danger",
+            "UPDATE incidents SET updated_at = $1 WHERE id = $2
+             RETURNING status, danger, customer, ack_by, resolve_by",
         )
         .bind(now)
         .bind(id)
@@ -462,15 +536,26 @@ impl Store {
             }
             _ => (None, None, None),
         };
+        let customer: Option<String> = row.try_get("customer")?;
+        let due = match &severity {
+            Some(sev) => tighter(&row, self.deadlines.due(sev, customer.as_deref(), now))?,
+            None => Due {
+                acknowledge: row.try_get("ack_by")?,
+                resolve: row.try_get("resolve_by")?,
+            },
+        };
         sqlx::query(
             "UPDATE incidents SET status = $1, assignee = COALESCE($2, assignee),
-                 severity = COALESCE($3, severity), danger = COALESCE($4, danger)
-             WHERE id = $5",
+                 severity = COALESCE($3, severity), danger = COALESCE($4, danger),
+                 ack_by = $5, resolve_by = $6
+             WHERE id = $7",
         )
         .bind(to.as_str())
         .bind(assignee)
         .bind(severity)
         .bind(danger)
+        .bind(due.acknowledge)
+        .bind(due.resolve)
         .bind(id)
         .execute(&mut *tx)
         .await?;
@@ -491,6 +576,14 @@ impl Store {
         }
         self.get(id).await
     }
+}
+
+/// The earlier of an incident's deadlines (its row's `ack_by`, `resolve_by`) and `new`.
+fn tighter(row: &AnyRow, new: Due) -> Result<Due, sqlx::Error> {
+    Ok(Due {
+        acknowledge: earlier(row.try_get("ack_by")?, new.acknowledge),
+        resolve: earlier(row.try_get("resolve_by")?, new.resolve),
+    })
 }
 
 /// Adds a step to incident `id`'s timeline in `tx`; the step's id.

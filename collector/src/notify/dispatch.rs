@@ -120,8 +120,9 @@ impl Dispatcher {
             let store = self.store.clone();
             let notifier = self.notifier.clone();
             let channels = self.channels.clone();
+            let now = timing.now;
             set.spawn(async move {
-                let outcome = send(&store, &notifier, &channels, &it).await;
+                let outcome = send(&store, &notifier, &channels, &it, now).await;
                 (it, outcome)
             });
         }
@@ -240,12 +241,13 @@ impl Dispatcher {
 /// announcements never use that channel.
 pub const CHANNEL_RULE: &str = "vigil-notify-";
 
-/// Sends one delivery; what the receiving side answered.
+/// Sends one delivery at `now`; what the receiving side answered.
 async fn send(
     store: &Store,
     notifier: &Notifier,
     ch: &Channels,
     it: &Item,
+    now: i64,
 ) -> Result<serde_json::Value, String> {
     // Only a retraction's texts need the timeline (its reason), which grows with every
     // attempt recorded on it: the others load the incident alone.
@@ -259,6 +261,27 @@ async fn send(
     let key = it.key();
     let target = it.delivery.target.as_str();
     match it.delivery.channel {
+        Channel::Task => {
+            let a = Announcement::new(it.kind, &inc, external, Vec::new());
+            let contact = notifier.owner(inc.customer.as_deref(), target);
+            let within = notifier
+                .receivers
+                .get(&it.delivery.receiver)
+                .map_or(std::time::Duration::from_secs(900), |r| r.call_within);
+            let task = super::task::NewTask {
+                incident_id: it.incident_id,
+                outbox_id: it.id,
+                receiver: &it.delivery.receiver,
+                number: target,
+                contact: contact.as_deref(),
+                script: &a.script(target, contact.as_deref()),
+                due_at: now + within.as_millis() as i64,
+            };
+            let id = super::task::create(store.pool(), &task, now)
+                .await
+                .map_err(|e| format!("call task: {e}"))?;
+            Ok(serde_json::json!({"task": id}))
+        }
         Channel::Voice | Channel::Sms => {
             let a = Announcement::new(it.kind, &inc, external, Vec::new());
             let gw = if it.delivery.channel == Channel::Voice {

@@ -9,6 +9,7 @@
 //!   change that causes them; claimed, finished and retried by the dispatcher.
 //! - [`dispatch`]: the loop that sends what is due, and records every attempt on the timeline.
 //! - [`callback`]: the gateway's report of a call: a key pressed by a person acknowledges.
+//! - [`task`]: operator call tasks, for receivers whose calls a person at the desk makes.
 //! - [`silence`]: time windows in which matching incidents are not announced (retractions
 //!   always are).
 //! - [`text`]: what an announcement says. [`email`], [`gateway`] (voice and SMS through an
@@ -34,6 +35,7 @@ pub mod outbox;
 pub mod plan;
 pub mod route;
 pub mod silence;
+pub mod task;
 pub mod text;
 pub mod webhook;
 
@@ -43,6 +45,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use vigil_schema::config::de_duration;
 
+use crate::oncall::OnCall;
 use crate::reference::Customers;
 use route::{Route, RouteConfig};
 
@@ -170,6 +173,19 @@ pub struct ReceiverConfig {
     /// their phone when there is danger).
     #[serde(default)]
     pub roles: Vec<String>,
+    /// A rota of `[[oncall.rotas]]`: the person on call at the incident's level is told
+    /// (e-mail, and phone when there is danger); the next level when it is not
+    /// acknowledged in time.
+    #[serde(default)]
+    pub oncall: Option<String>,
+    /// Who places this receiver's calls: `gateway` (automated voice, the default) or `desk`
+    /// (an operator call task for each number, with a script and a deadline).
+    #[serde(default)]
+    pub calls_by: CallsBy,
+    /// With `calls_by = "desk"`: by when a call task must be recorded as made; past it, the
+    /// incident escalates as if not acknowledged.
+    #[serde(default = "default_call_within", deserialize_with = "de_duration")]
+    pub call_within: Duration,
     /// Whether a resolution is announced (by e-mail and webhook).
     #[serde(default = "default_true")]
     pub send_resolved: bool,
@@ -177,6 +193,18 @@ pub struct ReceiverConfig {
 
 fn default_true() -> bool {
     true
+}
+
+fn default_call_within() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallsBy {
+    #[default]
+    Gateway,
+    Desk,
 }
 
 /// The notification settings, checked and ready: the routing tree, the receivers, the
@@ -187,6 +215,7 @@ pub struct Notifier {
     pub route: Route,
     pub receivers: BTreeMap<String, ReceiverConfig>,
     pub customers: Customers,
+    pub oncall: OnCall,
 }
 
 impl Notifier {
@@ -195,6 +224,7 @@ impl Notifier {
     pub fn new(
         cfg: &NotifyConfig,
         customers: Customers,
+        oncall: OnCall,
     ) -> Result<Option<Notifier>, (&'static str, String)> {
         let mut receivers = BTreeMap::new();
         for r in &cfg.receivers {
@@ -213,7 +243,7 @@ impl Notifier {
             for u in r.webhook.iter().chain(&r.cap) {
                 reqwest::Url::parse(u).map_err(|e| bad(format!("URL {u:?}: {e}")))?;
             }
-            if !r.voice.is_empty() && cfg.voice.is_none() {
+            if !r.voice.is_empty() && cfg.voice.is_none() && r.calls_by == CallsBy::Gateway {
                 return Err(bad(
                     "has voice numbers but [notify.voice] is not configured".into(),
                 ));
@@ -227,6 +257,24 @@ impl Notifier {
                 return Err(bad(
                     "has e-mail recipients but [notify.smtp] is not configured".into(),
                 ));
+            }
+            if let Some(rota) = &r.oncall {
+                if !oncall.has_rota(rota) {
+                    return Err(bad(format!("rota {rota:?} is not in [[oncall.rotas]]")));
+                }
+                if cfg.smtp.is_none() && oncall.people().any(|p| p.email.is_some()) {
+                    return Err(bad(
+                        "names a rota whose people have e-mail addresses but [notify.smtp] is not configured".into(),
+                    ));
+                }
+                if cfg.voice.is_none()
+                    && r.calls_by == CallsBy::Gateway
+                    && oncall.people().any(|p| p.phone.is_some())
+                {
+                    return Err(bad(
+                        "names a rota whose people have phones but [notify.voice] is not configured".into(),
+                    ));
+                }
             }
             if receivers.insert(r.name.clone(), r.clone()).is_some() {
                 return Err(bad("is defined twice".into()));
@@ -259,6 +307,42 @@ impl Notifier {
             route,
             receivers,
             customers,
+            oncall,
         }))
+    }
+
+    /// Whose number `number` is: a contact of `customer`, or one of our people.
+    pub fn owner(&self, customer: Option<&str>, number: &str) -> Option<String> {
+        let contact = customer.and_then(|c| self.customers.get(c)).and_then(|c| {
+            c.contacts
+                .iter()
+                .find(|k| k.phone.as_deref() == Some(number))
+                .map(|k| {
+                    format!(
+                        "{} ({}, {})",
+                        k.name,
+                        k.role,
+                        c.name.as_deref().unwrap_or(&c.id)
+                    )
+                })
+        });
+        contact.or_else(|| {
+            self.oncall
+                .people()
+                .find(|p| p.phone.as_deref() == Some(number))
+                .map(|p| p.name.clone())
+        })
+    }
+
+    /// The most levels of the rotas receivers name (1 without any): how far an incident
+    /// escalates.
+    pub fn levels(&self) -> usize {
+        self.receivers
+            .values()
+            .filter_map(|r| r.oncall.as_deref())
+            .map(|rota| self.oncall.levels(rota))
+            .max()
+            .unwrap_or(1)
+            .max(1)
     }
 }

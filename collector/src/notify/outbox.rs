@@ -311,7 +311,7 @@ pub async fn calls(
 ) -> Result<Vec<(String, String, String)>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT channel, target, state FROM outbox WHERE cause = $1 AND stage = 0
-           AND channel IN ('voice', 'sms') ORDER BY id",
+           AND channel IN ('voice', 'sms', 'task') ORDER BY id",
     )
     .bind(cause)
     .fetch_all(pool)

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use super::Notifier;
+use crate::oncall::Roster;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Channel {
@@ -13,6 +14,8 @@ pub enum Channel {
     Webhook,
     /// A CAP 1.2 message POSTed to the target.
     Cap,
+    /// A call a person at the desk makes: an operator call task.
+    Task,
 }
 
 impl Channel {
@@ -23,16 +26,23 @@ impl Channel {
             Channel::Email => "email",
             Channel::Webhook => "webhook",
             Channel::Cap => "cap",
+            Channel::Task => "task",
         }
     }
 
-    pub const ALL: [Channel; 5] = [
+    pub const ALL: [Channel; 6] = [
         Channel::Voice,
         Channel::Sms,
         Channel::Email,
         Channel::Webhook,
         Channel::Cap,
+        Channel::Task,
     ];
+
+    /// A call, by a machine or by a person.
+    pub fn calls(self) -> bool {
+        matches!(self, Channel::Voice | Channel::Sms | Channel::Task)
+    }
 
     pub fn parse(s: &str) -> Option<Channel> {
         Self::ALL.into_iter().find(|c| c.as_str() == s)
@@ -56,6 +66,8 @@ pub enum Kind {
     Changed,
     Retracted,
     Resolved,
+    /// Not acknowledged in time: the next on-call level is told.
+    Escalated,
 }
 
 impl Kind {
@@ -65,14 +77,21 @@ impl Kind {
             Kind::Changed => "changed",
             Kind::Retracted => "retracted",
             Kind::Resolved => "resolved",
+            Kind::Escalated => "escalated",
         }
     }
 
     pub fn parse(s: &str) -> Option<Kind> {
-        [Kind::Opened, Kind::Changed, Kind::Retracted, Kind::Resolved]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
+
+    pub const ALL: [Kind; 5] = [
+        Kind::Opened,
+        Kind::Changed,
+        Kind::Retracted,
+        Kind::Resolved,
+        Kind::Escalated,
+    ];
 }
 
 /// One message to send: to `target` (an address, a number, a URL) by `channel`, for
@@ -94,6 +113,8 @@ pub struct Subject {
     pub title: String,
     pub status: String,
     pub group: String,
+    /// The on-call level told (from 1).
+    pub level: usize,
 }
 
 impl Subject {
@@ -123,12 +144,21 @@ impl Notifier {
     ///   the way it came).
     /// - Resolved: e-mail, webhooks and CAP of the receivers that want resolutions, among
     ///   the route's and those told before.
-    pub fn plan(&self, s: &Subject, kind: Kind, told: &[Delivery]) -> Vec<Delivery> {
-        let called_before = told
-            .iter()
-            .any(|d| matches!(d.channel, Channel::Voice | Channel::Sms));
+    /// - Escalated: the person at the incident's (new) level of each rota the route's
+    ///   receivers name; by phone too when there is danger.
+    ///
+    /// A receiver that names a rota tells the person holding the incident's level of it in
+    /// `roster`.
+    pub fn plan(
+        &self,
+        s: &Subject,
+        kind: Kind,
+        told: &[Delivery],
+        roster: &Roster,
+    ) -> Vec<Delivery> {
+        let called_before = told.iter().any(|d| d.channel.calls());
         let voice = match kind {
-            Kind::Opened => s.danger,
+            Kind::Opened | Kind::Escalated => s.danger,
             Kind::Changed | Kind::Retracted => s.danger || called_before,
             Kind::Resolved => false,
         };
@@ -155,6 +185,34 @@ impl Notifier {
             if kind == Kind::Resolved && !r.send_resolved {
                 continue;
             }
+            // Whether the receiver's calls are placed by the gateway or by a person.
+            let call = if r.calls_by == super::CallsBy::Desk {
+                Channel::Task
+            } else {
+                Channel::Voice
+            };
+            let on_duty = r
+                .oncall
+                .as_deref()
+                .and_then(|rota| roster.person(rota, s.level));
+            if kind == Kind::Escalated {
+                let Some(p) = on_duty else { continue };
+                if voice && let Some(n) = &p.phone {
+                    out.push(Delivery {
+                        receiver: name.clone(),
+                        channel: call,
+                        target: n.clone(),
+                    });
+                }
+                if let Some(e) = &p.email {
+                    out.push(Delivery {
+                        receiver: name.clone(),
+                        channel: Channel::Email,
+                        target: e.clone(),
+                    });
+                }
+                continue;
+            }
             let contacts = self.customers.contacts(s.customer.as_deref(), &r.roles);
             let mut add = |channel, target: &str| {
                 out.push(Delivery {
@@ -164,14 +222,20 @@ impl Notifier {
                 })
             };
             if voice {
-                r.voice.iter().for_each(|n| add(Channel::Voice, n));
+                r.voice.iter().for_each(|n| add(call, n));
+                if let Some(n) = on_duty.as_ref().and_then(|p| p.phone.as_deref()) {
+                    add(call, n);
+                }
                 contacts
                     .iter()
                     .filter_map(|k| k.phone.as_deref())
-                    .for_each(|n| add(Channel::Voice, n));
+                    .for_each(|n| add(call, n));
                 r.sms.iter().for_each(|n| add(Channel::Sms, n));
             }
             r.email.iter().for_each(|e| add(Channel::Email, e));
+            if let Some(e) = on_duty.as_ref().and_then(|p| p.email.as_deref()) {
+                add(Channel::Email, e);
+            }
             contacts
                 .iter()
                 .filter_map(|k| k.email.as_deref())
@@ -241,9 +305,22 @@ phone = "+3226501111"
             .clone()
             .try_into()
             .expect("customers");
-        Notifier::new(&cfg, Customers::new(customers).expect("customers"))
-            .expect("valid")
-            .expect("routed")
+        Notifier::new(
+            &cfg,
+            Customers::new(customers).expect("customers"),
+            crate::oncall::OnCall::default(),
+        )
+        .expect("valid")
+        .expect("routed")
+    }
+
+    fn plan(n: &Notifier, s: &Subject, kind: Kind, told: &[Delivery]) -> Vec<Delivery> {
+        let roster = Roster {
+            oncall: &n.oncall,
+            at: chrono::Utc::now(),
+            overrides: &[],
+        };
+        n.plan(s, kind, told, &roster)
     }
 
     fn subject(danger: bool) -> Subject {
@@ -255,6 +332,7 @@ phone = "+3226501111"
             title: "t".into(),
             status: "open".into(),
             group: "g".into(),
+            level: 1,
         }
     }
 
@@ -269,7 +347,7 @@ phone = "+3226501111"
         for c in Channel::ALL {
             assert_eq!(Channel::parse(c.as_str()), Some(c));
         }
-        for k in [Kind::Opened, Kind::Changed, Kind::Retracted, Kind::Resolved] {
+        for k in Kind::ALL {
             assert_eq!(Kind::parse(k.as_str()), Some(k));
         }
     }
@@ -278,11 +356,11 @@ phone = "+3226501111"
     fn danger_calls_first_and_no_danger_is_email_only() {
         let n = notifier();
         assert_eq!(
-            targets(&n.plan(&subject(false), Kind::Opened, &[])),
+            targets(&plan(&n, &subject(false), Kind::Opened, &[])),
             [("email", "desk@example.org")]
         );
         assert_eq!(
-            targets(&n.plan(&subject(true), Kind::Opened, &[])),
+            targets(&plan(&n, &subject(true), Kind::Opened, &[])),
             [
                 ("voice", "+32470000001"),
                 ("voice", "+3226501111"),
@@ -296,31 +374,31 @@ phone = "+3226501111"
     #[test]
     fn changes_and_retractions_reach_everyone_told_before() {
         let n = notifier();
-        let told = n.plan(&subject(true), Kind::Opened, &[]);
+        let told = plan(&n, &subject(true), Kind::Opened, &[]);
         // Danger disappears: the route now names the desk, and everyone called is called.
-        let change = n.plan(&subject(false), Kind::Changed, &told);
+        let change = plan(&n, &subject(false), Kind::Changed, &told);
         assert_eq!(change[0].target, "desk@example.org");
         assert_eq!(change.len(), told.len() + 1);
         assert!(told.iter().all(|d| change.contains(d)));
         // A retraction of an incident told by e-mail only stays e-mail.
-        let quiet = n.plan(&subject(false), Kind::Opened, &[]);
+        let quiet = plan(&n, &subject(false), Kind::Opened, &[]);
         assert_eq!(
-            targets(&n.plan(&subject(false), Kind::Retracted, &quiet)),
+            targets(&plan(&n, &subject(false), Kind::Retracted, &quiet)),
             [("email", "desk@example.org")]
         );
         // Danger appearing calls.
-        let up = n.plan(&subject(true), Kind::Changed, &quiet);
+        let up = plan(&n, &subject(true), Kind::Changed, &quiet);
         assert_eq!(up[0].channel, Channel::Voice);
         assert!(up.iter().any(|d| d.target == "desk@example.org"));
         // A resolution goes to receivers that want it (the route's and those told before),
         // never by phone.
-        assert!(n.plan(&subject(true), Kind::Resolved, &told).is_empty());
+        assert!(plan(&n, &subject(true), Kind::Resolved, &told).is_empty());
         assert_eq!(
-            targets(&n.plan(&subject(true), Kind::Resolved, &quiet)),
+            targets(&plan(&n, &subject(true), Kind::Resolved, &quiet)),
             [("email", "desk@example.org")]
         );
         assert_eq!(
-            targets(&n.plan(&subject(false), Kind::Resolved, &quiet)),
+            targets(&plan(&n, &subject(false), Kind::Resolved, &quiet)),
             [("email", "desk@example.org")]
         );
     }

@@ -57,27 +57,48 @@ impl NewSilence {
                 return Err(format!("{name}: 1 to 1024 characters"));
             }
         }
-        let starts = self.starts_at.unwrap_or(now);
-        let ends = match (&self.ends_at, &self.duration) {
-            (Some(e), None) => *e,
-            (None, Some(d)) => {
-                let d = vigil_schema::config::parse_duration(d)
-                    .map_err(|e| format!("duration: {e}"))?;
-                starts + chrono::Duration::from_std(d).map_err(|e| format!("duration: {e}"))?
-            }
-            _ => return Err("ends_at or duration: one of them".into()),
-        };
-        if ends <= starts {
-            return Err("ends_at: must be after starts_at".into());
-        }
-        if ends <= now {
-            return Err("ends_at: must be in the future".into());
-        }
-        if ends - starts > chrono::Duration::days(MAX_DAYS) {
-            return Err(format!("ends_at: a silence lasts at most {MAX_DAYS} days"));
-        }
-        Ok((starts, ends))
+        window(
+            now,
+            self.starts_at,
+            self.ends_at,
+            self.duration.as_deref(),
+            MAX_DAYS,
+            "a silence",
+        )
     }
+}
+
+/// A time window given by a start (default `now`) and an end or a duration: it ends in the
+/// future and lasts at most `max_days`. The error names the field; `what` is what the
+/// window is of ("a silence").
+pub fn window(
+    now: DateTime<Utc>,
+    starts_at: Option<DateTime<Utc>>,
+    ends_at: Option<DateTime<Utc>>,
+    duration: Option<&str>,
+    max_days: i64,
+    what: &str,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), String> {
+    let starts = starts_at.unwrap_or(now);
+    let ends = match (ends_at, duration) {
+        (Some(e), None) => e,
+        (None, Some(d)) => {
+            let d =
+                vigil_schema::config::parse_duration(d).map_err(|e| format!("duration: {e}"))?;
+            starts + chrono::Duration::from_std(d).map_err(|e| format!("duration: {e}"))?
+        }
+        _ => return Err("ends_at or duration: one of them".into()),
+    };
+    if ends <= starts {
+        return Err("ends_at: must be after starts_at".into());
+    }
+    if ends <= now {
+        return Err("ends_at: must be in the future".into());
+    }
+    if ends - starts > chrono::Duration::days(max_days) {
+        return Err(format!("ends_at: {what} lasts at most {max_days} days"));
+    }
+    Ok((starts, ends))
 }
 
 fn time(ms: i64) -> DateTime<Utc> {

@@ -104,6 +104,10 @@ impl Announcement {
                 format!("Vigil. Incident {} is no longer a probable danger.", i.id)
             }
             ("resolved", _) => format!("Vigil. Incident {} is resolved.", i.id),
+            ("escalated", _) => format!(
+                "Vigil. Incident {} was not acknowledged in time: it is yours now.",
+                i.id
+            ),
             (_, true) => format!("Vigil. Probable danger. Incident {}.", i.id),
             (_, false) => format!("Vigil. Incident {}.", i.id),
         };
@@ -115,11 +119,28 @@ impl Announcement {
         )
     }
 
+    /// What the desk says when it calls `number` (belonging to `contact`) for an operator
+    /// call task.
+    pub fn script(&self, number: &str, contact: Option<&str>) -> String {
+        let i = &self.incident;
+        let whom = contact.map_or_else(|| number.to_owned(), |c| format!("{c} on {number}"));
+        format!(
+            "Call {whom}. Introduce yourself as the Vigil operations desk. Read: \"{}\" \
+             Give the incident number {} and offer the link {}. Ask who you are speaking to, \
+             and record the call with their name.",
+            self.spoken(),
+            i.id,
+            i.url
+        )
+    }
+
     pub fn subject(&self) -> String {
         let i = &self.incident;
         let what = match (self.kind, i.danger) {
             ("retracted", _) => "RETRACTED: ",
             ("resolved", _) => "Resolved: ",
+            ("escalated", true) => "ESCALATED, PROBABLE DANGER: ",
+            ("escalated", false) => "ESCALATED: ",
             ("changed", true) => "NOW PROBABLE DANGER: ",
             ("changed", false) => "No longer a danger: ",
             (_, true) => "PROBABLE DANGER: ",
@@ -159,6 +180,7 @@ impl Announcement {
             b.push_str("\nCalls made for this announcement:\n");
             for c in &self.calls {
                 let how = match c.state.as_str() {
+                    "sent" if c.channel == "task" => "handed to the desk to call",
                     "sent" => "placed",
                     "failed" => "failed",
                     _ => "not ended yet",

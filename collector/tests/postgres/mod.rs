@@ -38,3 +38,31 @@ pub async fn drop_postgres(name: &str) {
     )
     .await;
 }
+
+/// Runs `scenario` on an incident store in a fresh SQLite file.
+#[allow(dead_code)] // not every test file runs scenarios on both databases
+pub async fn on_sqlite<F: std::future::Future<Output = ()>>(
+    scenario: impl FnOnce(vigil_collector::incidents::Store) -> F,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("incidents.db").display());
+    let store = vigil_collector::incidents::Store::open(&url)
+        .await
+        .expect("open");
+    scenario(store).await;
+}
+
+/// Runs `scenario` on an incident store in a fresh PostgreSQL database (a skip without one).
+#[allow(dead_code)]
+pub async fn on_postgres<F: std::future::Future<Output = ()>>(
+    scenario: impl FnOnce(vigil_collector::incidents::Store) -> F,
+) {
+    let Some((url, name)) = fresh_postgres().await else {
+        return;
+    };
+    let store = vigil_collector::incidents::Store::open(&url)
+        .await
+        .expect("open");
+    scenario(store).await;
+    drop_postgres(&name).await;
+}
