@@ -488,6 +488,7 @@ async fn incident_actions_answer_bad_ids_bodies_and_transitions() {
         group_key: "host.name=h".into(),
         at: Utc::now(),
         message: None,
+        danger: false,
     };
     let recorded = a.state.0.incidents.record(&[alert]).await.expect("record");
     let id = recorded.opened[0];

@@ -153,9 +153,12 @@ fn check_config(text: &str, args: &[&str]) -> (bool, String, String) {
 
 #[test]
 fn config_check_shows_the_route_and_refuses_templates_that_do_not_render() {
-    let (ok, out, err) = check_config(NOTIFY, &["--route", "severity=high,customer=ulb"]);
+    let (ok, out, err) = check_config(
+        NOTIFY,
+        &["--route", "severity=high,customer=ulb,danger=true"],
+    );
     assert!(ok, "{err}");
-    // High severity means probable danger: called first, then e-mailed.
+    // Probable danger: called first, then e-mailed.
     assert!(out.contains("route.routes[0] -> receiver oncall"), "{out}");
     let opened = out.split("retracted:").next().unwrap_or_default();
     let voice = opened.find("voice    +32470000001").expect("a call");
@@ -164,10 +167,12 @@ fn config_check_shows_the_route_and_refuses_templates_that_do_not_render() {
         .expect("an e-mail");
     assert!(voice < email, "{out}");
     assert!(opened.contains("after the calls"), "{out}");
-    let (ok, out, _) = check_config(NOTIFY, &["--route", "severity=low"]);
-    assert!(ok);
-    assert!(out.contains("route -> receiver desk"), "{out}");
-    assert!(!out.contains("voice"), "no danger, no call: {out}");
+    for labels in ["severity=low", "severity=critical"] {
+        let (ok, out, _) = check_config(NOTIFY, &["--route", labels]);
+        assert!(ok);
+        assert!(out.contains("route -> receiver desk"), "{out}");
+        assert!(!out.contains("voice"), "no danger, no call: {out}");
+    }
     let (ok, _, err) = check_config(NOTIFY, &["--route", "colour=red"]);
     assert!(!ok && err.contains("unknown label \"colour\""), "{err}");
 

@@ -80,6 +80,8 @@ fn alert(id: &str, rule: &str, severity: &str) -> Alert {
         group_key: "host.name=h".into(),
         at: t0(),
         message: None,
+        // These tests' high and critical rules judge their alerts a danger.
+        danger: matches!(severity, "high" | "critical"),
     }
 }
 

@@ -21,6 +21,7 @@ fn alert(id: &str, rule: &str, group: &str, severity: &str, minute: u32) -> Aler
             .single()
             .expect("time"),
         message: Some(format!("{rule} on {group}")),
+        danger: false,
     }
 }
 
@@ -67,7 +68,8 @@ async fn lifecycle(store: &Store) {
     assert_eq!(inc.timeline[0].action, "opened");
     assert_eq!(inc.timeline[0].detail["alert_id"], "b1.a0");
 
-    // A later alert of higher level raises the severity, and with it the danger.
+    // A later alert of higher level raises the severity; danger is the rule's judgement, not
+    // the level.
     store
         .record(&[alert("b3.a0", "ssh-bf", "source.ip=10.0.0.1", "high", 10)])
         .await
@@ -75,7 +77,7 @@ async fn lifecycle(store: &Store) {
     let inc = store.get(first).await.expect("get");
     assert_eq!(
         (inc.severity.as_str(), inc.danger, inc.count),
-        ("high", true, 6)
+        ("high", false, 6)
     );
     assert_eq!(inc.timeline[1].action, "severity_raised");
 
@@ -116,8 +118,24 @@ async fn lifecycle(store: &Store) {
         .expect("escalate");
     assert_eq!(
         (inc.severity.as_str(), inc.danger, inc.assignee.as_deref()),
-        ("critical", true, Some("noc-team"))
+        ("critical", false, Some("noc-team"))
     );
+    // The operator judges it a danger.
+    let inc = store
+        .act(
+            first,
+            &act("escalate", r#"{"severity":"critical","danger":true}"#),
+            "carol",
+        )
+        .await
+        .expect("escalate");
+    assert!(inc.danger);
+    // A later alert of its rule, which does not judge it so, leaves the danger.
+    store
+        .record(&[alert("b3.a1", "ssh-bf", "source.ip=10.0.0.1", "high", 10)])
+        .await
+        .expect("record");
+    assert!(store.get_brief(first).await.expect("get").danger);
     // Grouping still holds while acknowledged.
     let r = store
         .record(&[alert("b4.a0", "ssh-bf", "source.ip=10.0.0.1", "medium", 11)])
@@ -153,12 +171,13 @@ async fn lifecycle(store: &Store) {
             ("alice", "assign"),
             ("alice", "comment"),
             ("carol", "escalate"),
+            ("carol", "escalate"),
             ("alice", "resolve"),
             ("carol", "retract"),
         ]
     );
-    assert_eq!(inc.timeline[7].detail["reason"], "pen test");
-    assert_eq!(inc.count, 7);
+    assert_eq!(inc.timeline[8].detail["reason"], "pen test");
+    assert_eq!(inc.count, 8);
 
     // The key's next alert opens a new incident.
     let r = store

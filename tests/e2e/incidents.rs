@@ -79,7 +79,8 @@ fn alerts_become_incidents_once_even_across_a_crash_and_the_desk_works_them() {
     assert_eq!(inc["count"], 1);
     assert_eq!(
         (&inc["severity"], &inc["danger"]),
-        (&"high".into(), &true.into())
+        (&"high".into(), &false.into()),
+        "danger is a rule's judgement (its tag), not its level"
     );
     let id = inc["id"].to_string();
     let id = id.as_str();

@@ -18,6 +18,7 @@ detection:
     message|contains: DANGER-TEST
   condition: selection
 level: high
+tags: [vigil.danger]
 ";
 
 const QUIET_RULE: &str = "title: quiet test line

@@ -45,7 +45,8 @@ pub enum IncidentsCommand {
     Assign { id: i64, assignee: String },
     /// Add a comment to the timeline.
     Comment { id: i64, comment: String },
-    /// Change the severity; danger follows high and critical unless given.
+    /// Change the severity; with --danger true|false, the probable danger too (else it
+    /// stays as it is).
     Escalate {
         id: i64,
         #[arg(long)]

@@ -28,7 +28,7 @@ pub fn show(cfg: &CollectorConfig, file: &Path, labels: &str) -> anyhow::Result<
     }
     let get = |k: &str| labels.get(k).cloned().unwrap_or_default();
     let danger = match get("danger").as_str() {
-        "" => crate::incidents::dangerous(&get("severity")),
+        "" => false,
         "true" => true,
         "false" => false,
         other => anyhow::bail!("--route: danger={other:?} must be true or false"),

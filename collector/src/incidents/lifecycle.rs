@@ -21,11 +21,23 @@ use super::{SEVERITIES, Status};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     Ack,
-    Assign { assignee: String },
-    Comment { comment: String },
-    Escalate { severity: String, danger: bool },
-    Resolve { resolution: Option<String> },
-    Retract { reason: String },
+    Assign {
+        assignee: String,
+    },
+    Comment {
+        comment: String,
+    },
+    /// A new severity; danger set or taken away by the operator, else as it was.
+    Escalate {
+        severity: String,
+        danger: Option<bool>,
+    },
+    Resolve {
+        resolution: Option<String>,
+    },
+    Retract {
+        reason: String,
+    },
 }
 
 /// Why an action was refused.
@@ -125,10 +137,9 @@ impl Action {
                         SEVERITIES.join(", ")
                     )));
                 }
-                let danger = b.danger.unwrap_or_else(|| super::dangerous(&b.severity));
                 Action::Escalate {
                     severity: b.severity,
-                    danger,
+                    danger: b.danger,
                 }
             }
             "resolve" => Action::Resolve {
@@ -239,7 +250,7 @@ mod tests {
             Action::parse("escalate", br#"{"severity":"critical"}"#),
             Ok(Action::Escalate {
                 severity: "critical".into(),
-                danger: true
+                danger: None
             })
         );
     }

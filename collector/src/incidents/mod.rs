@@ -15,8 +15,9 @@
 //!   customer, group): a unique index enforces it, so collectors sharing a database raise one
 //!   incident for one storm, however their alerts interleave. The storm is that incident's count.
 //! - Once an incident is resolved or retracted, the next alert of its key opens a new one.
-//! - An incident's danger follows its severity (`high`, `critical`) until an operator escalates
-//!   it, which sets both.
+//! - An incident's danger is a judgement, not a severity: the rule's (a Sigma tag,
+//!   [`DANGER_TAG`]) or an operator's (escalate). Once there, a later alert does not take it
+//!   away; only an operator does.
 
 pub mod deadlines;
 pub mod lifecycle;
@@ -122,10 +123,9 @@ pub fn severity_rank(s: &str) -> usize {
     SEVERITIES.iter().position(|l| *l == s).unwrap_or(2)
 }
 
-/// Probable danger (which notifications will announce by phone first): high and critical.
-pub fn dangerous(severity: &str) -> bool {
-    severity_rank(severity) >= 3
-}
+/// The Sigma tag by which a rule judges its detections a probable danger (an attack in
+/// progress, a platform down): announced by phone first. Severity alone is not danger.
+pub const DANGER_TAG: &str = "vigil.danger";
 
 /// Where an incident is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -237,6 +237,8 @@ pub struct Alert {
     pub group_key: String,
     pub at: chrono::DateTime<chrono::Utc>,
     pub message: Option<String>,
+    /// The rule judged it a probable danger (its tag [`DANGER_TAG`]).
+    pub danger: bool,
 }
 
 impl Alert {
@@ -258,6 +260,10 @@ impl Alert {
             group_key,
             at: ev.timestamp().unwrap_or_else(chrono::Utc::now),
             message: s(f::MESSAGE),
+            danger: ev
+                .get(f::TAGS)
+                .and_then(|t| t.as_array())
+                .is_some_and(|t| t.iter().any(|t| t.as_str() == Some(DANGER_TAG))),
         })
     }
 }
@@ -267,8 +273,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn danger_is_high_and_critical() {
-        assert!(!dangerous("medium") && !dangerous("low") && !dangerous("bogus"));
-        assert!(dangerous("high") && dangerous("critical"));
+    fn danger_is_the_rule_s_judgement_not_its_level() {
+        let mut ev = Event::new(vigil_schema::EventKind::Alert, chrono::Utc::now());
+        ev.set_str(f::EVENT_ID, "a1");
+        ev.set_str(f::RULE_ID, "r");
+        ev.set_str(f::RULE_LEVEL, "critical");
+        let a = Alert::from_event(&ev).expect("an alert");
+        assert_eq!((a.severity.as_str(), a.danger), ("critical", false));
+        ev.set(f::TAGS, serde_json::json!(["attack.t1486", DANGER_TAG]));
+        assert!(Alert::from_event(&ev).expect("an alert").danger);
     }
 }

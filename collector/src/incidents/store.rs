@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 
 use super::deadlines::{Deadlines, Due, earlier};
 use super::lifecycle::{Action, ActionError};
-use super::{Alert, Entry, Filter, Incident, SEVERITIES, Status, dangerous, severity_rank};
+use super::{Alert, Entry, Filter, Incident, SEVERITIES, Status, severity_rank};
 use crate::index::writer::{Clock, system_clock};
 use crate::notify::plan::{Kind, Subject};
 use crate::notify::{Notifier, outbox, silence};
@@ -339,7 +339,7 @@ impl Store {
             .bind(&a.rule_id)
             .bind(&a.title)
             .bind(&a.severity)
-            .bind(i64::from(dangerous(&a.severity)))
+            .bind(i64::from(a.danger))
             .bind(a.customer.clone())
             .bind(&a.group_key)
             .bind(at)
@@ -372,11 +372,10 @@ impl Store {
                         self.deadlines.due(&a.severity, a.customer.as_deref(), now),
                     )?;
                     sqlx::query(
-                        "UPDATE incidents SET severity = $1, danger = $2, ack_by = $3,
-                             resolve_by = $4 WHERE id = $5",
+                        "UPDATE incidents SET severity = $1, ack_by = $2, resolve_by = $3
+                         WHERE id = $4",
                     )
                     .bind(&a.severity)
-                    .bind(i64::from(dangerous(&a.severity)))
                     .bind(due.acknowledge)
                     .bind(due.resolve)
                     .bind(id)
@@ -385,14 +384,21 @@ impl Store {
                     let detail = serde_json::json!({
                         "alert_id": a.id, "from": severity, "to": a.severity,
                     });
+                    timeline(&mut tx, id, now, SYSTEM, "severity_raised", &detail).await?;
+                }
+                // Danger appearing is an essential change; an alert without it does not
+                // take it away.
+                if a.danger && !was_dangerous {
+                    sqlx::query("UPDATE incidents SET danger = 1 WHERE id = $1")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    let detail = serde_json::json!({"alert_id": a.id, "rule": a.rule_id});
                     let cause =
-                        timeline(&mut tx, id, now, SYSTEM, "severity_raised", &detail).await?;
-                    // Danger follows severity here: danger appearing is an essential change.
-                    if dangerous(&a.severity) != was_dangerous {
-                        announced |= self
-                            .announce(&mut tx, id, cause, Kind::Changed, now)
-                            .await?;
-                    }
+                        timeline(&mut tx, id, now, SYSTEM, "danger_raised", &detail).await?;
+                    announced |= self
+                        .announce(&mut tx, id, cause, Kind::Changed, now)
+                        .await?;
                 }
             }
         }
@@ -532,7 +538,7 @@ impl Store {
         let (assignee, severity, danger) = match action {
             Action::Assign { assignee } => (Some(assignee.clone()), None, None),
             Action::Escalate { severity, danger } => {
-                (None, Some(severity.clone()), Some(i64::from(*danger)))
+                (None, Some(severity.clone()), danger.map(i64::from))
             }
             _ => (None, None, None),
         };
@@ -563,7 +569,10 @@ impl Store {
         let kind = match action {
             Action::Retract { .. } => Some(Kind::Retracted),
             Action::Resolve { .. } => Some(Kind::Resolved),
-            Action::Escalate { danger, .. } if *danger != was_dangerous => Some(Kind::Changed),
+            Action::Escalate {
+                danger: Some(danger),
+                ..
+            } if *danger != was_dangerous => Some(Kind::Changed),
             _ => None,
         };
         let announced = match kind {

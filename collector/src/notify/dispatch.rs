@@ -229,6 +229,8 @@ impl Dispatcher {
                 "{channel} to {} given up after {} attempts: {error}",
                 it.delivery.target, it.attempts
             )),
+            // Nobody may be told of the next incidents: the desk is called.
+            danger: true,
         };
         if let Err(e) = self.store.record(&[alert]).await {
             tracing::error!(error = %e, channel, "the failing channel's incident could not be recorded");

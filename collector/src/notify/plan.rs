@@ -157,28 +157,33 @@ impl Notifier {
         roster: &Roster,
     ) -> Vec<Delivery> {
         let called_before = told.iter().any(|d| d.channel.calls());
-        let voice = match kind {
-            Kind::Opened | Kind::Escalated => s.danger,
-            Kind::Changed | Kind::Retracted => s.danger || called_before,
-            Kind::Resolved => false,
+        // Whether a receiver is called: the incident's danger, or its route's saying so.
+        let calls = |route_danger: bool| {
+            let danger = s.danger || route_danger;
+            match kind {
+                Kind::Opened | Kind::Escalated => danger,
+                Kind::Changed | Kind::Retracted => danger || called_before,
+                Kind::Resolved => false,
+            }
         };
-        let mut names: Vec<String> = self
+        let mut names: Vec<(String, bool)> = self
             .route
-            .receivers(&s.labels())
+            .chosen(&s.labels())
             .into_iter()
-            .map(|(name, _)| name)
+            .map(|c| (c.receiver, c.danger))
             .collect();
         // A resolution also goes to the receivers told before (as Alertmanager sends the
         // resolved notification to whoever got the firing one).
         if kind == Kind::Resolved {
             for d in told {
-                if !names.contains(&d.receiver) {
-                    names.push(d.receiver.clone());
+                if !names.iter().any(|(n, _)| n == &d.receiver) {
+                    names.push((d.receiver.clone(), false));
                 }
             }
         }
         let mut out = Vec::new();
-        for name in names {
+        for (name, route_danger) in names {
+            let voice = calls(route_danger);
             let Some(r) = self.receivers.get(&name) else {
                 continue;
             };
@@ -400,6 +405,48 @@ phone = "+3226501111"
         assert_eq!(
             targets(&plan(&n, &subject(false), Kind::Resolved, &quiet)),
             [("email", "desk@example.org")]
+        );
+    }
+
+    #[test]
+    fn a_route_can_call_for_a_severity_the_rule_did_not_judge_a_danger() {
+        let cfg: NotifyConfig = toml::from_str(
+            r#"
+[smtp]
+host = "127.0.0.1"
+from = "vigil@example.org"
+[voice]
+url = "http://127.0.0.1:1/call"
+[[receivers]]
+name = "desk"
+email = ["desk@example.org"]
+[[receivers]]
+name = "oncall"
+email = ["oncall@example.org"]
+voice = ["+32470000001"]
+[route]
+receiver = "desk"
+[[route.routes]]
+matchers = ["severity=critical"]
+receiver = "oncall"
+danger = true
+"#,
+        )
+        .expect("notify toml");
+        let n = Notifier::new(&cfg, Customers::default(), Default::default())
+            .expect("valid")
+            .expect("routed");
+        let mut s = subject(false);
+        s.severity = "critical".into();
+        assert_eq!(
+            targets(&plan(&n, &s, Kind::Opened, &[])),
+            [("voice", "+32470000001"), ("email", "oncall@example.org")]
+        );
+        s.severity = "high".into();
+        assert_eq!(
+            targets(&plan(&n, &s, Kind::Opened, &[])),
+            [("email", "desk@example.org")],
+            "severity alone is not danger"
         );
     }
 }

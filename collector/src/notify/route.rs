@@ -96,6 +96,11 @@ pub struct RouteConfig {
     pub matchers: Vec<String>,
     #[serde(default, rename = "continue")]
     pub continue_: bool,
+    /// Announce the incidents this route takes as probable danger (calls first) even when
+    /// their rule did not judge them so: `matchers = ["severity=critical"]` with
+    /// `danger = true`. Inherited by child routes unless they set it.
+    #[serde(default)]
+    pub danger: Option<bool>,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
 }
@@ -106,6 +111,7 @@ pub struct Route {
     pub receiver: String,
     pub matchers: Vec<Matcher>,
     pub continue_: bool,
+    pub danger: bool,
     pub routes: Vec<Route>,
 }
 
@@ -113,15 +119,17 @@ impl Route {
     /// The tree of `cfg`, with receivers inherited; an error names the route by its path
     /// (`route.routes[1].routes[0]`) and what is wrong.
     pub fn build(cfg: &RouteConfig, receivers: &[&str]) -> Result<Route, String> {
-        Self::build_at(cfg, None, "route", receivers)
+        Self::build_at(cfg, None, false, "route", receivers)
     }
 
     fn build_at(
         cfg: &RouteConfig,
         parent: Option<&str>,
+        parent_danger: bool,
         path: &str,
         receivers: &[&str],
     ) -> Result<Route, String> {
+        let danger = cfg.danger.unwrap_or(parent_danger);
         let receiver = cfg
             .receiver
             .as_deref()
@@ -143,13 +151,20 @@ impl Route {
             .iter()
             .enumerate()
             .map(|(i, r)| {
-                Self::build_at(r, Some(receiver), &format!("{path}.routes[{i}]"), receivers)
+                Self::build_at(
+                    r,
+                    Some(receiver),
+                    danger,
+                    &format!("{path}.routes[{i}]"),
+                    receivers,
+                )
             })
             .collect::<Result<_, _>>()?;
         Ok(Route {
             receiver: receiver.to_owned(),
             matchers,
             continue_: cfg.continue_,
+            danger,
             routes,
         })
     }
@@ -157,15 +172,29 @@ impl Route {
     /// The receivers that take an incident with `labels`, each once, in the order routes
     /// chose them; with the path of each route that chose one (for `config check --route`).
     pub fn receivers(&self, labels: &BTreeMap<String, String>) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        self.walk(labels, "route", &mut out);
-        let mut seen = std::collections::HashSet::new();
-        out.retain(|(r, _)| seen.insert(r.clone()));
+        self.chosen(labels)
+            .into_iter()
+            .map(|c| (c.receiver, c.path))
+            .collect()
+    }
+
+    /// The routes that take an incident with `labels`, each receiver once (announced as
+    /// danger if any route choosing it says so).
+    pub fn chosen(&self, labels: &BTreeMap<String, String>) -> Vec<Chosen> {
+        let mut all = Vec::new();
+        self.walk(labels, "route", &mut all);
+        let mut out: Vec<Chosen> = Vec::new();
+        for c in all {
+            match out.iter_mut().find(|o| o.receiver == c.receiver) {
+                Some(o) => o.danger |= c.danger,
+                None => out.push(c),
+            }
+        }
         out
     }
 
     /// Adds the receivers of this route (which matched) to `out`.
-    fn walk(&self, labels: &BTreeMap<String, String>, path: &str, out: &mut Vec<(String, String)>) {
+    fn walk(&self, labels: &BTreeMap<String, String>, path: &str, out: &mut Vec<Chosen>) {
         let mut taken = false;
         for (i, child) in self.routes.iter().enumerate() {
             if child.matchers.iter().all(|m| m.matches(labels)) {
@@ -177,9 +206,23 @@ impl Route {
             }
         }
         if !taken {
-            out.push((self.receiver.clone(), path.to_owned()));
+            out.push(Chosen {
+                receiver: self.receiver.clone(),
+                path: path.to_owned(),
+                danger: self.danger,
+            });
         }
     }
+}
+
+/// A receiver a route chose.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chosen {
+    pub receiver: String,
+    /// The route (`route.routes[0]`).
+    pub path: String,
+    /// The route says to announce as probable danger.
+    pub danger: bool,
 }
 
 /// Labels from `key=value,key=value` (the `--route` option of `vigil config check`).

@@ -25,6 +25,7 @@ detection:
     message|contains: BENCH-DANGER
   condition: selection
 level: high
+tags: [vigil.danger]
 ";
 
 fn main() {
