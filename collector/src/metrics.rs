@@ -36,6 +36,7 @@ pub struct Metrics {
     pub incidents_actions: Family<Labels, Counter>,
     pub notify_attempts: Family<Labels, Counter>,
     pub incident_deadlines_breached: Family<Labels, Counter>,
+    pub notify_replies: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -175,6 +176,11 @@ impl Metrics {
             incident_deadlines_breached: reg!(
                 "incident_deadlines_breached",
                 "Incident deadlines that passed, by deadline (acknowledge, resolve)",
+                Family::default()
+            ),
+            notify_replies: reg!(
+                "notify_replies",
+                "Answers from people told, by way (email, sms) and outcome (acknowledged, already, reply, ignored)",
                 Family::default()
             ),
             registry,

@@ -964,3 +964,143 @@ levels = [["ann"], ["bob"]]
     );
     assert!(!ok && err.contains("no call task 42"), "{err}");
 }
+
+/// People answer without a phone key: the e-mail's link opens a page (which acknowledges
+/// nothing by being opened) whose form acknowledges or replies; an SMS "ACK <id>" from a
+/// number that was told acknowledges, and any other text from it is a reply. A number never
+/// told, or a wrong reply URL, changes nothing.
+#[test]
+fn the_email_link_and_an_sms_reply_acknowledge_and_replies_land_on_the_timeline() {
+    let Some(w) = World::new(&[DANGER_RULE]) else {
+        return;
+    };
+    let (mail, gw) = (&w.mail, &w.gw);
+    const SECRET: &str = "sms-replies-secret-0123";
+    let config = w
+        .config
+        .replace(
+            "[[notify.receivers]]\nname = \"desk\"",
+            &format!(
+                "[notify.sms]\nurl = \"{}\"\ninbound_token = \"{SECRET}\"\nbody = '{{\"to\": {{{{ to|tojson }}}}, \"say\": {{{{ text|tojson }}}}, \"incident\": {{{{ incident.id }}}}}}'\n\n[[notify.receivers]]\nname = \"desk\"",
+                gw.url("/sms")
+            ),
+        )
+        .replace(
+            "email = [\"oncall@example.org\"]\nvoice = [\"+32470000001\"]",
+            "email = [\"oncall@example.org\"]\nvoice = [\"+32470000001\"]\nsms = [\"+32470000002\"]",
+        );
+    let (collector, agent) = w.start(&config);
+    let url = collector.url();
+    send_tcp(agent.syslog_tcp, "DANGER-TEST", 0..1);
+    let logs = || collector.proc.log_tail();
+    let (sms, email) = wait_for(
+        Duration::from_secs(60),
+        "the SMS and the e-mail",
+        || format!("{:?}\n{:?}\n{}", gw.received(), mail.mails(), logs()),
+        || {
+            let sms = gw.received().into_iter().find(|r| r.path == "/sms")?;
+            let m = mails_to(&mail.mails(), "oncall@example.org", "PROBABLE DANGER")
+                .first()
+                .cloned()
+                .cloned()?;
+            Some((sms, m))
+        },
+    );
+    let id = sms.json()["incident"].as_i64().expect("incident");
+    let said = sms.json()["say"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        said.ends_with(&format!("Reply ACK {id} to acknowledge.")),
+        "{said}"
+    );
+    // The link, with quoted-printable soft line breaks undone.
+    let body = email.body.replace("=\r\n", "").replace("=\n", "");
+    let link = body
+        .split_whitespace()
+        .find(|w| w.starts_with("http://vigil.example/api/v1/notify/respond/"))
+        .expect("a link in the e-mail")
+        .replace("http://vigil.example", &url);
+    let client = reqwest::blocking::Client::new();
+    let status = |id: i64| {
+        let inc: Value = client
+            .get(format!("{url}/api/v1/incidents/{id}"))
+            .send()
+            .and_then(|r| r.json())
+            .expect("incident");
+        inc
+    };
+
+    // Opening the link shows the incident and acknowledges nothing.
+    let page = client.get(&link).send().expect("page");
+    assert_eq!(page.status(), 200);
+    let html = page.text().expect("html");
+    assert!(
+        html.contains("danger test line") && html.contains("<form"),
+        "{html}"
+    );
+    assert_eq!(status(id)["status"], "open");
+    // A reply through the form lands on the timeline, as the address told.
+    let r = client
+        .post(&link)
+        .form(&[
+            ("action", "reply"),
+            ("text", "Is this the firewall change?"),
+        ])
+        .send()
+        .expect("reply");
+    assert_eq!(r.status(), 200);
+    // An SMS from a number never told is ignored; a wrong secret is not an endpoint.
+    let sms_reply = |secret: &str, from: &str, text: &str| {
+        client
+            .post(format!("{url}/api/v1/notify/sms/{secret}"))
+            .form(&[("From", from), ("Body", text)])
+            .send()
+            .expect("answered")
+    };
+    let stranger = sms_reply(SECRET, "+32499999999", &format!("ACK {id}"));
+    assert_eq!(
+        stranger.json::<Value>().expect("json")["outcome"],
+        "ignored"
+    );
+    assert_eq!(
+        sms_reply("wrong-secret-0123456789", "+32470000002", "ACK 1").status(),
+        404
+    );
+    assert_eq!(status(id)["status"], "open");
+    // A question by SMS from the number told is a reply; "ACK <id>" acknowledges.
+    let q = sms_reply(SECRET, "+32470000002", "on my way, 10 minutes");
+    assert_eq!(q.json::<Value>().expect("json")["outcome"], "reply");
+    let ack = sms_reply(SECRET, "+32470000002", &format!("ack {id}"));
+    assert_eq!(
+        ack.json::<Value>().expect("json")["outcome"],
+        "acknowledged"
+    );
+    let inc = status(id);
+    assert_eq!(inc["status"], "acknowledged");
+    // The link's acknowledgement comes second: already done, said so.
+    let again = client
+        .post(&link)
+        .form(&[("action", "ack")])
+        .send()
+        .expect("ack");
+    assert!(again.text().expect("html").contains("already"));
+    let steps: Vec<(String, String)> = status(id)["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .filter(|e| e["action"] == "reply" || e["action"] == "ack")
+        .map(|e| {
+            (
+                e["actor"].as_str().unwrap_or_default().to_owned(),
+                e["action"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("email:oncall@example.org".into(), "reply".into()),
+            ("sms:+32470000002".into(), "reply".into()),
+            ("sms:+32470000002".into(), "ack".into()),
+        ]
+    );
+}

@@ -139,6 +139,16 @@ pub fn app(state: AppState) -> Router {
             "/api/v1/notify/callback/{token}",
             post(notify::callback_handler).layer(DefaultBodyLimit::max(64 << 10)),
         )
+        .route(
+            "/api/v1/notify/respond/{token}",
+            get(notify::respond_page)
+                .post(notify::respond)
+                .layer(DefaultBodyLimit::max(64 << 10)),
+        )
+        .route(
+            "/api/v1/notify/sms/{secret}",
+            post(notify::sms_inbound).layer(DefaultBodyLimit::max(64 << 10)),
+        )
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .with_state(state)
 }

@@ -243,6 +243,12 @@ impl Dispatcher {
 /// announcements never use that channel.
 pub const CHANNEL_RULE: &str = "vigil-notify-";
 
+/// Whether an announcement of `kind` asks for an acknowledgement (the incident is active).
+fn awaits_ack(kind: super::plan::Kind) -> bool {
+    use super::plan::Kind;
+    matches!(kind, Kind::Opened | Kind::Changed | Kind::Escalated)
+}
+
 /// Sends one delivery at `now`; what the receiving side answered.
 async fn send(
     store: &Store,
@@ -294,7 +300,16 @@ async fn send(
             let gw = gw
                 .as_ref()
                 .ok_or_else(|| format!("no [notify.{}] gateway", it.delivery.channel.as_str()))?;
-            let text = a.spoken();
+            let mut text = a.spoken();
+            // Replies reach Vigil only when the SMS gateway forwards them.
+            let replies = notifier
+                .cfg
+                .sms
+                .as_ref()
+                .is_some_and(|g| g.inbound_token.is_some());
+            if it.delivery.channel == Channel::Sms && awaits_ack(it.kind) && replies {
+                text.push_str(&format!(" Reply ACK {} to acknowledge.", inc.id));
+            }
             let callback = format!(
                 "{}/api/v1/notify/callback/{}",
                 external.trim_end_matches('/'),
@@ -329,14 +344,16 @@ async fn send(
             let thread = first
                 .filter(|&f| f != it.id)
                 .map(|f| format!("vigil-{}-{f}", it.incident_id));
+            let mut body = a.email_body();
+            if awaits_ack(it.kind) {
+                body.push_str(&format!(
+                    "\nAcknowledge it, or reply, here: {}/api/v1/notify/respond/{}\n",
+                    external.trim_end_matches('/'),
+                    it.token
+                ));
+            }
             let answer = mailer
-                .send(
-                    target,
-                    &a.subject(),
-                    a.email_body(),
-                    &key,
-                    thread.as_deref(),
-                )
+                .send(target, &a.subject(), body, &key, thread.as_deref())
                 .await?;
             Ok(serde_json::json!({"smtp": answer, "message_id": mailer.message_id(&key)}))
         }

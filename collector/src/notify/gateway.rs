@@ -147,6 +147,7 @@ mod tests {
             url: url.into(),
             headers: [("Content-Type".to_owned(), "application/json".to_owned())].into(),
             body: body.into(),
+            inbound_token: None,
         }
     }
 

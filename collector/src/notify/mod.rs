@@ -9,6 +9,8 @@
 //!   change that causes them; claimed, finished and retried by the dispatcher.
 //! - [`dispatch`]: the loop that sends what is due, and records every attempt on the timeline.
 //! - [`callback`]: the gateway's report of a call: a key pressed by a person acknowledges.
+//! - [`reply`]: acknowledgement by the e-mail's link or an SMS reply, and replies that land
+//!   on the timeline.
 //! - [`task`]: operator call tasks, for receivers whose calls a person at the desk makes.
 //! - [`silence`]: time windows in which matching incidents are not announced (retractions
 //!   always are).
@@ -33,6 +35,7 @@ pub mod email;
 pub mod gateway;
 pub mod outbox;
 pub mod plan;
+pub mod reply;
 pub mod route;
 pub mod silence;
 pub mod task;
@@ -144,6 +147,10 @@ pub struct GatewayConfig {
     pub headers: BTreeMap<String, String>,
     #[serde(default)]
     pub body: String,
+    /// SMS only: the secret in the URL the gateway forwards replies to
+    /// (`/api/v1/notify/sms/{inbound_token}`); without it, replies are not taken.
+    #[serde(default)]
+    pub inbound_token: Option<String>,
 }
 
 fn default_method() -> String {
@@ -292,6 +299,27 @@ impl Notifier {
             if let Some(g) = g {
                 gateway::check(g).map_err(|e| (key, e))?;
             }
+        }
+        if cfg
+            .voice
+            .as_ref()
+            .is_some_and(|g| g.inbound_token.is_some())
+        {
+            return Err((
+                "notify.voice.inbound_token",
+                "replies come by SMS: set it under [notify.sms]".into(),
+            ));
+        }
+        if let Some(t) = cfg.sms.as_ref().and_then(|g| g.inbound_token.as_ref())
+            && (t.len() < 16
+                || !t
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        {
+            return Err((
+                "notify.sms.inbound_token",
+                "at least 16 letters, digits, - or _ (it is the reply URL's secret)".into(),
+            ));
         }
         cfg.cap.check().map_err(|e| ("notify.cap", e))?;
         if cfg.attempts == 0 {
