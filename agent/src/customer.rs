@@ -20,60 +20,7 @@ pub struct CustomerConfig {
     pub timezone: Option<chrono_tz::Tz>,
 }
 
-/// An IPv4 or IPv6 prefix, kept as an IPv6 (v4-mapped) network and length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Prefix {
-    net: u128,
-    len: u8,
-}
-
-impl Prefix {
-    /// Parses `10.0.0.0/8`, `2001:db8::/32`, or a bare address (a host prefix).
-    pub fn parse(s: &str) -> Result<Prefix, String> {
-        let (addr, len) = match s.split_once('/') {
-            Some((a, l)) => (a, Some(l)),
-            None => (s, None),
-        };
-        let ip: IpAddr = addr
-            .trim()
-            .parse()
-            .map_err(|_| format!("`{s}` is not an IP prefix"))?;
-        let (max, offset) = if ip.is_ipv4() { (32u8, 96u8) } else { (128, 0) };
-        let len = match len {
-            Some(l) => l
-                .trim()
-                .parse::<u8>()
-                .ok()
-                .filter(|l| *l <= max)
-                .ok_or_else(|| format!("`{s}`: prefix length must be 0 to {max}"))?,
-            None => max,
-        };
-        let len = len + offset;
-        Ok(Prefix {
-            net: to_u128(ip) & mask(len),
-            len,
-        })
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        to_u128(ip) & mask(self.len) == self.net
-    }
-}
-
-fn to_u128(ip: IpAddr) -> u128 {
-    match ip {
-        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
-        IpAddr::V6(v6) => u128::from(v6),
-    }
-}
-
-fn mask(len: u8) -> u128 {
-    if len == 0 {
-        0
-    } else {
-        u128::MAX << (128 - u32::from(len))
-    }
-}
+pub use vigil_schema::prefix::Prefix;
 
 /// All configured prefixes; lookups pick the longest match.
 #[derive(Debug, Default)]
@@ -98,7 +45,7 @@ impl CustomerMap {
             }
         }
         // Longest first, so the first match is the most specific.
-        prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.len));
+        prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.length()));
         Ok(CustomerMap { prefixes, zones })
     }
 

@@ -8,6 +8,18 @@ use serde::Deserialize;
 use vigil_agent::config::AgentConfig;
 use vigil_schema::config::{ConfigError, de_duration};
 
+use crate::reference::Customers;
+use crate::reference::directory::{Directory, Shared};
+
+fn invalid_at(path: &Path, key: &'static str, message: String) -> ConfigError {
+    ConfigError::Invalid {
+        path: path.to_owned(),
+        key,
+        message,
+        line: None,
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CollectorConfig {
@@ -28,6 +40,8 @@ pub struct CollectorConfig {
     pub customers: Vec<crate::reference::Customer>,
     /// Our own people and on-call rotas.
     pub oncall: crate::oncall::OnCallConfig,
+    /// Assets: their id format, the ones defined here, where changes are sent.
+    pub assets: crate::reference::assets::AssetsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -104,6 +118,7 @@ impl Default for CollectorConfig {
             notify: crate::notify::NotifyConfig::default(),
             customers: Vec::new(),
             oncall: crate::oncall::OnCallConfig::default(),
+            assets: crate::reference::assets::AssetsConfig::default(),
         }
     }
 }
@@ -160,19 +175,28 @@ impl CollectorConfig {
         Ok(cfg)
     }
 
-    /// The notification settings, checked; `None` when no route is configured.
-    pub fn notifier(&self, path: &Path) -> Result<Option<crate::notify::Notifier>, ConfigError> {
-        let invalid = |key, message: String| ConfigError::Invalid {
-            path: path.to_owned(),
-            key,
-            message,
-            line: None,
-        };
-        let customers = crate::reference::Customers::new(self.customers.clone())
-            .map_err(|m| invalid("customers", m))?;
-        let oncall = self.oncall().map_err(|(k, m)| invalid(k, m))?;
+    /// The reference data of the configuration (customers, assets and the deadlines they
+    /// imply), checked; the database's objects join it at start.
+    pub fn directory(&self, path: &Path) -> Result<Directory, ConfigError> {
+        Directory::new(&self.customers, &self.assets, &self.incidents)
+            .map_err(|(key, message)| invalid_at(path, key, message))
+    }
+
+    /// The notification settings, checked, reading customers from `customers`; `None` when
+    /// no route is configured.
+    pub fn notifier_with(
+        &self,
+        path: &Path,
+        customers: Shared<Customers>,
+    ) -> Result<Option<crate::notify::Notifier>, ConfigError> {
+        let oncall = self.oncall().map_err(|(k, m)| invalid_at(path, k, m))?;
         crate::notify::Notifier::new(&self.notify, customers, oncall)
-            .map_err(|(k, m)| invalid(k, m))
+            .map_err(|(k, m)| invalid_at(path, k, m))
+    }
+
+    /// The notification settings with the configuration's customers.
+    pub fn notifier(&self, path: &Path) -> Result<Option<crate::notify::Notifier>, ConfigError> {
+        self.notifier_with(path, self.directory(path)?.customers())
     }
 
     /// The on-call rotas, checked.
@@ -180,25 +204,16 @@ impl CollectorConfig {
         crate::oncall::OnCall::new(&self.oncall)
     }
 
-    /// The incidents' deadlines, checked.
+    /// The incidents' deadlines of the configuration's customers, checked.
     pub fn deadlines(
         &self,
         path: &Path,
     ) -> Result<crate::incidents::deadlines::Deadlines, ConfigError> {
-        let invalid = |(key, message)| ConfigError::Invalid {
-            path: path.to_owned(),
-            key,
-            message,
-            line: None,
-        };
-        let customers = crate::reference::Customers::new(self.customers.clone())
-            .map_err(|m| invalid(("customers", m)))?;
-        crate::incidents::deadlines::Deadlines::new(&self.incidents, &customers).map_err(invalid)
+        Ok((*self.directory(path)?.deadlines().get()).clone())
     }
 
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         self.notifier(path)?;
-        self.deadlines(path)?;
         let invalid = |key, message: &str| ConfigError::Invalid {
             path: path.to_owned(),
             key,

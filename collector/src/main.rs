@@ -106,6 +106,10 @@ enum Command {
     Oncall(cli::oncall::OnCallArgs),
     /// Operator call tasks: the calls the desk must make, and recording them.
     Tasks(cli::tasks::TasksArgs),
+    /// Customers: list them, import them from CSV.
+    Customers(cli::customers::CustomersArgs),
+    /// Assets (base information): list, add, remove, and their change log.
+    Assets(cli::assets::AssetsArgs),
     /// Sigma rules: check that they load, test them on events.
     Rules {
         #[command(subcommand)]
@@ -255,6 +259,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Silences(args) => cli::silences::run(args, &mut std::io::stdout().lock()).await,
         Command::Oncall(args) => cli::oncall::run(args, &mut std::io::stdout().lock()).await,
         Command::Tasks(args) => cli::tasks::run(args, &mut std::io::stdout().lock()).await,
+        Command::Customers(args) => cli::customers::run(args, &mut std::io::stdout().lock()).await,
+        Command::Assets(args) => cli::assets::run(args, &mut std::io::stdout().lock()).await,
         Command::Rules {
             command:
                 RulesCommand::Check {

@@ -25,6 +25,8 @@ pub struct Collector {
     writer: std::thread::JoinHandle<()>,
     /// Sends what the outbox holds; none without a notification route.
     dispatcher: Option<crate::notify::dispatch::Dispatcher>,
+    /// Where asset changes go, if anywhere.
+    asset_export: Option<crate::reference::assets::ExportConfig>,
 }
 
 impl Collector {
@@ -40,14 +42,19 @@ impl Collector {
         let data_dir = cfg.data_dir.clone();
         let detect_state = data_dir.join("detect-state.json");
         let db = cfg.incidents.url(&data_dir);
+        let here = std::path::Path::new("configuration");
+        let directory = Arc::new(cfg.directory(here)?);
         let mut store = crate::incidents::Store::open(&db)
             .await?
-            .with_deadlines(cfg.deadlines(std::path::Path::new("configuration"))?);
+            .with_shared_deadlines(directory.deadlines());
+        // The customers and assets managed through the API join the configuration's.
+        directory
+            .reload(store.pool())
+            .await
+            .context("cannot read customers and assets from the incident database")?;
         let oncall = cfg.oncall().map_err(|(k, m)| anyhow::anyhow!("{k}: {m}"))?;
-        let customers = crate::reference::Customers::new(cfg.customers.clone())
-            .map_err(|e| anyhow::anyhow!("customers: {e}"))?;
         let notifier = cfg
-            .notifier(std::path::Path::new("configuration"))?
+            .notifier_with(here, directory.customers())?
             .map(Arc::new);
         match &notifier {
             Some(n) => store = store.with_notifier(n.clone()),
@@ -140,7 +147,7 @@ impl Collector {
             detect_cfg: cfg.detect.clone(),
             incidents: store,
             incidents_healthy,
-            customers: Arc::new(customers),
+            directory,
             oncall: Arc::new(oncall),
         }));
         Ok(Collector {
@@ -148,6 +155,7 @@ impl Collector {
             listener,
             writer,
             dispatcher,
+            asset_export: cfg.assets.export.clone(),
         })
     }
 
@@ -179,6 +187,18 @@ impl Collector {
         let dispatcher = self
             .dispatcher
             .map(|d| tokio::spawn(d.run(dispatch_stop.clone())));
+        let reference = tokio::spawn(reload_reference(
+            self.state.0.directory.clone(),
+            self.state.0.incidents.pool().clone(),
+            dispatch_stop.clone(),
+        ));
+        let export = self.asset_export.map(|cfg| {
+            tokio::spawn(crate::reference::assets::run(
+                self.state.0.incidents.pool().clone(),
+                cfg,
+                dispatch_stop.clone(),
+            ))
+        });
         let deadlines = tokio::spawn(crate::incidents::deadlines::run(
             self.state.0.incidents.clone(),
             writer::system_clock(),
@@ -207,9 +227,33 @@ impl Collector {
             let _ = d.await;
         }
         let _ = deadlines.await;
+        let _ = reference.await;
+        if let Some(e) = export {
+            let _ = e.await;
+        }
         self.state.0.incidents.close().await;
         tracing::info!("collector stopped");
         Ok(())
+    }
+}
+
+/// How often customers and assets are read again (changes made through another collector
+/// sharing the database).
+const REFERENCE_RELOAD: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn reload_reference(
+    directory: Arc<crate::reference::directory::Directory>,
+    pool: sqlx::AnyPool,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(REFERENCE_RELOAD) => {}
+        }
+        if let Err(e) = directory.reload(&pool).await {
+            tracing::error!(error = %e, "customers and assets not reloaded; retrying");
+        }
     }
 }
 

@@ -658,8 +658,23 @@ async fn silences_are_made_listed_and_expired_and_bad_ones_name_the_field() {
     );
 }
 
+fn put(uri: &str, body: &Value) -> Request<Body> {
+    Request::put(uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("x-vigil-actor", "alice")
+        .body(Body::from(body.to_string()))
+        .expect("request")
+}
+
+fn del(uri: &str) -> Request<Body> {
+    Request::delete(uri)
+        .header("x-vigil-actor", "alice")
+        .body(Body::empty())
+        .expect("request")
+}
+
 #[tokio::test]
-async fn customers_are_read_from_the_configuration_and_changes_are_refused() {
+async fn customers_are_managed_through_the_api_and_csv_but_configured_ones_are_read_only() {
     let a = api_with(|c| {
         c.customers = toml::from_str::<toml::Table>(
             r#"
@@ -682,23 +697,64 @@ email = "noc@ulb.example"
     let (status, body) = a.get("/api/v1/customers").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["customers"][0]["id"], "ulb");
+    assert_eq!(body["customers"][0]["source"], "config");
     assert_eq!(body["customers"][0]["contacts"][0]["role"], "noc");
-    let (status, body) = a.get("/api/v1/customers/ulb").await;
-    assert_eq!((status, &body["language"]), (StatusCode::OK, &json!("fr")));
     let (status, body) = a.get("/api/v1/customers/kul").await;
     assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
 
-    let (status, body) = a.post("/api/v1/customers", json!({"id": "kul"})).await;
+    // A customer made through the API.
+    let kul = json!({"id": "kul", "name": "KU Leuven", "language": "nl",
+        "prefixes": ["10.2.0.0/16"],
+        "contacts": [{"role": "noc", "name": "NOC KUL", "phone": "+3216000000"}]});
+    let (status, body) = a.post("/api/v1/customers", kul.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = a.get("/api/v1/customers/kul").await;
+    assert_eq!((status, &body["source"]), (StatusCode::OK, &json!("api")));
+    assert_eq!(body["time_zone"], "Europe/Brussels");
+    let (status, body) = a.post("/api/v1/customers", kul.clone()).await;
     assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "conflict"));
-    let change = |method: &str, uri: &str| {
-        Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from("{}"))
-            .expect("request")
-    };
-    let (status, body) = a.send(change("PUT", "/api/v1/customers/ulb")).await;
+    // Bad fields are named.
+    for (field, bad) in [
+        (
+            "contacts[0].phone",
+            json!({"id": "kul", "contacts": [{"role": "noc", "name": "N", "phone": "016 00"}]}),
+        ),
+        ("language", json!({"id": "kul", "language": "es"})),
+        (
+            "prefixes[0]",
+            json!({"id": "kul", "prefixes": ["10.0.0.0/40"]}),
+        ),
+        ("time_zone", json!({"id": "kul", "time_zone": "Mars/Base"})),
+        (
+            "acknowledge_within",
+            json!({"id": "kul", "acknowledge_within": {"urgent": "5m"}}),
+        ),
+    ] {
+        let (status, body) = a.send(put("/api/v1/customers/kul", &bad)).await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::BAD_REQUEST, "bad_customer"),
+            "{bad}"
+        );
+        let m = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(m.starts_with(field), "{field}: {m}");
+    }
+    let (status, body) = a
+        .send(put(
+            "/api/v1/customers/kul",
+            &json!({"id": "kul", "name": "KUL"}),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = a
+        .send(put("/api/v1/customers/nope", &json!({"id": "nope"})))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The configuration's customer is read-only, and the answer says where to change it.
+    let (status, body) = a
+        .send(put("/api/v1/customers/ulb", &json!({"id": "ulb"})))
+        .await;
     assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "conflict"));
     assert!(
         body["error"]["message"]
@@ -706,10 +762,165 @@ email = "noc@ulb.example"
             .is_some_and(|m| m.contains("[[customers]]")),
         "says where: {body}"
     );
-    let (status, _) = a.send(change("DELETE", "/api/v1/customers/ulb")).await;
+    let (status, _) = a.send(del("/api/v1/customers/ulb")).await;
     assert_eq!(status, StatusCode::CONFLICT);
-    let (status, _) = a.send(change("DELETE", "/api/v1/customers/kul")).await;
+
+    // CSV: a bad row imports nothing and is named by line and column.
+    let csv = "id,name,language,prefixes,role,contact_name,email,phone\n\
+        umons,UMONS,fr,10.3.0.0/16,noc,NOC UMONS,noc@umons.example,+3265000000\n\
+        uantwerpen,UAntwerpen,nl,10.4.0.0/16,noc,NOC UA,not-an-address,\n";
+    let import = |text: String| {
+        Request::post("/api/v1/customers/import")
+            .header(header::CONTENT_TYPE, "text/csv")
+            .body(Body::from(text))
+            .expect("request")
+    };
+    let (status, body) = a.send(import(csv.to_owned())).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "bad_csv"),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("line 3, column email")),
+        "{body}"
+    );
+    let (_, listed) = a.get("/api/v1/customers").await;
+    assert_eq!(
+        listed["customers"].as_array().map(Vec::len),
+        Some(2),
+        "nothing imported"
+    );
+    let (status, body) = a
+        .send(import(csv.replace("not-an-address", "noc@ua.example")))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!((&body["created"], &body["updated"]), (&json!(2), &json!(0)));
+    let (status, body) = a.send(import("id,name\nulb,Mine now\n".to_owned())).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::CONFLICT, "conflict"),
+        "{body}"
+    );
+    let (_, listed) = a.get("/api/v1/customers").await;
+    assert_eq!(listed["customers"].as_array().map(Vec::len), Some(4));
+
+    let (status, _) = a.send(del("/api/v1/customers/kul")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = a.get("/api/v1/customers/kul").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = a.send(del("/api/v1/customers/kul")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn assets_are_checked_recorded_with_their_actor_and_configured_ones_are_read_only() {
+    let a = api_with(|c| {
+        c.customers = toml::from_str::<toml::Table>("[[c]]\nid = \"ulb\"\n").expect("toml")["c"]
+            .clone()
+            .try_into()
+            .expect("customers");
+        c.assets = toml::from_str(
+            r#"
+id_format = "^[A-Z]{3}-[0-9]{4}$"
+[[list]]
+id = "ULB-0001"
+customer = "ulb"
+kind = "router"
+"#,
+        )
+        .expect("assets");
+    })
+    .await;
+    let (status, body) = a.get("/api/v1/assets").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["assets"][0]["source"], "config");
+    let (status, body) = a.get("/api/v1/assets/ULB-9999").await;
+    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+    for (field, bad) in [
+        (
+            "id",
+            json!({"id": "ulb-1", "customer": "ulb", "kind": "web"}),
+        ),
+        (
+            "customer",
+            json!({"id": "KUL-0001", "customer": "kul", "kind": "web"}),
+        ),
+        (
+            "kind",
+            json!({"id": "ULB-0002", "customer": "ulb", "kind": ""}),
+        ),
+        (
+            "watched_by.prefixes[0]",
+            json!({"id": "ULB-0002", "customer": "ulb", "kind": "web",
+            "watched_by": {"prefixes": ["nope"]}}),
+        ),
+    ] {
+        let (status, body) = a.post("/api/v1/assets", bad.clone()).await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::BAD_REQUEST, "bad_asset"),
+            "{bad}"
+        );
+        let m = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(m.starts_with(field), "{field}: {m}");
+    }
+    let web = json!({"id": "ULB-0002", "customer": "ulb", "kind": "web",
+        "description": "www.ulb.example", "watched_by": {"agents": ["edge-1"]}});
+    let made = a
+        .send(
+            Request::post("/api/v1/assets")
+                .header(header::CONTENT_TYPE, "application/json")
+                .header("x-vigil-actor", "bob")
+                .body(Body::from(web.to_string()))
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(made.0, StatusCode::CREATED, "{}", made.1);
+    let mut changed = web.clone();
+    changed["description"] = "www and api".into();
+    let (status, _) = a.send(put("/api/v1/assets/ULB-0002", &changed)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = a
+        .send(put(
+            "/api/v1/assets/ULB-0001",
+            &json!({"id": "ULB-0001",
+        "customer": "ulb", "kind": "switch"}),
+        ))
+        .await;
+    assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "conflict"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("[[assets.list]]"))
+    );
+    let (status, _) = a.send(del("/api/v1/assets/ULB-0002")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, shown) = a.get("/api/v1/assets/changes").await;
+    let log: Vec<(String, String, String)> = shown["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .map(|c| {
+            let s = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
+            (s("asset"), s("action"), s("actor"))
+        })
+        .collect();
+    let want = |a: &str, b: &str, c: &str| (a.to_owned(), b.to_owned(), c.to_owned());
+    assert_eq!(
+        log,
+        [
+            want("ULB-0002", "deleted", "alice"),
+            want("ULB-0002", "updated", "alice"),
+            want("ULB-0002", "created", "bob"),
+        ]
+    );
+    assert_eq!(
+        shown["changes"][1]["asset_after"]["description"],
+        "www and api"
+    );
 }
 
 #[tokio::test]

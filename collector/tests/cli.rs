@@ -33,6 +33,8 @@ fn help_lists_every_command() {
             "silences",
             "oncall",
             "tasks",
+            "customers",
+            "assets",
             "rules",
             "config",
             "help"

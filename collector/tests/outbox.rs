@@ -13,7 +13,6 @@ use vigil_collector::incidents::{Action, Alert, Store};
 use vigil_collector::notify::outbox::{self, Outcome, Timing};
 use vigil_collector::notify::silence::{self, NewSilence};
 use vigil_collector::notify::{Notifier, NotifyConfig};
-use vigil_collector::reference::Customers;
 
 fn notifier() -> Arc<Notifier> {
     let cfg: NotifyConfig = toml::from_str(
@@ -39,7 +38,7 @@ receiver = "oncall"
     )
     .expect("notify toml");
     Arc::new(
-        Notifier::new(&cfg, Customers::default(), Default::default())
+        Notifier::new(&cfg, Default::default(), Default::default())
             .expect("valid")
             .expect("routed"),
     )

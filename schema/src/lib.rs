@@ -6,6 +6,7 @@
 //! - [`flow`] and [`community_id`]: what the collector derives from a flow event at ingest,
 //!   which agents leave out.
 //! - [`config`]: what the configurations of agent and collector share (errors, durations).
+//! - [`prefix`]: IP prefixes, as customers' address space is written.
 //! - [`wire`]: how a batch of events travels from agent to collector: a small binary
 //!   header (magic, version, checksum, length) in front of a zstd-compressed body, binary
 //!   ([`binary`]) since version 2, JSON in version 1.
@@ -22,6 +23,7 @@ pub mod config;
 pub mod event;
 pub mod fields;
 pub mod flow;
+pub mod prefix;
 pub mod wire;
 
 pub use event::{Event, EventKind, Fields};

@@ -11,5 +11,6 @@ mod incidents;
 mod loghub;
 mod notify;
 mod quickstart;
+mod reference;
 mod syslog;
 mod up;

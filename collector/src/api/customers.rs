@@ -1,18 +1,35 @@
-//! Customers: `GET /api/v1/customers`, `GET /api/v1/customers/{id}`. Customers are defined in
-//! the configuration file (`[[customers]]`), the one source of truth for them: a change
-//! through the API is refused (409) with where to make it instead.
+//! Customers: `GET /api/v1/customers`, `GET /api/v1/customers/{id}`, `POST
+//! /api/v1/customers` (201), `PUT /api/v1/customers/{id}`, `DELETE /api/v1/customers/{id}`,
+//! and `POST /api/v1/customers/import` (a CSV body: all rows or none). Customers defined in
+//! the configuration file are read-only here (409 saying so).
 
 use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
+use chrono::Utc;
 use serde::Serialize;
 
 use super::{ApiError, AppState};
 use crate::reference::Customer;
+use crate::reference::directory::{Imported, Source};
+
+#[derive(Serialize)]
+pub struct Listed {
+    #[serde(flatten)]
+    pub customer: Customer,
+    /// `config` (read-only here) or `api`.
+    pub source: Source,
+}
 
 #[derive(Serialize)]
 pub struct CustomerList {
-    pub customers: Vec<Customer>,
+    pub customers: Vec<Listed>,
+}
+
+fn listed((customer, source): (Customer, Source)) -> Listed {
+    Listed { customer, source }
 }
 
 pub async fn list(
@@ -21,7 +38,13 @@ pub async fn list(
 ) -> Result<Json<CustomerList>, ApiError> {
     s.0.check_reader(&headers)?;
     Ok(Json(CustomerList {
-        customers: s.0.customers.all().to_vec(),
+        customers: s
+            .0
+            .directory
+            .list_customers()
+            .into_iter()
+            .map(listed)
+            .collect(),
     }))
 }
 
@@ -29,29 +52,84 @@ pub async fn show(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<Customer>, ApiError> {
+) -> Result<Json<Listed>, ApiError> {
     s.0.check_reader(&headers)?;
-    s.0.customers
-        .get(&id)
-        .cloned()
-        .map(Json)
+    s.0.directory
+        .list_customers()
+        .into_iter()
+        .find(|(c, _)| c.id == id)
+        .map(|c| Json(listed(c)))
         .ok_or_else(|| ApiError::NotFound(format!("no customer {id:?}")))
 }
 
-/// `POST`, `PUT`, `DELETE`: the configuration file holds customers.
-pub async fn change(
+fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    b.map(|Json(v)| v)
+        .map_err(|e| ApiError::bad_request("bad_customer", e.body_text()))
+}
+
+pub async fn create(
     State(s): State<AppState>,
     headers: HeaderMap,
-    id: Option<Path<String>>,
-) -> Result<Json<Customer>, ApiError> {
+    b: Result<Json<Customer>, JsonRejection>,
+) -> Result<(StatusCode, Json<Listed>), ApiError> {
     s.0.check_reader(&headers)?;
-    Err(match id {
-        Some(Path(id)) if s.0.customers.get(&id).is_some() => ApiError::Conflict(format!(
-            "customer {id:?} is defined in the configuration file ([[customers]]): change it there and restart"
-        )),
-        Some(Path(id)) => ApiError::NotFound(format!("no customer {id:?}")),
-        None => ApiError::Conflict(
-            "customers are defined in the configuration file ([[customers]]): add them there and restart".into(),
-        ),
-    })
+    let actor = super::incidents::actor(&headers)?;
+    let c = body(b)?;
+    s.0.directory
+        .put_customer(s.0.incidents.pool(), &c, None, &actor, Utc::now())
+        .await
+        .map_err(|e| ApiError::reference(e, "bad_customer"))?;
+    tracing::info!(customer = %c.id, %actor, "customer created");
+    Ok((StatusCode::CREATED, Json(listed((c, Source::Api)))))
+}
+
+pub async fn replace(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    b: Result<Json<Customer>, JsonRejection>,
+) -> Result<Json<Listed>, ApiError> {
+    s.0.check_reader(&headers)?;
+    let actor = super::incidents::actor(&headers)?;
+    let c = body(b)?;
+    s.0.directory
+        .put_customer(s.0.incidents.pool(), &c, Some(&id), &actor, Utc::now())
+        .await
+        .map_err(|e| ApiError::reference(e, "bad_customer"))?;
+    tracing::info!(customer = %c.id, %actor, "customer changed");
+    Ok(Json(listed((c, Source::Api))))
+}
+
+pub async fn delete(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    s.0.check_reader(&headers)?;
+    let actor = super::incidents::actor(&headers)?;
+    s.0.directory
+        .delete_customer(s.0.incidents.pool(), &id)
+        .await
+        .map_err(|e| ApiError::reference(e, "bad_customer"))?;
+    tracing::info!(customer = %id, %actor, "customer deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/v1/customers/import` with a CSV body.
+pub async fn import(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Imported>, ApiError> {
+    s.0.check_reader(&headers)?;
+    let actor = super::incidents::actor(&headers)?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::bad_request("bad_csv", "the CSV is not UTF-8"))?;
+    let done =
+        s.0.directory
+            .import_customers(s.0.incidents.pool(), text, &actor, Utc::now())
+            .await
+            .map_err(|e| ApiError::reference(e, "bad_csv"))?;
+    tracing::info!(created = done.created, updated = done.updated, %actor, "customers imported");
+    Ok(Json(done))
 }

@@ -93,6 +93,19 @@ impl From<crate::incidents::StoreError> for ApiError {
     }
 }
 
+impl ApiError {
+    /// A reference data error; a bad field answers 400 with `code`.
+    pub fn reference(e: crate::reference::directory::RefError, code: &'static str) -> Self {
+        use crate::reference::directory::RefError;
+        match e {
+            RefError::Invalid(b) => ApiError::bad_request(code, b.to_string()),
+            RefError::Conflict(m) => ApiError::Conflict(m),
+            RefError::NotFound(m) => ApiError::NotFound(m),
+            RefError::Db(e) => e.into(),
+        }
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         crate::incidents::StoreError::Db(e).into()

@@ -1,6 +1,7 @@
 //! The collector's HTTP API: `fn app(state) -> Router`, one handler module per resource.
 
 pub mod aggregate;
+pub mod assets;
 pub mod cap;
 pub mod customers;
 pub mod error;
@@ -59,8 +60,8 @@ pub struct Inner {
     pub incidents: crate::incidents::Store,
     /// False while alerts cannot be handed to the incident database.
     pub incidents_healthy: Arc<AtomicBool>,
-    /// The customers of the configuration.
-    pub customers: Arc<crate::reference::Customers>,
+    /// Customers and assets in force.
+    pub directory: Arc<crate::reference::directory::Directory>,
     /// Our on-call rotas.
     pub oncall: Arc<crate::oncall::OnCall>,
 }
@@ -127,13 +128,34 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/cap/feed", get(cap::feed))
         .route(
             "/api/v1/customers",
-            get(customers::list).post(customers::change),
+            get(customers::list)
+                .post(customers::create)
+                .layer(DefaultBodyLimit::max(1 << 20)),
+        )
+        .route(
+            "/api/v1/customers/import",
+            post(customers::import).layer(DefaultBodyLimit::max(16 << 20)),
         )
         .route(
             "/api/v1/customers/{id}",
             get(customers::show)
-                .put(customers::change)
-                .delete(customers::change),
+                .put(customers::replace)
+                .delete(customers::delete)
+                .layer(DefaultBodyLimit::max(1 << 20)),
+        )
+        .route(
+            "/api/v1/assets",
+            get(assets::list)
+                .post(assets::create)
+                .layer(DefaultBodyLimit::max(1 << 20)),
+        )
+        .route("/api/v1/assets/changes", get(assets::changes))
+        .route(
+            "/api/v1/assets/{id}",
+            get(assets::show)
+                .put(assets::replace)
+                .delete(assets::delete)
+                .layer(DefaultBodyLimit::max(1 << 20)),
         )
         .route(
             "/api/v1/notify/callback/{token}",

@@ -1,7 +1,10 @@
 //! The client side of the `vigil` commands that talk to a collector (`search`, `incidents`)
 //! or read rules locally (`rules check|test`): they print tables, or JSON with `--json`; and
-//! `config check --route` ([`route`]); `silences` ([`silences`]); `oncall` ([`oncall`]); `tasks` ([`tasks`]).
+//! `config check --route` ([`route`]); `silences` ([`silences`]); `oncall` ([`oncall`]); `tasks` ([`tasks`]); `customers`
+//! ([`customers`]); `assets` ([`assets`]).
 
+pub mod assets;
+pub mod customers;
 pub mod incidents;
 pub mod oncall;
 pub mod route;
@@ -146,6 +149,31 @@ impl Server {
         self.send(path, req).await
     }
 
+    /// `PUT /api/v1/<path>` with a JSON body.
+    pub async fn put(&self, path: &str, body: &Value, actor: &str) -> anyhow::Result<Value> {
+        let req = self
+            .request(reqwest::Method::PUT, path)
+            .header("x-vigil-actor", actor)
+            .json(body);
+        self.send(path, req).await
+    }
+
+    /// `POST /api/v1/<path>` with a body of `content_type`.
+    pub async fn post_text(
+        &self,
+        path: &str,
+        body: String,
+        content_type: &str,
+        actor: &str,
+    ) -> anyhow::Result<Value> {
+        let req = self
+            .request(reqwest::Method::POST, path)
+            .header("x-vigil-actor", actor)
+            .header("content-type", content_type)
+            .body(body);
+        self.send(path, req).await
+    }
+
     /// `DELETE /api/v1/<path>`.
     pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
         self.send(path, self.request(reqwest::Method::DELETE, path))
@@ -167,10 +195,16 @@ impl Server {
             .await
             .with_context(|| format!("cannot reach the collector at {}", self.url))?;
         let status = resp.status();
-        let body: Value = resp
-            .json()
+        let bytes = resp
+            .bytes()
             .await
-            .context("the collector's answer is not JSON")?;
+            .with_context(|| format!("the collector at {} did not answer whole", self.url))?;
+        // 204 No Content (a deletion) has no body.
+        let body: Value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).context("the collector's answer is not JSON")?
+        };
         if !status.is_success() {
             let msg = body
                 .pointer("/error/message")

@@ -60,6 +60,19 @@ impl BySeverity {
     }
 }
 
+/// Checks a pair of deadline tables; the error is (field, message).
+pub fn check_tables(
+    acknowledge: &BTreeMap<String, String>,
+    resolve: &BTreeMap<String, String>,
+) -> Result<(), (String, String)> {
+    BySeverity::parse(acknowledge, resolve)
+        .map(|_| ())
+        .map_err(|e| {
+            let (field, message) = e.split_once(": ").unwrap_or(("deadlines", &e));
+            (field.to_owned(), message.to_owned())
+        })
+}
+
 /// The deadline policy, checked.
 #[derive(Debug, Clone, Default)]
 pub struct Deadlines {

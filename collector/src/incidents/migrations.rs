@@ -61,6 +61,12 @@ pub const STEPS: &[Step] = &[
         sqlite: include_str!("../../migrations/sqlite/0006_call_tasks.sql"),
         postgres: include_str!("../../migrations/postgres/0006_call_tasks.sql"),
     },
+    Step {
+        version: 7,
+        name: "reference",
+        sqlite: include_str!("../../migrations/sqlite/0007_reference.sql"),
+        postgres: include_str!("../../migrations/postgres/0007_reference.sql"),
+    },
 ];
 
 /// The migrator of one dialect.

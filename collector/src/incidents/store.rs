@@ -25,6 +25,7 @@ use super::{Alert, Entry, Filter, Incident, SEVERITIES, Status, severity_rank};
 use crate::index::writer::{Clock, system_clock};
 use crate::notify::plan::{Kind, Subject};
 use crate::notify::{Notifier, outbox, silence};
+use crate::reference::directory::Shared;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -71,7 +72,7 @@ pub struct Store {
     /// Woken when a change enqueued deliveries (the dispatcher waits on it).
     wake: Arc<Notify>,
     /// By when incidents must be acknowledged and resolved.
-    deadlines: Arc<Deadlines>,
+    deadlines: Shared<Deadlines>,
     /// The time of changes (a test's controlled clock, else the system's).
     clock: Clock,
 }
@@ -184,14 +185,21 @@ impl Store {
             pool,
             notifier: None,
             wake: Arc::new(Notify::new()),
-            deadlines: Arc::new(Deadlines::default()),
+            deadlines: Shared::default(),
             clock: system_clock(),
         })
     }
 
     /// This store, giving incidents these deadlines.
     pub fn with_deadlines(mut self, deadlines: Deadlines) -> Store {
-        self.deadlines = Arc::new(deadlines);
+        self.deadlines = Shared::new(deadlines);
+        self
+    }
+
+    /// This store, giving incidents the deadlines in force in `deadlines` (which a reload of
+    /// the customers replaces).
+    pub fn with_shared_deadlines(mut self, deadlines: Shared<Deadlines>) -> Store {
+        self.deadlines = deadlines;
         self
     }
 
@@ -201,8 +209,8 @@ impl Store {
         self
     }
 
-    pub fn deadlines(&self) -> &Deadlines {
-        &self.deadlines
+    pub fn deadlines(&self) -> Arc<Deadlines> {
+        self.deadlines.get()
     }
 
     fn now(&self) -> i64 {
@@ -320,7 +328,10 @@ impl Store {
                 a.customer.as_deref().unwrap_or_default(),
                 a.group_key
             );
-            let due = self.deadlines.due(&a.severity, a.customer.as_deref(), now);
+            let due = self
+                .deadlines
+                .get()
+                .due(&a.severity, a.customer.as_deref(), now);
             let row = sqlx::query(
                 "INSERT INTO incidents (dedup_key, rule_id, title, status, severity, danger,
                      customer, group_key, count, first_seen, last_seen, updated_at, ack_by,
@@ -369,7 +380,9 @@ impl Store {
                 if severity_rank(&a.severity) > severity_rank(&severity) {
                     let due = tighter(
                         &row,
-                        self.deadlines.due(&a.severity, a.customer.as_deref(), now),
+                        self.deadlines
+                            .get()
+                            .due(&a.severity, a.customer.as_deref(), now),
                     )?;
                     sqlx::query(
                         "UPDATE incidents SET severity = $1, ack_by = $2, resolve_by = $3
@@ -544,7 +557,10 @@ impl Store {
         };
         let customer: Option<String> = row.try_get("customer")?;
         let due = match &severity {
-            Some(sev) => tighter(&row, self.deadlines.due(sev, customer.as_deref(), now))?,
+            Some(sev) => tighter(
+                &row,
+                self.deadlines.get().due(sev, customer.as_deref(), now),
+            )?,
             None => Due {
                 acknowledge: row.try_get("ack_by")?,
                 resolve: row.try_get("resolve_by")?,

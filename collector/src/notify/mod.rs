@@ -50,6 +50,7 @@ use vigil_schema::config::de_duration;
 
 use crate::oncall::OnCall;
 use crate::reference::Customers;
+use crate::reference::directory::Shared;
 use route::{Route, RouteConfig};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -221,7 +222,8 @@ pub struct Notifier {
     pub cfg: NotifyConfig,
     pub route: Route,
     pub receivers: BTreeMap<String, ReceiverConfig>,
-    pub customers: Customers,
+    /// The customers in force (reloaded when they change).
+    pub customers: Shared<Customers>,
     pub oncall: OnCall,
 }
 
@@ -230,7 +232,7 @@ impl Notifier {
     /// (`notify.receivers`, `notify.route`, `notify.voice`, ...) and what is wrong with it.
     pub fn new(
         cfg: &NotifyConfig,
-        customers: Customers,
+        customers: Shared<Customers>,
         oncall: OnCall,
     ) -> Result<Option<Notifier>, (&'static str, String)> {
         let mut receivers = BTreeMap::new();
@@ -341,7 +343,8 @@ impl Notifier {
 
     /// Whose number `number` is: a contact of `customer`, or one of our people.
     pub fn owner(&self, customer: Option<&str>, number: &str) -> Option<String> {
-        let contact = customer.and_then(|c| self.customers.get(c)).and_then(|c| {
+        let customers = self.customers.get();
+        let contact = customer.and_then(|c| customers.get(c)).and_then(|c| {
             c.contacts
                 .iter()
                 .find(|k| k.phone.as_deref() == Some(number))

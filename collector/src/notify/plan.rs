@@ -181,6 +181,7 @@ impl Notifier {
                 }
             }
         }
+        let customers = self.customers.get();
         let mut out = Vec::new();
         for (name, route_danger) in names {
             let voice = calls(route_danger);
@@ -218,7 +219,7 @@ impl Notifier {
                 }
                 continue;
             }
-            let contacts = self.customers.contacts(s.customer.as_deref(), &r.roles);
+            let contacts = customers.contacts(s.customer.as_deref(), &r.roles);
             let mut add = |channel, target: &str| {
                 out.push(Delivery {
                     receiver: name.clone(),
@@ -312,7 +313,7 @@ phone = "+3226501111"
             .expect("customers");
         Notifier::new(
             &cfg,
-            Customers::new(customers).expect("customers"),
+            crate::reference::directory::Shared::new(Customers::new(customers).expect("customers")),
             crate::oncall::OnCall::default(),
         )
         .expect("valid")
@@ -433,7 +434,7 @@ danger = true
 "#,
         )
         .expect("notify toml");
-        let n = Notifier::new(&cfg, Customers::default(), Default::default())
+        let n = Notifier::new(&cfg, Default::default(), Default::default())
             .expect("valid")
             .expect("routed");
         let mut s = subject(false);
