@@ -102,6 +102,9 @@ enum Command {
     /// Silences: hold back the announcements of matching incidents for a while (a
     /// retraction is always announced).
     Silences(cli::silences::SilencesArgs),
+    /// Exclusions (decree art. 9): matching incidents' announcements are held for the
+    /// receivers' digest, with who decided, why and until when (a retraction still goes).
+    Exclusions(cli::silences::SilencesArgs),
     /// Who is on call now (each level of each rota), and overrides ("I take tonight").
     Oncall(cli::oncall::OnCallArgs),
     /// Operator call tasks: the calls the desk must make, and recording them.
@@ -256,7 +259,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             cli::search(args, &mut std::io::stdout().lock()).await
         }
         Command::Incidents(args) => cli::incidents::run(args, &mut std::io::stdout().lock()).await,
-        Command::Silences(args) => cli::silences::run(args, &mut std::io::stdout().lock()).await,
+        Command::Silences(args) => {
+            cli::silences::run(args, "silences", &mut std::io::stdout().lock()).await
+        }
+        Command::Exclusions(args) => {
+            cli::silences::run(args, "exclusions", &mut std::io::stdout().lock()).await
+        }
         Command::Oncall(args) => cli::oncall::run(args, &mut std::io::stdout().lock()).await,
         Command::Tasks(args) => cli::tasks::run(args, &mut std::io::stdout().lock()).await,
         Command::Customers(args) => cli::customers::run(args, &mut std::io::stdout().lock()).await,

@@ -37,6 +37,7 @@ pub struct Metrics {
     pub notify_attempts: Family<Labels, Counter>,
     pub incident_deadlines_breached: Family<Labels, Counter>,
     pub notify_replies: Family<Labels, Counter>,
+    pub notify_sms_sent: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -181,6 +182,11 @@ impl Metrics {
             notify_replies: reg!(
                 "notify_replies",
                 "Answers from people told, by way (email, sms) and outcome (acknowledged, already, reply, ignored)",
+                Family::default()
+            ),
+            notify_sms_sent: reg!(
+                "notify_sms_sent",
+                "SMS sent, by the customer of the incident (what the SMS gateway bills)",
                 Family::default()
             ),
             registry,

@@ -651,6 +651,50 @@ async fn silences_are_made_listed_and_expired_and_bad_ones_name_the_field() {
     );
     let (status, body) = a.send(del("/api/v1/silences/999999".into())).await;
     assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+
+    // An exclusion has the same shape, lasts longer, and is not a silence.
+    let (status, excl) = a
+        .post(
+            "/api/v1/exclusions",
+            json!({"matchers": ["customer=kul"], "duration": "200d",
+                   "created_by": "head of the desk", "comment": "handled by KUL itself"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{excl}");
+    let (_, listed) = a.get("/api/v1/exclusions").await;
+    assert_eq!(listed["exclusions"][0]["id"], excl["id"]);
+    let (_, silences) = a.get("/api/v1/silences").await;
+    assert!(
+        silences["silences"]
+            .as_array()
+            .is_some_and(|l| l.iter().all(|s| s["id"] != excl["id"])),
+        "{silences}"
+    );
+    let (status, body) = a
+        .post(
+            "/api/v1/exclusions",
+            json!({"matchers": ["customer=kul"], "duration": "400d", "created_by": "a", "comment": "c"}),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "bad_exclusion")
+    );
+    let (status, _) = a
+        .send(del(format!("/api/v1/silences/{}", excl["id"])))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "an exclusion is not ended as a silence"
+    );
+    let (status, ended) = a
+        .send(del(format!("/api/v1/exclusions/{}", excl["id"])))
+        .await;
+    assert_eq!(
+        (status, &ended["state"]),
+        (StatusCode::OK, &json!("expired"))
+    );
     let (status, body) = a.send(del("/api/v1/silences/abc".into())).await;
     assert_eq!(
         (status, code(&body)),

@@ -259,10 +259,15 @@ async fn silences(store: Store) {
         created_by: "alice".into(),
         comment: "router maintenance".into(),
     };
-    let s = silence::create(&pool, &new(&["customer=ulb", "rule=~noisy.*"]), now)
-        .await
-        .expect("db")
-        .expect("valid");
+    let s = silence::create(
+        &pool,
+        silence::Mute::Silence,
+        &new(&["customer=ulb", "rule=~noisy.*"]),
+        now,
+    )
+    .await
+    .expect("db")
+    .expect("valid");
     assert_eq!(s.state, "active");
     let opened = store
         .record(&[
@@ -306,7 +311,7 @@ async fn silences(store: Store) {
     assert_eq!(r[0].incident_id, silenced);
 
     // Expired, it holds back nothing.
-    let gone = silence::expire(&pool, s.id, Utc::now())
+    let gone = silence::expire(&pool, silence::Mute::Silence, s.id, Utc::now())
         .await
         .expect("db")
         .expect("there");
@@ -327,21 +332,21 @@ async fn silences(store: Store) {
 
     // Bad silences are refused with the field named.
     let mut bad = new(&[]);
-    let e = silence::create(&pool, &bad, now)
+    let e = silence::create(&pool, silence::Mute::Silence, &bad, now)
         .await
         .expect("db")
         .expect_err("no matchers");
     assert!(e.starts_with("matchers"), "{e}");
     bad = new(&["severity=~("]);
     assert!(
-        silence::create(&pool, &bad, now)
+        silence::create(&pool, silence::Mute::Silence, &bad, now)
             .await
             .expect("db")
             .is_err()
     );
     bad = new(&["customer=ulb"]);
     bad.duration = None;
-    let e = silence::create(&pool, &bad, now)
+    let e = silence::create(&pool, silence::Mute::Silence, &bad, now)
         .await
         .expect("db")
         .expect_err("no end");

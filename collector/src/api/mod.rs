@@ -105,11 +105,21 @@ pub fn app(state: AppState) -> Router {
         )
         .route(
             "/api/v1/silences",
-            get(silences::list)
-                .post(silences::create)
+            get(silences::list_silences)
+                .post(silences::create_silence)
                 .layer(DefaultBodyLimit::max(64 << 10)),
         )
-        .route("/api/v1/silences/{id}", delete(silences::expire))
+        .route("/api/v1/silences/{id}", delete(silences::expire_silence))
+        .route(
+            "/api/v1/exclusions",
+            get(silences::list_exclusions)
+                .post(silences::create_exclusion)
+                .layer(DefaultBodyLimit::max(64 << 10)),
+        )
+        .route(
+            "/api/v1/exclusions/{id}",
+            delete(silences::expire_exclusion),
+        )
         .route("/api/v1/tasks", get(tasks::list))
         .route(
             "/api/v1/tasks/{id}",

@@ -1,5 +1,6 @@
 //! `vigil silences list|add|expire`: hold back the announcements of matching incidents for
-//! a while (never a retraction).
+//! a while (never a retraction); `vigil exclusions list|add|expire`, the same shape: hold
+//! them for the receivers' digest (decree art. 9).
 
 use std::io::Write;
 
@@ -25,10 +26,11 @@ pub enum SilencesCommand {
     Add {
         #[arg(required = true, value_name = "MATCHER")]
         matchers: Vec<String>,
-        /// How long from now (`30m`, `2h`, `1d`; at most 90 days).
+        /// How long from now (`30m`, `2h`, `1d`; at most 90 days for a silence, 366 for an
+        /// exclusion).
         #[arg(long)]
         duration: String,
-        /// Why (a change ticket, a pen test).
+        /// Why (a change ticket, a pen test; for an exclusion, the decision).
         #[arg(long)]
         comment: String,
         /// Who silences (default: the login name).
@@ -39,10 +41,11 @@ pub enum SilencesCommand {
     Expire { id: i64 },
 }
 
-pub async fn run(args: SilencesArgs, out: &mut impl Write) -> anyhow::Result<()> {
+/// `what` is `silences` or `exclusions`: the API path and the answer's key.
+pub async fn run(args: SilencesArgs, what: &str, out: &mut impl Write) -> anyhow::Result<()> {
     let server = args.remote.server();
     let body = match args.command {
-        SilencesCommand::List => server.get("silences", &[]).await?,
+        SilencesCommand::List => server.get(what, &[]).await?,
         SilencesCommand::Add {
             matchers,
             duration,
@@ -52,17 +55,17 @@ pub async fn run(args: SilencesArgs, out: &mut impl Write) -> anyhow::Result<()>
             let by = super::actor(actor);
             let body = json!({"matchers": matchers, "duration": duration,
                 "created_by": by, "comment": comment});
-            json!({"silences": [server.post("silences", &body, &by).await?]})
+            json!({what: [server.post(what, &body, &by).await?]})
         }
         SilencesCommand::Expire { id } => {
-            json!({"silences": [server.delete(&format!("silences/{id}")).await?]})
+            json!({what: [server.delete(&format!("{what}/{id}")).await?]})
         }
     };
     if args.remote.json {
         writeln!(out, "{body}")?;
         return Ok(());
     }
-    let rows: Vec<Vec<String>> = body["silences"]
+    let rows: Vec<Vec<String>> = body[what]
         .as_array()
         .map(Vec::as_slice)
         .unwrap_or_default()

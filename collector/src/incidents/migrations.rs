@@ -67,6 +67,12 @@ pub const STEPS: &[Step] = &[
         sqlite: include_str!("../../migrations/sqlite/0007_reference.sql"),
         postgres: include_str!("../../migrations/postgres/0007_reference.sql"),
     },
+    Step {
+        version: 8,
+        name: "flood",
+        sqlite: include_str!("../../migrations/sqlite/0008_flood.sql"),
+        postgres: include_str!("../../migrations/postgres/0008_flood.sql"),
+    },
 ];
 
 /// The migrator of one dialect.

@@ -24,7 +24,7 @@ use super::lifecycle::{Action, ActionError};
 use super::{Alert, Entry, Filter, Incident, SEVERITIES, Status, severity_rank};
 use crate::index::writer::{Clock, system_clock};
 use crate::notify::plan::{Kind, Subject};
-use crate::notify::{Notifier, outbox, silence};
+use crate::notify::{Notifier, digest, flood, outbox, silence};
 use crate::reference::directory::Shared;
 
 #[derive(Debug, thiserror::Error)]
@@ -270,7 +270,8 @@ impl Store {
         };
         // A silence holds back every announcement but a retraction.
         if kind != Kind::Retracted {
-            let silenced = silence::matching(tx, &subject.labels(), now).await?;
+            let silenced =
+                silence::matching(tx, silence::Mute::Silence, &subject.labels(), now).await?;
             if !silenced.is_empty() {
                 let detail = serde_json::json!({"kind": kind.as_str(), "silences": silenced});
                 timeline(tx, id, now, SYSTEM, "suppressed", &detail).await?;
@@ -289,8 +290,20 @@ impl Store {
             overrides: &overrides,
         };
         let deliveries = n.plan(&subject, kind, &told, &duty);
+        let (deliveries, held) = flood::split(tx, n, &subject, kind, deliveries, now).await?;
+        if !held.is_empty() {
+            let detail = serde_json::json!({
+                "kind": kind.as_str(),
+                "held": held.iter().map(|h| serde_json::json!({
+                    "receiver": h.receiver, "reason": h.reason,
+                    "channels": h.deliveries.iter().map(|d| d.channel.as_str()).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+            });
+            timeline(tx, id, now, SYSTEM, "held", &detail).await?;
+            digest::keep(tx, id, subject.customer.as_deref(), cause, kind, &held, now).await?;
+        }
         outbox::enqueue(tx, id, cause, kind, &deliveries, now).await?;
-        Ok(!deliveries.is_empty())
+        Ok(!deliveries.is_empty() || !held.is_empty())
     }
 
     /// Closes the connections (waits for the ones in use).

@@ -113,6 +113,11 @@ impl Dispatcher {
             // An attempt takes at most the timeout; a started one twice as old was abandoned.
             lease_ms: 2 * cfg.timeout.as_millis() as i64 + 1000,
         };
+        // Digests due join the outbox first, and go out in this round.
+        if let Err(e) = super::digest::make_due(self.store.pool(), &self.notifier, timing.now).await
+        {
+            tracing::error!(error = %e, "digests not made; retrying");
+        }
         let items = outbox::claim(self.store.pool(), timing, BATCH).await?;
         let n = items.len();
         let mut set = JoinSet::new();
@@ -148,6 +153,7 @@ impl Dispatcher {
                 ended.push((it, outcome));
             }
             outbox::finish_all(self.store.pool(), &ended, now).await?;
+            self.count_sms(&ended).await;
             for (it, outcome) in &ended {
                 if let Outcome::Failed {
                     error,
@@ -199,6 +205,23 @@ impl Dispatcher {
             ])
             .inc();
         outcome
+    }
+
+    /// Counts the SMS sent, per customer: what the SMS gateway bills.
+    async fn count_sms(&self, ended: &[(Item, Outcome)]) {
+        for (it, outcome) in ended {
+            if it.delivery.channel != Channel::Sms || !matches!(outcome, Outcome::Sent(_)) {
+                continue;
+            }
+            let customer = match self.store.get_brief(it.incident_id).await {
+                Ok(inc) => inc.customer.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            self.metrics
+                .notify_sms_sent
+                .get_or_create(&vec![("customer", customer)])
+                .inc();
+        }
     }
 
     /// After a delivery's last failed attempt: a call fails over to an SMS to the same number
@@ -324,6 +347,15 @@ async fn send(
                 callback: &callback,
             })
             .await
+        }
+        Channel::Email if it.kind == super::plan::Kind::Digest => {
+            let lines = super::digest::lines(store.pool(), it.cause)
+                .await
+                .map_err(|e| e.to_string())?;
+            let (subject, body) = super::digest::email(&lines, external);
+            let mailer = ch.mailer.as_ref().ok_or("no [notify.smtp]")?;
+            let answer = mailer.send(target, &subject, body, &key, None).await?;
+            Ok(serde_json::json!({"smtp": answer, "digest": lines.len()}))
         }
         Channel::Email => {
             let calls = outbox::calls(store.pool(), it.cause)

@@ -12,6 +12,8 @@
 //! - [`reply`]: acknowledgement by the e-mail's link or an SMS reply, and replies that land
 //!   on the timeline.
 //! - [`task`]: operator call tasks, for receivers whose calls a person at the desk makes.
+//! - [`flood`]: what is held for a digest (an exclusion, a limit, the SMS cap), and
+//!   [`digest`]: the held announcements sent together, at most once per interval.
 //! - [`silence`]: time windows in which matching incidents are not announced (retractions
 //!   always are).
 //! - [`text`]: what an announcement says. [`email`], [`gateway`] (voice and SMS through an
@@ -30,8 +32,10 @@
 
 pub mod callback;
 pub mod cap;
+pub mod digest;
 pub mod dispatch;
 pub mod email;
+pub mod flood;
 pub mod gateway;
 pub mod outbox;
 pub mod plan;
@@ -81,6 +85,25 @@ pub struct NotifyConfig {
     pub ack_digit: String,
     /// What CAP messages say about their sender, scope and area.
     pub cap: cap::CapConfig,
+    /// Announcements held (an exclusion, a limit, the SMS cap) go to each receiver as one
+    /// digest e-mail at most this often.
+    #[serde(deserialize_with = "de_duration")]
+    pub digest_interval: Duration,
+    /// At most this many announcements about one customer's incidents per interval; the
+    /// next are held for the digest.
+    pub customer_limit: Option<LimitConfig>,
+    /// At most this many SMS about one customer's incidents per calendar month (UTC); the
+    /// next are held for the digest (calls and e-mails still go).
+    pub sms_cap: Option<u32>,
+}
+
+/// `{ count = 20, per = "1h" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitConfig {
+    pub count: u32,
+    #[serde(deserialize_with = "de_duration")]
+    pub per: Duration,
 }
 
 impl Default for NotifyConfig {
@@ -98,6 +121,9 @@ impl Default for NotifyConfig {
             route: None,
             ack_digit: "1".into(),
             cap: cap::CapConfig::default(),
+            digest_interval: Duration::from_secs(3600),
+            customer_limit: None,
+            sms_cap: None,
         }
     }
 }
@@ -194,6 +220,10 @@ pub struct ReceiverConfig {
     /// incident escalates as if not acknowledged.
     #[serde(default = "default_call_within", deserialize_with = "de_duration")]
     pub call_within: Duration,
+    /// At most this many announcements to this receiver per interval; the next are held
+    /// for its digest (by e-mail: it needs an address or roles).
+    #[serde(default)]
+    pub limit: Option<LimitConfig>,
     /// Whether a resolution is announced (by e-mail and webhook).
     #[serde(default = "default_true")]
     pub send_resolved: bool,
@@ -285,6 +315,17 @@ impl Notifier {
                     ));
                 }
             }
+            if let Some(l) = &r.limit {
+                if l.count == 0 || l.per < Duration::from_secs(1) {
+                    return Err(bad("limit: count at least 1, per at least 1s".into()));
+                }
+                if r.email.is_empty() && r.roles.is_empty() {
+                    return Err(bad(
+                        "limit: what it holds goes by e-mail digest, and it has no e-mail or roles"
+                            .into(),
+                    ));
+                }
+            }
             if receivers.insert(r.name.clone(), r.clone()).is_some() {
                 return Err(bad("is defined twice".into()));
             }
@@ -324,6 +365,19 @@ impl Notifier {
             ));
         }
         cfg.cap.check().map_err(|e| ("notify.cap", e))?;
+        if cfg
+            .customer_limit
+            .as_ref()
+            .is_some_and(|l| l.count == 0 || l.per < Duration::from_secs(1))
+        {
+            return Err((
+                "notify.customer_limit",
+                "count at least 1, per at least 1s".into(),
+            ));
+        }
+        if cfg.digest_interval < Duration::from_secs(60) {
+            return Err(("notify.digest_interval", "at least 1m".into()));
+        }
         if cfg.attempts == 0 {
             return Err(("notify.attempts", "must be at least 1".into()));
         }

@@ -68,6 +68,8 @@ pub enum Kind {
     Resolved,
     /// Not acknowledged in time: the next on-call level is told.
     Escalated,
+    /// Held announcements sent together ([`super::digest`]); never planned by a route.
+    Digest,
 }
 
 impl Kind {
@@ -78,6 +80,7 @@ impl Kind {
             Kind::Retracted => "retracted",
             Kind::Resolved => "resolved",
             Kind::Escalated => "escalated",
+            Kind::Digest => "digest",
         }
     }
 
@@ -85,12 +88,13 @@ impl Kind {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Opened,
         Kind::Changed,
         Kind::Retracted,
         Kind::Resolved,
         Kind::Escalated,
+        Kind::Digest,
     ];
 }
 
@@ -156,6 +160,9 @@ impl Notifier {
         told: &[Delivery],
         roster: &Roster,
     ) -> Vec<Delivery> {
+        if kind == Kind::Digest {
+            return Vec::new();
+        }
         let called_before = told.iter().any(|d| d.channel.calls());
         // Whether a receiver is called: the incident's danger, or its route's saying so.
         let calls = |route_danger: bool| {
@@ -163,7 +170,7 @@ impl Notifier {
             match kind {
                 Kind::Opened | Kind::Escalated => danger,
                 Kind::Changed | Kind::Retracted => danger || called_before,
-                Kind::Resolved => false,
+                Kind::Resolved | Kind::Digest => false,
             }
         };
         let mut names: Vec<(String, bool)> = self

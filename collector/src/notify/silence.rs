@@ -1,7 +1,14 @@
-//! Silences: matchers on incident labels (as in the routing tree) and a time window. While a
-//! silence matches an incident, its announcements are not made — the incident is still
-//! opened, grouped and shown, and the suppression is on its timeline. A retraction is never
-//! silenced (decree art. 6: whoever was told must hear that it was a false alarm).
+//! Silences and exclusions: matchers on incident labels (as in the routing tree) and a time
+//! window, made by someone for a reason.
+//!
+//! - A **silence** is a mute: while it matches an incident, its announcements are not made —
+//!   the incident is still opened, grouped and shown, and the suppression is on its timeline.
+//! - An **exclusion** (decree art. 9) is a decision about a customer or an asset: its
+//!   announcements are held for the receivers' digest instead of sent at once, with the
+//!   decision (who, why, until when) on the timeline.
+//!
+//! Neither holds back a retraction (art. 6: whoever was told must hear that it was a false
+//! alarm).
 
 use std::collections::BTreeMap;
 
@@ -11,7 +18,35 @@ use sqlx::{Any, AnyPool, Row, Transaction};
 
 use super::route::Matcher;
 
-/// A silence as the API shows it.
+/// A silence or an exclusion: what it does to matching announcements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mute {
+    /// Not announced.
+    Silence,
+    /// Held for the digest.
+    Exclusion,
+}
+
+impl Mute {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mute::Silence => "silence",
+            Mute::Exclusion => "exclusion",
+        }
+    }
+
+    /// The longest window: a silence is short (beyond it, an exclusion or a change of route
+    /// is the tool); an exclusion may last a year.
+    fn max_days(self) -> i64 {
+        match self {
+            Mute::Silence => 90,
+            Mute::Exclusion => 366,
+        }
+    }
+}
+
+/// A silence (or an exclusion) as the API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Silence {
     pub id: i64,
@@ -40,14 +75,18 @@ pub struct NewSilence {
     pub comment: String,
 }
 
-/// Longest silence: beyond it, an exclusion or a change of route is the tool.
-const MAX_DAYS: i64 = 90;
-
 impl NewSilence {
-    /// The silence's window, checked; the error names the field.
-    pub fn window(&self, now: DateTime<Utc>) -> Result<(DateTime<Utc>, DateTime<Utc>), String> {
+    /// The window of a new `mute`, checked; the error names the field.
+    pub fn window(
+        &self,
+        mute: Mute,
+        now: DateTime<Utc>,
+    ) -> Result<(DateTime<Utc>, DateTime<Utc>), String> {
         if self.matchers.is_empty() {
-            return Err("matchers: at least one (a silence of everything is not one)".into());
+            return Err(format!(
+                "matchers: at least one (a {} of everything is not one)",
+                mute.as_str()
+            ));
         }
         for m in &self.matchers {
             Matcher::parse(m).map_err(|e| format!("matchers: {e}"))?;
@@ -62,8 +101,8 @@ impl NewSilence {
             self.starts_at,
             self.ends_at,
             self.duration.as_deref(),
-            MAX_DAYS,
-            "a silence",
+            mute.max_days(),
+            &format!("a {}", mute.as_str()),
         )
     }
 }
@@ -127,16 +166,18 @@ fn silence(r: &sqlx::any::AnyRow, now: i64) -> Result<Silence, sqlx::Error> {
 
 pub async fn create(
     pool: &AnyPool,
+    mute: Mute,
     s: &NewSilence,
     now: DateTime<Utc>,
 ) -> Result<Result<Silence, String>, sqlx::Error> {
-    let (starts, ends) = match s.window(now) {
+    let (starts, ends) = match s.window(mute, now) {
         Ok(w) => w,
         Err(e) => return Ok(Err(e)),
     };
     let row = sqlx::query(
-        "INSERT INTO silences (matchers, starts_at, ends_at, created_by, comment, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6)
+        "INSERT INTO silences (matchers, starts_at, ends_at, created_by, comment, created_at,
+             kind)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
          RETURNING id, matchers, starts_at, ends_at, created_by, comment",
     )
     .bind(serde_json::to_string(&s.matchers).unwrap_or_default())
@@ -145,53 +186,64 @@ pub async fn create(
     .bind(s.created_by.trim())
     .bind(s.comment.trim())
     .bind(now.timestamp_millis())
+    .bind(mute.as_str())
     .fetch_one(pool)
     .await?;
     Ok(Ok(silence(&row, now.timestamp_millis())?))
 }
 
-/// Silences not expired, and those expired in the last day, newest first.
-pub async fn list(pool: &AnyPool, now: DateTime<Utc>) -> Result<Vec<Silence>, sqlx::Error> {
+/// The `mute`s not expired, and those expired in the last day, newest first.
+pub async fn list(
+    pool: &AnyPool,
+    mute: Mute,
+    now: DateTime<Utc>,
+) -> Result<Vec<Silence>, sqlx::Error> {
     let now = now.timestamp_millis();
     let rows = sqlx::query(
         "SELECT id, matchers, starts_at, ends_at, created_by, comment FROM silences
-         WHERE ends_at > $1 ORDER BY id DESC",
+         WHERE ends_at > $1 AND kind = $2 ORDER BY id DESC",
     )
     .bind(now - 86_400_000)
+    .bind(mute.as_str())
     .fetch_all(pool)
     .await?;
     rows.iter().map(|r| silence(r, now)).collect()
 }
 
-/// Ends silence `id` now; `None` when there is none.
+/// Ends `mute` `id` now; `None` when there is none.
 pub async fn expire(
     pool: &AnyPool,
+    mute: Mute,
     id: i64,
     now: DateTime<Utc>,
 ) -> Result<Option<Silence>, sqlx::Error> {
     let now = now.timestamp_millis();
     let row = sqlx::query(
         "UPDATE silences SET ends_at = CASE WHEN ends_at > $1 THEN $1 ELSE ends_at END
-         WHERE id = $2
+         WHERE id = $2 AND kind = $3
          RETURNING id, matchers, starts_at, ends_at, created_by, comment",
     )
     .bind(now)
     .bind(id)
+    .bind(mute.as_str())
     .fetch_optional(pool)
     .await?;
     row.map(|r| silence(&r, now)).transpose()
 }
 
-/// The ids of the silences active at `now` that match `labels`.
+/// The ids of the `mute`s active at `now` that match `labels`.
 pub async fn matching(
     tx: &mut Transaction<'_, Any>,
+    mute: Mute,
     labels: &BTreeMap<String, String>,
     now: i64,
 ) -> Result<Vec<i64>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT id, matchers FROM silences WHERE starts_at <= $1 AND ends_at > $1 ORDER BY id",
+        "SELECT id, matchers FROM silences WHERE starts_at <= $1 AND ends_at > $1 AND kind = $2
+         ORDER BY id",
     )
     .bind(now)
+    .bind(mute.as_str())
     .fetch_all(&mut **tx)
     .await?;
     let mut out = Vec::new();
