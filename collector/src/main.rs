@@ -102,6 +102,9 @@ enum Command {
     /// Silences: hold back the announcements of matching incidents for a while (a
     /// retraction is always announced).
     Silences(cli::silences::SilencesArgs),
+    /// Maintenance windows: customers' incidents are not announced while one is on; the
+    /// customers are told when it is planned, starts and ends.
+    Maintenance(cli::maintenance::MaintenanceArgs),
     /// Exclusions (decree art. 9): matching incidents' announcements are held for the
     /// receivers' digest, with who decided, why and until when (a retraction still goes).
     Exclusions(cli::silences::SilencesArgs),
@@ -261,6 +264,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Incidents(args) => cli::incidents::run(args, &mut std::io::stdout().lock()).await,
         Command::Silences(args) => {
             cli::silences::run(args, "silences", &mut std::io::stdout().lock()).await
+        }
+        Command::Maintenance(args) => {
+            cli::maintenance::run(args, &mut std::io::stdout().lock()).await
         }
         Command::Exclusions(args) => {
             cli::silences::run(args, "exclusions", &mut std::io::stdout().lock()).await

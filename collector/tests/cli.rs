@@ -31,6 +31,7 @@ fn help_lists_every_command() {
             "search",
             "incidents",
             "silences",
+            "maintenance",
             "exclusions",
             "oncall",
             "tasks",

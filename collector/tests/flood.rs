@@ -13,6 +13,7 @@ use postgres::{on_postgres, on_sqlite};
 use sqlx::Row;
 use vigil_collector::config::CollectorConfig;
 use vigil_collector::incidents::{Action, Alert, Store};
+use vigil_collector::notify::plan::Kind;
 use vigil_collector::notify::silence::{self, Mute, NewSilence};
 use vigil_collector::notify::{Notifier, digest};
 
@@ -308,4 +309,214 @@ async fn flood_control_on_sqlite() {
 #[tokio::test]
 async fn flood_control_on_postgres() {
     on_postgres(scenario).await;
+}
+
+const MAINTENANCE: &str = r#"
+[[customers]]
+id = "ulb"
+[[customers.contacts]]
+role = "noc"
+name = "NOC ULB"
+email = "noc@ulb.example"
+[[customers]]
+id = "kul"
+[assets]
+[[assets.list]]
+id = "ulb-core-1"
+customer = "ulb"
+kind = "router"
+
+[notify.smtp]
+host = "127.0.0.1"
+from = "vigil@example.org"
+[[notify.receivers]]
+name = "desk"
+email = ["desk@example.org"]
+[notify.route]
+receiver = "desk"
+"#;
+
+/// (kind, target) of the notices about no incident, in order.
+async fn notices(store: &Store) -> Vec<(String, String)> {
+    sqlx::query("SELECT kind, target FROM outbox WHERE incident_id = 0 ORDER BY id")
+        .fetch_all(store.pool())
+        .await
+        .expect("outbox")
+        .iter()
+        .map(|r| {
+            (
+                r.try_get("kind").expect("k"),
+                r.try_get("target").expect("t"),
+            )
+        })
+        .collect()
+}
+
+/// A recurring maintenance window of a router's customer: planned, started and ended
+/// notices to the customer's contacts, once per occurrence; while it is on, that customer's
+/// incidents are recorded but not announced (a retraction still is), another customer's are.
+async fn maintenance_windows(store: Store) {
+    use vigil_collector::notify::maintenance::{self, NewMaintenance};
+    let cfg: CollectorConfig = toml::from_str(MAINTENANCE).expect("config");
+    let path = std::path::Path::new("test.toml");
+    cfg.validate(path).expect("valid");
+    let directory = cfg.directory(path).expect("directory");
+    let n: Arc<Notifier> = Arc::new(
+        cfg.notifier_with(path, directory.customers())
+            .expect("notify")
+            .expect("routed"),
+    );
+    let t = t0();
+    let clock = Arc::new(AtomicI64::new(t));
+    let c = clock.clone();
+    let store = store.with_notifier(n.clone()).with_clock(Arc::new(move || {
+        DateTime::from_timestamp_millis(c.load(Ordering::SeqCst)).expect("t")
+    }));
+    let pool = store.pool().clone();
+    directory.reload(&pool).await.expect("reload");
+    let at = |ms: i64| DateTime::from_timestamp_millis(ms).expect("t");
+    let new = |customers: Vec<String>, assets: Vec<String>| NewMaintenance {
+        title: "core router upgrade".into(),
+        ticket: Some("CHG-1234".into()),
+        customers,
+        assets,
+        starts_at: at(t + 60 * MIN),
+        ends_at: None,
+        duration: Some("2h".into()),
+        repeat_every: Some("1d".into()),
+        repeat_until: Some(at(t + 1440 * MIN + 60 * MIN)),
+        created_by: "alice".into(),
+    };
+    for (bad, field) in [
+        (new(vec!["nobody".into()], vec![]), "customers: no customer"),
+        (new(vec![], vec!["nothing".into()]), "assets: no asset"),
+        (new(vec![], vec![]), "customers or assets"),
+    ] {
+        let e = maintenance::create(&pool, Some(&n), &directory, &bad, at(t))
+            .await
+            .expect("db")
+            .expect_err("refused");
+        assert!(e.starts_with(field), "{e}");
+    }
+    // The customer comes from the router.
+    let m = maintenance::create(
+        &pool,
+        Some(&n),
+        &directory,
+        &new(vec![], vec!["ulb-core-1".into()]),
+        at(t),
+    )
+    .await
+    .expect("db")
+    .expect("valid");
+    assert_eq!(m.customers, ["ulb"]);
+    let p = |k: &str| (k.to_owned(), "noc@ulb.example".to_owned());
+    assert_eq!(notices(&store).await, [p("maintenance_planned")]);
+    let (subject, body) = maintenance::email(&m, Kind::MaintenanceStarted);
+    assert_eq!(
+        subject,
+        "[Vigil] Maintenance started: core router upgrade (CHG-1234)"
+    );
+    assert!(body.contains("ulb-core-1"), "{body}");
+
+    // Before it starts, incidents are announced.
+    clock.store(t + 30 * MIN, Ordering::SeqCst);
+    let before = store
+        .record(&[alert("m.0", "r0", "ulb", false)])
+        .await
+        .expect("record")
+        .opened[0];
+    assert_eq!(outbox_of(&store, before).await.len(), 1);
+    // On: the start notice once; ULB's incidents are not announced, KUL's are.
+    clock.store(t + 61 * MIN, Ordering::SeqCst);
+    assert_eq!(
+        maintenance::tick(&pool, &n, t + 61 * MIN)
+            .await
+            .expect("tick"),
+        1
+    );
+    assert_eq!(
+        maintenance::tick(&pool, &n, t + 62 * MIN)
+            .await
+            .expect("tick"),
+        0
+    );
+    let during = store
+        .record(&[
+            alert("m.1", "r1", "ulb", false),
+            alert("m.2", "r2", "kul", false),
+        ])
+        .await
+        .expect("record")
+        .opened;
+    assert!(outbox_of(&store, during[0]).await.is_empty());
+    let steps = store.get(during[0]).await.expect("get").timeline;
+    assert!(
+        steps
+            .iter()
+            .any(|e| e.action == "suppressed" && e.detail["maintenance"][0] == m.id),
+        "{steps:?}"
+    );
+    assert_eq!(outbox_of(&store, during[1]).await.len(), 1);
+    // A retraction goes even during maintenance.
+    store
+        .act(
+            during[0],
+            &Action::Retract {
+                reason: "out_of_scope".into(),
+            },
+            "alice",
+        )
+        .await
+        .expect("retract");
+    assert_eq!(
+        outbox_of(&store, during[0]).await,
+        [d("retracted", "email", "desk@example.org")]
+    );
+    // The end, then the next day's occurrence, and no third (past repeat_until).
+    assert_eq!(
+        maintenance::tick(&pool, &n, t + 180 * MIN)
+            .await
+            .expect("tick"),
+        1
+    );
+    assert_eq!(
+        maintenance::tick(&pool, &n, t + 1501 * MIN)
+            .await
+            .expect("tick"),
+        1
+    );
+    assert_eq!(
+        maintenance::tick(&pool, &n, t + 1621 * MIN)
+            .await
+            .expect("tick"),
+        1
+    );
+    assert_eq!(
+        maintenance::tick(&pool, &n, t + 2941 * MIN)
+            .await
+            .expect("tick"),
+        0
+    );
+    assert_eq!(
+        notices(&store).await,
+        [
+            p("maintenance_planned"),
+            p("maintenance_started"),
+            p("maintenance_ended"),
+            p("maintenance_started"),
+            p("maintenance_ended"),
+        ]
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn maintenance_windows_on_sqlite() {
+    on_sqlite(maintenance_windows).await;
+}
+
+#[tokio::test]
+async fn maintenance_windows_on_postgres() {
+    on_postgres(maintenance_windows).await;
 }

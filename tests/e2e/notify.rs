@@ -1104,3 +1104,96 @@ fn the_email_link_and_an_sms_reply_acknowledge_and_replies_land_on_the_timeline(
         ]
     );
 }
+
+/// A maintenance window planned from the command line: the customer's contact gets the
+/// planned, started and (once it is ended early) ended notices by real SMTP.
+#[test]
+fn maintenance_notices_reach_the_customer_by_email() {
+    let Some(w) = World::new(&[QUIET_RULE]) else {
+        return;
+    };
+    let config = format!(
+        "{}\n[[customers]]\nid = \"ulb\"\n[[customers.contacts]]\nrole = \"noc\"\nname = \"NOC ULB\"\nemail = \"noc@ulb.example\"\n",
+        w.config
+    );
+    let (collector, _agent) = w.start(&config);
+    let url = collector.url();
+    let now = chrono::Utc::now().to_rfc3339();
+    let (ok, out, err) = vigil_e2e::vigil_cli(
+        "maintenance",
+        &[
+            "add",
+            "--title",
+            "core router upgrade",
+            "--ticket",
+            "CHG-9",
+            "--customer",
+            "ulb",
+            "--starts-at",
+            &now,
+            "--duration",
+            "1h",
+            "--as",
+            "alice",
+        ],
+        &url,
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("core router upgrade") && out.contains("CHG-9"),
+        "{out}"
+    );
+    let (ok, out, _) = vigil_e2e::vigil_cli("maintenance", &["list", "--json"], &url);
+    assert!(ok);
+    let id = serde_json::from_str::<Value>(&out).expect("json")["maintenance"][0]["id"]
+        .as_i64()
+        .expect("id");
+    let subjects = |n: usize| {
+        let mail = &w.mail;
+        wait_for(
+            Duration::from_secs(30),
+            "the maintenance notices",
+            || format!("{:?}\n{}", mail.mails(), collector.proc.log_tail()),
+            || {
+                let got: Vec<String> = mails_to(&mail.mails(), "noc@ulb.example", "Maintenance")
+                    .iter()
+                    .map(|m| m.header("subject").to_owned())
+                    .collect();
+                (got.len() >= n).then_some(got)
+            },
+        )
+    };
+    let got = subjects(2);
+    assert!(
+        got.iter()
+            .any(|s| s.contains("Maintenance planned: core router upgrade (CHG-9)")),
+        "{got:?}"
+    );
+    assert!(
+        got.iter().any(|s| s.contains("Maintenance started")),
+        "{got:?}"
+    );
+    let (ok, _, err) = vigil_e2e::vigil_cli("maintenance", &["end", &id.to_string()], &url);
+    assert!(ok, "{err}");
+    let got = subjects(3);
+    assert!(
+        got.iter().any(|s| s.contains("Maintenance ended")),
+        "{got:?}"
+    );
+    let (ok, _, err) = vigil_e2e::vigil_cli(
+        "maintenance",
+        &[
+            "add",
+            "--title",
+            "x",
+            "--customer",
+            "nobody",
+            "--starts-at",
+            &now,
+            "--duration",
+            "1h",
+        ],
+        &url,
+    );
+    assert!(!ok && err.contains("no customer \"nobody\""), "{err}");
+}

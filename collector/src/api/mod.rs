@@ -7,6 +7,7 @@ pub mod customers;
 pub mod error;
 pub mod incidents;
 pub mod ingest;
+pub mod maintenance;
 pub mod notify;
 pub mod oncall;
 pub mod rules;
@@ -127,6 +128,13 @@ pub fn app(state: AppState) -> Router {
                 .post(tasks::record)
                 .layer(DefaultBodyLimit::max(64 << 10)),
         )
+        .route(
+            "/api/v1/maintenance",
+            get(maintenance::list)
+                .post(maintenance::create)
+                .layer(DefaultBodyLimit::max(64 << 10)),
+        )
+        .route("/api/v1/maintenance/{id}", delete(maintenance::end))
         .route("/api/v1/oncall", get(oncall::now))
         .route(
             "/api/v1/oncall/overrides",

@@ -1,11 +1,12 @@
 //! The client side of the `vigil` commands that talk to a collector (`search`, `incidents`)
 //! or read rules locally (`rules check|test`): they print tables, or JSON with `--json`; and
 //! `config check --route` ([`route`]); `silences` ([`silences`]); `oncall` ([`oncall`]); `tasks` ([`tasks`]); `customers`
-//! ([`customers`]); `assets` ([`assets`]).
+//! ([`customers`]); `assets` ([`assets`]); `maintenance` ([`maintenance`]).
 
 pub mod assets;
 pub mod customers;
 pub mod incidents;
+pub mod maintenance;
 pub mod oncall;
 pub mod route;
 pub mod silences;

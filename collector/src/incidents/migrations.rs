@@ -73,6 +73,12 @@ pub const STEPS: &[Step] = &[
         sqlite: include_str!("../../migrations/sqlite/0008_flood.sql"),
         postgres: include_str!("../../migrations/postgres/0008_flood.sql"),
     },
+    Step {
+        version: 9,
+        name: "maintenance",
+        sqlite: include_str!("../../migrations/sqlite/0009_maintenance.sql"),
+        postgres: include_str!("../../migrations/postgres/0009_maintenance.sql"),
+    },
 ];
 
 /// The migrator of one dialect.

@@ -24,7 +24,7 @@ use super::lifecycle::{Action, ActionError};
 use super::{Alert, Entry, Filter, Incident, SEVERITIES, Status, severity_rank};
 use crate::index::writer::{Clock, system_clock};
 use crate::notify::plan::{Kind, Subject};
-use crate::notify::{Notifier, digest, flood, outbox, silence};
+use crate::notify::{Notifier, digest, flood, maintenance, outbox, silence};
 use crate::reference::directory::Shared;
 
 #[derive(Debug, thiserror::Error)]
@@ -274,6 +274,17 @@ impl Store {
                 silence::matching(tx, silence::Mute::Silence, &subject.labels(), now).await?;
             if !silenced.is_empty() {
                 let detail = serde_json::json!({"kind": kind.as_str(), "silences": silenced});
+                timeline(tx, id, now, SYSTEM, "suppressed", &detail).await?;
+                return Ok(false);
+            }
+        }
+        // So does a maintenance window of the incident's customer.
+        if kind != Kind::Retracted
+            && let Some(c) = &subject.customer
+        {
+            let windows = maintenance::active_for(tx, c, now).await?;
+            if !windows.is_empty() {
+                let detail = serde_json::json!({"kind": kind.as_str(), "maintenance": windows});
                 timeline(tx, id, now, SYSTEM, "suppressed", &detail).await?;
                 return Ok(false);
             }

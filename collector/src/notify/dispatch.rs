@@ -113,6 +113,11 @@ impl Dispatcher {
             // An attempt takes at most the timeout; a started one twice as old was abandoned.
             lease_ms: 2 * cfg.timeout.as_millis() as i64 + 1000,
         };
+        if let Err(e) =
+            super::maintenance::tick(self.store.pool(), &self.notifier, timing.now).await
+        {
+            tracing::error!(error = %e, "maintenance notices not made; retrying");
+        }
         // Digests due join the outbox first, and go out in this round.
         if let Err(e) = super::digest::make_due(self.store.pool(), &self.notifier, timing.now).await
         {
@@ -280,6 +285,19 @@ async fn send(
     it: &Item,
     now: i64,
 ) -> Result<serde_json::Value, String> {
+    if it.kind.is_notice() {
+        let id = super::maintenance::window_of(it.cause);
+        let m = super::maintenance::get(store.pool(), id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no maintenance window {id}"))?;
+        let (subject, body) = super::maintenance::email(&m, it.kind);
+        let mailer = ch.mailer.as_ref().ok_or("no [notify.smtp]")?;
+        let answer = mailer
+            .send(&it.delivery.target, &subject, body, &it.key(), None)
+            .await?;
+        return Ok(serde_json::json!({"smtp": answer, "maintenance": id}));
+    }
     // Only a retraction's texts need the timeline (its reason), which grows with every
     // attempt recorded on it: the others load the incident alone.
     let inc = if it.kind == super::plan::Kind::Retracted {

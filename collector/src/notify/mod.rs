@@ -14,6 +14,8 @@
 //! - [`task`]: operator call tasks, for receivers whose calls a person at the desk makes.
 //! - [`flood`]: what is held for a digest (an exclusion, a limit, the SMS cap), and
 //!   [`digest`]: the held announcements sent together, at most once per interval.
+//! - [`maintenance`]: maintenance windows: their customers' incidents are not announced while
+//!   one is on; the customers are told when it is planned, starts and ends.
 //! - [`silence`]: time windows in which matching incidents are not announced (retractions
 //!   always are).
 //! - [`text`]: what an announcement says. [`email`], [`gateway`] (voice and SMS through an
@@ -37,6 +39,7 @@ pub mod dispatch;
 pub mod email;
 pub mod flood;
 pub mod gateway;
+pub mod maintenance;
 pub mod outbox;
 pub mod plan;
 pub mod reply;

@@ -16,6 +16,10 @@ use sqlx::{Any, AnyPool, Row, Transaction};
 
 use super::plan::{Channel, Delivery, Kind};
 
+/// The incident of a notice that is about no incident (a maintenance window's): such
+/// deliveries have a negative `cause` of their own and no timeline.
+pub const NO_INCIDENT: i64 = 0;
+
 /// One delivery as the dispatcher works on it.
 #[derive(Debug, Clone)]
 pub struct Item {
@@ -203,15 +207,17 @@ pub async fn claim(pool: &AnyPool, t: Timing, limit: i64) -> Result<Vec<Item>, s
             "attempt": it.attempts,
             "key": it.key(),
         });
-        crate::incidents::store::timeline(
-            &mut tx,
-            it.incident_id,
-            t.now,
-            "vigil",
-            "notify_started",
-            &detail,
-        )
-        .await?;
+        if it.incident_id != NO_INCIDENT {
+            crate::incidents::store::timeline(
+                &mut tx,
+                it.incident_id,
+                t.now,
+                "vigil",
+                "notify_started",
+                &detail,
+            )
+            .await?;
+        }
         out.push(it);
     }
     tx.commit().await?;
@@ -299,7 +305,12 @@ async fn finish_in(
             }
         }
     };
-    crate::incidents::store::timeline(tx, it.incident_id, now, "vigil", action, &detail).await?;
+    if it.incident_id != NO_INCIDENT {
+        crate::incidents::store::timeline(tx, it.incident_id, now, "vigil", action, &detail)
+            .await?;
+    } else {
+        tracing::info!(delivery = it.id, kind = it.kind.as_str(), action, %detail, "notice");
+    }
     Ok(())
 }
 

@@ -70,6 +70,10 @@ pub enum Kind {
     Escalated,
     /// Held announcements sent together ([`super::digest`]); never planned by a route.
     Digest,
+    /// Notices of a maintenance window ([`super::maintenance`]), about no incident.
+    MaintenancePlanned,
+    MaintenanceStarted,
+    MaintenanceEnded,
 }
 
 impl Kind {
@@ -81,6 +85,9 @@ impl Kind {
             Kind::Resolved => "resolved",
             Kind::Escalated => "escalated",
             Kind::Digest => "digest",
+            Kind::MaintenancePlanned => "maintenance_planned",
+            Kind::MaintenanceStarted => "maintenance_started",
+            Kind::MaintenanceEnded => "maintenance_ended",
         }
     }
 
@@ -88,14 +95,25 @@ impl Kind {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Opened,
         Kind::Changed,
         Kind::Retracted,
         Kind::Resolved,
         Kind::Escalated,
         Kind::Digest,
+        Kind::MaintenancePlanned,
+        Kind::MaintenanceStarted,
+        Kind::MaintenanceEnded,
     ];
+
+    /// A notice about no incident (a maintenance window).
+    pub fn is_notice(self) -> bool {
+        matches!(
+            self,
+            Kind::MaintenancePlanned | Kind::MaintenanceStarted | Kind::MaintenanceEnded
+        )
+    }
 }
 
 /// One message to send: to `target` (an address, a number, a URL) by `channel`, for
@@ -160,7 +178,7 @@ impl Notifier {
         told: &[Delivery],
         roster: &Roster,
     ) -> Vec<Delivery> {
-        if kind == Kind::Digest {
+        if kind == Kind::Digest || kind.is_notice() {
             return Vec::new();
         }
         let called_before = told.iter().any(|d| d.channel.calls());
@@ -170,7 +188,7 @@ impl Notifier {
             match kind {
                 Kind::Opened | Kind::Escalated => danger,
                 Kind::Changed | Kind::Retracted => danger || called_before,
-                Kind::Resolved | Kind::Digest => false,
+                _ => false,
             }
         };
         let mut names: Vec<(String, bool)> = self
