@@ -175,6 +175,20 @@ impl World {
 
 #[test]
 fn danger_calls_first_then_confirms_by_email_and_changes_reach_everyone_told() {
+    danger_and_changes("");
+}
+
+/// The same, with the incidents and the outbox in PostgreSQL (several collectors' store).
+#[test]
+fn danger_calls_first_then_confirms_by_email_and_changes_reach_everyone_told_on_postgres() {
+    let Some(pg) = vigil_e2e::postgres::Postgres::fresh() else {
+        return;
+    };
+    danger_and_changes(&format!("\n[incidents]\ndatabase = \"{}\"\n", pg.url));
+}
+
+/// The main notification scenario, with `extra` appended to the configuration.
+fn danger_and_changes(extra: &str) {
     let Some(w) = World::new(&[DANGER_RULE, QUIET_RULE]) else {
         return;
     };
@@ -182,7 +196,7 @@ fn danger_calls_first_then_confirms_by_email_and_changes_reach_everyone_told() {
     // A call takes a while to end: the e-mail must wait for it.
     let call_takes = Duration::from_millis(1500);
     gw.delay(call_takes);
-    let (collector, agent) = w.start(&w.config);
+    let (collector, agent) = w.start(&format!("{}{extra}", w.config));
     let url = collector.url();
     let logs = || format!("{}\n{}", collector.proc.log_tail(), agent.proc.log_tail());
     // What the receivers got, for a wait that times out.

@@ -22,6 +22,7 @@ pub use skip_support::skip;
 pub mod client;
 pub mod netns;
 pub mod pcap;
+pub mod postgres;
 pub mod process;
 pub mod services;
 pub mod sink;
