@@ -309,9 +309,10 @@ async fn send(
     let external = &notifier.cfg.external_url;
     let key = it.key();
     let target = it.delivery.target.as_str();
+    let lang = notifier.language_of(inc.customer.as_deref(), target);
     match it.delivery.channel {
         Channel::Task => {
-            let a = Announcement::new(it.kind, &inc, external, Vec::new());
+            let a = Announcement::new(it.kind, &inc, external, Vec::new()).in_language(lang);
             let contact = notifier.owner(inc.customer.as_deref(), target);
             let within = notifier
                 .receivers
@@ -332,7 +333,7 @@ async fn send(
             Ok(serde_json::json!({"task": id}))
         }
         Channel::Voice | Channel::Sms => {
-            let a = Announcement::new(it.kind, &inc, external, Vec::new());
+            let a = Announcement::new(it.kind, &inc, external, Vec::new()).in_language(lang);
             let gw = if it.delivery.channel == Channel::Voice {
                 &ch.voice
             } else {
@@ -349,7 +350,7 @@ async fn send(
                 .as_ref()
                 .is_some_and(|g| g.inbound_token.is_some());
             if it.delivery.channel == Channel::Sms && awaits_ack(it.kind) && replies {
-                text.push_str(&format!(" Reply ACK {} to acknowledge.", inc.id));
+                text.push_str(&a.reply_ack());
             }
             let callback = format!(
                 "{}/api/v1/notify/callback/{}",
@@ -386,7 +387,7 @@ async fn send(
                     state,
                 })
                 .collect();
-            let a = Announcement::new(it.kind, &inc, external, calls);
+            let a = Announcement::new(it.kind, &inc, external, calls).in_language(lang);
             let mailer = ch.mailer.as_ref().ok_or("no [notify.smtp]")?;
             let first = outbox::first_email(store.pool(), it.incident_id, target)
                 .await
@@ -396,11 +397,12 @@ async fn send(
                 .map(|f| format!("vigil-{}-{f}", it.incident_id));
             let mut body = a.email_body();
             if awaits_ack(it.kind) {
-                body.push_str(&format!(
-                    "\nAcknowledge it, or reply, here: {}/api/v1/notify/respond/{}\n",
+                let url = format!(
+                    "{}/api/v1/notify/respond/{}",
                     external.trim_end_matches('/'),
                     it.token
-                ));
+                );
+                body.push_str(&format!("\n{}\n", a.respond(&url)));
             }
             let answer = mailer
                 .send(target, &a.subject(), body, &key, thread.as_deref())
@@ -442,7 +444,7 @@ async fn send(
             )
         }
         Channel::Webhook => {
-            let a = Announcement::new(it.kind, &inc, external, Vec::new());
+            let a = Announcement::new(it.kind, &inc, external, Vec::new()).in_language(lang);
             let body = webhook::payload(&a, &it.delivery.receiver, external);
             let resp = ch
                 .http

@@ -18,7 +18,7 @@
 //!   one is on; the customers are told when it is planned, starts and ends.
 //! - [`silence`]: time windows in which matching incidents are not announced (retractions
 //!   always are).
-//! - [`text`]: what an announcement says. [`email`], [`gateway`] (voice and SMS through an
+//! - [`text`]: what an announcement says, in the words ([`words`]) of each language. [`email`], [`gateway`] (voice and SMS through an
 //!   HTTP gateway), [`webhook`] (Alertmanager's payload) and [`cap`] (OASIS CAP 1.2) send it.
 //!
 //! # Invariants
@@ -48,6 +48,7 @@ pub mod silence;
 pub mod task;
 pub mod text;
 pub mod webhook;
+pub mod words;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -92,6 +93,9 @@ pub struct NotifyConfig {
     /// digest e-mail at most this often.
     #[serde(deserialize_with = "de_duration")]
     pub digest_interval: Duration,
+    /// The language of announcements to whoever is not a customer's contact (`en`, `fr`,
+    /// `nl`, `de`); a contact gets theirs, else their customer's.
+    pub language: String,
     /// At most this many announcements about one customer's incidents per interval; the
     /// next are held for the digest.
     pub customer_limit: Option<LimitConfig>,
@@ -125,6 +129,7 @@ impl Default for NotifyConfig {
             ack_digit: "1".into(),
             cap: cap::CapConfig::default(),
             digest_interval: Duration::from_secs(3600),
+            language: "en".into(),
             customer_limit: None,
             sms_cap: None,
         }
@@ -378,6 +383,16 @@ impl Notifier {
                 "count at least 1, per at least 1s".into(),
             ));
         }
+        if !crate::reference::LANGUAGES.contains(&cfg.language.as_str()) {
+            return Err((
+                "notify.language",
+                format!(
+                    "{:?} is not one of {}",
+                    cfg.language,
+                    crate::reference::LANGUAGES.join(", ")
+                ),
+            ));
+        }
         if cfg.digest_interval < Duration::from_secs(60) {
             return Err(("notify.digest_interval", "at least 1m".into()));
         }
@@ -396,6 +411,20 @@ impl Notifier {
             customers,
             oncall,
         }))
+    }
+
+    /// The language of announcements to `target` (an address or a number) about an incident
+    /// of `customer`: the contact's, else the customer's for its contacts, else
+    /// `[notify] language`.
+    pub fn language_of(&self, customer: Option<&str>, target: &str) -> words::Lang {
+        let customers = self.customers.get();
+        let contact = customer.and_then(|c| customers.get(c)).and_then(|c| {
+            c.contacts
+                .iter()
+                .find(|k| k.email.as_deref() == Some(target) || k.phone.as_deref() == Some(target))
+                .map(|k| k.language.clone().unwrap_or_else(|| c.language.clone()))
+        });
+        words::Lang::parse(contact.as_deref().unwrap_or(&self.cfg.language))
     }
 
     /// Whose number `number` is: a contact of `customer`, or one of our people.

@@ -374,6 +374,27 @@ phone = "+3226501111"
     }
 
     #[test]
+    fn a_contact_is_told_in_its_language_else_its_customer_s_else_the_default() {
+        let n = notifier();
+        // The ULB contact has no language of its own; ULB's is the default, English.
+        assert_eq!(
+            n.language_of(Some("ulb"), "+3226501111"),
+            crate::notify::words::Lang::En
+        );
+        let mut c = n.customers.get().all().to_vec();
+        c[0].language = "fr".into();
+        n.customers
+            .set(Customers::new(c.clone()).expect("customers"));
+        use crate::notify::words::Lang;
+        assert_eq!(n.language_of(Some("ulb"), "noc@ulb.example"), Lang::Fr);
+        c[0].contacts[0].language = Some("nl".into());
+        n.customers.set(Customers::new(c).expect("customers"));
+        assert_eq!(n.language_of(Some("ulb"), "+3226501111"), Lang::Nl);
+        assert_eq!(n.language_of(Some("ulb"), "desk@example.org"), Lang::En);
+        assert_eq!(n.language_of(None, "+3226501111"), Lang::En);
+    }
+
+    #[test]
     fn every_channel_and_kind_reads_back_from_its_name() {
         for c in Channel::ALL {
             assert_eq!(Channel::parse(c.as_str()), Some(c));

@@ -2,11 +2,13 @@
 //! window, a link to the incident), for each channel: a short speakable text for calls and
 //! SMS, a subject and a body for e-mail, and the values gateway templates see.
 //!
-//! English only for now; the customer's or contact's language is not used yet.
+//! In the language of the person told ([`super::words`]): the contact's, else the
+//! customer's, else `[notify] language`.
 
 use serde::Serialize;
 
 use super::plan::Kind;
+use super::words::{Lang, Words, fill};
 use crate::incidents::Incident;
 
 /// The values of an announcement, as gateway templates and webhooks see them.
@@ -18,6 +20,9 @@ pub struct Announcement {
     pub reason: Option<String>,
     /// Calls of the same announcement and how they ended (e-mail only).
     pub calls: Vec<Call>,
+    /// The language its texts are in (not a template value).
+    #[serde(skip)]
+    pub lang: Lang,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -83,40 +88,63 @@ impl Announcement {
             },
             reason,
             calls,
+            lang: Lang::En,
         }
     }
 
+    /// The same, in `lang`.
+    pub fn in_language(mut self, lang: Lang) -> Self {
+        self.lang = lang;
+        self
+    }
+
+    /// The words of this announcement's language.
+    fn words(&self) -> &'static Words {
+        self.lang.words()
+    }
+
     fn customer(&self) -> &str {
-        self.incident.customer.as_deref().unwrap_or("no customer")
+        self.incident
+            .customer
+            .as_deref()
+            .unwrap_or(self.words().no_customer)
     }
 
     /// For a call or an SMS: short, speakable, no symbols.
     pub fn spoken(&self) -> String {
         let i = &self.incident;
+        let w = self.words();
         let head = match (self.kind, i.danger) {
-            ("retracted", _) => format!(
-                "Vigil. Incident {} is retracted: {}.",
-                i.id,
-                self.reason.as_deref().unwrap_or("no reason given")
-            ),
-            ("changed", true) => format!("Vigil. Incident {} is now a probable danger.", i.id),
-            ("changed", false) => {
-                format!("Vigil. Incident {} is no longer a probable danger.", i.id)
-            }
-            ("resolved", _) => format!("Vigil. Incident {} is resolved.", i.id),
-            ("escalated", _) => format!(
-                "Vigil. Incident {} was not acknowledged in time: it is yours now.",
-                i.id
-            ),
-            (_, true) => format!("Vigil. Probable danger. Incident {}.", i.id),
-            (_, false) => format!("Vigil. Incident {}.", i.id),
+            ("retracted", _) => w.retracted,
+            ("changed", true) => w.now_danger,
+            ("changed", false) => w.no_longer_danger,
+            ("resolved", _) => w.resolved,
+            ("escalated", _) => w.escalated,
+            (_, true) => w.opened_danger,
+            (_, false) => w.opened,
         };
-        format!(
-            "{head} {}. Customer {}. Severity {}.",
-            i.title,
-            self.customer(),
-            i.severity
+        let id = i.id.to_string();
+        let values = [
+            ("id", id.as_str()),
+            ("reason", self.reason.as_deref().unwrap_or(w.no_reason)),
+            ("title", i.title.as_str()),
+            ("customer", self.customer()),
+            ("severity", i.severity.as_str()),
+        ];
+        format!("{} {}", fill(head, &values), fill(w.tail, &values))
+    }
+
+    /// The SMS's invitation to acknowledge by reply.
+    pub fn reply_ack(&self) -> String {
+        fill(
+            self.words().reply_ack,
+            &[("id", &self.incident.id.to_string())],
         )
+    }
+
+    /// The e-mail's line with the link that acknowledges or replies.
+    pub fn respond(&self, url: &str) -> String {
+        fill(self.words().respond, &[("url", url)])
     }
 
     /// What the desk says when it calls `number` (belonging to `contact`) for an operator
@@ -136,14 +164,15 @@ impl Announcement {
 
     pub fn subject(&self) -> String {
         let i = &self.incident;
+        let w = self.words();
         let what = match (self.kind, i.danger) {
-            ("retracted", _) => "RETRACTED: ",
-            ("resolved", _) => "Resolved: ",
-            ("escalated", true) => "ESCALATED, PROBABLE DANGER: ",
-            ("escalated", false) => "ESCALATED: ",
-            ("changed", true) => "NOW PROBABLE DANGER: ",
-            ("changed", false) => "No longer a danger: ",
-            (_, true) => "PROBABLE DANGER: ",
+            ("retracted", _) => w.subject_retracted,
+            ("resolved", _) => w.subject_resolved,
+            ("escalated", true) => w.subject_escalated_danger,
+            ("escalated", false) => w.subject_escalated,
+            ("changed", true) => w.subject_now_danger,
+            ("changed", false) => w.subject_no_longer_danger,
+            (_, true) => w.subject_danger,
             _ => "",
         };
         format!("[Vigil #{}] {what}{} ({})", i.id, i.title, self.customer())
@@ -151,43 +180,111 @@ impl Announcement {
 
     pub fn email_body(&self) -> String {
         let i = &self.incident;
+        let w = self.words();
         let mut b = String::new();
         b.push_str(&self.spoken());
         b.push_str("\n\n");
         if let Some(r) = &self.reason {
-            b.push_str(&format!("Reason for the retraction: {r}\n\n"));
+            b.push_str(&format!("{}: {r}\n\n", w.reason));
         }
-        for (k, v) in [
-            ("Incident", i.id.to_string()),
-            ("What", i.title.clone()),
-            ("Customer", self.customer().to_owned()),
-            ("Severity", i.severity.clone()),
-            (
-                "Probable danger",
-                if i.danger { "yes" } else { "no" }.to_owned(),
-            ),
-            ("Status", i.status.clone()),
-            ("Where", i.group_key.clone()),
-            ("Rule", i.rule_id.clone()),
-            ("Alerts", i.count.to_string()),
-            ("First seen", i.first_seen.clone()),
-            ("Last seen", i.last_seen.clone()),
-            ("Link", i.url.clone()),
-        ] {
+        let values = [
+            i.id.to_string(),
+            i.title.clone(),
+            self.customer().to_owned(),
+            i.severity.clone(),
+            if i.danger { w.yes } else { w.no }.to_owned(),
+            i.status.clone(),
+            i.group_key.clone(),
+            i.rule_id.clone(),
+            i.count.to_string(),
+            i.first_seen.clone(),
+            i.last_seen.clone(),
+            i.url.clone(),
+        ];
+        for (k, v) in w.labels.iter().zip(values) {
             b.push_str(&format!("{k}: {v}\n"));
         }
         if !self.calls.is_empty() {
-            b.push_str("\nCalls made for this announcement:\n");
+            b.push_str(&format!("\n{}\n", w.calls));
             for c in &self.calls {
                 let how = match c.state.as_str() {
-                    "sent" if c.channel == "task" => "handed to the desk to call",
-                    "sent" => "placed",
-                    "failed" => "failed",
-                    _ => "not ended yet",
+                    "sent" if c.channel == "task" => w.handed,
+                    "sent" => w.placed,
+                    "failed" => w.failed,
+                    _ => w.pending,
                 };
                 b.push_str(&format!("- {} {}: {how}\n", c.channel, c.target));
             }
         }
         b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::incidents::Status;
+
+    fn incident(danger: bool) -> Incident {
+        let t = chrono::DateTime::from_timestamp(1_790_000_000, 0).expect("t");
+        Incident {
+            id: 42,
+            title: "SSH brute force".into(),
+            status: Status::Open,
+            severity: "high".into(),
+            danger,
+            customer: Some("ulb".into()),
+            group_key: "source.ip=10.0.0.1".into(),
+            rule_id: "ssh-bf".into(),
+            assignee: None,
+            count: 3,
+            first_seen: t,
+            last_seen: t,
+            acknowledge_by: None,
+            resolve_by: None,
+            level: 1,
+            breached: Vec::new(),
+            timeline: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn announcements_speak_the_language_of_the_person_told() {
+        let inc = incident(true);
+        let en = Announcement::new(Kind::Opened, &inc, "http://v", Vec::new());
+        assert_eq!(
+            en.spoken(),
+            "Vigil. Probable danger. Incident 42. SSH brute force. Customer ulb. Severity high."
+        );
+        let fr = en.clone().in_language(Lang::Fr);
+        assert_eq!(
+            fr.spoken(),
+            "Vigil. Danger probable. Incident 42. SSH brute force. Client ulb. Gravité high."
+        );
+        assert_eq!(
+            fr.subject(),
+            "[Vigil #42] DANGER PROBABLE : SSH brute force (ulb)"
+        );
+        assert!(
+            fr.email_body().contains("Danger probable: oui"),
+            "{}",
+            fr.email_body()
+        );
+        assert_eq!(fr.reply_ack(), " Répondez ACK 42 pour accuser réception.");
+        let nl = Announcement::new(Kind::Escalated, &incident(false), "http://v", Vec::new())
+            .in_language(Lang::Nl);
+        assert!(
+            nl.spoken()
+                .starts_with("Vigil. Incident 42 werd niet op tijd bevestigd")
+        );
+        assert!(nl.subject().contains("GEËSCALEERD: "));
+        let de =
+            Announcement::new(Kind::Resolved, &inc, "http://v", Vec::new()).in_language(Lang::De);
+        assert!(de.spoken().starts_with("Vigil. Vorfall 42 ist behoben."));
+        assert!(de.email_body().contains("Schweregrad: high"));
+        assert_eq!(
+            de.respond("http://x"),
+            "Bestätigen oder antworten Sie hier: http://x"
+        );
     }
 }

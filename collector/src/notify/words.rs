@@ -1,0 +1,286 @@
+//! The words of announcements in each language customers speak (`fr`, `nl`, `de`, `en`).
+//! Templates hold `{id}`, `{reason}`, `{title}`, `{customer}`, `{severity}`, `{url}`.
+//!
+//! # Invariants
+//! - Every language has every text (the tables are one struct, filled for each).
+
+/// A language of announcements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lang {
+    #[default]
+    En,
+    Fr,
+    Nl,
+    De,
+}
+
+impl Lang {
+    /// `fr`, `nl`, `de`, `en`; anything else is English.
+    pub fn parse(code: &str) -> Lang {
+        match code {
+            "fr" => Lang::Fr,
+            "nl" => Lang::Nl,
+            "de" => Lang::De,
+            _ => Lang::En,
+        }
+    }
+
+    pub fn words(self) -> &'static Words {
+        match self {
+            Lang::En => &EN,
+            Lang::Fr => &FR,
+            Lang::Nl => &NL,
+            Lang::De => &DE,
+        }
+    }
+}
+
+pub struct Words {
+    pub retracted: &'static str,
+    pub now_danger: &'static str,
+    pub no_longer_danger: &'static str,
+    pub resolved: &'static str,
+    pub escalated: &'static str,
+    pub opened_danger: &'static str,
+    pub opened: &'static str,
+    /// After the head: what, whose, how bad.
+    pub tail: &'static str,
+    pub subject_retracted: &'static str,
+    pub subject_resolved: &'static str,
+    pub subject_escalated_danger: &'static str,
+    pub subject_escalated: &'static str,
+    pub subject_now_danger: &'static str,
+    pub subject_no_longer_danger: &'static str,
+    pub subject_danger: &'static str,
+    /// Incident, What, Customer, Severity, Probable danger, Status, Where, Rule, Alerts,
+    /// First seen, Last seen, Link.
+    pub labels: [&'static str; 12],
+    pub yes: &'static str,
+    pub no: &'static str,
+    pub reason: &'static str,
+    pub calls: &'static str,
+    pub placed: &'static str,
+    pub failed: &'static str,
+    pub pending: &'static str,
+    pub handed: &'static str,
+    pub no_customer: &'static str,
+    pub no_reason: &'static str,
+    pub reply_ack: &'static str,
+    pub respond: &'static str,
+}
+
+/// `template` with its placeholders replaced.
+pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = template.to_owned();
+    for (k, v) in values {
+        out = out.replace(&format!("{{{k}}}"), v);
+    }
+    out
+}
+
+static EN: Words = Words {
+    retracted: "Vigil. Incident {id} is retracted: {reason}.",
+    now_danger: "Vigil. Incident {id} is now a probable danger.",
+    no_longer_danger: "Vigil. Incident {id} is no longer a probable danger.",
+    resolved: "Vigil. Incident {id} is resolved.",
+    escalated: "Vigil. Incident {id} was not acknowledged in time: it is yours now.",
+    opened_danger: "Vigil. Probable danger. Incident {id}.",
+    opened: "Vigil. Incident {id}.",
+    tail: "{title}. Customer {customer}. Severity {severity}.",
+    subject_retracted: "RETRACTED: ",
+    subject_resolved: "Resolved: ",
+    subject_escalated_danger: "ESCALATED, PROBABLE DANGER: ",
+    subject_escalated: "ESCALATED: ",
+    subject_now_danger: "NOW PROBABLE DANGER: ",
+    subject_no_longer_danger: "No longer a danger: ",
+    subject_danger: "PROBABLE DANGER: ",
+    labels: [
+        "Incident",
+        "What",
+        "Customer",
+        "Severity",
+        "Probable danger",
+        "Status",
+        "Where",
+        "Rule",
+        "Alerts",
+        "First seen",
+        "Last seen",
+        "Link",
+    ],
+    yes: "yes",
+    no: "no",
+    reason: "Reason for the retraction",
+    calls: "Calls made for this announcement:",
+    placed: "placed",
+    failed: "failed",
+    pending: "not ended yet",
+    handed: "handed to the desk to call",
+    no_customer: "no customer",
+    no_reason: "no reason given",
+    reply_ack: " Reply ACK {id} to acknowledge.",
+    respond: "Acknowledge it, or reply, here: {url}",
+};
+
+static FR: Words = Words {
+    retracted: "Vigil. L'incident {id} est retiré : {reason}.",
+    now_danger: "Vigil. L'incident {id} présente désormais un danger probable.",
+    no_longer_danger: "Vigil. L'incident {id} ne présente plus de danger probable.",
+    resolved: "Vigil. L'incident {id} est résolu.",
+    escalated: "Vigil. L'incident {id} n'a pas été pris en charge à temps : il vous est confié.",
+    opened_danger: "Vigil. Danger probable. Incident {id}.",
+    opened: "Vigil. Incident {id}.",
+    tail: "{title}. Client {customer}. Gravité {severity}.",
+    subject_retracted: "RETIRÉ : ",
+    subject_resolved: "Résolu : ",
+    subject_escalated_danger: "ESCALADÉ, DANGER PROBABLE : ",
+    subject_escalated: "ESCALADÉ : ",
+    subject_now_danger: "DÉSORMAIS DANGER PROBABLE : ",
+    subject_no_longer_danger: "Plus de danger : ",
+    subject_danger: "DANGER PROBABLE : ",
+    labels: [
+        "Incident",
+        "Quoi",
+        "Client",
+        "Gravité",
+        "Danger probable",
+        "Statut",
+        "Où",
+        "Règle",
+        "Alertes",
+        "Première détection",
+        "Dernière détection",
+        "Lien",
+    ],
+    yes: "oui",
+    no: "non",
+    reason: "Motif du retrait",
+    calls: "Appels passés pour cette annonce :",
+    placed: "passé",
+    failed: "échoué",
+    pending: "pas encore terminé",
+    handed: "confié au desk pour appel",
+    no_customer: "aucun client",
+    no_reason: "aucun motif donné",
+    reply_ack: " Répondez ACK {id} pour accuser réception.",
+    respond: "Accusez réception ou répondez ici : {url}",
+};
+
+static NL: Words = Words {
+    retracted: "Vigil. Incident {id} is ingetrokken: {reason}.",
+    now_danger: "Vigil. Incident {id} is nu een waarschijnlijk gevaar.",
+    no_longer_danger: "Vigil. Incident {id} is niet langer een waarschijnlijk gevaar.",
+    resolved: "Vigil. Incident {id} is opgelost.",
+    escalated: "Vigil. Incident {id} werd niet op tijd bevestigd: het is nu aan u.",
+    opened_danger: "Vigil. Waarschijnlijk gevaar. Incident {id}.",
+    opened: "Vigil. Incident {id}.",
+    tail: "{title}. Klant {customer}. Ernst {severity}.",
+    subject_retracted: "INGETROKKEN: ",
+    subject_resolved: "Opgelost: ",
+    subject_escalated_danger: "GEËSCALEERD, WAARSCHIJNLIJK GEVAAR: ",
+    subject_escalated: "GEËSCALEERD: ",
+    subject_now_danger: "NU WAARSCHIJNLIJK GEVAAR: ",
+    subject_no_longer_danger: "Geen gevaar meer: ",
+    subject_danger: "WAARSCHIJNLIJK GEVAAR: ",
+    labels: [
+        "Incident",
+        "Wat",
+        "Klant",
+        "Ernst",
+        "Waarschijnlijk gevaar",
+        "Status",
+        "Waar",
+        "Regel",
+        "Meldingen",
+        "Eerst gezien",
+        "Laatst gezien",
+        "Link",
+    ],
+    yes: "ja",
+    no: "nee",
+    reason: "Reden van de intrekking",
+    calls: "Oproepen voor deze melding:",
+    placed: "geplaatst",
+    failed: "mislukt",
+    pending: "nog niet beëindigd",
+    handed: "aan de desk gegeven om te bellen",
+    no_customer: "geen klant",
+    no_reason: "geen reden opgegeven",
+    reply_ack: " Antwoord ACK {id} om te bevestigen.",
+    respond: "Bevestig of antwoord hier: {url}",
+};
+
+static DE: Words = Words {
+    retracted: "Vigil. Vorfall {id} wurde zurückgezogen: {reason}.",
+    now_danger: "Vigil. Vorfall {id} ist jetzt eine wahrscheinliche Gefahr.",
+    no_longer_danger: "Vigil. Vorfall {id} ist keine wahrscheinliche Gefahr mehr.",
+    resolved: "Vigil. Vorfall {id} ist behoben.",
+    escalated: "Vigil. Vorfall {id} wurde nicht rechtzeitig bestätigt: er liegt jetzt bei Ihnen.",
+    opened_danger: "Vigil. Wahrscheinliche Gefahr. Vorfall {id}.",
+    opened: "Vigil. Vorfall {id}.",
+    tail: "{title}. Kunde {customer}. Schweregrad {severity}.",
+    subject_retracted: "ZURÜCKGEZOGEN: ",
+    subject_resolved: "Behoben: ",
+    subject_escalated_danger: "ESKALIERT, WAHRSCHEINLICHE GEFAHR: ",
+    subject_escalated: "ESKALIERT: ",
+    subject_now_danger: "JETZT WAHRSCHEINLICHE GEFAHR: ",
+    subject_no_longer_danger: "Keine Gefahr mehr: ",
+    subject_danger: "WAHRSCHEINLICHE GEFAHR: ",
+    labels: [
+        "Vorfall",
+        "Was",
+        "Kunde",
+        "Schweregrad",
+        "Wahrscheinliche Gefahr",
+        "Status",
+        "Wo",
+        "Regel",
+        "Alarme",
+        "Zuerst gesehen",
+        "Zuletzt gesehen",
+        "Link",
+    ],
+    yes: "ja",
+    no: "nein",
+    reason: "Grund der Rücknahme",
+    calls: "Anrufe zu dieser Meldung:",
+    placed: "getätigt",
+    failed: "fehlgeschlagen",
+    pending: "noch nicht beendet",
+    handed: "dem Desk zum Anrufen übergeben",
+    no_customer: "kein Kunde",
+    no_reason: "kein Grund angegeben",
+    reply_ack: " Antworten Sie ACK {id} zur Bestätigung.",
+    respond: "Bestätigen oder antworten Sie hier: {url}",
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_language_keeps_every_placeholder() {
+        for lang in [Lang::En, Lang::Fr, Lang::Nl, Lang::De] {
+            let w = lang.words();
+            for (t, needs) in [
+                (w.retracted, &["{id}", "{reason}"][..]),
+                (w.now_danger, &["{id}"]),
+                (w.no_longer_danger, &["{id}"]),
+                (w.resolved, &["{id}"]),
+                (w.escalated, &["{id}"]),
+                (w.opened_danger, &["{id}"]),
+                (w.opened, &["{id}"]),
+                (w.tail, &["{title}", "{customer}", "{severity}"]),
+                (w.reply_ack, &["{id}"]),
+                (w.respond, &["{url}"]),
+            ] {
+                for n in needs {
+                    assert!(t.contains(n), "{lang:?}: {t:?} lacks {n}");
+                }
+            }
+        }
+        assert_eq!(Lang::parse("fr"), Lang::Fr);
+        assert_eq!(Lang::parse("es"), Lang::En);
+        assert_eq!(fill("a {x} b {x}", &[("x", "1")]), "a 1 b 1");
+    }
+}
