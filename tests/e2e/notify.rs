@@ -1211,3 +1211,84 @@ fn maintenance_notices_reach_the_customer_by_email() {
     );
     assert!(!ok && err.contains("no customer \"nobody\""), "{err}");
 }
+
+/// Alerts pushed to a real Alertmanager: the incident's alert is active there with its
+/// labels, and ends when the incident is resolved.
+#[test]
+fn alerts_are_pushed_to_a_real_alertmanager_and_end_with_the_incident() {
+    if let Some(why) = vigil_e2e::alertmanager::unavailable() {
+        skip(&why);
+        return;
+    }
+    let Some(w) = World::new(&[DANGER_RULE]) else {
+        return;
+    };
+    let am = vigil_e2e::alertmanager::Alertmanager::start(w.dir.path());
+    let config = w
+        .config
+        .replace(
+            "email = [\"oncall@example.org\"]\nvoice = [\"+32470000001\"]",
+            &format!(
+                "email = [\"oncall@example.org\"]\nvoice = [\"+32470000001\"]\nalertmanager = [\"{}\"]",
+                am.url
+            ),
+        )
+        .replace(
+            "retry_backoff = \"100ms\"",
+            "retry_backoff = \"100ms\"\nalertmanager_refresh = \"1s\"",
+        );
+    let (collector, agent) = w.start(&config);
+    let url = collector.url();
+    send_tcp(agent.syslog_tcp, "DANGER-TEST", 0..1);
+    let logs = || format!("{}\n{}", collector.proc.log_tail(), am.proc.log_tail());
+    let alert = wait_for(
+        Duration::from_secs(60),
+        "the alert in Alertmanager",
+        logs,
+        || {
+            am.alerts()
+                .into_iter()
+                .find(|a| a["labels"]["alertname"] == "danger test line")
+        },
+    );
+    assert_eq!(alert["status"]["state"], "active", "{alert}");
+    assert_eq!(alert["labels"]["danger"], "true");
+    assert_eq!(alert["labels"]["severity"], "high");
+    let id: i64 = alert["labels"]["incident"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("the incident label");
+    assert!(
+        alert["generatorURL"]
+            .as_str()
+            .is_some_and(|u| u.ends_with(&format!("/api/v1/incidents/{id}"))),
+        "{alert}"
+    );
+    // Pushed again while active: its end moves later (it stays five refreshes).
+    let ends = |a: &Value| a["endsAt"].as_str().unwrap_or_default().to_owned();
+    let first_end = ends(&alert);
+    wait_for(
+        Duration::from_secs(30),
+        "the alert pushed again",
+        logs,
+        || {
+            am.alerts()
+                .iter()
+                .find(|a| a["labels"]["incident"] == id.to_string().as_str())
+                .filter(|a| ends(a) > first_end)
+                .map(|_| ())
+        },
+    );
+    act(&url, id, "resolve", json!({"resolution": "fixed"}));
+    wait_for(
+        Duration::from_secs(60),
+        "the alert to end in Alertmanager",
+        || format!("{:?}\n{}", am.alerts(), logs()),
+        || {
+            am.alerts()
+                .iter()
+                .all(|a| a["labels"]["incident"] != id.to_string().as_str())
+                .then_some(())
+        },
+    );
+}

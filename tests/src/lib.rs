@@ -19,6 +19,7 @@
 mod skip_support;
 pub use skip_support::skip;
 
+pub mod alertmanager;
 pub mod client;
 pub mod netns;
 pub mod pcap;

@@ -33,6 +33,8 @@ pub struct Dispatcher {
     pub wake: Arc<Notify>,
     pub metrics: Arc<Metrics>,
     channels: Arc<Channels>,
+    /// When the alerts of active incidents were last pushed to Alertmanager again.
+    refreshed: std::sync::atomic::AtomicI64,
 }
 
 struct Channels {
@@ -79,6 +81,7 @@ impl Dispatcher {
             wake,
             metrics,
             channels: Arc::new(channels),
+            refreshed: std::sync::atomic::AtomicI64::new(i64::MIN),
         })
     }
 
@@ -117,6 +120,14 @@ impl Dispatcher {
             super::maintenance::tick(self.store.pool(), &self.notifier, timing.now).await
         {
             tracing::error!(error = %e, "maintenance notices not made; retrying");
+        }
+        let last = self.refreshed.load(std::sync::atomic::Ordering::Relaxed);
+        if timing.now.saturating_sub(last) >= cfg.alertmanager_refresh.as_millis() as i64 {
+            self.refreshed
+                .store(timing.now, std::sync::atomic::Ordering::Relaxed);
+            if let Err(e) = self.refresh_alerts().await {
+                tracing::warn!(error = %e, "alerts not pushed to Alertmanager again; next minute");
+            }
         }
         // Digests due join the outbox first, and go out in this round.
         if let Err(e) = super::digest::make_due(self.store.pool(), &self.notifier, timing.now).await
@@ -212,6 +223,51 @@ impl Dispatcher {
         outcome
     }
 
+    /// Pushes the alerts of the active incidents already pushed to an Alertmanager again, one
+    /// request per Alertmanager, so they do not expire there.
+    pub async fn refresh_alerts(&self) -> Result<usize, String> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT o.incident_id, o.target FROM outbox o
+             JOIN incidents i ON i.id = o.incident_id
+             WHERE o.channel = 'alertmanager' AND o.state = 'sent'
+               AND i.status IN ('open', 'acknowledged')
+             ORDER BY o.target, o.incident_id",
+        )
+        .fetch_all(self.store.pool())
+        .await
+        .map_err(|e| e.to_string())?;
+        let mut by: std::collections::BTreeMap<String, Vec<serde_json::Value>> =
+            std::collections::BTreeMap::new();
+        let external = &self.notifier.cfg.external_url;
+        for r in rows {
+            use sqlx::Row;
+            let (id, target): (i64, String) = (
+                r.try_get("incident_id").map_err(|e| e.to_string())?,
+                r.try_get("target").map_err(|e| e.to_string())?,
+            );
+            let inc = self.store.get_brief(id).await.map_err(|e| e.to_string())?;
+            let a = Announcement::new(super::plan::Kind::Opened, &inc, external, Vec::new());
+            let now = (self.clock)();
+            if let serde_json::Value::Array(alerts) =
+                webhook::pushed(&a, now, alert_ttl(&self.notifier))
+            {
+                by.entry(target).or_default().extend(alerts);
+            }
+        }
+        let n = by.len();
+        for (target, alerts) in by {
+            let key = format!("vigil-refresh-{}", self.now());
+            push(
+                &self.channels.http,
+                &target,
+                &key,
+                &serde_json::Value::Array(alerts),
+            )
+            .await?;
+        }
+        Ok(n)
+    }
+
     /// Counts the SMS sent, per customer: what the SMS gateway bills.
     async fn count_sms(&self, ended: &[(Item, Outcome)]) {
         for (it, outcome) in ended {
@@ -265,6 +321,35 @@ impl Dispatcher {
         }
         Ok(())
     }
+}
+
+/// How long a pushed alert stays active in Alertmanager without being pushed again: five
+/// refresh intervals.
+fn alert_ttl(n: &Notifier) -> chrono::Duration {
+    chrono::Duration::from_std(n.cfg.alertmanager_refresh * 5)
+        .unwrap_or(chrono::Duration::minutes(5))
+}
+
+/// `POST {base}/api/v2/alerts` with `body`.
+async fn push(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    body: &serde_json::Value,
+) -> Result<serde_json::Value, String> {
+    let url = format!("{}/api/v2/alerts", base.trim_end_matches('/'));
+    let resp = http
+        .post(&url)
+        .header("Idempotency-Key", key)
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| format!("alertmanager {url}: {e}"))?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(format!("alertmanager {url} answered {status}"));
+    }
+    Ok(serde_json::json!({"status": status.as_u16()}))
 }
 
 /// The rule of the incident a failing channel raises: `vigil-notify-<channel>`. Its own
@@ -442,6 +527,11 @@ async fn send(
                 serde_json::json!({"status": status.as_u16(), "identifier": m.identifier,
                 "msg_type": m.msg_type}),
             )
+        }
+        Channel::Alertmanager => {
+            let a = Announcement::new(it.kind, &inc, external, Vec::new());
+            let body = webhook::pushed(&a, chrono::Utc::now(), alert_ttl(notifier));
+            push(&ch.http, target, &key, &body).await
         }
         Channel::Webhook => {
             let a = Announcement::new(it.kind, &inc, external, Vec::new()).in_language(lang);

@@ -96,6 +96,10 @@ pub struct NotifyConfig {
     /// The language of announcements to whoever is not a customer's contact (`en`, `fr`,
     /// `nl`, `de`); a contact gets theirs, else their customer's.
     pub language: String,
+    /// How often the alerts of active incidents are pushed to Alertmanager again (each
+    /// stays active there five times as long without a push).
+    #[serde(deserialize_with = "de_duration")]
+    pub alertmanager_refresh: Duration,
     /// At most this many announcements about one customer's incidents per interval; the
     /// next are held for the digest.
     pub customer_limit: Option<LimitConfig>,
@@ -130,6 +134,7 @@ impl Default for NotifyConfig {
             cap: cap::CapConfig::default(),
             digest_interval: Duration::from_secs(3600),
             language: "en".into(),
+            alertmanager_refresh: Duration::from_secs(60),
             customer_limit: None,
             sms_cap: None,
         }
@@ -211,6 +216,10 @@ pub struct ReceiverConfig {
     /// URLs sent each announcement as a CAP 1.2 message (`POST`, `application/cap+xml`).
     #[serde(default)]
     pub cap: Vec<String>,
+    /// Alertmanagers (`http://alertmanager:9093`) the incident's alert is pushed to
+    /// (`POST /api/v2/alerts`), pushed again while the incident is active, and ended with it.
+    #[serde(default)]
+    pub alertmanager: Vec<String>,
     /// Roles of the incident's customer's contacts who are told too (their e-mail, and
     /// their phone when there is danger).
     #[serde(default)]
@@ -287,7 +296,7 @@ impl Notifier {
                     )));
                 }
             }
-            for u in r.webhook.iter().chain(&r.cap) {
+            for u in r.webhook.iter().chain(&r.cap).chain(&r.alertmanager) {
                 reqwest::Url::parse(u).map_err(|e| bad(format!("URL {u:?}: {e}")))?;
             }
             if !r.voice.is_empty() && cfg.voice.is_none() && r.calls_by == CallsBy::Gateway {
@@ -392,6 +401,9 @@ impl Notifier {
                     crate::reference::LANGUAGES.join(", ")
                 ),
             ));
+        }
+        if cfg.alertmanager_refresh < Duration::from_secs(1) {
+            return Err(("notify.alertmanager_refresh", "at least 1s".into()));
         }
         if cfg.digest_interval < Duration::from_secs(60) {
             return Err(("notify.digest_interval", "at least 1m".into()));

@@ -16,6 +16,8 @@ pub enum Channel {
     Cap,
     /// A call a person at the desk makes: an operator call task.
     Task,
+    /// An alert pushed to an Alertmanager (`POST /api/v2/alerts`), ended with the incident.
+    Alertmanager,
 }
 
 impl Channel {
@@ -27,16 +29,18 @@ impl Channel {
             Channel::Webhook => "webhook",
             Channel::Cap => "cap",
             Channel::Task => "task",
+            Channel::Alertmanager => "alertmanager",
         }
     }
 
-    pub const ALL: [Channel; 6] = [
+    pub const ALL: [Channel; 7] = [
         Channel::Voice,
         Channel::Sms,
         Channel::Email,
         Channel::Webhook,
         Channel::Cap,
         Channel::Task,
+        Channel::Alertmanager,
     ];
 
     /// A call, by a machine or by a person.
@@ -214,6 +218,14 @@ impl Notifier {
                 continue;
             };
             if kind == Kind::Resolved && !r.send_resolved {
+                // An Alertmanager is told anyway: its alert must end.
+                for u in &r.alertmanager {
+                    out.push(Delivery {
+                        receiver: name.clone(),
+                        channel: Channel::Alertmanager,
+                        target: u.clone(),
+                    });
+                }
                 continue;
             }
             // Whether the receiver's calls are placed by the gateway or by a person.
@@ -273,6 +285,9 @@ impl Notifier {
                 .for_each(|e| add(Channel::Email, e));
             r.webhook.iter().for_each(|u| add(Channel::Webhook, u));
             r.cap.iter().for_each(|u| add(Channel::Cap, u));
+            r.alertmanager
+                .iter()
+                .for_each(|u| add(Channel::Alertmanager, u));
         }
         if matches!(kind, Kind::Changed | Kind::Retracted) {
             out.extend(told.iter().cloned());

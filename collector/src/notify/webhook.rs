@@ -1,5 +1,6 @@
-//! Webhooks with Alertmanager's payload (version 4), so receivers written for Alertmanager
-//! work unchanged: one alert per incident, its labels the incident's routing labels.
+//! Alertmanager's shapes: webhooks with its payload (version 4), so receivers written for
+//! Alertmanager work unchanged, and alerts pushed to an existing Alertmanager
+//! (`POST /api/v2/alerts`). One alert per incident, its labels the incident's routing labels.
 
 use serde_json::{Value, json};
 
@@ -26,11 +27,16 @@ fn fingerprint(labels: &serde_json::Map<String, Value>) -> String {
 /// Alertmanager's "zero" time for an alert that has not ended.
 const NOT_ENDED: &str = "0001-01-01T00:00:00Z";
 
-/// The payload for `receiver` about `a`, from `external_url`.
-pub fn payload(a: &Announcement, receiver: &str, external_url: &str) -> Value {
+type Map = serde_json::Map<String, Value>;
+
+/// Whether `a` ends its incident's alert.
+fn ends(a: &Announcement) -> bool {
+    matches!(a.kind, "resolved" | "retracted")
+}
+
+/// The alert's labels and annotations.
+fn alert(a: &Announcement) -> (Map, Map) {
     let i = &a.incident;
-    let ended = matches!(a.kind, "resolved" | "retracted");
-    let status = if ended { "resolved" } else { "firing" };
     let mut labels = serde_json::Map::new();
     for (k, v) in [
         ("alertname", Some(i.title.clone())),
@@ -51,6 +57,34 @@ pub fn payload(a: &Announcement, receiver: &str, external_url: &str) -> Value {
     if let Some(r) = &a.reason {
         annotations.insert("retraction_reason".into(), Value::String(r.clone()));
     }
+    (labels, annotations)
+}
+
+/// The body of `POST /api/v2/alerts` about `a` at `now`: an active incident's alert ends at
+/// `now + ttl` (unless pushed again before), an ended one at `now`.
+pub fn pushed(
+    a: &Announcement,
+    now: chrono::DateTime<chrono::Utc>,
+    ttl: chrono::Duration,
+) -> Value {
+    let (labels, mut annotations) = alert(a);
+    annotations.remove("vigil_kind");
+    let ends_at = if ends(a) { now } else { now + ttl };
+    json!([{
+        "labels": labels,
+        "annotations": annotations,
+        "startsAt": a.incident.first_seen,
+        "endsAt": ends_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "generatorURL": a.incident.url,
+    }])
+}
+
+/// The payload for `receiver` about `a`, from `external_url`.
+pub fn payload(a: &Announcement, receiver: &str, external_url: &str) -> Value {
+    let i = &a.incident;
+    let ended = ends(a);
+    let status = if ended { "resolved" } else { "firing" };
+    let (labels, annotations) = alert(a);
     let fp = fingerprint(&labels);
     json!({
         "version": "4",
