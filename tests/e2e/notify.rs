@@ -1292,3 +1292,56 @@ fn alerts_are_pushed_to_a_real_alertmanager_and_end_with_the_incident() {
         },
     );
 }
+
+/// The first SMTP relay refuses connections: the e-mail goes through the fallback relay in
+/// the same attempt, and the timeline says which relay took it.
+#[test]
+fn an_email_the_first_relay_refuses_goes_through_the_fallback_relay() {
+    let Some(w) = World::new(&[QUIET_RULE]) else {
+        return;
+    };
+    let dead = vigil_e2e::free_port();
+    let relay = format!(
+        "port = {}\nsecurity = \"none\"\nfrom = \"Vigil <vigil@example.org>\"",
+        w.mail.port
+    );
+    assert!(w.config.contains(&relay));
+    let config = w.config.replace(
+        &relay,
+        &format!(
+            "port = {dead}\nsecurity = \"none\"\nfrom = \"Vigil <vigil@example.org>\"\n[notify.smtp.fallback]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"",
+            w.mail.port
+        ),
+    );
+    let (collector, agent) = w.start(&config);
+    let url = collector.url();
+    send_tcp(agent.syslog_tcp, "QUIET-TEST", 0..1);
+    wait_for(
+        Duration::from_secs(60),
+        "the desk's e-mail through the fallback",
+        || format!("{:?}\n{}", w.mail.mails(), collector.proc.log_tail()),
+        || {
+            (!mails_to(&w.mail.mails(), "desk@example.org", "quiet test line").is_empty())
+                .then_some(())
+        },
+    );
+    let id = incidents(&url)[0]["id"].as_i64().expect("id");
+    wait_notified(&url, id, 2, "the e-mail and the webhook recorded as sent");
+    let inc: Value = reqwest::blocking::get(format!("{url}/api/v1/incidents/{id}"))
+        .and_then(|r| r.json())
+        .expect("incident");
+    let sent = inc["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .find(|e| e["action"] == "notified" && e["detail"]["channel"] == "email")
+        .expect("notified")
+        .clone();
+    let answer = sent["detail"]["answer"]["smtp"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        answer.starts_with(&format!("127.0.0.1:{}:", w.mail.port)),
+        "{sent}"
+    );
+}

@@ -1,7 +1,8 @@
 //! E-mail over SMTP (lettre; STARTTLS, implicit TLS or plain, with authentication). Each
 //! message's `Message-ID` is its delivery's idempotency key, and later e-mails about an
 //! incident thread under the first one sent to the same address (`In-Reply-To`,
-//! `References`).
+//! `References`). A message the first relay does not take goes to the fallback relay, if one
+//! is configured, in the same attempt.
 
 use std::time::Duration;
 
@@ -12,8 +13,11 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::{SmtpConfig, SmtpSecurity};
 
+type Transport = AsyncSmtpTransport<Tokio1Executor>;
+
 pub struct Mailer {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    /// (host:port, transport), tried in order.
+    relays: Vec<(String, Transport)>,
     from: Mailbox,
     /// The domain of Message-IDs.
     domain: String,
@@ -25,23 +29,24 @@ impl Mailer {
             .from
             .parse()
             .map_err(|_| format!("{:?} is not an e-mail address", cfg.from))?;
-        let builder = match cfg.security {
-            SmtpSecurity::None => {
-                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&cfg.host)
-            }
-            SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&cfg.host)
-                .map_err(|e| format!("smtp {}: {e}", cfg.host))?,
-            SmtpSecurity::Starttls => {
-                AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&cfg.host)
-                    .map_err(|e| format!("smtp {}: {e}", cfg.host))?
-            }
-        };
-        let mut builder = builder.port(cfg.port).timeout(Some(timeout));
-        if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
-            builder = builder.credentials(Credentials::new(u.clone(), p.clone()));
+        let mut relays = vec![transport(
+            &cfg.host,
+            cfg.port,
+            cfg.security,
+            cfg.username.as_ref().zip(cfg.password.as_ref()),
+            timeout,
+        )?];
+        if let Some(f) = &cfg.fallback {
+            relays.push(transport(
+                &f.host,
+                f.port,
+                f.security,
+                f.username.as_ref().zip(f.password.as_ref()),
+                timeout,
+            )?);
         }
         Ok(Mailer {
-            transport: builder.build(),
+            relays,
             domain: from.email.domain().to_owned(),
             from,
         })
@@ -77,11 +82,40 @@ impl Mailer {
         let msg = m
             .body(body)
             .map_err(|e| format!("cannot build the e-mail: {e}"))?;
-        let resp = self
-            .transport
-            .send(msg)
-            .await
-            .map_err(|e| format!("smtp: {e}"))?;
-        Ok(resp.message().collect::<Vec<_>>().join(" "))
+        let mut errors = Vec::new();
+        for (name, t) in &self.relays {
+            match t.send(msg.clone()).await {
+                Ok(resp) => {
+                    return Ok(format!(
+                        "{name}: {}",
+                        resp.message().collect::<Vec<_>>().join(" ")
+                    ));
+                }
+                Err(e) => errors.push(format!("smtp {name}: {e}")),
+            }
+        }
+        Err(errors.join("; "))
     }
+}
+
+/// A relay's transport, named `host:port`.
+fn transport(
+    host: &str,
+    port: u16,
+    security: SmtpSecurity,
+    credentials: Option<(&String, &String)>,
+    timeout: Duration,
+) -> Result<(String, Transport), String> {
+    let builder = match security {
+        SmtpSecurity::None => Transport::builder_dangerous(host),
+        SmtpSecurity::Tls => Transport::relay(host).map_err(|e| format!("smtp {host}: {e}"))?,
+        SmtpSecurity::Starttls => {
+            Transport::starttls_relay(host).map_err(|e| format!("smtp {host}: {e}"))?
+        }
+    };
+    let mut builder = builder.port(port).timeout(Some(timeout));
+    if let Some((u, p)) = credentials {
+        builder = builder.credentials(Credentials::new(u.clone(), p.clone()));
+    }
+    Ok((format!("{host}:{port}"), builder.build()))
 }

@@ -157,6 +157,25 @@ pub struct SmtpConfig {
     pub password: Option<String>,
     /// The sender, `Vigil <vigil@example.org>`.
     pub from: String,
+    /// A second relay, tried when this one fails (an e-mail's failover is another relay,
+    /// never a phone).
+    #[serde(default)]
+    pub fallback: Option<RelayConfig>,
+}
+
+/// A relay of its own (`[notify.smtp.fallback]`): the sender is `[notify.smtp] from`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayConfig {
+    pub host: String,
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    #[serde(default)]
+    pub security: SmtpSecurity,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
 }
 
 fn default_smtp_port() -> u16 {
