@@ -38,6 +38,7 @@ pub struct Metrics {
     pub incident_deadlines_breached: Family<Labels, Counter>,
     pub notify_replies: Family<Labels, Counter>,
     pub notify_sms_sent: Family<Labels, Counter>,
+    pub notify_breakers_open: Gauge,
 }
 
 impl Default for Metrics {
@@ -188,6 +189,11 @@ impl Metrics {
                 "notify_sms_sent",
                 "SMS sent, by the customer of the incident (what the SMS gateway bills)",
                 Family::default()
+            ),
+            notify_breakers_open: reg!(
+                "notify_breakers_open",
+                "Notification channels (or endpoints) not tried for a while because they keep failing",
+                Gauge::default()
             ),
             registry,
         }

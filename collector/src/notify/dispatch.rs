@@ -35,6 +35,7 @@ pub struct Dispatcher {
     channels: Arc<Channels>,
     /// When the alerts of active incidents were last pushed to Alertmanager again.
     refreshed: std::sync::atomic::AtomicI64,
+    breakers: super::breaker::Breakers,
 }
 
 struct Channels {
@@ -74,6 +75,7 @@ impl Dispatcher {
                 .build()
                 .map_err(|e| e.to_string())?,
         };
+        let breakers = super::breaker::Breakers::new(cfg.breaker_failures, cfg.breaker_cooldown);
         Ok(Dispatcher {
             store,
             notifier,
@@ -82,6 +84,7 @@ impl Dispatcher {
             metrics,
             channels: Arc::new(channels),
             refreshed: std::sync::atomic::AtomicI64::new(i64::MIN),
+            breakers,
         })
     }
 
@@ -136,8 +139,23 @@ impl Dispatcher {
         }
         let items = outbox::claim(self.store.pool(), timing, BATCH).await?;
         let n = items.len();
-        let mut set = JoinSet::new();
+        // Deliveries through an open breaker wait for it instead of failing against it.
+        let mut blocked: std::collections::BTreeMap<i64, Vec<Item>> = Default::default();
+        let mut go = Vec::with_capacity(items.len());
         for it in items {
+            match self
+                .breakers
+                .open_until(&super::breaker::key(&it.delivery), timing.now)
+            {
+                Some(until) => blocked.entry(until).or_default().push(it),
+                None => go.push(it),
+            }
+        }
+        for (until, items) in &blocked {
+            outbox::postpone(self.store.pool(), items, *until, timing.now).await?;
+        }
+        let mut set = JoinSet::new();
+        for it in go {
             let store = self.store.clone();
             let notifier = self.notifier.clone();
             let channels = self.channels.clone();
@@ -170,6 +188,35 @@ impl Dispatcher {
             }
             outbox::finish_all(self.store.pool(), &ended, now).await?;
             self.count_sms(&ended).await;
+            for (it, outcome) in &ended {
+                let key = super::breaker::key(&it.delivery);
+                let ok = matches!(outcome, Outcome::Sent(_));
+                match self.breakers.record(&key, ok, now) {
+                    super::breaker::Change::Opened => {
+                        tracing::error!(breaker = %key, "a notification channel keeps failing: not tried for a while");
+                        let error = match outcome {
+                            Outcome::Failed { error, .. } => error.as_str(),
+                            Outcome::Sent(_) => "",
+                        };
+                        self.channel_failing(
+                            it,
+                            &format!(
+                                "{key}: {} attempts in a row failed, the last: {error}; not tried for {:?}",
+                                self.notifier.cfg.breaker_failures,
+                                self.notifier.cfg.breaker_cooldown
+                            ),
+                        )
+                        .await;
+                    }
+                    super::breaker::Change::Closed => {
+                        tracing::info!(breaker = %key, "a notification channel works again")
+                    }
+                    super::breaker::Change::None => {}
+                }
+            }
+            self.metrics
+                .notify_breakers_open
+                .set(self.breakers.open(now).len() as i64);
             for (it, outcome) in &ended {
                 if let Outcome::Failed {
                     error,
@@ -300,26 +347,43 @@ impl Dispatcher {
                 self.wake.notify_one();
             }
         }
+        let message = format!(
+            "{} to {} given up after {} attempts: {error}",
+            it.delivery.channel.as_str(),
+            it.delivery.target,
+            it.attempts
+        );
+        self.record_failing(it, &format!("notify-failed-{}", it.id), message)
+            .await;
+        Ok(())
+    }
+
+    /// A channel's breaker opened on `it`'s attempt: the channel's own incident.
+    async fn channel_failing(&self, it: &Item, message: &str) {
+        let id = format!("notify-breaker-{}-{}", it.id, self.now());
+        self.record_failing(it, &id, message.to_owned()).await;
+    }
+
+    /// Records alert `id` of the incident of `it`'s failing channel (rule
+    /// `vigil-notify-<channel>`, one per channel while active: further failures add to its
+    /// count), announced by the other channels.
+    async fn record_failing(&self, it: &Item, id: &str, message: String) {
         let channel = it.delivery.channel.as_str();
         let alert = crate::incidents::Alert {
-            id: format!("notify-failed-{}", it.id),
+            id: id.to_owned(),
             rule_id: format!("{CHANNEL_RULE}{channel}"),
             title: format!("Notification channel {channel} is failing"),
             severity: "high".into(),
             customer: None,
             group_key: format!("channel={channel}"),
             at: (self.clock)(),
-            message: Some(format!(
-                "{channel} to {} given up after {} attempts: {error}",
-                it.delivery.target, it.attempts
-            )),
+            message: Some(message),
             // Nobody may be told of the next incidents: the desk is called.
             danger: true,
         };
         if let Err(e) = self.store.record(&[alert]).await {
             tracing::error!(error = %e, channel, "the failing channel's incident could not be recorded");
         }
-        Ok(())
     }
 }
 

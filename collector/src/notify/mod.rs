@@ -7,7 +7,8 @@
 //! - [`plan`]: the deliveries an incident change calls for (danger decides the channel).
 //! - [`outbox`]: deliveries in the incident database, written in the transaction of the
 //!   change that causes them; claimed, finished and retried by the dispatcher.
-//! - [`dispatch`]: the loop that sends what is due, and records every attempt on the timeline.
+//! - [`dispatch`]: the loop that sends what is due, and records every attempt on the timeline;
+//!   [`breaker`]: a channel that keeps failing is left alone for a while.
 //! - [`callback`]: the gateway's report of a call: a key pressed by a person acknowledges.
 //! - [`reply`]: acknowledgement by the e-mail's link or an SMS reply, and replies that land
 //!   on the timeline.
@@ -32,6 +33,7 @@
 //!   is recorded as started before it is made. After a crash, a delivery whose attempt was
 //!   started but not recorded as ended is made again with the same idempotency key.
 
+pub mod breaker;
 pub mod callback;
 pub mod cap;
 pub mod digest;
@@ -100,6 +102,11 @@ pub struct NotifyConfig {
     /// stays active there five times as long without a push).
     #[serde(deserialize_with = "de_duration")]
     pub alertmanager_refresh: Duration,
+    /// A channel (for webhooks, CAP and Alertmanager: an endpoint) that fails this many
+    /// attempts in a row is not tried for `breaker_cooldown`, and raises its own incident.
+    pub breaker_failures: u32,
+    #[serde(deserialize_with = "de_duration")]
+    pub breaker_cooldown: Duration,
     /// At most this many announcements about one customer's incidents per interval; the
     /// next are held for the digest.
     pub customer_limit: Option<LimitConfig>,
@@ -135,6 +142,8 @@ impl Default for NotifyConfig {
             digest_interval: Duration::from_secs(3600),
             language: "en".into(),
             alertmanager_refresh: Duration::from_secs(60),
+            breaker_failures: 5,
+            breaker_cooldown: Duration::from_secs(60),
             customer_limit: None,
             sms_cap: None,
         }
@@ -420,6 +429,9 @@ impl Notifier {
                     crate::reference::LANGUAGES.join(", ")
                 ),
             ));
+        }
+        if cfg.breaker_failures == 0 {
+            return Err(("notify.breaker_failures", "at least 1".into()));
         }
         if cfg.alertmanager_refresh < Duration::from_secs(1) {
             return Err(("notify.alertmanager_refresh", "at least 1s".into()));

@@ -314,6 +314,44 @@ async fn finish_in(
     Ok(())
 }
 
+/// Puts claimed deliveries back, not attempted and their attempt not counted, until `until`
+/// (their channel's breaker is open); on their incidents' timelines as `notify_postponed`.
+pub async fn postpone(
+    pool: &AnyPool,
+    items: &[Item],
+    until: i64,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    for it in items {
+        sqlx::query(
+            "UPDATE outbox SET state = 'pending', attempts = attempts - 1, not_before = $1,
+                 updated_at = $2 WHERE id = $3 AND state = 'started'",
+        )
+        .bind(until)
+        .bind(now)
+        .bind(it.id)
+        .execute(&mut *tx)
+        .await?;
+        if it.incident_id != NO_INCIDENT {
+            let detail = serde_json::json!({
+                "channel": it.delivery.channel.as_str(), "target": it.delivery.target,
+                "until_ms": until, "why": "the channel keeps failing (circuit breaker open)",
+            });
+            crate::incidents::store::timeline(
+                &mut tx,
+                it.incident_id,
+                now,
+                "vigil",
+                "notify_postponed",
+                &detail,
+            )
+            .await?;
+        }
+    }
+    tx.commit().await
+}
+
 /// The calls of an announcement and how they ended (`sent`, `failed`, or still `pending` /
 /// `started`), for the e-mail that confirms them.
 pub async fn calls(
