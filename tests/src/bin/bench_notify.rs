@@ -7,8 +7,13 @@
 //!    outbox rows committed, the dispatcher's call): p50, p99, max.
 //! 2. Drain: `--burst` lines at once; deliveries (voice and webhook) per second from the
 //!    first line to the last request received, each durable in the outbox first.
+//! 3. Storm: a core router fails and `--storm` customers' lines arrive within a second, each
+//!    from an address of its own customer (UDP from 127.0.1.x, the agent's `[[customers]]`
+//!    prefixes): a danger incident per customer, on-call called, each customer's NOC
+//!    e-mailed after the call (a real SMTP server). Time from the first line to the first
+//!    voice request, and to the last customer's e-mail.
 //!
-//! `cargo run --release -p vigil-e2e --bin bench-notify -- --latency 100 --burst 2000`
+//! `cargo run --release -p vigil-e2e --bin bench-notify -- --latency 100 --burst 2000 --storm 200`
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -30,11 +35,12 @@ tags: [vigil.danger]
 
 fn main() {
     if std::env::args().any(|a| a == "--help" || a == "-h") {
-        println!("bench-notify [--latency N (100)] [--burst N (2000)]");
+        println!("bench-notify [--latency N (100)] [--burst N (2000)] [--storm N (200)]");
         return;
     }
     let rounds = arg("--latency", 100);
     let burst = arg("--burst", 2000);
+    let storm_size = arg("--storm", 200);
     let dir = tempfile::tempdir().expect("tempdir");
     let rules = dir.path().join("rules");
     std::fs::create_dir_all(&rules).expect("rules");
@@ -115,5 +121,104 @@ receiver = "oncall"
     println!(
         "drain: {burst} incidents, {want} deliveries (voice + webhook) in {secs:.2} s: {:.0} deliveries/s",
         want as f64 / secs
+    );
+    if storm_size > 0 {
+        storm(storm_size as usize);
+    }
+}
+
+/// A storm of `n` customers' danger incidents within a second (see the module's 3.).
+fn storm(n: usize) {
+    assert!(
+        n <= 250,
+        "--storm: at most 250 customers (127.0.1.1 to 127.0.1.250)"
+    );
+    if let Some(why) = vigil_e2e::smtp::unavailable() {
+        println!("storm: not run: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).expect("rules");
+    std::fs::write(rules.join("bench.yml"), RULE).expect("rule");
+    let mail = vigil_e2e::smtp::Smtp::start(dir.path());
+    let gw = Sink::start();
+    let mut collector_customers = String::new();
+    let mut agent_customers = String::new();
+    for i in 1..=n {
+        collector_customers.push_str(&format!(
+            "[[customers]]\nid = \"inst-{i:03}\"\n[[customers.contacts]]\nrole = \"noc\"\nname = \"NOC {i}\"\nemail = \"noc{i}@inst.example\"\n"
+        ));
+        agent_customers.push_str(&format!(
+            "[[customers]]\nname = \"inst-{i:03}\"\nprefixes = [\"127.0.1.{i}/32\"]\n"
+        ));
+    }
+    let extra = format!(
+        r#"
+[detect]
+builtin_rules = false
+rules = ["{rules}"]
+[notify]
+confirm_after = "60s"
+[notify.smtp]
+host = "127.0.0.1"
+port = {smtp}
+security = "none"
+from = "vigil@example.org"
+[notify.voice]
+url = "{voice}"
+body = '{{{{ incident.customer }}}}'
+[[notify.receivers]]
+name = "storm"
+voice = ["+32470000001"]
+roles = ["noc"]
+[notify.route]
+receiver = "storm"
+{collector_customers}"#,
+        rules = rules.display(),
+        smtp = mail.port,
+        voice = gw.url("/voice"),
+    );
+    let c = Collector::start_with(dir.path(), 0, "1s", &extra);
+    let a = Agent::start(&dir.path().join("agent"), c.port, "", &agent_customers);
+    let udp = a.syslog_udp.expect("the agent's syslog UDP listener");
+    let sockets: Vec<std::net::UdpSocket> = (1..=n)
+        .map(|i| std::net::UdpSocket::bind(format!("127.0.1.{i}:0")).expect("bind 127.0.1.x"))
+        .collect();
+    let start = Instant::now();
+    let spacing = Duration::from_secs(1) / n as u32;
+    for (i, s) in sockets.iter().enumerate() {
+        let line = format!("<13>1 - core-r1 app - - - BENCH-DANGER uplink {i} down\n");
+        s.send_to(line.as_bytes(), udp).expect("send");
+        std::thread::sleep(spacing);
+    }
+    let first_call = wait_for(
+        Duration::from_secs(120),
+        "the first call",
+        || c.proc.log_tail(),
+        || gw.received().first().map(|r| r.at),
+    );
+    let last_mail = wait_for(
+        Duration::from_secs(600),
+        "every customer's e-mail",
+        || {
+            format!(
+                "{} of {n} e-mails\n{}",
+                mail.mails().len(),
+                c.proc.log_tail()
+            )
+        },
+        || {
+            let m = mail.mails();
+            (m.len() >= n).then(|| m.iter().map(|m| m.arrived).max().expect("mails"))
+        },
+    );
+    let started = SystemTime::now() - start.elapsed();
+    let since = |t: SystemTime| t.duration_since(started).unwrap_or_default();
+    println!(
+        "storm: {n} customers' danger incidents sent over 1 s: first voice request after {:?}, last customer's e-mail after {:?} ({} calls)",
+        since(first_call),
+        since(last_mail),
+        gw.received().len()
     );
 }
