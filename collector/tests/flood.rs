@@ -520,3 +520,125 @@ async fn maintenance_windows_on_sqlite() {
 async fn maintenance_windows_on_postgres() {
     on_postgres(maintenance_windows).await;
 }
+
+const GROUPING: &str = r#"
+[notify.smtp]
+host = "127.0.0.1"
+from = "vigil@example.org"
+[[notify.receivers]]
+name = "desk"
+email = ["desk@example.org"]
+[notify.route]
+receiver = "desk"
+group_wait = "30s"
+repeat_interval = "4h"
+"#;
+
+/// A route's `group_wait` holds a new incident's first announcement (its count rises
+/// meanwhile without another), and its `repeat_interval` announces an incident still
+/// active again, until it ends.
+async fn grouping(store: Store) {
+    use vigil_collector::notify::outbox::{self, Timing};
+    let cfg: CollectorConfig = toml::from_str(GROUPING).expect("config");
+    let path = std::path::Path::new("test.toml");
+    cfg.validate(path).expect("valid");
+    let n: Arc<Notifier> = Arc::new(cfg.notifier(path).expect("notify").expect("routed"));
+    let t = t0();
+    let clock = Arc::new(AtomicI64::new(t));
+    let c = clock.clone();
+    let store = store.with_notifier(n.clone()).with_clock(Arc::new(move || {
+        DateTime::from_timestamp_millis(c.load(Ordering::SeqCst)).expect("t")
+    }));
+    let pool = store.pool().clone();
+    let at = |ms: i64| DateTime::from_timestamp_millis(ms).expect("t");
+    let id = store
+        .record(&[alert("g.1", "r1", "ulb", false)])
+        .await
+        .expect("record")
+        .opened[0];
+    clock.store(t + 10_000, Ordering::SeqCst);
+    store
+        .record(&[alert("g.2", "r1", "ulb", false)])
+        .await
+        .expect("record");
+    let timing = |now| Timing {
+        now,
+        confirm_ms: MIN,
+        lease_ms: 90_000,
+    };
+    assert!(
+        outbox::claim(&pool, timing(t + 29_999), 10)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    let due = outbox::claim(&pool, timing(t + 30_000), 10)
+        .await
+        .expect("claim");
+    assert_eq!(
+        due.len(),
+        1,
+        "one announcement for the incident and its rising count"
+    );
+    outbox::finish(
+        &pool,
+        &due[0],
+        &outbox::Outcome::Sent(serde_json::json!({})),
+        t + 30_000,
+    )
+    .await
+    .expect("finish");
+    // Still active four hours after its announcement: a reminder, once.
+    assert!(
+        store
+            .remind(at(t + 30_000 + 240 * MIN - 1))
+            .await
+            .expect("remind")
+            .is_empty()
+    );
+    clock.store(t + 30_000 + 240 * MIN, Ordering::SeqCst);
+    assert_eq!(
+        store
+            .remind(at(t + 30_000 + 240 * MIN))
+            .await
+            .expect("remind"),
+        [id]
+    );
+    assert!(
+        store
+            .remind(at(t + 30_000 + 240 * MIN))
+            .await
+            .expect("remind")
+            .is_empty()
+    );
+    assert_eq!(
+        outbox_of(&store, id).await,
+        [
+            d("opened", "email", "desk@example.org"),
+            d("reminder", "email", "desk@example.org"),
+        ]
+    );
+    // Ended: no more reminders.
+    store
+        .act(id, &Action::Resolve { resolution: None }, "alice")
+        .await
+        .expect("resolve");
+    assert!(
+        store
+            .remind(at(t + 30_000 + 600 * MIN))
+            .await
+            .expect("remind")
+            .is_empty()
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn group_wait_and_repeat_interval_on_sqlite() {
+    on_sqlite(grouping).await;
+}
+
+#[tokio::test]
+async fn group_wait_and_repeat_interval_on_postgres() {
+    on_postgres(grouping).await;
+}

@@ -308,6 +308,69 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Announces again (kind `reminder`) the active incidents whose route's `repeat_interval`
+    /// has passed since they were last announced; their ids.
+    pub async fn remind(&self, now: DateTime<Utc>) -> Result<Vec<i64>, StoreError> {
+        let Some(n) = self.notifier().cloned() else {
+            return Ok(Vec::new());
+        };
+        if !n.route.repeats() {
+            return Ok(Vec::new());
+        }
+        let now = now.timestamp_millis();
+        let active = self
+            .list(&super::Filter {
+                status: Some("active".into()),
+                limit: Some(1000),
+                ..super::Filter::default()
+            })
+            .await?;
+        let mut out = Vec::new();
+        for inc in active {
+            let id = inc.id;
+            let subject = super::store::subject_of(inc);
+            let Some(every) = n
+                .route
+                .chosen(&subject.labels())
+                .into_iter()
+                .filter_map(|c| c.repeat_interval)
+                .min()
+            else {
+                continue;
+            };
+            let last: Option<i64> = sqlx::query_scalar(
+                "SELECT MAX(created_at) FROM outbox WHERE incident_id = $1
+                   AND kind IN ('opened', 'changed', 'escalated', 'reminder')",
+            )
+            .bind(id)
+            .fetch_one(self.pool())
+            .await?;
+            // Never announced (silenced, held): nothing to remind of.
+            let Some(last) = last else { continue };
+            if now - last < every.as_millis() as i64 {
+                continue;
+            }
+            let mut tx = self.pool().begin().await?;
+            let detail = serde_json::json!({"last_announced": super::store::time(last)});
+            let cause =
+                super::store::timeline(&mut tx, id, now, "vigil", "reminder", &detail).await?;
+            let announced = self
+                .announce(&mut tx, id, cause, Kind::Reminder, now)
+                .await?;
+            tx.commit().await?;
+            if announced {
+                self.wake().notify_one();
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// How often reminders are looked for.
+const REMIND_EVERY: i64 = 30_000;
+
 /// How often deadlines are looked at.
 const EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -318,10 +381,18 @@ pub async fn run(
     metrics: std::sync::Arc<crate::metrics::Metrics>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
+    let mut reminded = i64::MIN;
     loop {
-        match store.enforce(clock()).await {
+        let now = clock();
+        match store.enforce(now).await {
             Ok(e) => count(&metrics, &e),
             Err(e) => tracing::error!(error = %e, "incident deadlines cannot be checked; retrying"),
+        }
+        if now.timestamp_millis().saturating_sub(reminded) >= REMIND_EVERY {
+            reminded = now.timestamp_millis();
+            if let Err(e) = store.remind(now).await {
+                tracing::error!(error = %e, "reminders cannot be made; retrying");
+            }
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -257,17 +257,7 @@ impl Store {
         .bind(id)
         .fetch_one(&mut **tx)
         .await?;
-        let inc = incident(&row)?;
-        let subject = Subject {
-            customer: inc.customer,
-            severity: inc.severity,
-            danger: inc.danger,
-            rule: inc.rule_id,
-            title: inc.title,
-            status: inc.status.as_str().to_owned(),
-            group: inc.group_key,
-            level: inc.level.max(1) as usize,
-        };
+        let subject = subject_of(incident(&row)?);
         // A silence holds back every announcement but a retraction.
         if kind != Kind::Retracted {
             let silenced =
@@ -313,7 +303,25 @@ impl Store {
             timeline(tx, id, now, SYSTEM, "held", &detail).await?;
             digest::keep(tx, id, subject.customer.as_deref(), cause, kind, &held, now).await?;
         }
-        outbox::enqueue(tx, id, cause, kind, &deliveries, now).await?;
+        // A new incident's first announcement waits its route's group_wait.
+        let waits: std::collections::BTreeMap<String, i64> = if kind == Kind::Opened {
+            n.route
+                .chosen(&subject.labels())
+                .into_iter()
+                .map(|c| (c.receiver, c.group_wait.as_millis() as i64))
+                .collect()
+        } else {
+            Default::default()
+        };
+        let mut by_wait: std::collections::BTreeMap<i64, Vec<crate::notify::plan::Delivery>> =
+            Default::default();
+        for d in &deliveries {
+            let wait = waits.get(&d.receiver).copied().unwrap_or(0);
+            by_wait.entry(wait).or_default().push(d.clone());
+        }
+        for (wait, group) in &by_wait {
+            outbox::enqueue(tx, id, cause, kind, group, now + wait).await?;
+        }
         Ok(!deliveries.is_empty() || !held.is_empty())
     }
 
@@ -624,6 +632,20 @@ impl Store {
             self.wake.notify_one();
         }
         self.get(id).await
+    }
+}
+
+/// An incident as routing sees it.
+pub(super) fn subject_of(inc: Incident) -> Subject {
+    Subject {
+        customer: inc.customer,
+        severity: inc.severity,
+        danger: inc.danger,
+        rule: inc.rule_id,
+        title: inc.title,
+        status: inc.status.as_str().to_owned(),
+        group: inc.group_key,
+        level: inc.level.max(1) as usize,
     }
 }
 

@@ -74,6 +74,8 @@ pub enum Kind {
     Escalated,
     /// Held announcements sent together ([`super::digest`]); never planned by a route.
     Digest,
+    /// An active incident announced again after its route's `repeat_interval`.
+    Reminder,
     /// Notices of a maintenance window ([`super::maintenance`]), about no incident.
     MaintenancePlanned,
     MaintenanceStarted,
@@ -89,6 +91,7 @@ impl Kind {
             Kind::Resolved => "resolved",
             Kind::Escalated => "escalated",
             Kind::Digest => "digest",
+            Kind::Reminder => "reminder",
             Kind::MaintenancePlanned => "maintenance_planned",
             Kind::MaintenanceStarted => "maintenance_started",
             Kind::MaintenanceEnded => "maintenance_ended",
@@ -99,13 +102,14 @@ impl Kind {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Opened,
         Kind::Changed,
         Kind::Retracted,
         Kind::Resolved,
         Kind::Escalated,
         Kind::Digest,
+        Kind::Reminder,
         Kind::MaintenancePlanned,
         Kind::MaintenanceStarted,
         Kind::MaintenanceEnded,
@@ -190,7 +194,7 @@ impl Notifier {
         let calls = |route_danger: bool| {
             let danger = s.danger || route_danger;
             match kind {
-                Kind::Opened | Kind::Escalated => danger,
+                Kind::Opened | Kind::Escalated | Kind::Reminder => danger,
                 Kind::Changed | Kind::Retracted => danger || called_before,
                 _ => false,
             }

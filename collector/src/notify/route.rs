@@ -8,6 +8,7 @@
 //! `title`, `status`, `group`.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use regex::Regex;
 use serde::Deserialize;
@@ -101,6 +102,14 @@ pub struct RouteConfig {
     /// `danger = true`. Inherited by child routes unless they set it.
     #[serde(default)]
     pub danger: Option<bool>,
+    /// How long a new incident's first announcement waits (its count may rise meanwhile;
+    /// the announcement says the count when it goes). Inherited; default 0.
+    #[serde(default)]
+    pub group_wait: Option<String>,
+    /// An active incident announced this long ago and not since is announced again (a
+    /// reminder). Inherited; default: never.
+    #[serde(default)]
+    pub repeat_interval: Option<String>,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
 }
@@ -112,6 +121,8 @@ pub struct Route {
     pub matchers: Vec<Matcher>,
     pub continue_: bool,
     pub danger: bool,
+    pub group_wait: Duration,
+    pub repeat_interval: Option<Duration>,
     pub routes: Vec<Route>,
 }
 
@@ -119,17 +130,44 @@ impl Route {
     /// The tree of `cfg`, with receivers inherited; an error names the route by its path
     /// (`route.routes[1].routes[0]`) and what is wrong.
     pub fn build(cfg: &RouteConfig, receivers: &[&str]) -> Result<Route, String> {
-        Self::build_at(cfg, None, false, "route", receivers)
+        let top = Route {
+            receiver: String::new(),
+            matchers: Vec::new(),
+            continue_: false,
+            danger: false,
+            group_wait: Duration::ZERO,
+            repeat_interval: None,
+            routes: Vec::new(),
+        };
+        Self::build_at(cfg, None, &top, "route", receivers)
     }
 
     fn build_at(
         cfg: &RouteConfig,
-        parent: Option<&str>,
-        parent_danger: bool,
+        parent_receiver: Option<&str>,
+        parent: &Route,
         path: &str,
         receivers: &[&str],
     ) -> Result<Route, String> {
-        let danger = cfg.danger.unwrap_or(parent_danger);
+        let danger = cfg.danger.unwrap_or(parent.danger);
+        let duration = |name: &str, v: &Option<String>| {
+            v.as_deref()
+                .map(|d| {
+                    vigil_schema::config::parse_duration(d)
+                        .map_err(|e| format!("{path}.{name}: {e}"))
+                })
+                .transpose()
+        };
+        let group_wait = duration("group_wait", &cfg.group_wait)?.unwrap_or(parent.group_wait);
+        if group_wait > Duration::from_secs(3600) {
+            return Err(format!("{path}.group_wait: at most 1h"));
+        }
+        let repeat_interval =
+            duration("repeat_interval", &cfg.repeat_interval)?.or(parent.repeat_interval);
+        if repeat_interval.is_some_and(|r| r < Duration::from_secs(60)) {
+            return Err(format!("{path}.repeat_interval: at least 1m"));
+        }
+        let parent = parent_receiver;
         let receiver = cfg
             .receiver
             .as_deref()
@@ -146,7 +184,16 @@ impl Route {
             .iter()
             .map(|m| Matcher::parse(m).map_err(|e| format!("{path}: {e}")))
             .collect::<Result<_, _>>()?;
-        let routes = cfg
+        let mut here = Route {
+            receiver: receiver.to_owned(),
+            matchers,
+            continue_: cfg.continue_,
+            danger,
+            group_wait,
+            repeat_interval,
+            routes: Vec::new(),
+        };
+        here.routes = cfg
             .routes
             .iter()
             .enumerate()
@@ -154,19 +201,18 @@ impl Route {
                 Self::build_at(
                     r,
                     Some(receiver),
-                    danger,
+                    &here,
                     &format!("{path}.routes[{i}]"),
                     receivers,
                 )
             })
             .collect::<Result<_, _>>()?;
-        Ok(Route {
-            receiver: receiver.to_owned(),
-            matchers,
-            continue_: cfg.continue_,
-            danger,
-            routes,
-        })
+        Ok(here)
+    }
+
+    /// Whether any route repeats its announcements.
+    pub fn repeats(&self) -> bool {
+        self.repeat_interval.is_some() || self.routes.iter().any(Route::repeats)
     }
 
     /// The receivers that take an incident with `labels`, each once, in the order routes
@@ -186,7 +232,14 @@ impl Route {
         let mut out: Vec<Chosen> = Vec::new();
         for c in all {
             match out.iter_mut().find(|o| o.receiver == c.receiver) {
-                Some(o) => o.danger |= c.danger,
+                Some(o) => {
+                    o.danger |= c.danger;
+                    o.group_wait = o.group_wait.min(c.group_wait);
+                    o.repeat_interval = match (o.repeat_interval, c.repeat_interval) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
                 None => out.push(c),
             }
         }
@@ -210,6 +263,8 @@ impl Route {
                 receiver: self.receiver.clone(),
                 path: path.to_owned(),
                 danger: self.danger,
+                group_wait: self.group_wait,
+                repeat_interval: self.repeat_interval,
             });
         }
     }
@@ -223,6 +278,8 @@ pub struct Chosen {
     pub path: String,
     /// The route says to announce as probable danger.
     pub danger: bool,
+    pub group_wait: Duration,
+    pub repeat_interval: Option<Duration>,
 }
 
 /// Labels from `key=value,key=value` (the `--route` option of `vigil config check`).

@@ -172,6 +172,8 @@ impl Announcement {
             ("escalated", false) => w.subject_escalated,
             ("changed", true) => w.subject_now_danger,
             ("changed", false) => w.subject_no_longer_danger,
+            ("reminder", true) => w.subject_danger,
+            ("reminder", false) => w.subject_reminder,
             (_, true) => w.subject_danger,
             _ => "",
         };

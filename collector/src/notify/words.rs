@@ -52,6 +52,7 @@ pub struct Words {
     pub subject_now_danger: &'static str,
     pub subject_no_longer_danger: &'static str,
     pub subject_danger: &'static str,
+    pub subject_reminder: &'static str,
     /// Incident, What, Customer, Severity, Probable danger, Status, Where, Rule, Alerts,
     /// First seen, Last seen, Link.
     pub labels: [&'static str; 12],
@@ -94,6 +95,7 @@ static EN: Words = Words {
     subject_now_danger: "NOW PROBABLE DANGER: ",
     subject_no_longer_danger: "No longer a danger: ",
     subject_danger: "PROBABLE DANGER: ",
+    subject_reminder: "Reminder: ",
     labels: [
         "Incident",
         "What",
@@ -138,6 +140,7 @@ static FR: Words = Words {
     subject_now_danger: "DÉSORMAIS DANGER PROBABLE : ",
     subject_no_longer_danger: "Plus de danger : ",
     subject_danger: "DANGER PROBABLE : ",
+    subject_reminder: "Rappel : ",
     labels: [
         "Incident",
         "Quoi",
@@ -182,6 +185,7 @@ static NL: Words = Words {
     subject_now_danger: "NU WAARSCHIJNLIJK GEVAAR: ",
     subject_no_longer_danger: "Geen gevaar meer: ",
     subject_danger: "WAARSCHIJNLIJK GEVAAR: ",
+    subject_reminder: "Herinnering: ",
     labels: [
         "Incident",
         "Wat",
@@ -226,6 +230,7 @@ static DE: Words = Words {
     subject_now_danger: "JETZT WAHRSCHEINLICHE GEFAHR: ",
     subject_no_longer_danger: "Keine Gefahr mehr: ",
     subject_danger: "WAHRSCHEINLICHE GEFAHR: ",
+    subject_reminder: "Erinnerung: ",
     labels: [
         "Vorfall",
         "Was",
