@@ -18,6 +18,8 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, AnyPool, Row};
 
+use crate::incidents::store::time;
+
 /// `[oncall]` in the collector configuration.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -342,10 +344,6 @@ pub struct NewOverride {
 
 fn one_usize() -> usize {
     1
-}
-
-fn time(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
 fn row(r: &sqlx::any::AnyRow) -> Result<Override, sqlx::Error> {

@@ -20,6 +20,7 @@ use sqlx::{Any, AnyPool, Row, Transaction};
 use super::Notifier;
 use super::outbox::NO_INCIDENT;
 use super::plan::{Channel, Delivery, Kind};
+use crate::incidents::store::time;
 
 /// A maintenance window as the API shows it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -59,10 +60,6 @@ pub struct NewMaintenance {
     #[serde(default)]
     pub repeat_until: Option<DateTime<Utc>>,
     pub created_by: String,
-}
-
-fn time(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
 fn row(r: &sqlx::any::AnyRow) -> Result<Maintenance, sqlx::Error> {
@@ -276,13 +273,7 @@ pub async fn end(
     .bind(id)
     .execute(pool)
     .await?;
-    let r = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM maintenance WHERE id = $1"
-    )))
-    .bind(id)
-    .fetch_optional(pool)
-    .await?;
-    r.as_ref().map(row).transpose()
+    get(pool, id).await
 }
 
 /// The windows on at `now` for `customer`.

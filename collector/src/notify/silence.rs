@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{Any, AnyPool, Row, Transaction};
 
 use super::route::Matcher;
+use crate::incidents::store::time;
 
 /// A silence or an exclusion: what it does to matching announcements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -138,10 +139,6 @@ pub fn window(
         return Err(format!("ends_at: {what} lasts at most {max_days} days"));
     }
     Ok((starts, ends))
-}
-
-fn time(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
 fn silence(r: &sqlx::any::AnyRow, now: i64) -> Result<Silence, sqlx::Error> {
