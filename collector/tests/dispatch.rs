@@ -6,10 +6,9 @@
 mod postgres;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::{DateTime, TimeZone, Utc};
-use postgres::{on_postgres, on_sqlite};
+use postgres::{TestClock, on_postgres, on_sqlite};
 use sqlx::Row;
 use vigil_collector::config::CollectorConfig;
 use vigil_collector::incidents::{Alert, Filter, Store};
@@ -68,10 +67,8 @@ async fn scenario(store: Store) {
         .single()
         .expect("t")
         .timestamp_millis();
-    let clock = Arc::new(AtomicI64::new(t));
-    let c = clock.clone();
-    let clock_fn: vigil_collector::index::writer::Clock =
-        Arc::new(move || DateTime::from_timestamp_millis(c.load(Ordering::SeqCst)).expect("t"));
+    let clock = TestClock::at(t);
+    let clock_fn = clock.clock();
     let store = store.with_notifier(n.clone()).with_clock(clock_fn.clone());
     let metrics = Arc::new(vigil_collector::metrics::Metrics::new());
     let d = Dispatcher::new(store.clone(), n, clock_fn, store.wake(), metrics.clone())
@@ -114,7 +111,7 @@ async fn scenario(store: Store) {
     assert_eq!(inc.count, 1);
     assert!(metrics.render().contains("vigil_notify_breakers_open 1"));
     // Their retries come due while it is open: they wait for the cool-down, unspent.
-    clock.store(t + 2_000, Ordering::SeqCst);
+    clock.set(t + 2_000);
     assert_eq!(d.round().await.expect("round"), 3);
     let waiting = calls(&store).await;
     assert!(
@@ -135,10 +132,10 @@ async fn scenario(store: Store) {
         steps.iter().any(|e| e.action == "notify_postponed"),
         "{steps:?}"
     );
-    clock.store(t + 10 * MIN - 1, Ordering::SeqCst);
+    clock.set(t + 10 * MIN - 1);
     assert_eq!(d.round().await.expect("round"), 0);
     // After the cool-down one round goes through, fails, and opens it again.
-    clock.store(t + 10 * MIN, Ordering::SeqCst);
+    clock.set(t + 10 * MIN);
     assert_eq!(d.round().await.expect("round"), 3);
     assert!(calls(&store).await.iter().all(|c| c.0 == 2));
     assert_eq!(failing().await.expect("still active").count, 2);

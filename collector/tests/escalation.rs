@@ -6,10 +6,9 @@
 mod postgres;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::{DateTime, TimeZone, Utc};
-use postgres::{on_postgres, on_sqlite};
+use postgres::{TestClock, on_postgres, on_sqlite};
 use vigil_collector::config::CollectorConfig;
 use vigil_collector::incidents::{Action, Alert, Filter, Store};
 use vigil_collector::notify::Notifier;
@@ -122,16 +121,13 @@ async fn scenario(store: Store) {
     let path = std::path::Path::new("test.toml");
     cfg.validate(path).expect("valid");
     let notifier: Arc<Notifier> = Arc::new(cfg.notifier(path).expect("notify").expect("routed"));
-    let clock = Arc::new(AtomicI64::new(t0().timestamp_millis()));
-    let c = clock.clone();
+    let clock = TestClock::at(t0().timestamp_millis());
     let store = store
         .with_notifier(notifier.clone())
         .with_deadlines(cfg.deadlines(path).expect("deadlines"))
-        .with_clock(Arc::new(move || {
-            DateTime::from_timestamp_millis(c.load(Ordering::SeqCst)).expect("time")
-        }));
+        .with_clock(clock.clock());
     let at = |ms: i64| DateTime::from_timestamp_millis(ms).expect("time");
-    let set = |ms: i64| clock.store(ms, Ordering::SeqCst);
+    let set = |ms: i64| clock.set(ms);
     let t = t0().timestamp_millis();
 
     let opened = store
@@ -337,10 +333,8 @@ async fn call_tasks(store: Store) {
     cfg.validate(path).expect("valid");
     let notifier: Arc<Notifier> = Arc::new(cfg.notifier(path).expect("notify").expect("routed"));
     let t = t0().timestamp_millis();
-    let clock = Arc::new(AtomicI64::new(t));
-    let c = clock.clone();
-    let clock_fn: vigil_collector::index::writer::Clock =
-        Arc::new(move || DateTime::from_timestamp_millis(c.load(Ordering::SeqCst)).expect("time"));
+    let clock = TestClock::at(t);
+    let clock_fn = clock.clock();
     let store = store
         .with_notifier(notifier.clone())
         .with_deadlines(cfg.deadlines(path).expect("deadlines"))
@@ -446,7 +440,7 @@ async fn call_tasks(store: Store) {
     // the made one does not.
     let e = store.enforce(at(t + 10 * MIN - 1)).await.expect("enforce");
     assert!(e.tasks_overdue.is_empty(), "{e:?}");
-    clock.store(t + 10 * MIN, Ordering::SeqCst);
+    clock.set(t + 10 * MIN);
     let e = store.enforce(at(t + 10 * MIN)).await.expect("enforce");
     assert_eq!(e.tasks_overdue, [(first.id, missed, 2)]);
     assert!(

@@ -6,10 +6,9 @@
 mod postgres;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::{DateTime, TimeZone, Utc};
-use postgres::{on_postgres, on_sqlite};
+use postgres::{TestClock, on_postgres, on_sqlite};
 use sqlx::Row;
 use vigil_collector::config::CollectorConfig;
 use vigil_collector::incidents::{Action, Alert, Store};
@@ -110,14 +109,11 @@ async fn scenario(store: Store) {
     let path = std::path::Path::new("test.toml");
     cfg.validate(path).expect("valid");
     let n: Arc<Notifier> = Arc::new(cfg.notifier(path).expect("notify").expect("routed"));
-    let clock = Arc::new(AtomicI64::new(t0()));
-    let c = clock.clone();
-    let store = store.with_notifier(n.clone()).with_clock(Arc::new(move || {
-        DateTime::from_timestamp_millis(c.load(Ordering::SeqCst)).expect("t")
-    }));
+    let clock = TestClock::at(t0());
+    let store = store.with_notifier(n.clone()).with_clock(clock.clock());
     let pool = store.pool().clone();
     let t = t0();
-    let set = |ms: i64| clock.store(ms, Ordering::SeqCst);
+    let set = |ms: i64| clock.set(ms);
 
     // The desk's limit: two announcements an hour; the third and fourth are held.
     let opened = store
@@ -367,11 +363,8 @@ async fn maintenance_windows(store: Store) {
             .expect("routed"),
     );
     let t = t0();
-    let clock = Arc::new(AtomicI64::new(t));
-    let c = clock.clone();
-    let store = store.with_notifier(n.clone()).with_clock(Arc::new(move || {
-        DateTime::from_timestamp_millis(c.load(Ordering::SeqCst)).expect("t")
-    }));
+    let clock = TestClock::at(t);
+    let store = store.with_notifier(n.clone()).with_clock(clock.clock());
     let pool = store.pool().clone();
     directory.reload(&pool).await.expect("reload");
     let at = |ms: i64| DateTime::from_timestamp_millis(ms).expect("t");
@@ -420,7 +413,7 @@ async fn maintenance_windows(store: Store) {
     assert!(body.contains("ulb-core-1"), "{body}");
 
     // Before it starts, incidents are announced.
-    clock.store(t + 30 * MIN, Ordering::SeqCst);
+    clock.set(t + 30 * MIN);
     let before = store
         .record(&[alert("m.0", "r0", "ulb", false)])
         .await
@@ -428,7 +421,7 @@ async fn maintenance_windows(store: Store) {
         .opened[0];
     assert_eq!(outbox_of(&store, before).await.len(), 1);
     // On: the start notice once; ULB's incidents are not announced, KUL's are.
-    clock.store(t + 61 * MIN, Ordering::SeqCst);
+    clock.set(t + 61 * MIN);
     assert_eq!(
         maintenance::tick(&pool, &n, t + 61 * MIN)
             .await
@@ -544,11 +537,8 @@ async fn grouping(store: Store) {
     cfg.validate(path).expect("valid");
     let n: Arc<Notifier> = Arc::new(cfg.notifier(path).expect("notify").expect("routed"));
     let t = t0();
-    let clock = Arc::new(AtomicI64::new(t));
-    let c = clock.clone();
-    let store = store.with_notifier(n.clone()).with_clock(Arc::new(move || {
-        DateTime::from_timestamp_millis(c.load(Ordering::SeqCst)).expect("t")
-    }));
+    let clock = TestClock::at(t);
+    let store = store.with_notifier(n.clone()).with_clock(clock.clock());
     let pool = store.pool().clone();
     let at = |ms: i64| DateTime::from_timestamp_millis(ms).expect("t");
     let id = store
@@ -556,7 +546,7 @@ async fn grouping(store: Store) {
         .await
         .expect("record")
         .opened[0];
-    clock.store(t + 10_000, Ordering::SeqCst);
+    clock.set(t + 10_000);
     store
         .record(&[alert("g.2", "r1", "ulb", false)])
         .await
@@ -596,7 +586,7 @@ async fn grouping(store: Store) {
             .expect("remind")
             .is_empty()
     );
-    clock.store(t + 30_000 + 240 * MIN, Ordering::SeqCst);
+    clock.set(t + 30_000 + 240 * MIN);
     assert_eq!(
         store
             .remind(at(t + 30_000 + 240 * MIN))

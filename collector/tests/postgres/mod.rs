@@ -66,3 +66,28 @@ pub async fn on_postgres<F: std::future::Future<Output = ()>>(
     scenario(store).await;
     drop_postgres(&name).await;
 }
+
+/// A clock the test sets, for the store's changes and the dispatcher's rounds.
+#[derive(Clone)]
+#[allow(dead_code)] // not every test file runs on a controlled clock
+pub struct TestClock(std::sync::Arc<std::sync::atomic::AtomicI64>);
+
+#[allow(dead_code)]
+impl TestClock {
+    /// Starting at `ms` since the epoch.
+    pub fn at(ms: i64) -> TestClock {
+        TestClock(std::sync::Arc::new(std::sync::atomic::AtomicI64::new(ms)))
+    }
+
+    pub fn set(&self, ms: i64) {
+        self.0.store(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn clock(&self) -> vigil_collector::index::writer::Clock {
+        let c = self.0.clone();
+        std::sync::Arc::new(move || {
+            chrono::DateTime::from_timestamp_millis(c.load(std::sync::atomic::Ordering::SeqCst))
+                .expect("a time")
+        })
+    }
+}
