@@ -27,6 +27,8 @@ pub struct Collector {
     dispatcher: Option<crate::notify::dispatch::Dispatcher>,
     /// Where asset changes go, if anywhere.
     asset_export: Option<crate::reference::assets::ExportConfig>,
+    /// The SMTP listener for replies, bound at open.
+    inbound: Option<(TcpListener, usize)>,
 }
 
 impl Collector {
@@ -60,6 +62,7 @@ impl Collector {
             Some(n) => store = store.with_notifier(n.clone()),
             None => tracing::warn!("no [notify.route] configured: incidents are not announced"),
         }
+        let store_has_notifier = notifier.is_some();
         let dispatcher = notifier
             .map(|n| {
                 crate::notify::dispatch::Dispatcher::new(
@@ -150,12 +153,22 @@ impl Collector {
             directory,
             oncall: Arc::new(oncall),
         }));
+        let inbound = match (&cfg.notify.inbound, store_has_notifier) {
+            (Some(i), true) => Some((
+                TcpListener::bind(&i.listen)
+                    .await
+                    .with_context(|| format!("cannot bind notify.inbound.listen {}", i.listen))?,
+                i.max_message_bytes,
+            )),
+            _ => None,
+        };
         Ok(Collector {
             state,
             listener,
             writer,
             dispatcher,
             asset_export: cfg.assets.export.clone(),
+            inbound,
         })
     }
 
@@ -199,6 +212,14 @@ impl Collector {
                 dispatch_stop.clone(),
             ))
         });
+        let inbound = self.inbound.map(|(listener, max)| {
+            tokio::spawn(crate::notify::inbound::run(
+                listener,
+                self.state.0.incidents.clone(),
+                max,
+                dispatch_stop.clone(),
+            ))
+        });
         let deadlines = tokio::spawn(crate::incidents::deadlines::run(
             self.state.0.incidents.clone(),
             writer::system_clock(),
@@ -228,6 +249,9 @@ impl Collector {
         }
         let _ = deadlines.await;
         let _ = reference.await;
+        if let Some(i) = inbound {
+            let _ = i.await;
+        }
         if let Some(e) = export {
             let _ = e.await;
         }

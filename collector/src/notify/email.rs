@@ -19,6 +19,7 @@ pub struct Mailer {
     /// (host:port, transport), tried in order.
     relays: Vec<(String, Transport)>,
     from: Mailbox,
+    reply_to: Option<Mailbox>,
     /// The domain of Message-IDs.
     domain: String,
 }
@@ -45,8 +46,17 @@ impl Mailer {
                 timeout,
             )?);
         }
+        let reply_to = cfg
+            .reply_to
+            .as_ref()
+            .map(|r| {
+                r.parse::<Mailbox>()
+                    .map_err(|_| format!("reply_to {r:?} is not an e-mail address"))
+            })
+            .transpose()?;
         Ok(Mailer {
             relays,
+            reply_to,
             domain: from.email.domain().to_owned(),
             from,
         })
@@ -75,6 +85,9 @@ impl Mailer {
             .subject(subject)
             .message_id(Some(self.message_id(key)))
             .header(ContentType::TEXT_PLAIN);
+        if let Some(r) = &self.reply_to {
+            m = m.reply_to(r.clone());
+        }
         if let Some(first) = thread {
             let first = self.message_id(first);
             m = m.in_reply_to(first.clone()).references(first);

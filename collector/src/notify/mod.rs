@@ -11,7 +11,7 @@
 //!   [`breaker`]: a channel that keeps failing is left alone for a while.
 //! - [`callback`]: the gateway's report of a call: a key pressed by a person acknowledges.
 //! - [`reply`]: acknowledgement by the e-mail's link or an SMS reply, and replies that land
-//!   on the timeline.
+//!   on the timeline; [`inbound`]: replies by e-mail, through a small SMTP listener.
 //! - [`task`]: operator call tasks, for receivers whose calls a person at the desk makes.
 //! - [`flood`]: what is held for a digest (an exclusion, a limit, the SMS cap), and
 //!   [`digest`]: the held announcements sent together, at most once per interval.
@@ -41,6 +41,7 @@ pub mod dispatch;
 pub mod email;
 pub mod flood;
 pub mod gateway;
+pub mod inbound;
 pub mod maintenance;
 pub mod outbox;
 pub mod plan;
@@ -107,6 +108,8 @@ pub struct NotifyConfig {
     pub breaker_failures: u32,
     #[serde(deserialize_with = "de_duration")]
     pub breaker_cooldown: Duration,
+    /// An SMTP listener for replies to announcement e-mails (see `[notify.smtp] reply_to`).
+    pub inbound: Option<inbound::InboundConfig>,
     /// At most this many announcements about one customer's incidents per interval; the
     /// next are held for the digest.
     pub customer_limit: Option<LimitConfig>,
@@ -144,6 +147,7 @@ impl Default for NotifyConfig {
             alertmanager_refresh: Duration::from_secs(60),
             breaker_failures: 5,
             breaker_cooldown: Duration::from_secs(60),
+            inbound: None,
             customer_limit: None,
             sms_cap: None,
         }
@@ -166,6 +170,10 @@ pub struct SmtpConfig {
     pub password: Option<String>,
     /// The sender, `Vigil <vigil@example.org>`.
     pub from: String,
+    /// Where replies go (`Reply-To`): an address the mail server forwards to
+    /// `[notify.inbound]`.
+    #[serde(default)]
+    pub reply_to: Option<String>,
     /// A second relay, tried when this one fails (an e-mail's failover is another relay,
     /// never a phone).
     #[serde(default)]
@@ -429,6 +437,17 @@ impl Notifier {
                     crate::reference::LANGUAGES.join(", ")
                 ),
             ));
+        }
+        if let Some(i) = &cfg.inbound {
+            i.listen.parse::<std::net::SocketAddr>().map_err(|e| {
+                (
+                    "notify.inbound.listen",
+                    format!("{:?} is not an address and port: {e}", i.listen),
+                )
+            })?;
+            if i.max_message_bytes < 1024 {
+                return Err(("notify.inbound.max_message_bytes", "at least 1024".into()));
+            }
         }
         if cfg.breaker_failures == 0 {
             return Err(("notify.breaker_failures", "at least 1".into()));

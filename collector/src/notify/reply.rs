@@ -59,24 +59,36 @@ pub async fn by_link(
         return Ok(None);
     };
     let actor = format!("email:{address}");
-    let outcome = match what {
-        Respond::Acknowledge => acknowledge(store, inc.id, &actor).await?,
-        Respond::Reply(text) => {
-            store
-                .note(
-                    inc.id,
-                    &actor,
-                    "reply",
-                    &serde_json::json!({"text": text, "via": "email link"}),
-                )
-                .await?;
-            "reply"
-        }
-    };
+    let outcome = answer(store, inc.id, &actor, what, "email link").await?;
     Ok(Some(Answered {
         incident: inc.id,
         outcome,
     }))
+}
+
+/// Acknowledges incident `id` as `actor`, or puts the reply on its timeline (`via`: how it
+/// came); `acknowledged`, `already` or `reply`.
+pub async fn answer(
+    store: &Store,
+    id: i64,
+    actor: &str,
+    what: &Respond,
+    via: &str,
+) -> Result<&'static str, StoreError> {
+    match what {
+        Respond::Acknowledge => acknowledge(store, id, actor).await,
+        Respond::Reply(text) => {
+            store
+                .note(
+                    id,
+                    actor,
+                    "reply",
+                    &serde_json::json!({"text": text, "via": via}),
+                )
+                .await?;
+            Ok("reply")
+        }
+    }
 }
 
 async fn acknowledge(store: &Store, id: i64, actor: &str) -> Result<&'static str, StoreError> {
