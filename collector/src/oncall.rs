@@ -236,6 +236,11 @@ impl OnCall {
         Ok(OnCall { people, rotas })
     }
 
+    /// No rota configured.
+    pub fn is_empty(&self) -> bool {
+        self.rotas.is_empty()
+    }
+
     pub fn has_rota(&self, name: &str) -> bool {
         self.rota(name).is_some()
     }

@@ -284,7 +284,11 @@ impl Store {
             _ => Vec::new(),
         };
         let at = time(now);
-        let overrides = crate::oncall::active(&mut **tx, at).await?;
+        let overrides = if n.oncall.is_empty() {
+            Vec::new()
+        } else {
+            crate::oncall::active(&mut **tx, at).await?
+        };
         let duty = crate::oncall::Roster {
             oncall: &n.oncall,
             at,

@@ -35,6 +35,8 @@ pub struct Dispatcher {
     channels: Arc<Channels>,
     /// When the alerts of active incidents were last pushed to Alertmanager again.
     refreshed: std::sync::atomic::AtomicI64,
+    /// When maintenance notices and digests were last looked at.
+    housekept: std::sync::atomic::AtomicI64,
     breakers: super::breaker::Breakers,
 }
 
@@ -84,6 +86,7 @@ impl Dispatcher {
             metrics,
             channels: Arc::new(channels),
             refreshed: std::sync::atomic::AtomicI64::new(i64::MIN),
+            housekept: std::sync::atomic::AtomicI64::new(i64::MIN),
             breakers,
         })
     }
@@ -119,10 +122,18 @@ impl Dispatcher {
             // An attempt takes at most the timeout; a started one twice as old was abandoned.
             lease_ms: 2 * cfg.timeout.as_millis() as i64 + 1000,
         };
-        if let Err(e) =
-            super::maintenance::tick(self.store.pool(), &self.notifier, timing.now).await
-        {
-            tracing::error!(error = %e, "maintenance notices not made; retrying");
+        // Maintenance notices and digests are minutes-scale: looked at once a second, not
+        // in every round of a busy outbox.
+        let housekept = self.housekept.load(std::sync::atomic::Ordering::Relaxed);
+        let housekeeping = timing.now.saturating_sub(housekept) >= 1000;
+        if housekeeping {
+            self.housekept
+                .store(timing.now, std::sync::atomic::Ordering::Relaxed);
+            if let Err(e) =
+                super::maintenance::tick(self.store.pool(), &self.notifier, timing.now).await
+            {
+                tracing::error!(error = %e, "maintenance notices not made; retrying");
+            }
         }
         let last = self.refreshed.load(std::sync::atomic::Ordering::Relaxed);
         if timing.now.saturating_sub(last) >= cfg.alertmanager_refresh.as_millis() as i64 {
@@ -133,7 +144,9 @@ impl Dispatcher {
             }
         }
         // Digests due join the outbox first, and go out in this round.
-        if let Err(e) = super::digest::make_due(self.store.pool(), &self.notifier, timing.now).await
+        if housekeeping
+            && let Err(e) =
+                super::digest::make_due(self.store.pool(), &self.notifier, timing.now).await
         {
             tracing::error!(error = %e, "digests not made; retrying");
         }

@@ -282,8 +282,10 @@ pub async fn active_for(
     customer: &str,
     now: i64,
 ) -> Result<Vec<i64>, sqlx::Error> {
+    // Windows over and not recurring are left out.
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM maintenance WHERE starts_at <= $1"
+        "SELECT {COLUMNS} FROM maintenance
+         WHERE starts_at <= $1 AND (ends_at > $1 OR every_ms IS NOT NULL)"
     )))
     .bind(now)
     .fetch_all(&mut **tx)
@@ -300,8 +302,10 @@ pub async fn active_for(
 
 /// Enqueues the start and end notices that are due at `now`; how many windows had any.
 pub async fn tick(pool: &AnyPool, n: &Notifier, now: i64) -> Result<usize, sqlx::Error> {
+    // A window not recurring whose end was noticed has nothing more to say.
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM maintenance WHERE starts_at <= $1"
+        "SELECT {COLUMNS} FROM maintenance
+         WHERE starts_at <= $1 AND (every_ms IS NOT NULL OR ended < 0)"
     )))
     .bind(now)
     .fetch_all(pool)
