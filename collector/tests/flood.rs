@@ -14,6 +14,7 @@ use vigil_collector::config::CollectorConfig;
 use vigil_collector::incidents::{Action, Alert, Store};
 use vigil_collector::notify::plan::Kind;
 use vigil_collector::notify::silence::{self, Mute, NewSilence};
+use vigil_collector::notify::words::Lang;
 use vigil_collector::notify::{Notifier, digest};
 
 const CONFIG: &str = r#"
@@ -405,12 +406,21 @@ async fn maintenance_windows(store: Store) {
     assert_eq!(m.customers, ["ulb"]);
     let p = |k: &str| (k.to_owned(), "noc@ulb.example".to_owned());
     assert_eq!(notices(&store).await, [p("maintenance_planned")]);
-    let (subject, body) = maintenance::email(&m, Kind::MaintenanceStarted);
+    let (subject, body) = maintenance::email(&m, Kind::MaintenanceStarted, Lang::En);
     assert_eq!(
         subject,
         "[Vigil] Maintenance started: core router upgrade (CHG-1234)"
     );
     assert!(body.contains("ulb-core-1"), "{body}");
+    let (subject, body) = maintenance::email(&m, Kind::MaintenanceEnded, Lang::Fr);
+    assert_eq!(
+        subject,
+        "[Vigil] Maintenance terminée: core router upgrade (CHG-1234)"
+    );
+    assert!(
+        body.contains("Équipements: ulb-core-1") && body.contains("toutes les 24 heures"),
+        "{body}"
+    );
 
     // Before it starts, incidents are announced.
     clock.set(t + 30 * MIN);

@@ -453,7 +453,14 @@ async fn send(
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("no maintenance window {id}"))?;
-        let (subject, body) = super::maintenance::email(&m, it.kind);
+        // The contact's language, found among the window's customers.
+        let lang = m
+            .customers
+            .iter()
+            .map(|c| notifier.language_of(Some(c), &it.delivery.target))
+            .find(|l| *l != super::words::Lang::parse(&notifier.cfg.language))
+            .unwrap_or_else(|| super::words::Lang::parse(&notifier.cfg.language));
+        let (subject, body) = super::maintenance::email(&m, it.kind, lang);
         let mailer = ch.mailer.as_ref().ok_or("no [notify.smtp]")?;
         let answer = mailer
             .send(&it.delivery.target, &subject, body, &it.key(), None)

@@ -20,6 +20,7 @@ use sqlx::{Any, AnyPool, Row, Transaction};
 use super::Notifier;
 use super::outbox::NO_INCIDENT;
 use super::plan::{Channel, Delivery, Kind};
+use super::words::{Lang, fill};
 use crate::incidents::store::time;
 
 /// A maintenance window as the API shows it.
@@ -395,38 +396,45 @@ async fn notices(
 }
 
 /// The notice e-mail of `kind` about `m`: (subject, body).
-pub fn email(m: &Maintenance, kind: Kind) -> (String, String) {
+pub fn email(m: &Maintenance, kind: Kind, lang: Lang) -> (String, String) {
+    let w = lang.words();
     let what = match kind {
-        Kind::MaintenancePlanned => "planned",
-        Kind::MaintenanceStarted => "started",
-        _ => "ended",
+        Kind::MaintenancePlanned => w.maintenance_planned,
+        Kind::MaintenanceStarted => w.maintenance_started,
+        _ => w.maintenance_ended,
     };
     let ticket = m
         .ticket
         .as_deref()
         .map(|t| format!(" ({t})"))
         .unwrap_or_default();
-    let subject = format!("[Vigil] Maintenance {what}: {}{ticket}", m.title);
+    let subject = format!("[Vigil] {what}: {}{ticket}", m.title);
+    let (from, to) = (m.starts_at.to_rfc3339(), m.ends_at.to_rfc3339());
     let mut body = format!(
-        "Maintenance {what}: {}{ticket}.\n\nWindow: {} to {}",
+        "{what}: {}{ticket}.\n\n{}",
         m.title,
-        m.starts_at.to_rfc3339(),
-        m.ends_at.to_rfc3339()
+        fill(w.maintenance_window, &[("from", &from), ("to", &to)])
     );
     if let Some(every) = m.repeat_every_ms {
-        body.push_str(&format!(", every {} hours", every / 3_600_000));
+        let hours = (every / 3_600_000).to_string();
+        body.push_str(&fill(w.maintenance_every, &[("hours", &hours)]));
         if let Some(u) = m.repeat_until {
-            body.push_str(&format!(" until {}", u.to_rfc3339()));
+            body.push_str(&fill(w.maintenance_until, &[("until", &u.to_rfc3339())]));
         }
     }
-    body.push_str(&format!(".\nCustomers: {}.\n", m.customers.join(", ")));
+    body.push_str(&format!(
+        ".\n{}: {}.\n",
+        w.labels[2],
+        m.customers.join(", ")
+    ));
     if !m.assets.is_empty() {
-        body.push_str(&format!("Assets: {}.\n", m.assets.join(", ")));
+        body.push_str(&format!(
+            "{}: {}.\n",
+            w.maintenance_assets,
+            m.assets.join(", ")
+        ));
     }
-    body.push_str(
-        "\nWhile it is on, incidents about these customers are recorded but not announced \
-         (a retraction still is).\n",
-    );
+    body.push_str(&format!("\n{}\n", w.maintenance_quiet));
     (subject, body)
 }
 

@@ -68,6 +68,14 @@ pub struct Words {
     pub no_reason: &'static str,
     pub reply_ack: &'static str,
     pub respond: &'static str,
+    pub maintenance_planned: &'static str,
+    pub maintenance_started: &'static str,
+    pub maintenance_ended: &'static str,
+    pub maintenance_window: &'static str,
+    pub maintenance_every: &'static str,
+    pub maintenance_until: &'static str,
+    pub maintenance_assets: &'static str,
+    pub maintenance_quiet: &'static str,
 }
 
 /// `template` with its placeholders replaced.
@@ -122,6 +130,14 @@ static EN: Words = Words {
     no_reason: "no reason given",
     reply_ack: " Reply ACK {id} to acknowledge.",
     respond: "Acknowledge it, or reply, here: {url}",
+    maintenance_planned: "Maintenance planned",
+    maintenance_started: "Maintenance started",
+    maintenance_ended: "Maintenance ended",
+    maintenance_window: "Window: {from} to {to}",
+    maintenance_every: ", every {hours} hours",
+    maintenance_until: " until {until}",
+    maintenance_assets: "Assets",
+    maintenance_quiet: "While it is on, incidents about these customers are recorded but not announced (a retraction still is).",
 };
 
 static FR: Words = Words {
@@ -167,6 +183,14 @@ static FR: Words = Words {
     no_reason: "aucun motif donné",
     reply_ack: " Répondez ACK {id} pour accuser réception.",
     respond: "Accusez réception ou répondez ici : {url}",
+    maintenance_planned: "Maintenance planifiée",
+    maintenance_started: "Maintenance commencée",
+    maintenance_ended: "Maintenance terminée",
+    maintenance_window: "Fenêtre : du {from} au {to}",
+    maintenance_every: ", toutes les {hours} heures",
+    maintenance_until: " jusqu'au {until}",
+    maintenance_assets: "Équipements",
+    maintenance_quiet: "Pendant la maintenance, les incidents de ces clients sont enregistrés mais pas annoncés (un retrait l'est toujours).",
 };
 
 static NL: Words = Words {
@@ -212,6 +236,14 @@ static NL: Words = Words {
     no_reason: "geen reden opgegeven",
     reply_ack: " Antwoord ACK {id} om te bevestigen.",
     respond: "Bevestig of antwoord hier: {url}",
+    maintenance_planned: "Onderhoud gepland",
+    maintenance_started: "Onderhoud begonnen",
+    maintenance_ended: "Onderhoud beëindigd",
+    maintenance_window: "Venster: van {from} tot {to}",
+    maintenance_every: ", elke {hours} uur",
+    maintenance_until: " tot {until}",
+    maintenance_assets: "Uitrusting",
+    maintenance_quiet: "Tijdens het onderhoud worden incidenten van deze klanten geregistreerd maar niet gemeld (een intrekking wel).",
 };
 
 static DE: Words = Words {
@@ -257,6 +289,14 @@ static DE: Words = Words {
     no_reason: "kein Grund angegeben",
     reply_ack: " Antworten Sie ACK {id} zur Bestätigung.",
     respond: "Bestätigen oder antworten Sie hier: {url}",
+    maintenance_planned: "Wartung geplant",
+    maintenance_started: "Wartung begonnen",
+    maintenance_ended: "Wartung beendet",
+    maintenance_window: "Zeitfenster: von {from} bis {to}",
+    maintenance_every: ", alle {hours} Stunden",
+    maintenance_until: " bis {until}",
+    maintenance_assets: "Geräte",
+    maintenance_quiet: "Während der Wartung werden Vorfälle dieser Kunden erfasst, aber nicht gemeldet (eine Rücknahme schon).",
 };
 
 #[cfg(test)]
@@ -278,6 +318,9 @@ mod tests {
                 (w.tail, &["{title}", "{customer}", "{severity}"]),
                 (w.reply_ack, &["{id}"]),
                 (w.respond, &["{url}"]),
+                (w.maintenance_window, &["{from}", "{to}"]),
+                (w.maintenance_every, &["{hours}"]),
+                (w.maintenance_until, &["{until}"]),
             ] {
                 for n in needs {
                     assert!(t.contains(n), "{lang:?}: {t:?} lacks {n}");
