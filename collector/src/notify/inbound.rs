@@ -204,11 +204,53 @@ fn parse(msg: &str) -> (Vec<(String, String)>, String) {
             headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
         }
     }
-    let qp = headers.iter().any(|(k, v)| {
-        k == "content-transfer-encoding" && v.eq_ignore_ascii_case("quoted-printable")
-    });
-    let body = if qp { unquote(body) } else { body.to_owned() };
+    let body = text_of(&headers, body);
     (headers, body)
+}
+
+/// The text of a body with `headers`: decoded when quoted-printable; for a multipart
+/// message (as mail programs send replies), its first `text/plain` part.
+fn text_of(headers: &[(String, String)], body: &str) -> String {
+    let get = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
+    };
+    let kind = get("content-type").to_ascii_lowercase();
+    if kind.starts_with("multipart/") {
+        let boundary = get("content-type")
+            .split(';')
+            .filter_map(|p| p.trim().split_once('='))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("boundary"))
+            .map(|(_, v)| v.trim().trim_matches('"').to_owned())
+            .unwrap_or_default();
+        if boundary.is_empty() {
+            return String::new();
+        }
+        for part in body.split(&format!("--{boundary}")).skip(1) {
+            let (head, text) = part
+                .trim_start_matches('\n')
+                .split_once("\n\n")
+                .unwrap_or(("", ""));
+            let (part_headers, _) = parse(&format!("{head}\n\n"));
+            let t = part_headers
+                .iter()
+                .find(|(k, _)| k == "content-type")
+                .map(|(_, v)| v.to_ascii_lowercase())
+                .unwrap_or_else(|| "text/plain".into());
+            if t.starts_with("text/plain") {
+                return text_of(&part_headers, text);
+            }
+        }
+        return String::new();
+    }
+    if get("content-transfer-encoding").eq_ignore_ascii_case("quoted-printable") {
+        unquote(body)
+    } else {
+        body.to_owned()
+    }
 }
 
 /// Quoted-printable decoded (soft line breaks, `=XX`).
@@ -324,5 +366,10 @@ mod tests {
         let body = "On our way.\nBack in 10.\n\nOn Mon, Vigil wrote:\n> Vigil. Incident 4.\n";
         assert_eq!(own_words(body), "On our way.\nBack in 10.");
         assert_eq!(unquote("caf=C3=A9 =\nau lait"), "café au lait");
+        let multipart = "From: a@b\nContent-Type: multipart/alternative; boundary=\"XX\"\n\n\
+            --XX\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: quoted-printable\n\n\
+            ACK =C3=A0 vous\n\n> quoted\n--XX\nContent-Type: text/html\n\n<p>ACK</p>\n--XX--\n";
+        let (_, body) = parse(multipart);
+        assert_eq!(own_words(&body), "ACK à vous");
     }
 }
