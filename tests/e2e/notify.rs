@@ -521,11 +521,25 @@ fn a_call_cut_by_sigkill_is_made_again_with_its_key_and_the_email_follows() {
 /// person who pressed it does, as the number called.
 #[test]
 fn a_key_pressed_by_a_person_acknowledges_and_a_machine_does_not() {
+    key_presses("");
+}
+
+/// The same, with the incidents and the outbox in PostgreSQL.
+#[test]
+fn a_key_pressed_by_a_person_acknowledges_and_a_machine_does_not_on_postgres() {
+    let Some(pg) = vigil_e2e::postgres::Postgres::fresh() else {
+        return;
+    };
+    key_presses(&format!("\n[incidents]\ndatabase = \"{}\"\n", pg.url));
+}
+
+/// The key-press scenario, with `extra` appended to the configuration.
+fn key_presses(extra: &str) {
     let Some(w) = World::new(&[DANGER_RULE]) else {
         return;
     };
     let gw = &w.gw;
-    let (collector, agent) = w.start(&w.config);
+    let (collector, agent) = w.start(&format!("{}{extra}", w.config));
     let url = collector.url();
     send_tcp(agent.syslog_tcp, "DANGER-TEST", 0..1);
     let call = wait_for(
@@ -985,6 +999,20 @@ levels = [["ann"], ["bob"]]
 /// told, or a wrong reply URL, changes nothing.
 #[test]
 fn the_email_link_and_an_sms_reply_acknowledge_and_replies_land_on_the_timeline() {
+    answers("");
+}
+
+/// The same, with the incidents and the outbox in PostgreSQL.
+#[test]
+fn the_email_link_and_an_sms_reply_acknowledge_and_replies_land_on_the_timeline_on_postgres() {
+    let Some(pg) = vigil_e2e::postgres::Postgres::fresh() else {
+        return;
+    };
+    answers(&format!("\n[incidents]\ndatabase = \"{}\"\n", pg.url));
+}
+
+/// The answers scenario, with `extra` appended to the configuration.
+fn answers(extra: &str) {
     let Some(w) = World::new(&[DANGER_RULE]) else {
         return;
     };
@@ -1003,7 +1031,7 @@ fn the_email_link_and_an_sms_reply_acknowledge_and_replies_land_on_the_timeline(
             "email = [\"oncall@example.org\"]\nvoice = [\"+32470000001\"]",
             "email = [\"oncall@example.org\"]\nvoice = [\"+32470000001\"]\nsms = [\"+32470000002\"]",
         );
-    let (collector, agent) = w.start(&config);
+    let (collector, agent) = w.start(&format!("{config}{extra}"));
     let url = collector.url();
     send_tcp(agent.syslog_tcp, "DANGER-TEST", 0..1);
     let logs = || collector.proc.log_tail();
