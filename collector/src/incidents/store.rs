@@ -258,10 +258,20 @@ impl Store {
         .fetch_one(&mut **tx)
         .await?;
         let subject = subject_of(incident(&row)?);
+        // Silences and exclusions, in one look; neither holds back a retraction.
+        let mutes = if kind == Kind::Retracted {
+            Vec::new()
+        } else {
+            silence::matching(tx, &subject.labels(), now).await?
+        };
+        let excluded = mutes.iter().any(|(_, m)| *m == silence::Mute::Exclusion);
         // A silence holds back every announcement but a retraction.
         if kind != Kind::Retracted {
-            let silenced =
-                silence::matching(tx, silence::Mute::Silence, &subject.labels(), now).await?;
+            let silenced: Vec<i64> = mutes
+                .iter()
+                .filter(|(_, m)| *m == silence::Mute::Silence)
+                .map(|(id, _)| *id)
+                .collect();
             if !silenced.is_empty() {
                 let detail = serde_json::json!({"kind": kind.as_str(), "silences": silenced});
                 timeline(tx, id, now, SYSTEM, "suppressed", &detail).await?;
@@ -295,7 +305,8 @@ impl Store {
             overrides: &overrides,
         };
         let deliveries = n.plan(&subject, kind, &told, &duty);
-        let (deliveries, held) = flood::split(tx, n, &subject, kind, deliveries, now).await?;
+        let (deliveries, held) =
+            flood::split(tx, n, &subject, kind, deliveries, excluded, now).await?;
         if !held.is_empty() {
             let detail = serde_json::json!({
                 "kind": kind.as_str(),

@@ -453,13 +453,7 @@ async fn send(
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("no maintenance window {id}"))?;
-        // The contact's language, found among the window's customers.
-        let lang = m
-            .customers
-            .iter()
-            .map(|c| notifier.language_of(Some(c), &it.delivery.target))
-            .find(|l| *l != super::words::Lang::parse(&notifier.cfg.language))
-            .unwrap_or_else(|| super::words::Lang::parse(&notifier.cfg.language));
+        let lang = notifier.language_among(&m.customers, &it.delivery.target);
         let (subject, body) = super::maintenance::email(&m, it.kind, lang);
         let mailer = ch.mailer.as_ref().ok_or("no [notify.smtp]")?;
         let answer = mailer

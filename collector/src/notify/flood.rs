@@ -20,7 +20,6 @@ use sqlx::{Any, Row, Transaction};
 
 use super::Notifier;
 use super::plan::{Channel, Delivery, Kind, Subject};
-use super::silence::{self, Mute};
 
 /// Deliveries held for one receiver, and why.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,13 +89,15 @@ pub fn month_start(now: i64) -> i64 {
         .map_or(0, |m| m.timestamp_millis())
 }
 
-/// Splits `deliveries` into those sent now and those held.
+/// Splits `deliveries` into those sent now and those held; `excluded`: an exclusion matches
+/// the incident.
 pub async fn split(
     tx: &mut Transaction<'_, Any>,
     n: &Notifier,
     s: &Subject,
     kind: Kind,
     deliveries: Vec<Delivery>,
+    excluded: bool,
     now: i64,
 ) -> Result<(Vec<Delivery>, Vec<Held>), sqlx::Error> {
     if kind == Kind::Retracted || deliveries.is_empty() {
@@ -115,10 +116,7 @@ pub async fn split(
             })
             .collect::<Vec<_>>()
     };
-    if !silence::matching(tx, Mute::Exclusion, &s.labels(), now)
-        .await?
-        .is_empty()
-    {
+    if excluded {
         return Ok((Vec::new(), all("exclusion")));
     }
     if let (Some(l), Some(c)) = (&n.cfg.customer_limit, &s.customer) {

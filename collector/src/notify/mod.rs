@@ -479,13 +479,24 @@ impl Notifier {
     /// of `customer`: the contact's, else the customer's for its contacts, else
     /// `[notify] language`.
     pub fn language_of(&self, customer: Option<&str>, target: &str) -> words::Lang {
-        let customers = self.customers.get();
-        let contact = customer.and_then(|c| customers.get(c)).and_then(|c| {
-            c.contacts
-                .iter()
-                .find(|k| k.email.as_deref() == Some(target) || k.phone.as_deref() == Some(target))
-                .map(|k| k.language.clone().unwrap_or_else(|| c.language.clone()))
-        });
+        self.language_among(customer.as_slice(), target)
+    }
+
+    /// [`Notifier::language_of`] for a target that is a contact of one of `customers` (a
+    /// maintenance window's).
+    pub fn language_among(&self, customers: &[impl AsRef<str>], target: &str) -> words::Lang {
+        let all = self.customers.get();
+        let contact = customers
+            .iter()
+            .filter_map(|c| all.get(c.as_ref()))
+            .find_map(|c| {
+                c.contacts
+                    .iter()
+                    .find(|k| {
+                        k.email.as_deref() == Some(target) || k.phone.as_deref() == Some(target)
+                    })
+                    .map(|k| k.language.clone().unwrap_or_else(|| c.language.clone()))
+            });
         words::Lang::parse(contact.as_deref().unwrap_or(&self.cfg.language))
     }
 

@@ -221,15 +221,18 @@ impl Notifier {
             let Some(r) = self.receivers.get(&name) else {
                 continue;
             };
+            let mut add = |channel, target: &str| {
+                out.push(Delivery {
+                    receiver: name.clone(),
+                    channel,
+                    target: target.to_owned(),
+                })
+            };
             if kind == Kind::Resolved && !r.send_resolved {
                 // An Alertmanager is told anyway: its alert must end.
-                for u in &r.alertmanager {
-                    out.push(Delivery {
-                        receiver: name.clone(),
-                        channel: Channel::Alertmanager,
-                        target: u.clone(),
-                    });
-                }
+                r.alertmanager
+                    .iter()
+                    .for_each(|u| add(Channel::Alertmanager, u));
                 continue;
             }
             // Whether the receiver's calls are placed by the gateway or by a person.
@@ -245,29 +248,14 @@ impl Notifier {
             if kind == Kind::Escalated {
                 let Some(p) = on_duty else { continue };
                 if voice && let Some(n) = &p.phone {
-                    out.push(Delivery {
-                        receiver: name.clone(),
-                        channel: call,
-                        target: n.clone(),
-                    });
+                    add(call, n);
                 }
                 if let Some(e) = &p.email {
-                    out.push(Delivery {
-                        receiver: name.clone(),
-                        channel: Channel::Email,
-                        target: e.clone(),
-                    });
+                    add(Channel::Email, e);
                 }
                 continue;
             }
             let contacts = customers.contacts(s.customer.as_deref(), &r.roles);
-            let mut add = |channel, target: &str| {
-                out.push(Delivery {
-                    receiver: name.clone(),
-                    channel,
-                    target: target.to_owned(),
-                })
-            };
             if voice {
                 r.voice.iter().for_each(|n| add(call, n));
                 if let Some(n) = on_duty.as_ref().and_then(|p| p.phone.as_deref()) {

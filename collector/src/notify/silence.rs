@@ -228,19 +228,17 @@ pub async fn expire(
     row.map(|r| silence(&r, now)).transpose()
 }
 
-/// The ids of the `mute`s active at `now` that match `labels`.
+/// The silences and exclusions active at `now` that match `labels`: (id, which).
 pub async fn matching(
     tx: &mut Transaction<'_, Any>,
-    mute: Mute,
     labels: &BTreeMap<String, String>,
     now: i64,
-) -> Result<Vec<i64>, sqlx::Error> {
+) -> Result<Vec<(i64, Mute)>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT id, matchers FROM silences WHERE starts_at <= $1 AND ends_at > $1 AND kind = $2
+        "SELECT id, matchers, kind FROM silences WHERE starts_at <= $1 AND ends_at > $1
          ORDER BY id",
     )
     .bind(now)
-    .bind(mute.as_str())
     .fetch_all(&mut **tx)
     .await?;
     let mut out = Vec::new();
@@ -255,7 +253,13 @@ pub async fn matching(
             && !ms.is_empty()
             && ms.iter().all(|m| m.matches(labels))
         {
-            out.push(r.try_get("id")?);
+            let kind: String = r.try_get("kind")?;
+            let mute = if kind == Mute::Exclusion.as_str() {
+                Mute::Exclusion
+            } else {
+                Mute::Silence
+            };
+            out.push((r.try_get("id")?, mute));
         }
     }
     Ok(out)
