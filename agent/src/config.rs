@@ -123,6 +123,9 @@ pub struct CollectorTarget {
     pub timeout: Duration,
     #[serde(deserialize_with = "de_duration")]
     pub max_backoff: Duration,
+    /// How often the agent tells the collector it is alive (with its spool's backlog).
+    #[serde(deserialize_with = "de_duration")]
+    pub report_interval: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -342,6 +345,7 @@ impl Default for CollectorTarget {
             window: 4,
             timeout: Duration::from_secs(30),
             max_backoff: Duration::from_secs(10),
+            report_interval: Duration::from_secs(15),
         }
     }
 }

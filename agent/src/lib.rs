@@ -9,6 +9,7 @@
 //!   handed back between threads for reuse.
 //! - [`spool`]: batches on disk until acknowledged.
 //! - [`shipper`]: spooled batches to the collector, a window of them in flight.
+//! - [`report`]: tells the collector every so often that the agent is alive, and its backlog.
 //! - [`metrics`], [`http`]: what the agent says about itself.
 //!
 //! # Invariants
@@ -24,6 +25,7 @@ pub mod customer;
 pub mod flow;
 pub mod http;
 pub mod metrics;
+pub mod report;
 pub mod shipper;
 pub mod spare;
 pub mod spool;
@@ -253,6 +255,13 @@ impl Agent {
             self.metrics.clone(),
             ship_stop.clone(),
         ));
+        let report = tokio::spawn(report::run(
+            cfg.id.clone(),
+            self.spool.clone(),
+            cfg.collector.clone(),
+            self.metrics.clone(),
+            ship_stop.clone(),
+        ));
         let http_stop = CancellationToken::new();
         let http = self.http.map(|l| {
             let app = http::app(http::HttpState {
@@ -271,6 +280,7 @@ impl Agent {
         let flushed = batcher.await;
         ship_stop.cancel();
         let _ = shipper.await;
+        let _ = report.await;
         http_stop.cancel();
         if let Some(h) = http {
             let _ = h.await;

@@ -42,6 +42,8 @@ pub struct CollectorConfig {
     pub oncall: crate::oncall::OnCallConfig,
     /// Assets: their id format, the ones defined here, where changes are sent.
     pub assets: crate::reference::assets::AssetsConfig,
+    /// Heartbeats (push health checks): the ping key of slug URLs.
+    pub heartbeats: crate::uptime::HeartbeatsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -79,6 +81,24 @@ pub struct IngestConfig {
 pub struct AgentToken {
     pub id: String,
     pub token: String,
+    /// An agent whose reports stop for this long opens an incident naming it.
+    #[serde(default = "silent_after", deserialize_with = "de_duration")]
+    pub silent_after: Duration,
+}
+
+fn silent_after() -> Duration {
+    Duration::from_secs(60)
+}
+
+impl AgentToken {
+    /// An agent with the default silence limit.
+    pub fn new(id: &str, token: &str) -> AgentToken {
+        AgentToken {
+            id: id.into(),
+            token: token.into(),
+            silent_after: silent_after(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -119,6 +139,7 @@ impl Default for CollectorConfig {
             customers: Vec::new(),
             oncall: crate::oncall::OnCallConfig::default(),
             assets: crate::reference::assets::AssetsConfig::default(),
+            heartbeats: crate::uptime::HeartbeatsConfig::default(),
         }
     }
 }
@@ -214,6 +235,9 @@ impl CollectorConfig {
 
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         self.notifier(path)?;
+        self.heartbeats
+            .check()
+            .map_err(|(k, m)| invalid_at(path, k, m))?;
         let invalid = |key, message: &str| ConfigError::Invalid {
             path: path.to_owned(),
             key,
@@ -261,6 +285,15 @@ impl CollectorConfig {
             }
             if !seen.insert(&a.token) {
                 return Err(invalid("ingest.agents.token", "two agents share a token"));
+            }
+            if !crate::reference::is_id(&a.id) {
+                return Err(invalid(
+                    "ingest.agents.id",
+                    "1 to 64 letters, digits, `.`, `_` or `-`, starting with a letter or digit",
+                ));
+            }
+            if a.silent_after < Duration::from_secs(1) {
+                return Err(invalid("ingest.agents.silent_after", "must be at least 1s"));
             }
         }
         if self.detect.max_correlation_groups == 0 || self.detect.max_group_entries == 0 {

@@ -11,6 +11,7 @@
 //! - [`notify`]: who is told about an incident, by which channel, through an outbox.
 //! - [`reference`]: customers and their contacts by role.
 //! - [`oncall`]: our own people and on-call rotas, with temporary overrides.
+//! - [`uptime`]: heartbeats (push checks pinged by jobs and services).
 //! - [`api`]: the HTTP API (`fn app(state) -> Router`) and its one error type.
 //! - [`server`]: the collector as a whole: open, serve, ordered shutdown.
 //! - [`cli`]: the client side of `vigil search`.
@@ -30,4 +31,5 @@ pub mod oncall;
 pub mod reference;
 pub mod server;
 pub mod up;
+pub mod uptime;
 pub mod wal;

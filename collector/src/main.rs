@@ -108,6 +108,10 @@ enum Command {
     /// Exclusions (decree art. 9): matching incidents' announcements are held for the
     /// receivers' digest, with who decided, why and until when (a retraction still goes).
     Exclusions(cli::silences::SilencesArgs),
+    /// Heartbeats: push health checks that jobs and services ping
+    /// (`curl -fsS -m 10 --retry 5 URL`); a heartbeat without a success in time, or with a
+    /// failure, opens an incident.
+    Heartbeats(cli::heartbeats::HeartbeatsArgs),
     /// Who is on call now (each level of each rota), and overrides ("I take tonight").
     Oncall(cli::oncall::OnCallArgs),
     /// Operator call tasks: the calls the desk must make, and recording them.
@@ -270,6 +274,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Exclusions(args) => {
             cli::silences::run(args, "exclusions", &mut std::io::stdout().lock()).await
+        }
+        Command::Heartbeats(args) => {
+            cli::heartbeats::run(args, &mut std::io::stdout().lock()).await
         }
         Command::Oncall(args) => cli::oncall::run(args, &mut std::io::stdout().lock()).await,
         Command::Tasks(args) => cli::tasks::run(args, &mut std::io::stdout().lock()).await,

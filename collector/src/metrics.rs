@@ -39,6 +39,8 @@ pub struct Metrics {
     pub notify_replies: Family<Labels, Counter>,
     pub notify_sms_sent: Family<Labels, Counter>,
     pub notify_breakers_open: Gauge,
+    pub heartbeat_pings: Family<Labels, Counter>,
+    pub heartbeat_transitions: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -194,6 +196,16 @@ impl Metrics {
                 "notify_breakers_open",
                 "Notification channels (or endpoints) not tried for a while because they keep failing",
                 Gauge::default()
+            ),
+            heartbeat_pings: reg!(
+                "heartbeat_pings",
+                "Heartbeat pings recorded, by kind (success, start, fail, log; not_found)",
+                Family::default()
+            ),
+            heartbeat_transitions: reg!(
+                "heartbeat_transitions",
+                "Heartbeats that changed state, by new state (up, down)",
+                Family::default()
             ),
             registry,
         }

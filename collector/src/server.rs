@@ -133,6 +133,17 @@ impl Collector {
         }
         let decode_budget_kib =
             u32::try_from(cfg.ingest.decode_budget_mb.saturating_mul(1024)).unwrap_or(u32::MAX);
+        let heartbeats = crate::uptime::heartbeat::Heartbeats::new(
+            store.clone(),
+            writer::system_clock(),
+            crate::uptime::heartbeat::Urls {
+                base: cfg.notify.external_url.clone(),
+                ping_key: cfg.heartbeats.ping_key.clone(),
+            },
+            directory.customers(),
+            metrics.clone(),
+        );
+        let pinger = crate::uptime::ping::Pinger::start(heartbeats.clone());
         let state = AppState(Arc::new(Inner {
             searcher: Searcher::new(parts),
             ingest: tx,
@@ -152,6 +163,14 @@ impl Collector {
             incidents_healthy,
             directory,
             oncall: Arc::new(oncall),
+            heartbeats,
+            agent_limits: cfg
+                .ingest
+                .agents
+                .iter()
+                .map(|a| (a.id.clone(), a.silent_after))
+                .collect(),
+            pinger,
         }));
         let inbound = match (&cfg.notify.inbound, store_has_notifier) {
             (Some(i), true) => Some((
@@ -226,6 +245,10 @@ impl Collector {
             self.state.0.metrics.clone(),
             dispatch_stop.clone(),
         ));
+        let heartbeats = tokio::spawn(crate::uptime::heartbeat::run(
+            self.state.0.heartbeats.clone(),
+            dispatch_stop.clone(),
+        ));
         shutdown.cancelled().await;
         reloads.abort();
         tracing::info!("collector stopping: ingest closed");
@@ -248,6 +271,7 @@ impl Collector {
             let _ = d.await;
         }
         let _ = deadlines.await;
+        let _ = heartbeats.await;
         let _ = reference.await;
         if let Some(i) = inbound {
             let _ = i.await;

@@ -38,10 +38,9 @@ impl Up {
         let token: String = (0..32)
             .map(|_| char::from(b"0123456789abcdef"[rand::rng().random_range(0..16)]))
             .collect();
-        cfg.ingest.agents.push(AgentToken {
-            id: agent_cfg.id.clone(),
-            token: token.clone(),
-        });
+        cfg.ingest
+            .agents
+            .push(AgentToken::new(&agent_cfg.id, &token));
         let collector = Collector::open(&cfg).await?;
         let mut http = collector.local_addr()?;
         if http.ip().is_unspecified() {

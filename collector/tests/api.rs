@@ -33,10 +33,7 @@ async fn api_with(tune: impl FnOnce(&mut CollectorConfig)) -> Api {
     };
     cfg.http.listen = "127.0.0.1:0".into();
     cfg.index.commit_interval = std::time::Duration::from_millis(50);
-    cfg.ingest.agents.push(AgentToken {
-        id: "edge-1".into(),
-        token: TOKEN.into(),
-    });
+    cfg.ingest.agents.push(AgentToken::new("edge-1", TOKEN));
     tune(&mut cfg);
     let collector = Collector::open(&cfg).await.expect("collector opens");
     let state = collector.state();
@@ -1072,4 +1069,254 @@ levels = [["ann", "bob"], ["cy"]]
     );
     let (status, body) = a.send(del("/api/v1/oncall/overrides/999999".into())).await;
     assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+}
+
+#[tokio::test]
+async fn heartbeats_are_created_pinged_by_uuid_and_slug_and_bad_input_is_named() {
+    let api = api_with(|c| {
+        c.heartbeats.ping_key = Some("ping-key-0123456789".into());
+        c.notify.external_url = "https://vigil.example.org/".into();
+    })
+    .await;
+    for (body, field) in [
+        (json!({"slug": "x", "period": "every day"}), "period"),
+        (json!({"slug": "x", "schedule": "61 * * * *"}), "schedule"),
+        (
+            json!({"slug": "x", "schedule": "0 3 * * *", "tz": "Nowhere"}),
+            "tz",
+        ),
+        (json!({"slug": "a/b"}), "slug"),
+    ] {
+        let (st, b) = api.post("/api/v1/heartbeats", body).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{b}");
+        assert_eq!(code(&b), "bad_heartbeat");
+        let msg = b["error"]["message"].as_str().expect("present");
+        assert!(msg.starts_with(&format!("{field}:")), "{msg}");
+    }
+    let (st, b) = api
+        .post("/api/v1/heartbeats", json!({"slug": "x", "every": "1m"}))
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .expect("present")
+            .contains("every"),
+        "{b}"
+    );
+
+    let (st, hb) = api
+        .post(
+            "/api/v1/heartbeats",
+            json!({"slug": "backup", "period": "1m", "grace": "30s"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{hb}");
+    let uuid = hb["uuid"].as_str().expect("present").to_owned();
+    assert_eq!(
+        hb["ping_url"],
+        format!("https://vigil.example.org/ping/{uuid}")
+    );
+    assert_eq!(
+        hb["slug_url"],
+        "https://vigil.example.org/ping/ping-key-0123456789/backup"
+    );
+    assert_eq!(hb["status"], "new");
+    let (st, _) = api
+        .post("/api/v1/heartbeats", json!({"slug": "backup"}))
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT);
+
+    let ping = |method: &str, uri: String, body: &'static str| {
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Body::from(body))
+            .expect("request")
+    };
+    // GET, HEAD and POST all ping; the answer is OK in plain text.
+    for m in ["GET", "HEAD", "POST"] {
+        let (st, b) = api.send(ping(m, format!("/ping/{uuid}"), "")).await;
+        assert_eq!(st, StatusCode::OK, "{m}");
+        if m != "HEAD" {
+            assert_eq!(b, "OK");
+        }
+    }
+    let (st, _) = api.send(ping("PUT", format!("/ping/{uuid}"), "")).await;
+    assert_eq!(st, StatusCode::METHOD_NOT_ALLOWED);
+    let (st, _) = api
+        .send(ping("POST", format!("/ping/{uuid}/start?rid=run-1"), ""))
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = api
+        .send(ping(
+            "POST",
+            format!("/ping/{uuid}/0?rid=run-1"),
+            "42 files copied",
+        ))
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, b) = api.send(ping("GET", format!("/ping/{uuid}/256"), "")).await;
+    assert_eq!(
+        (st, b),
+        (StatusCode::BAD_REQUEST, json!("invalid url format"))
+    );
+    let (st, _) = api
+        .send(ping("GET", format!("/ping/{uuid}/stop"), ""))
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (st, b) = api
+        .send(ping("GET", format!("/ping/{}", Uuid::new_v4()), ""))
+        .await;
+    assert_eq!((st, b), (StatusCode::NOT_FOUND, json!("not found")));
+    // A body over the limit is refused, not read whole.
+    let big = Request::post(format!("/ping/{uuid}/log"))
+        .body(Body::from(vec![b'x'; 200_000]))
+        .expect("present");
+    let (st, _) = api.send(big).await;
+    assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE);
+
+    // The slug form: the right key only; ?create=1 makes the heartbeat.
+    let (st, _) = api
+        .send(ping(
+            "GET",
+            "/ping/ping-key-0123456789/backup/fail".into(),
+            "",
+        ))
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = api
+        .send(ping("GET", "/ping/wrong-key-0123456789/backup".into(), ""))
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _) = api
+        .send(ping("GET", "/ping/ping-key-0123456789/fresh".into(), ""))
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, b) = api
+        .send(ping(
+            "GET",
+            "/ping/ping-key-0123456789/fresh?create=1".into(),
+            "",
+        ))
+        .await;
+    assert_eq!((st, b), (StatusCode::CREATED, json!("Created")));
+
+    let (st, one) = api.get("/api/v1/heartbeats/backup").await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(one["status"], "down");
+    assert_eq!(one["down_reason"], "failed");
+    let kinds: Vec<&str> = one["recent"]
+        .as_array()
+        .expect("present")
+        .iter()
+        .map(|p| p["kind"].as_str().expect("present"))
+        .collect();
+    assert_eq!(
+        kinds,
+        ["fail", "success", "start", "success", "success", "success"]
+    );
+    assert_eq!(one["recent"][1]["body"], "42 files copied");
+    assert_eq!(one["recent"][1]["exit_status"], 0);
+    let (_, incidents) = api.get("/api/v1/incidents?status=open").await;
+    let titles: Vec<&str> = incidents["incidents"]
+        .as_array()
+        .expect("present")
+        .iter()
+        .map(|i| i["title"].as_str().expect("present"))
+        .collect();
+    assert_eq!(titles, ["Heartbeat backup: the job reported a failure"]);
+
+    let (_, all) = api.get("/api/v1/heartbeats").await;
+    let slugs: Vec<&str> = all["heartbeats"]
+        .as_array()
+        .expect("present")
+        .iter()
+        .map(|h| h["slug"].as_str().expect("present"))
+        .collect();
+    assert_eq!(slugs, ["backup", "fresh"]);
+    let (st, _) = api.send(del("/api/v1/heartbeats/fresh")).await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = api.get("/api/v1/heartbeats/fresh").await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let metrics = api.get("/metrics").await.1;
+    let metrics = metrics.as_str().expect("present");
+    assert!(
+        metrics.contains("vigil_heartbeat_pings_total{kind=\"success\"} 5"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("vigil_heartbeat_pings_total{kind=\"not_found\"} 2"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn agents_report_with_their_own_token_and_are_listed() {
+    let api = api().await;
+    let report = |body: Value, token: &str| {
+        Request::post("/api/v1/agents/report")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .expect("request")
+    };
+    let (_, list) = api.get("/api/v1/agents").await;
+    assert_eq!(list["agents"][0]["id"], "edge-1");
+    assert_eq!(list["agents"][0]["status"], "never_seen");
+    assert_eq!(list["agents"][0]["silent_after_seconds"], 60);
+
+    let good = json!({"agent": "edge-1", "version": "0.1.0", "host": "fw1",
+        "interval_seconds": 15.0, "spool_batches": 3, "spool_bytes": 4096,
+        "events_acked": 1000, "added_later": true});
+    let (st, _) = api
+        .send(report(good.clone(), "not-a-token-0123456789"))
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let mut other = good.clone();
+    other["agent"] = json!("edge-9");
+    let (st, b) = api.send(report(other, TOKEN)).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{b}");
+    let mut bad = good.clone();
+    bad["version"] = json!("");
+    let (st, b) = api.send(report(bad, TOKEN)).await;
+    assert_eq!((st, code(&b)), (StatusCode::BAD_REQUEST, "bad_report"));
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .expect("present")
+            .starts_with("version:"),
+        "{b}"
+    );
+    let (st, b) = api.send(report(json!({"agent": "edge-1"}), TOKEN)).await;
+    assert_eq!((st, code(&b)), (StatusCode::BAD_REQUEST, "bad_report"));
+
+    let (st, _) = api.send(report(good, TOKEN)).await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (_, list) = api.get("/api/v1/agents").await;
+    let a = &list["agents"][0];
+    assert_eq!(
+        (
+            &a["status"],
+            &a["version"],
+            &a["host"],
+            &a["spool_batches"],
+            &a["spool_bytes"],
+            &a["events_acked"]
+        ),
+        (
+            &json!("up"),
+            &json!("0.1.0"),
+            &json!("fw1"),
+            &json!(3),
+            &json!(4096),
+            &json!(1000)
+        )
+    );
+    // Its liveness is a heartbeat with the agent's limit as period and no grace.
+    let (_, hb) = api.get("/api/v1/heartbeats/agent.edge-1").await;
+    assert_eq!(
+        (&hb["period_seconds"], &hb["grace_seconds"], &hb["status"]),
+        (&json!(60), &json!(0), &json!("up"))
+    );
 }

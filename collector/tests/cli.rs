@@ -33,6 +33,7 @@ fn help_lists_every_command() {
             "silences",
             "maintenance",
             "exclusions",
+            "heartbeats",
             "oncall",
             "tasks",
             "customers",

@@ -1,10 +1,12 @@
 //! The collector's HTTP API: `fn app(state) -> Router`, one handler module per resource.
 
+pub mod agents;
 pub mod aggregate;
 pub mod assets;
 pub mod cap;
 pub mod customers;
 pub mod error;
+pub mod heartbeats;
 pub mod incidents;
 pub mod ingest;
 pub mod maintenance;
@@ -23,7 +25,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post};
+use axum::routing::{any, delete, get, post};
 use tokio::sync::mpsc;
 
 use crate::index::search::Searcher;
@@ -65,6 +67,11 @@ pub struct Inner {
     pub directory: Arc<crate::reference::directory::Directory>,
     /// Our on-call rotas.
     pub oncall: Arc<crate::oncall::OnCall>,
+    pub heartbeats: crate::uptime::heartbeat::Heartbeats,
+    /// Each configured agent and how long it may be silent.
+    pub agent_limits: Vec<(String, std::time::Duration)>,
+    /// Where pings are handed to be written.
+    pub pinger: crate::uptime::ping::Pinger,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -189,8 +196,32 @@ pub fn app(state: AppState) -> Router {
             "/api/v1/notify/sms/{secret}",
             post(notify::sms_inbound).layer(DefaultBodyLimit::max(64 << 10)),
         )
+        .route(
+            "/api/v1/heartbeats",
+            get(heartbeats::list)
+                .post(heartbeats::create)
+                .layer(DefaultBodyLimit::max(64 << 10)),
+        )
+        .route(
+            "/api/v1/heartbeats/{id}",
+            get(heartbeats::show).delete(heartbeats::delete),
+        )
+        .route("/api/v1/agents", get(agents::list))
+        .route(
+            "/api/v1/agents/report",
+            post(agents::report).layer(DefaultBodyLimit::max(16 << 10)),
+        )
+        .route("/ping/{a}", ping())
+        .route("/ping/{a}/{b}", ping())
+        .route("/ping/{a}/{b}/{c}", ping())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .with_state(state)
+}
+
+/// The pings' routes: any method (the handler answers 405 to all but GET, HEAD and POST),
+/// bodies up to healthchecks.io's limit.
+fn ping() -> axum::routing::MethodRouter<AppState> {
+    any(heartbeats::ping_any).layer(DefaultBodyLimit::max(crate::uptime::ping::MAX_BODY_BYTES))
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {

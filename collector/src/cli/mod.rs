@@ -1,10 +1,12 @@
 //! The client side of the `vigil` commands that talk to a collector (`search`, `incidents`)
 //! or read rules locally (`rules check|test`): they print tables, or JSON with `--json`; and
 //! `config check --route` ([`route`]); `silences` ([`silences`]); `oncall` ([`oncall`]); `tasks` ([`tasks`]); `customers`
-//! ([`customers`]); `assets` ([`assets`]); `maintenance` ([`maintenance`]).
+//! ([`customers`]); `assets` ([`assets`]); `maintenance` ([`maintenance`]); `heartbeats`
+//! ([`heartbeats`]).
 
 pub mod assets;
 pub mod customers;
+pub mod heartbeats;
 pub mod incidents;
 pub mod maintenance;
 pub mod oncall;

@@ -79,6 +79,12 @@ pub const STEPS: &[Step] = &[
         sqlite: include_str!("../../migrations/sqlite/0009_maintenance.sql"),
         postgres: include_str!("../../migrations/postgres/0009_maintenance.sql"),
     },
+    Step {
+        version: 10,
+        name: "uptime",
+        sqlite: include_str!("../../migrations/sqlite/0010_uptime.sql"),
+        postgres: include_str!("../../migrations/postgres/0010_uptime.sql"),
+    },
 ];
 
 /// The migrator of one dialect.
