@@ -126,6 +126,9 @@ pub struct CollectorTarget {
     /// How often the agent tells the collector it is alive (with its spool's backlog).
     #[serde(deserialize_with = "de_duration")]
     pub report_interval: Duration,
+    /// How often the uptime checks to run are fetched from the collector.
+    #[serde(deserialize_with = "de_duration")]
+    pub checks_refresh: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -346,6 +349,7 @@ impl Default for CollectorTarget {
             timeout: Duration::from_secs(30),
             max_backoff: Duration::from_secs(10),
             report_interval: Duration::from_secs(15),
+            checks_refresh: Duration::from_secs(30),
         }
     }
 }

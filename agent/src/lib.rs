@@ -9,6 +9,7 @@
 //!   handed back between threads for reuse.
 //! - [`spool`]: batches on disk until acknowledged.
 //! - [`shipper`]: spooled batches to the collector, a window of them in flight.
+//! - [`probe`]: runs the uptime checks the collector hands out; results are events.
 //! - [`report`]: tells the collector every so often that the agent is alive, and its backlog.
 //! - [`metrics`], [`http`]: what the agent says about itself.
 //!
@@ -25,6 +26,7 @@ pub mod customer;
 pub mod flow;
 pub mod http;
 pub mod metrics;
+pub mod probe;
 pub mod report;
 pub mod shipper;
 pub mod spare;
@@ -240,6 +242,13 @@ impl Agent {
             );
             source_tasks.spawn_blocking(move || tail::run(cfg, tx, metrics, stop));
         }
+        source_tasks.spawn(probe::run(
+            cfg.collector.clone(),
+            probe::cache_file(&cfg.spool.dir),
+            tx.clone(),
+            self.metrics.clone(),
+            sources.clone(),
+        ));
         drop(tx);
 
         let batcher = tokio::spawn(batcher::run(

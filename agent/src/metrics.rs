@@ -5,6 +5,7 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 type Labels = Vec<(&'static str, String)>;
@@ -42,6 +43,9 @@ pub struct Metrics {
     pub capture_errors: Family<Labels, Counter>,
     pub capture_flows: Family<Labels, Counter>,
     pub capture_flows_active: Family<Labels, Gauge>,
+    pub checks: Gauge,
+    pub probes: Family<Labels, Counter>,
+    pub probe_drift: Histogram,
 }
 
 impl Default for Metrics {
@@ -211,6 +215,17 @@ impl Metrics {
                 "capture_flows_active",
                 "Flows in the capture's flow table",
                 Family::default()
+            ),
+            checks: reg!("checks", "Uptime checks this agent runs", Gauge::default()),
+            probes: reg!(
+                "probes",
+                "Probes run, by check type and result (up, degraded, down)",
+                Family::default()
+            ),
+            probe_drift: reg!(
+                "probe_drift_seconds",
+                "How late a probe started against its schedule",
+                Histogram::new([0.001, 0.01, 0.1, 0.5, 1.0, 5.0])
             ),
             registry,
         }

@@ -41,6 +41,7 @@ pub struct Metrics {
     pub notify_breakers_open: Gauge,
     pub heartbeat_pings: Family<Labels, Counter>,
     pub heartbeat_transitions: Family<Labels, Counter>,
+    pub outside_pings: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -205,6 +206,11 @@ impl Metrics {
             heartbeat_transitions: reg!(
                 "heartbeat_transitions",
                 "Heartbeats that changed state, by new state (up, down)",
+                Family::default()
+            ),
+            outside_pings: reg!(
+                "outside_pings",
+                "Pings of this Vigil's own heartbeat outside, by kind (success, fail) and outcome (sent, refused, unreachable)",
                 Family::default()
             ),
             registry,

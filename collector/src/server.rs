@@ -29,6 +29,8 @@ pub struct Collector {
     asset_export: Option<crate::reference::assets::ExportConfig>,
     /// The SMTP listener for replies, bound at open.
     inbound: Option<(TcpListener, usize)>,
+    /// This Vigil's own heartbeat outside, and how often it is pinged.
+    report_to: Option<(String, std::time::Duration)>,
 }
 
 impl Collector {
@@ -188,6 +190,11 @@ impl Collector {
             dispatcher,
             asset_export: cfg.assets.export.clone(),
             inbound,
+            report_to: cfg
+                .heartbeats
+                .report_to
+                .clone()
+                .map(|u| (u, cfg.heartbeats.report_every)),
         })
     }
 
@@ -245,6 +252,14 @@ impl Collector {
             self.state.0.metrics.clone(),
             dispatch_stop.clone(),
         ));
+        let outside = self.report_to.map(|(url, every)| {
+            tokio::spawn(crate::uptime::deadman::run(
+                self.state.0.clone(),
+                url,
+                every,
+                dispatch_stop.clone(),
+            ))
+        });
         let heartbeats = tokio::spawn(crate::uptime::heartbeat::run(
             self.state.0.heartbeats.clone(),
             dispatch_stop.clone(),
@@ -272,6 +287,9 @@ impl Collector {
         }
         let _ = deadlines.await;
         let _ = heartbeats.await;
+        if let Some(o) = outside {
+            let _ = o.await;
+        }
         let _ = reference.await;
         if let Some(i) = inbound {
             let _ = i.await;

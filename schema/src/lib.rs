@@ -5,6 +5,7 @@
 //!   helpers for the fields named in DESIGN.md ([`fields`] holds their names, in one place).
 //! - [`flow`] and [`community_id`]: what the collector derives from a flow event at ingest,
 //!   which agents leave out.
+//! - [`check`]: uptime checks as the collector hands them to agents.
 //! - [`config`]: what the configurations of agent and collector share (errors, durations).
 //! - [`prefix`]: IP prefixes, as customers' address space is written.
 //! - [`wire`]: how a batch of events travels from agent to collector: a small binary
@@ -18,6 +19,7 @@
 //! - Decoding is hostile-input safe: every length is bounded before it is used.
 
 pub mod binary;
+pub mod check;
 pub mod community_id;
 pub mod config;
 pub mod event;

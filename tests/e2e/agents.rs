@@ -100,3 +100,96 @@ fn an_agent_killed_with_sigkill_is_reported_silent_and_its_return_resolves_it() 
     assert_eq!(back["status"], "up");
     assert!(seen(&back) > last_seen);
 }
+
+/// Vigil's own heartbeat, pinged to another Vigil: while a watched Vigil is ready its pings
+/// keep its heartbeat up; killed, its silence opens an incident; when its incident database
+/// goes away it reports the failure, and the incident says why.
+#[test]
+fn a_vigil_pings_its_heartbeat_to_another_and_its_death_and_failure_are_noticed() {
+    let Some(pg) = vigil_e2e::postgres::Postgres::fresh() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    for d in ["watcher", "b", "c"] {
+        std::fs::create_dir(dir.path().join(d)).expect("dir");
+    }
+    let watcher = Collector::start(&dir.path().join("watcher"), 0);
+    let wurl = watcher.url();
+    let ping_url = |slug: &str| {
+        let hb: Value = reqwest::blocking::Client::new()
+            .post(format!("{wurl}/api/v1/heartbeats"))
+            .json(&serde_json::json!({"slug": slug, "period": "2s", "grace": "1s"}))
+            .send()
+            .and_then(|r| r.json())
+            .expect("heartbeat created");
+        // The watcher runs without external_url: its URLs name the default address.
+        hb["ping_url"]
+            .as_str()
+            .expect("ping url")
+            .replace("http://127.0.0.1:8080", &wurl)
+    };
+    let watched = |name: &str, db: &str, url: String| {
+        let extra = format!("{db}[heartbeats]\nreport_to = \"{url}\"\nreport_every = \"1s\"\n");
+        Collector::start_with(&dir.path().join(name), 0, "500ms", &extra)
+    };
+    let mut b = watched("b", "", ping_url("vigil-b"));
+    let c = watched(
+        "c",
+        &format!("[incidents]\ndatabase = \"{}\"\n", pg.url),
+        ping_url("vigil-c"),
+    );
+    let state = |slug: &str| get(&format!("{wurl}/api/v1/heartbeats/{slug}"));
+    let logs = || format!("{}\n{}", state("vigil-b"), state("vigil-c"));
+    for slug in ["vigil-b", "vigil-c"] {
+        wait_for(
+            Duration::from_secs(30),
+            "the watched Vigils' pings",
+            logs,
+            || (state(slug)["status"] == "up").then_some(()),
+        );
+    }
+
+    // b killed: silent, an incident.
+    b.proc.kill9();
+    let dead = wait_for(Duration::from_secs(30), "b's silence noticed", logs, || {
+        let s = state("vigil-b");
+        (s["status"] == "down").then_some(s)
+    });
+    assert_eq!(dead["down_reason"], "late", "{dead}");
+
+    // c's incident database gone: not ready, and it says why.
+    drop(pg);
+    let failed = wait_for(
+        Duration::from_secs(30),
+        "c's failure reported",
+        || format!("{}\n{}", logs(), c.proc.log_tail()),
+        || {
+            let s = state("vigil-c");
+            (s["status"] == "down").then_some(s)
+        },
+    );
+    assert_eq!(failed["down_reason"], "failed", "{failed}");
+    let said = failed["recent"][0]["body"].as_str().unwrap_or_default();
+    assert!(
+        said.contains("\"incident_database\":\"unreachable\""),
+        "{said}"
+    );
+
+    let open = get(&format!("{wurl}/api/v1/incidents?status=open"));
+    let mut titles: Vec<&str> = open["incidents"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|i| i["title"].as_str())
+        .collect();
+    titles.sort_unstable();
+    assert_eq!(
+        titles,
+        [
+            "Heartbeat vigil-b: no ping in time",
+            "Heartbeat vigil-c: the job reported a failure"
+        ],
+        "{open}"
+    );
+}

@@ -255,23 +255,56 @@ impl Inner {
 }
 
 async fn ready(State(s): State<AppState>) -> impl IntoResponse {
-    let writer = s.0.writer_healthy.load(Ordering::SeqCst);
-    let open = s.0.ingest_open.load(Ordering::SeqCst);
-    let incidents = s.0.incidents_healthy.load(Ordering::SeqCst);
-    let status = if writer && open && incidents {
+    let (ready, body) = s.0.readiness().await;
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = serde_json::json!({
-        "status": if status == StatusCode::OK { "ready" } else { "not_ready" },
-        "components": {
-            "index_writer": if writer { "ok" } else { "failed" },
-            "ingest": if open { "open" } else { "closed" },
-            "incidents": if incidents { "ok" } else { "failing" },
-        }
-    });
     (status, axum::Json(body))
+}
+
+/// How long a database probe may take before the store counts as unreachable.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Inner {
+    /// Whether this collector is ready, and each component's state (`/readyz`, and what the
+    /// outside heartbeat reports): ready while the index writer runs, ingest is open, the
+    /// incident database answers and takes alerts, and heartbeats are being checked.
+    /// Informative: the ingest queue's depth and the oldest announcement not yet delivered.
+    pub async fn readiness(&self) -> (bool, serde_json::Value) {
+        let writer = self.writer_healthy.load(Ordering::SeqCst);
+        let open = self.ingest_open.load(Ordering::SeqCst);
+        let incidents = self.incidents_healthy.load(Ordering::SeqCst);
+        let oldest = tokio::time::timeout(
+            PROBE_TIMEOUT,
+            sqlx::query_scalar::<_, Option<i64>>(
+                "SELECT MIN(created_at) FROM outbox WHERE state IN ('pending', 'started')",
+            )
+            .fetch_one(self.incidents.pool()),
+        )
+        .await;
+        let (database, oldest) = match oldest {
+            Ok(Ok(o)) => (true, o),
+            _ => (false, None),
+        };
+        let now = self.heartbeats.now().timestamp_millis();
+        let sweeping = self.heartbeats.sweeping(now);
+        let ready = writer && open && incidents && database && sweeping;
+        let body = serde_json::json!({
+            "status": if ready { "ready" } else { "not_ready" },
+            "components": {
+                "index_writer": if writer { "ok" } else { "failed" },
+                "ingest": if open { "open" } else { "closed" },
+                "incidents": if incidents { "ok" } else { "failing" },
+                "incident_database": if database { "ok" } else { "unreachable" },
+                "heartbeats": if sweeping { "ok" } else { "stalled" },
+            },
+            "ingest_queue_batches": self.ingest.max_capacity() - self.ingest.capacity(),
+            "outbox_oldest_pending_seconds": oldest.map(|t| (now - t).max(0) / 1000),
+        });
+        (ready, body)
+    }
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {

@@ -435,7 +435,12 @@ pub struct Heartbeats {
     pub urls: Arc<Urls>,
     customers: Shared<Customers>,
     metrics: Arc<crate::metrics::Metrics>,
+    /// When the last sweep ended (ms); `/readyz` says the checking stalled when it is old.
+    swept: Arc<std::sync::atomic::AtomicI64>,
 }
+
+/// A sweep older than this is a stall.
+const STALLED_AFTER_MS: i64 = 10_000;
 
 /// What one pass of [`Heartbeats::sweep`] did.
 #[derive(Debug, Default, PartialEq)]
@@ -454,6 +459,9 @@ impl Heartbeats {
         customers: Shared<Customers>,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Heartbeats {
+        let swept = Arc::new(std::sync::atomic::AtomicI64::new(
+            clock().timestamp_millis(),
+        ));
         Heartbeats {
             pool: store.pool().clone(),
             store,
@@ -464,7 +472,13 @@ impl Heartbeats {
             }),
             customers,
             metrics,
+            swept,
         }
+    }
+
+    /// Whether sweeps are running (one ended in the last 10 s before `now_ms`).
+    pub fn sweeping(&self, now_ms: i64) -> bool {
+        now_ms - self.swept.load(std::sync::atomic::Ordering::SeqCst) <= STALLED_AFTER_MS
     }
 
     pub fn now(&self) -> DateTime<Utc> {
@@ -798,7 +812,14 @@ const EVERY: Duration = Duration::from_secs(1);
 pub async fn run(hb: Heartbeats, shutdown: tokio_util::sync::CancellationToken) {
     let mut passes = Passes::default();
     loop {
-        match hb.sweep(hb.now(), &mut passes).await {
+        let result = hb.sweep(hb.now(), &mut passes).await;
+        if result.is_ok() {
+            hb.swept.store(
+                hb.now().timestamp_millis(),
+                std::sync::atomic::Ordering::SeqCst,
+            );
+        }
+        match result {
             Ok(s) if s.reconciled > 0 => {
                 tracing::warn!(
                     n = s.reconciled,

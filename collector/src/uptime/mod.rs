@@ -5,22 +5,40 @@
 //!   so existing clients work by changing the base URL); a heartbeat whose pings stop, or that
 //!   reports a failure, opens an incident, and the next success resolves it.
 //! - [`agents`]: the agents' reports; an agent's liveness is a heartbeat its reports ping.
+//! - [`deadman`]: Vigil's own heartbeat, pinged to a receiver outside.
 //! - [`ping`]: the pings themselves: parsed from the URL, written in batches (one transaction
 //!   for many pings, so thousands a second cost a few commits), answered once durable.
 
 pub mod agents;
+pub mod deadman;
 pub mod heartbeat;
 pub mod ping;
 
 use serde::Deserialize;
 
 /// `[heartbeats]` in the collector configuration.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HeartbeatsConfig {
     /// The key of slug URLs, `/ping/{ping_key}/{slug}` (healthchecks.io's project ping key);
     /// none: heartbeats are pinged by their uuid only. At least 16 characters.
     pub ping_key: Option<String>,
+    /// A heartbeat URL outside (another Vigil's `/ping/{uuid}`, or any healthchecks.io-
+    /// compatible service) this collector pings every `report_every`: a success while it is
+    /// ready, `/fail` with the reason while it is not. None: no outside heartbeat.
+    pub report_to: Option<String>,
+    #[serde(deserialize_with = "vigil_schema::config::de_duration")]
+    pub report_every: std::time::Duration,
+}
+
+impl Default for HeartbeatsConfig {
+    fn default() -> Self {
+        HeartbeatsConfig {
+            ping_key: None,
+            report_to: None,
+            report_every: std::time::Duration::from_secs(60),
+        }
+    }
 }
 
 impl HeartbeatsConfig {
@@ -33,6 +51,18 @@ impl HeartbeatsConfig {
                     .into(),
             )),
             _ => Ok(()),
+        }?;
+        if let Some(url) = &self.report_to
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err((
+                "heartbeats.report_to",
+                format!("{url:?} is not an http:// or https:// URL"),
+            ));
         }
+        if self.report_every < std::time::Duration::from_secs(1) {
+            return Err(("heartbeats.report_every", "must be at least 1s".into()));
+        }
+        Ok(())
     }
 }

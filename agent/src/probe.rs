@@ -1,0 +1,372 @@
+//! Runs the uptime checks the collector hands out: fetched from `GET /api/v1/agents/checks`
+//! every `checks_refresh`, each run every `interval` (its first run after a random part of
+//! the interval, so a thousand checks do not fire at once), each result an event of kind
+//! `probe` on the batcher's channel like any source's: spooled, shipped, indexed.
+//!
+//! # Invariants
+//! - An agent cut off from the collector keeps probing with the last checks it was given,
+//!   kept on disk beside the spool, so a restart while cut off probes too; the results wait
+//!   in the spool.
+//! - Every result is an event: a check that cannot run (an unknown type, a bad regular
+//!   expression) reports `down` with the reason in `error.message`, never nothing.
+//! - A response body is read up to [`BODY_LIMIT`]; a larger one is judged on its start.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use vigil_schema::check::{CheckList, CheckSpec, CheckType, ProbeStatus};
+use vigil_schema::{Event, EventKind, fields as f};
+
+use crate::batcher::Item;
+use crate::config::CollectorTarget;
+use crate::metrics::Metrics;
+
+/// Most of a response body read for its conditions.
+pub const BODY_LIMIT: usize = 1 << 20;
+
+/// One probe's result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub status: ProbeStatus,
+    pub duration: Duration,
+    pub http_status: Option<u16>,
+    pub error: Option<String>,
+}
+
+impl Outcome {
+    fn down(duration: Duration, error: String) -> Outcome {
+        Outcome {
+            status: ProbeStatus::Down,
+            duration,
+            http_status: None,
+            error: Some(error),
+        }
+    }
+
+    /// The result as an event.
+    pub fn event(&self, spec: &CheckSpec) -> Event {
+        let mut ev = Event::new(EventKind::Probe, chrono::Utc::now());
+        ev.set_str(f::MONITOR_ID, spec.id.clone());
+        ev.set_str(f::MONITOR_TYPE, spec.kind.as_str());
+        ev.set_str(f::MONITOR_STATUS, self.status.as_str());
+        ev.set_str(f::URL_FULL, spec.target.clone());
+        ev.set_u64(f::EVENT_DURATION, self.duration.as_nanos() as u64);
+        if let Some(s) = self.http_status {
+            ev.set_u64(f::HTTP_STATUS_CODE, u64::from(s));
+        }
+        if let Some(e) = &self.error {
+            ev.set_str(f::ERROR_MESSAGE, e.clone());
+        }
+        if let Some(c) = &spec.customer {
+            ev.set_str(f::CUSTOMER, c.clone());
+        }
+        ev
+    }
+}
+
+/// The HTTP clients of the checks: one that follows redirects, one that does not.
+#[derive(Clone)]
+pub struct Prober {
+    direct: reqwest::Client,
+    follow: reqwest::Client,
+}
+
+impl Prober {
+    pub fn new() -> anyhow::Result<Prober> {
+        let build = |policy| {
+            reqwest::Client::builder()
+                .redirect(policy)
+                .user_agent(concat!("vigil-agent/", env!("CARGO_PKG_VERSION")))
+                .build()
+        };
+        Ok(Prober {
+            direct: build(reqwest::redirect::Policy::none())?,
+            follow: build(reqwest::redirect::Policy::limited(10))?,
+        })
+    }
+
+    /// Runs `spec` once, with its retries.
+    pub async fn probe(&self, spec: &CheckSpec) -> Outcome {
+        let mut out = self.once(spec).await;
+        for _ in 0..spec.retries {
+            if out.status != ProbeStatus::Down {
+                break;
+            }
+            out = self.once(spec).await;
+        }
+        out
+    }
+
+    async fn once(&self, spec: &CheckSpec) -> Outcome {
+        let timeout = Duration::from_millis(spec.timeout_ms.max(1));
+        let start = Instant::now();
+        let run = async {
+            match spec.kind {
+                CheckType::Http => self.http(spec, start).await,
+                CheckType::Tcp => tcp(spec, start).await,
+                CheckType::Unknown => Outcome::down(
+                    Duration::ZERO,
+                    "this agent does not know the check's type; upgrade it".into(),
+                ),
+            }
+        };
+        match tokio::time::timeout(timeout, run).await {
+            Ok(o) => o,
+            Err(_) => Outcome::down(start.elapsed(), format!("no answer within {timeout:?}")),
+        }
+    }
+
+    async fn http(&self, spec: &CheckSpec, start: Instant) -> Outcome {
+        let h = &spec.http;
+        let method = h.method.as_deref().unwrap_or("GET");
+        let Ok(method) = reqwest::Method::from_bytes(method.as_bytes()) else {
+            return Outcome::down(Duration::ZERO, format!("{method:?} is not an HTTP method"));
+        };
+        let client = if h.follow_redirects {
+            &self.follow
+        } else {
+            &self.direct
+        };
+        let mut req = client.request(method, &spec.target);
+        for (k, v) in &h.headers {
+            req = req.header(k, v);
+        }
+        if let Some(b) = &h.body {
+            req = req.body(b.clone());
+        }
+        let mut resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => return Outcome::down(start.elapsed(), error_chain(&e)),
+        };
+        let status = resp.status().as_u16();
+        let mut body = Vec::new();
+        let needs_body = h.contains.is_some() || h.not_contains.is_some() || h.regex.is_some();
+        while needs_body && body.len() < BODY_LIMIT {
+            match resp.chunk().await {
+                Ok(Some(c)) => body.extend_from_slice(&c[..c.len().min(BODY_LIMIT - body.len())]),
+                Ok(None) => break,
+                Err(e) => return Outcome::down(start.elapsed(), error_chain(&e)),
+            }
+        }
+        let duration = start.elapsed();
+        let mut out = Outcome {
+            status: ProbeStatus::Up,
+            duration,
+            http_status: Some(status),
+            error: None,
+        };
+        let text = String::from_utf8_lossy(&body);
+        let wrong = if h.status.is_empty() {
+            (!(200..400).contains(&status)).then(|| format!("status {status}, not 2xx or 3xx"))
+        } else {
+            (!h.status.contains(&status))
+                .then(|| format!("status {status}, not one of {:?}", h.status))
+        }
+        .or_else(|| {
+            h.contains
+                .as_ref()
+                .filter(|c| !text.contains(c.as_str()))
+                .map(|c| format!("the body does not contain {c:?}"))
+        })
+        .or_else(|| {
+            h.not_contains
+                .as_ref()
+                .filter(|c| text.contains(c.as_str()))
+                .map(|c| format!("the body contains {c:?}"))
+        })
+        .or_else(|| {
+            h.regex.as_ref().and_then(|r| match regex::Regex::new(r) {
+                Ok(re) if re.is_match(&text) => None,
+                Ok(_) => Some(format!("the body does not match {r:?}")),
+                Err(e) => Some(format!("bad regular expression {r:?}: {e}")),
+            })
+        });
+        if let Some(why) = wrong {
+            out.status = ProbeStatus::Down;
+            out.error = Some(why);
+        } else if h
+            .degraded_after_ms
+            .is_some_and(|ms| duration > Duration::from_millis(ms))
+        {
+            out.status = ProbeStatus::Degraded;
+            out.error = Some(format!(
+                "slower than {} ms",
+                h.degraded_after_ms.unwrap_or(0)
+            ));
+        }
+        out
+    }
+}
+
+/// An error with its causes ("error sending request: connection refused").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}
+
+async fn tcp(spec: &CheckSpec, start: Instant) -> Outcome {
+    match tokio::net::TcpStream::connect(&spec.target).await {
+        Ok(_) => Outcome {
+            status: ProbeStatus::Up,
+            duration: start.elapsed(),
+            http_status: None,
+            error: None,
+        },
+        Err(e) => Outcome::down(start.elapsed(), format!("connect to {}: {e}", spec.target)),
+    }
+}
+
+/// Where the last checks fetched are kept (beside the spool).
+pub fn cache_file(spool_dir: &std::path::Path) -> PathBuf {
+    spool_dir.join("checks.json")
+}
+
+/// Fetches the checks and runs them until `shutdown`.
+pub async fn run(
+    target: CollectorTarget,
+    cache: PathBuf,
+    tx: mpsc::Sender<Item>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    let Ok(prober) = Prober::new() else {
+        tracing::error!("the HTTP client of the checks cannot be made; no checks run");
+        return;
+    };
+    let client = reqwest::Client::builder()
+        .timeout(target.timeout)
+        .build()
+        .unwrap_or_default();
+    let url = format!("{}/api/v1/agents/checks", target.url.trim_end_matches('/'));
+    let mut running: HashMap<String, (CheckSpec, JoinHandle<()>)> = HashMap::new();
+    let mut list: Option<CheckList> = std::fs::read(&cache)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    loop {
+        match fetch(&client, &url, &target.token).await {
+            Ok(fresh) => {
+                if list.as_ref() != Some(&fresh) {
+                    save(&cache, &fresh);
+                }
+                list = Some(fresh);
+            }
+            Err(e) => tracing::debug!(error = %e, "checks not fetched; running the last ones"),
+        }
+        if let Some(l) = &list {
+            apply(l, &mut running, &prober, &tx, &metrics, &shutdown);
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(target.checks_refresh) => {}
+        }
+    }
+    for (_, (_, h)) in running {
+        h.abort();
+    }
+}
+
+async fn fetch(client: &reqwest::Client, url: &str, token: &str) -> anyhow::Result<CheckList> {
+    let resp = client.get(url).bearer_auth(token).send().await?;
+    anyhow::ensure!(
+        resp.status().is_success(),
+        "the collector answered {}",
+        resp.status()
+    );
+    Ok(resp.json().await?)
+}
+
+fn save(cache: &std::path::Path, list: &CheckList) {
+    let tmp = cache.with_extension("json.tmp");
+    let written = serde_json::to_vec(list)
+        .map_err(std::io::Error::other)
+        .and_then(|b| std::fs::write(&tmp, b))
+        .and_then(|()| std::fs::rename(&tmp, cache));
+    if let Err(e) = written {
+        tracing::warn!(error = %e, file = %cache.display(), "the checks are not kept on disk");
+    }
+}
+
+/// Starts the checks new or changed in `list`, stops those gone from it.
+fn apply(
+    list: &CheckList,
+    running: &mut HashMap<String, (CheckSpec, JoinHandle<()>)>,
+    prober: &Prober,
+    tx: &mpsc::Sender<Item>,
+    metrics: &Arc<Metrics>,
+    shutdown: &CancellationToken,
+) {
+    let wanted: HashMap<&str, &CheckSpec> =
+        list.checks.iter().map(|c| (c.id.as_str(), c)).collect();
+    running.retain(|id, (spec, h)| {
+        let keep = wanted.get(id.as_str()).is_some_and(|w| *w == spec);
+        if !keep {
+            h.abort();
+        }
+        keep
+    });
+    for spec in &list.checks {
+        if running.contains_key(&spec.id) {
+            continue;
+        }
+        let task = tokio::spawn(every(
+            spec.clone(),
+            prober.clone(),
+            tx.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        ));
+        running.insert(spec.id.clone(), (spec.clone(), task));
+    }
+    metrics.checks.set(running.len() as i64);
+}
+
+/// Runs one check every `interval_ms`, the first time after a random part of it.
+async fn every(
+    spec: CheckSpec,
+    prober: Prober,
+    tx: mpsc::Sender<Item>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    let interval = Duration::from_millis(spec.interval_ms.max(1000));
+    let jitter = rand::rng().random_range(0..interval.as_millis() as u64);
+    let mut next = tokio::time::Instant::now() + Duration::from_millis(jitter);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep_until(next) => {}
+        }
+        // Drift is measured against the schedule, not the last run.
+        let late = tokio::time::Instant::now().saturating_duration_since(next);
+        metrics.probe_drift.observe(late.as_secs_f64());
+        next += interval;
+        let out = prober.probe(&spec).await;
+        metrics
+            .probes
+            .get_or_create(&vec![
+                ("type", spec.kind.as_str().to_owned()),
+                ("status", out.status.as_str().to_owned()),
+            ])
+            .inc();
+        if tx.send(out.event(&spec).into()).await.is_err() {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        if next < now {
+            // A probe longer than its interval: the next round starts now, not in a burst.
+            next = now;
+        }
+    }
+}

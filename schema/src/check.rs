@@ -1,0 +1,118 @@
+//! Uptime checks as the collector hands them to agents (`GET /api/v1/agents/checks`): what
+//! to probe, how often, and what counts as up. Agents send each result back as an event of
+//! kind `probe` ([`crate::fields`]: `monitor.id`, `monitor.type`, `monitor.status`, ...).
+//!
+//! # Invariants
+//! - A spec is complete: an agent needs nothing else to run it, so an agent cut off from the
+//!   collector keeps probing with the last specs it was given.
+//! - Unknown fields are ignored when read, so a newer collector's specs reach an older agent;
+//!   a check of a type the agent does not know is reported as such, not dropped silently.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// What a check does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckType {
+    /// An HTTP or HTTPS request; up when the answer is as expected.
+    Http,
+    /// A TCP connection to `host:port`; up when it is accepted.
+    Tcp,
+    /// A type this build does not know (a newer collector's).
+    #[serde(other)]
+    Unknown,
+}
+
+impl CheckType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckType::Http => "http",
+            CheckType::Tcp => "tcp",
+            CheckType::Unknown => "unknown",
+        }
+    }
+}
+
+/// What an HTTP check expects (every condition must hold).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpSpec {
+    /// `GET` unless given.
+    pub method: Option<String>,
+    pub headers: BTreeMap<String, String>,
+    pub body: Option<String>,
+    /// Statuses that are up; empty: any 2xx or 3xx.
+    pub status: Vec<u16>,
+    /// The body contains this text.
+    pub contains: Option<String>,
+    /// The body does not contain this text.
+    pub not_contains: Option<String>,
+    /// The body matches this regular expression.
+    pub regex: Option<String>,
+    /// Slower than this (ms) is `degraded`, not `up`.
+    pub degraded_after_ms: Option<u64>,
+    /// Follow redirects (up to 10); off: a 3xx is the answer.
+    pub follow_redirects: bool,
+}
+
+/// One check, as an agent runs it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckSpec {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: CheckType,
+    /// An `http://` or `https://` URL, or `host:port` for TCP.
+    pub target: String,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    /// Attempts after a failed one within the same round, before it counts as down.
+    #[serde(default)]
+    pub retries: u32,
+    #[serde(default)]
+    pub http: HttpSpec,
+    #[serde(default)]
+    pub customer: Option<String>,
+}
+
+/// The answer of `GET /api/v1/agents/checks`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CheckList {
+    pub checks: Vec<CheckSpec>,
+}
+
+/// A probe's outcome, as `monitor.status` carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeStatus {
+    Up,
+    Degraded,
+    Down,
+}
+
+impl ProbeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeStatus::Up => "up",
+            ProbeStatus::Degraded => "degraded",
+            ProbeStatus::Down => "down",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_newer_collector_s_spec_still_reads() {
+        let s: CheckSpec = serde_json::from_str(
+            r#"{"id": "a", "type": "quic", "target": "x", "interval_ms": 1000,
+                "timeout_ms": 500, "added_later": 1}"#,
+        )
+        .expect("reads");
+        assert_eq!(s.kind, CheckType::Unknown);
+        assert_eq!(s.http, HttpSpec::default());
+    }
+}
