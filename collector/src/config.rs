@@ -44,6 +44,8 @@ pub struct CollectorConfig {
     pub assets: crate::reference::assets::AssetsConfig,
     /// Heartbeats (push health checks): the ping key of slug URLs.
     pub heartbeats: crate::uptime::HeartbeatsConfig,
+    /// Uptime checks the agents run (read-only through the API).
+    pub checks: Vec<crate::uptime::check::Check>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -140,6 +142,7 @@ impl Default for CollectorConfig {
             oncall: crate::oncall::OnCallConfig::default(),
             assets: crate::reference::assets::AssetsConfig::default(),
             heartbeats: crate::uptime::HeartbeatsConfig::default(),
+            checks: Vec::new(),
         }
     }
 }
@@ -220,6 +223,14 @@ impl CollectorConfig {
         self.notifier_with(path, self.directory(path)?.customers())
     }
 
+    /// The configuration's uptime checks, checked (the error names the check and field).
+    pub fn checks(&self, path: &Path) -> Result<Vec<crate::uptime::check::Check>, ConfigError> {
+        let agents: Vec<String> = self.ingest.agents.iter().map(|a| a.id.clone()).collect();
+        let customers = self.directory(path)?.customers().get();
+        crate::uptime::check::configured(&self.checks, &agents, &customers)
+            .map_err(|(k, m)| invalid_at(path, k, m))
+    }
+
     /// The on-call rotas, checked.
     pub fn oncall(&self) -> Result<crate::oncall::OnCall, (&'static str, String)> {
         crate::oncall::OnCall::new(&self.oncall)
@@ -238,6 +249,7 @@ impl CollectorConfig {
         self.heartbeats
             .check()
             .map_err(|(k, m)| invalid_at(path, k, m))?;
+        self.checks(path)?;
         let invalid = |key, message: &str| ConfigError::Invalid {
             path: path.to_owned(),
             key,

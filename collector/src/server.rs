@@ -146,6 +146,16 @@ impl Collector {
             metrics.clone(),
         );
         let pinger = crate::uptime::ping::Pinger::start(heartbeats.clone());
+        let configured_checks = cfg.checks(here)?;
+        let checks = crate::uptime::check::load(store.pool(), &configured_checks)
+            .await
+            .context("cannot read the checks from the incident database")?;
+        let quorum = Arc::new(crate::uptime::quorum::Quorum::new(
+            store.clone(),
+            writer::system_clock(),
+            crate::reference::directory::Shared::new(checks),
+            cfg.ingest.agents.iter().map(|a| a.id.clone()).collect(),
+        ));
         let state = AppState(Arc::new(Inner {
             searcher: Searcher::new(parts),
             ingest: tx,
@@ -173,6 +183,8 @@ impl Collector {
                 .map(|a| (a.id.clone(), a.silent_after))
                 .collect(),
             pinger,
+            quorum,
+            configured_checks,
         }));
         let inbound = match (&cfg.notify.inbound, store_has_notifier) {
             (Some(i), true) => Some((
@@ -260,6 +272,11 @@ impl Collector {
                 dispatch_stop.clone(),
             ))
         });
+        let quorum = tokio::spawn(crate::uptime::quorum::run(
+            self.state.0.quorum.clone(),
+            self.state.0.configured_checks.clone(),
+            dispatch_stop.clone(),
+        ));
         let heartbeats = tokio::spawn(crate::uptime::heartbeat::run(
             self.state.0.heartbeats.clone(),
             dispatch_stop.clone(),
@@ -287,6 +304,7 @@ impl Collector {
         }
         let _ = deadlines.await;
         let _ = heartbeats.await;
+        let _ = quorum.await;
         if let Some(o) = outside {
             let _ = o.await;
         }

@@ -1320,3 +1320,170 @@ async fn agents_report_with_their_own_token_and_are_listed() {
         (&json!(60), &json!(0), &json!("up"))
     );
 }
+
+#[tokio::test]
+async fn checks_are_managed_through_the_api_configured_ones_are_read_only_and_agents_get_theirs() {
+    let api = api_with(|c| {
+        c.ingest
+            .agents
+            .push(AgentToken::new("edge-2", "agent-two-token-0123456789"));
+        c.checks.push(
+            serde_json::from_value(json!({"id": "dns-api", "name": "DNS API",
+                "type": "tcp", "target": "127.0.0.1:53", "agents": ["edge-2"]}))
+            .expect("a check"),
+        );
+    })
+    .await;
+    for (body, field) in [
+        (
+            json!({"name": "x", "type": "ftp", "target": "ftp://x"}),
+            "type",
+        ),
+        (
+            json!({"name": "x", "type": "http", "target": "not a url"}),
+            "target",
+        ),
+        (
+            json!({"name": "x", "type": "tcp", "target": "host-without-port"}),
+            "target",
+        ),
+        (
+            json!({"name": "x", "type": "http", "target": "http://x/", "interval": "0s"}),
+            "interval",
+        ),
+        (
+            json!({"name": "x", "type": "http", "target": "http://x/", "interval": "10s", "timeout": "1m"}),
+            "timeout",
+        ),
+        (
+            json!({"name": "x", "type": "http", "target": "http://x/", "quorum": 0}),
+            "quorum",
+        ),
+        (
+            json!({"name": "x", "type": "http", "target": "http://x/", "agents": ["nobody"]}),
+            "agents",
+        ),
+        (
+            json!({"name": "x", "type": "http", "target": "http://x/", "agents": ["edge-1"], "quorum": 2}),
+            "quorum",
+        ),
+        (
+            json!({"name": "x", "type": "http", "target": "http://x/", "regex": "("}),
+            "regex",
+        ),
+        (
+            json!({"name": "x", "type": "http", "target": "http://x/", "status": [999]}),
+            "status",
+        ),
+        (
+            json!({"name": "x", "type": "http", "target": "http://x/", "customer": "nobody"}),
+            "customer",
+        ),
+        (
+            json!({"name": "", "type": "http", "target": "http://x/"}),
+            "name",
+        ),
+    ] {
+        let (st, b) = api.post("/api/v1/checks", body.clone()).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{body} {b}");
+        assert_eq!(code(&b), "bad_check");
+        let msg = b["error"]["message"].as_str().expect("message");
+        assert!(msg.starts_with(&format!("{field}:")), "{body}: {msg}");
+    }
+    let (st, b) = api
+        .post(
+            "/api/v1/checks",
+            json!({"name": "x", "type": "http", "target": "http://x/", "expect": 200}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("expect"),
+        "{b}"
+    );
+
+    let portal = json!({"name": "Public portal", "type": "http",
+        "target": "https://portal.example/health", "interval": "30s", "timeout": "5s",
+        "quorum": 1, "contains": "ok", "status": [200], "public": true});
+    let (st, made) = api.post("/api/v1/checks", portal.clone()).await;
+    assert_eq!(st, StatusCode::CREATED, "{made}");
+    assert_eq!(
+        (&made["id"], &made["source"], &made["state"]),
+        (&json!("public-portal"), &json!("api"), &json!("unknown"))
+    );
+    assert_eq!(
+        (&made["expected"], &made["reported"]),
+        (&json!(2), &json!(0))
+    );
+    let (st, _) = api.post("/api/v1/checks", portal.clone()).await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    let mut changed = portal.clone();
+    changed["id"] = json!("public-portal");
+    changed["interval"] = json!("1m");
+    let (st, b) = api
+        .send(put("/api/v1/checks/public-portal", &changed))
+        .await;
+    assert_eq!((st, &b["interval"]), (StatusCode::OK, &json!("1m")), "{b}");
+    // Configured: read-only.
+    let mut dns = changed.clone();
+    dns["id"] = json!("dns-api");
+    let (st, _) = api.send(put("/api/v1/checks/dns-api", &dns)).await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    let (st, _) = api.send(del("/api/v1/checks/dns-api")).await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    let (_, all) = api.get("/api/v1/checks").await;
+    let ids: Vec<(&str, &str)> = all["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(|c| {
+            (
+                c["id"].as_str().expect("id"),
+                c["source"].as_str().expect("source"),
+            )
+        })
+        .collect();
+    assert_eq!(ids, [("dns-api", "config"), ("public-portal", "api")]);
+
+    // Each agent gets the checks it runs.
+    let theirs = |token: &str| {
+        Request::get("/api/v1/agents/checks")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .expect("request")
+    };
+    let (st, one) = api.send(theirs(TOKEN)).await;
+    assert_eq!(st, StatusCode::OK);
+    let spec = &one["checks"][0];
+    assert_eq!(one["checks"].as_array().expect("list").len(), 1, "{one}");
+    assert_eq!(
+        (
+            &spec["id"],
+            &spec["type"],
+            &spec["interval_ms"],
+            &spec["timeout_ms"],
+            &spec["http"]["contains"],
+            &spec["http"]["status"]
+        ),
+        (
+            &json!("public-portal"),
+            &json!("http"),
+            &json!(60_000),
+            &json!(5000),
+            &json!("ok"),
+            &json!([200])
+        )
+    );
+    let (_, two) = api.send(theirs("agent-two-token-0123456789")).await;
+    assert_eq!(two["checks"].as_array().expect("list").len(), 2, "{two}");
+    let (st, _) = api.send(theirs("wrong-token-0123456789")).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+
+    let (st, _) = api.send(del("/api/v1/checks/public-portal")).await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, _) = api.get("/api/v1/checks/public-portal").await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+}

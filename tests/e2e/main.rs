@@ -3,6 +3,7 @@
 
 mod agents;
 mod bad_input;
+mod checks;
 mod delivery;
 mod detect;
 mod file;

@@ -80,6 +80,7 @@ url = "http://127.0.0.1:{collector_port}"
 token = "{token}"
 max_backoff = "1s"
 report_interval = "1s"
+checks_refresh = "1s"
 [spool]
 dir = "{spool}"
 {spool_extra}

@@ -53,3 +53,20 @@ CREATE TABLE agents (
     events_acked BIGINT NOT NULL,
     events_per_second DOUBLE PRECISION NOT NULL
 );
+-- Uptime checks made through the API (the configuration's are not stored), as sent.
+CREATE TABLE checks (
+    id TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+-- Each check's state by quorum, since when, and its outages so far (the current one's
+-- number names the alert of its incident).
+CREATE TABLE check_states (
+    id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    since BIGINT,
+    outages BIGINT NOT NULL,
+    down_since BIGINT
+);

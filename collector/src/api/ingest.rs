@@ -117,6 +117,12 @@ async fn accept(
             batch.agent_id
         )));
     }
+    // The probe results, for the checks' states once the batch is durable.
+    let probes: Vec<_> = batch
+        .events
+        .iter()
+        .filter_map(crate::uptime::quorum::result_of)
+        .collect();
     let (reply, answer) = oneshot::channel();
     let unavailable = || ApiError::Unavailable("index writer is not running".into());
     s.0.ingest
@@ -134,6 +140,9 @@ async fn accept(
         .map_err(|_| unavailable())?
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     let m = &s.0.metrics;
+    if matches!(outcome, Outcome::Accepted { .. }) {
+        s.0.quorum.record(&agent_id, probes);
+    }
     Ok(Json(match outcome {
         Outcome::Accepted { events } => {
             m.ingest_batches

@@ -4,6 +4,7 @@ pub mod agents;
 pub mod aggregate;
 pub mod assets;
 pub mod cap;
+pub mod checks;
 pub mod customers;
 pub mod error;
 pub mod heartbeats;
@@ -72,6 +73,10 @@ pub struct Inner {
     pub agent_limits: Vec<(String, std::time::Duration)>,
     /// Where pings are handed to be written.
     pub pinger: crate::uptime::ping::Pinger,
+    /// The checks' results and states by quorum.
+    pub quorum: Arc<crate::uptime::quorum::Quorum>,
+    /// The configuration's checks (the database's join them).
+    pub configured_checks: Vec<crate::uptime::check::Check>,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -207,6 +212,20 @@ pub fn app(state: AppState) -> Router {
             get(heartbeats::show).delete(heartbeats::delete),
         )
         .route("/api/v1/agents", get(agents::list))
+        .route("/api/v1/agents/checks", get(checks::for_agent))
+        .route(
+            "/api/v1/checks",
+            get(checks::list)
+                .post(checks::create)
+                .layer(DefaultBodyLimit::max(64 << 10)),
+        )
+        .route(
+            "/api/v1/checks/{id}",
+            get(checks::show)
+                .put(checks::replace)
+                .delete(checks::delete)
+                .layer(DefaultBodyLimit::max(64 << 10)),
+        )
         .route(
             "/api/v1/agents/report",
             post(agents::report).layer(DefaultBodyLimit::max(16 << 10)),

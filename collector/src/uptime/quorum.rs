@@ -1,0 +1,422 @@
+//! A check's state by quorum: the latest result of each vantage point (agent), and every
+//! second, per check, `up`, `degraded`, `down` or `unknown`:
+//!
+//! - Only fresh results count: taken within two intervals and a timeout of now. An agent
+//!   that did not report does not count, and results that arrive late from an agent's spool
+//!   are too old to count: they never page.
+//! - Fewer fresh results than the quorum `k`: `unknown` (shown with how many reported).
+//!   Else `down` when at least `k` say down; `degraded` when at least `k` say degraded or
+//!   down; else `up`.
+//! - Flap damping: a new state is taken only once it has held for a whole interval.
+//! - `down` opens an incident (rule [`RULE`], grouped per check, with the check's danger,
+//!   severity and customer); `up` or `degraded` after it resolves it with the outage's length.
+//!
+//! # Invariants
+//! - A check's state and its outage count live in `check_states`, changed by a conditional
+//!   update from the state read; each outage's number names the alert that opens its incident
+//!   (`check:{id}:{outage}`), so one outage opens one incident.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{AnyPool, Row};
+use vigil_schema::check::ProbeStatus;
+use vigil_schema::{Event, EventKind, fields as f};
+
+use super::check::{Check, Checks};
+use crate::incidents::store::time;
+use crate::incidents::{Action, Alert, Store, StoreError};
+use crate::index::writer::Clock;
+use crate::reference::directory::Shared;
+
+/// The rule id of check incidents.
+pub const RULE: &str = "vigil.check";
+
+/// One vantage point's latest result of one check.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Seen {
+    pub status: ProbeStatus,
+    pub at: DateTime<Utc>,
+    pub error: Option<String>,
+}
+
+/// A probe event's result: (check, result); none for another kind of event.
+pub fn result_of(ev: &Event) -> Option<(String, Seen)> {
+    if ev.kind() != Some(EventKind::Probe) {
+        return None;
+    }
+    let status = match ev.get_str(f::MONITOR_STATUS)? {
+        "up" => ProbeStatus::Up,
+        "degraded" => ProbeStatus::Degraded,
+        "down" => ProbeStatus::Down,
+        _ => return None,
+    };
+    Some((
+        ev.get_str(f::MONITOR_ID)?.to_owned(),
+        Seen {
+            status,
+            at: ev.timestamp()?,
+            error: ev.get_str(f::ERROR_MESSAGE).map(str::to_owned),
+        },
+    ))
+}
+
+/// A check's state, as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct State {
+    /// `up`, `degraded`, `down` or `unknown`.
+    pub state: String,
+    pub since: Option<DateTime<Utc>>,
+    /// Fresh results, and how many vantage points are expected.
+    pub reported: usize,
+    pub expected: usize,
+    pub quorum: u32,
+    pub vantage: Vec<Vantage>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Vantage {
+    pub agent: String,
+    #[serde(flatten)]
+    pub seen: Seen,
+    /// Counted in the state (taken recently enough).
+    pub fresh: bool,
+}
+
+/// What the evaluation holds between rounds: a candidate state and since when.
+#[derive(Debug, Clone)]
+struct Candidate {
+    state: &'static str,
+    since: i64,
+}
+
+/// The checks' latest results and states.
+pub struct Quorum {
+    pool: AnyPool,
+    store: Store,
+    clock: Clock,
+    pub checks: Shared<Checks>,
+    /// Every configured agent (a check without `agents` runs on all).
+    agents: Vec<String>,
+    results: Mutex<HashMap<String, HashMap<String, Seen>>>,
+    candidates: Mutex<HashMap<String, Candidate>>,
+}
+
+/// A check's computed state from its fresh results.
+fn decide(
+    check: &Check,
+    results: Option<&HashMap<String, Seen>>,
+    now: i64,
+) -> (&'static str, usize) {
+    let window = 2 * check.interval().as_millis() as i64
+        + vigil_schema::config::parse_duration(&check.timeout)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(5000);
+    let fresh: Vec<&Seen> = results
+        .map(|r| {
+            r.iter()
+                .filter(|(a, s)| check.runs_on(a) && now - s.at.timestamp_millis() <= window)
+                .map(|(_, s)| s)
+                .collect()
+        })
+        .unwrap_or_default();
+    let k = check.quorum as usize;
+    let count = |f: &dyn Fn(ProbeStatus) -> bool| fresh.iter().filter(|s| f(s.status)).count();
+    let state = if fresh.len() < k {
+        "unknown"
+    } else if count(&|s| s == ProbeStatus::Down) >= k {
+        "down"
+    } else if count(&|s| s != ProbeStatus::Up) >= k {
+        "degraded"
+    } else {
+        "up"
+    };
+    (state, fresh.len())
+}
+
+impl Quorum {
+    pub fn new(store: Store, clock: Clock, checks: Shared<Checks>, agents: Vec<String>) -> Quorum {
+        Quorum {
+            pool: store.pool().clone(),
+            store,
+            clock,
+            checks,
+            agents,
+            results: Mutex::new(HashMap::new()),
+            candidates: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes the results of a batch agent `agent` delivered.
+    pub fn record(&self, agent: &str, results: Vec<(String, Seen)>) {
+        if results.is_empty() {
+            return;
+        }
+        let mut all = self.results.lock().unwrap_or_else(|e| e.into_inner());
+        for (check, seen) in results {
+            let per = all.entry(check).or_default();
+            // Results of one agent can arrive out of order (a spool drained after a live
+            // one): the latest taken wins.
+            match per.get(agent) {
+                Some(old) if old.at > seen.at => {}
+                _ => {
+                    per.insert(agent.to_owned(), seen);
+                }
+            }
+        }
+    }
+
+    /// The state of every check, as the API shows it.
+    pub async fn states(&self) -> Result<HashMap<String, State>, sqlx::Error> {
+        let now = (self.clock)().timestamp_millis();
+        let stored = self.stored().await?;
+        let checks = self.checks.get();
+        let all = self
+            .results
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut out = HashMap::new();
+        for (c, _) in &checks.list {
+            let results = all.get(&c.id);
+            let (_, reported) = decide(c, results, now);
+            let (state, since, _, _) = stored
+                .get(&c.id)
+                .cloned()
+                .unwrap_or_else(|| ("unknown".into(), None, 0, None));
+            let window = 2 * c.interval().as_millis() as i64 + 5000;
+            let mut vantage: Vec<Vantage> = results
+                .map(|r| {
+                    r.iter()
+                        .filter(|(a, _)| c.runs_on(a))
+                        .map(|(a, s)| Vantage {
+                            agent: a.clone(),
+                            seen: s.clone(),
+                            fresh: now - s.at.timestamp_millis() <= window,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            vantage.sort_by(|a, b| a.agent.cmp(&b.agent));
+            out.insert(
+                c.id.clone(),
+                State {
+                    state,
+                    since: since.map(time),
+                    reported,
+                    expected: if c.agents.is_empty() {
+                        self.agents.len()
+                    } else {
+                        c.agents.len()
+                    },
+                    quorum: c.quorum,
+                    vantage,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// id → (state, since, outages, down_since) as stored.
+    #[allow(clippy::type_complexity)]
+    async fn stored(
+        &self,
+    ) -> Result<HashMap<String, (String, Option<i64>, i64, Option<i64>)>, sqlx::Error> {
+        let rows = sqlx::query("SELECT id, state, since, outages, down_since FROM check_states")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("id")?,
+                    (
+                        r.try_get("state")?,
+                        r.try_get("since")?,
+                        r.try_get("outages")?,
+                        r.try_get("down_since")?,
+                    ),
+                ))
+            })
+            .collect()
+    }
+
+    /// One round at `now`: each check's state from its fresh results, damped; the changes
+    /// taken, with their incidents. Returns the checks that changed, with their new state.
+    pub async fn evaluate(&self, now: DateTime<Utc>) -> Result<Vec<(String, String)>, StoreError> {
+        let now_ms = now.timestamp_millis();
+        let checks = self.checks.get();
+        let stored = self.stored().await?;
+        let all = self
+            .results
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut changed = Vec::new();
+        for (c, _) in &checks.list {
+            let (state, reported) = decide(c, all.get(&c.id), now_ms);
+            let (current, _, outages, down_since) = stored
+                .get(&c.id)
+                .cloned()
+                .unwrap_or_else(|| ("unknown".into(), None, 0, None));
+            let take = {
+                let mut cands = self.candidates.lock().unwrap_or_else(|e| e.into_inner());
+                if state == current {
+                    cands.remove(&c.id);
+                    false
+                } else {
+                    let cand = cands.entry(c.id.clone()).or_insert(Candidate {
+                        state,
+                        since: now_ms,
+                    });
+                    if cand.state != state {
+                        *cand = Candidate {
+                            state,
+                            since: now_ms,
+                        };
+                    }
+                    // Damping: the new state must hold for an interval.
+                    now_ms - cand.since >= c.interval().as_millis() as i64
+                }
+            };
+            if !take {
+                continue;
+            }
+            // An outage lasts from `down` to `up` or `degraded`, through `unknown`: down
+            // again after unknown is the same outage.
+            let outage = if state == "down" && down_since.is_none() {
+                outages + 1
+            } else {
+                outages
+            };
+            let down_since = match state {
+                "down" | "unknown" => down_since.or((state == "down").then_some(now_ms)),
+                _ => None,
+            };
+            let went = sqlx::query(
+                "INSERT INTO check_states (id, state, since, outages, down_since)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (id) DO UPDATE SET state = excluded.state,
+                     since = excluded.since, outages = excluded.outages,
+                     down_since = excluded.down_since
+                 WHERE check_states.state = $6",
+            )
+            .bind(&c.id)
+            .bind(state)
+            .bind(now_ms)
+            .bind(outage)
+            .bind(down_since)
+            .bind(&current)
+            .execute(&self.pool)
+            .await?;
+            self.candidates
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&c.id);
+            if went.rows_affected() == 0 {
+                continue;
+            }
+            tracing::info!(check = %c.id, from = %current, to = state, reported, "check state changed");
+            if state == "down" {
+                let said: Vec<String> = all
+                    .get(&c.id)
+                    .map(|r| {
+                        let mut v: Vec<String> = r
+                            .iter()
+                            .filter(|(a, s)| c.runs_on(a) && s.status == ProbeStatus::Down)
+                            .map(|(a, s)| format!("{a}: {}", s.error.as_deref().unwrap_or("down")))
+                            .collect();
+                        v.sort();
+                        v
+                    })
+                    .unwrap_or_default();
+                let alert = Alert {
+                    id: format!("check:{}:{outage}", c.id),
+                    rule_id: RULE.into(),
+                    title: format!("Check {} is down", c.name),
+                    severity: c.severity.clone(),
+                    customer: c.customer.clone(),
+                    group_key: format!("check={}", c.id),
+                    at: now,
+                    message: Some(format!(
+                        "{} of {reported} vantage points say down (quorum {}): {}",
+                        said.len(),
+                        c.quorum,
+                        said.join("; ")
+                    )),
+                    danger: c.danger,
+                };
+                self.store.record(&[alert]).await?;
+            } else if state != "unknown"
+                && let Some(began) = stored.get(&c.id).and_then(|s| s.3)
+            {
+                self.resolve(c, began, now_ms).await?;
+            }
+            changed.push((c.id.clone(), state.to_owned()));
+        }
+        Ok(changed)
+    }
+
+    async fn resolve(&self, c: &Check, since: i64, now: i64) -> Result<(), StoreError> {
+        let ids = sqlx::query(
+            "SELECT id FROM incidents WHERE rule_id = $1 AND group_key = $2
+                 AND status IN ('open', 'acknowledged')",
+        )
+        .bind(RULE)
+        .bind(format!("check={}", c.id))
+        .fetch_all(&self.pool)
+        .await?;
+        for r in ids {
+            let id: i64 = r.try_get("id")?;
+            let seconds = (now - since).max(0) / 1000;
+            let detail = serde_json::json!({
+                "down_since": time(since), "up_at": time(now), "duration_seconds": seconds,
+            });
+            self.store
+                .note(id, "vigil", "outage_ended", &detail)
+                .await?;
+            let resolution = format!(
+                "check {} answers again after {} down",
+                c.id,
+                super::heartbeat::span(seconds)
+            );
+            self.store
+                .act(
+                    id,
+                    &Action::Resolve {
+                        resolution: Some(resolution),
+                    },
+                    "vigil",
+                )
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Evaluates every second until `shutdown`; reloads the checks every 30 s (changes made
+/// through another collector sharing the database).
+pub async fn run(
+    q: Arc<Quorum>,
+    configured: Vec<Check>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut loaded = std::time::Instant::now();
+    loop {
+        if let Err(e) = q.evaluate((q.clock)()).await {
+            tracing::error!(error = %e, "check states cannot be evaluated; retrying");
+        }
+        if loaded.elapsed() >= std::time::Duration::from_secs(30) {
+            loaded = std::time::Instant::now();
+            match super::check::load(&q.pool, &configured).await {
+                Ok(c) => q.checks.set(c),
+                Err(e) => tracing::error!(error = %e, "checks not reloaded; retrying"),
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! Uptime checks' state by quorum on real SQLite and PostgreSQL with a controlled clock: two
+//! vantage points and a quorum of 2. Down from one of them only is no incident; down from
+//! both, held for an interval, opens one; an agent that stops reporting does not count, so
+//! the survivor's word alone makes the state `unknown` (saying 1 of 2 reported), not `down`;
+//! both up again resolves the incident with the outage's length, counted by hand here.
+
+mod postgres;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use postgres::{TestClock, on_postgres, on_sqlite};
+use vigil_collector::incidents::{Filter, Status, Store};
+use vigil_collector::reference::directory::{Shared, Source};
+use vigil_collector::uptime::check::{Check, Checks};
+use vigil_collector::uptime::quorum::{Quorum, RULE, Seen};
+use vigil_schema::check::ProbeStatus;
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 0)
+        .single()
+        .expect("a time")
+}
+
+fn at(s: i64) -> DateTime<Utc> {
+    t0() + Duration::seconds(s)
+}
+
+fn seen(status: ProbeStatus, s: i64) -> Seen {
+    Seen {
+        status,
+        at: at(s),
+        error: (status == ProbeStatus::Down).then(|| "connection refused".to_owned()),
+    }
+}
+
+async fn scenario(store: Store) {
+    let clock = TestClock::at(t0().timestamp_millis());
+    let store = store.with_clock(clock.clock());
+    let check: Check = serde_json::from_value(serde_json::json!({
+        "name": "Portal", "type": "http", "target": "http://portal.example/",
+        "interval": "10s", "timeout": "5s", "quorum": 2, "danger": true,
+    }))
+    .expect("a check");
+    let check = check
+        .checked(&["a".into(), "b".into()], &Default::default())
+        .expect("valid");
+    assert_eq!(check.id, "portal");
+    let q = Quorum::new(
+        store.clone(),
+        clock.clock(),
+        Shared::new(Checks {
+            list: vec![(check, Source::Api)],
+        }),
+        vec!["a".into(), "b".into()],
+    );
+    let both = |sa: ProbeStatus, sb: ProbeStatus, s: i64| {
+        q.record("a", vec![("portal".into(), seen(sa, s))]);
+        q.record("b", vec![("portal".into(), seen(sb, s))]);
+    };
+    let eval = |s: i64| {
+        clock.set(at(s).timestamp_millis());
+        q.evaluate(at(s))
+    };
+    let state = || async { q.states().await.expect("states")["portal"].clone() };
+    let incidents = || async { store.list(&Filter::default()).await.expect("list") };
+
+    assert!(eval(0).await.expect("round").is_empty());
+    assert_eq!(state().await.state, "unknown");
+    both(ProbeStatus::Up, ProbeStatus::Up, 0);
+    assert!(
+        eval(0).await.expect("round").is_empty(),
+        "damped: not yet an interval"
+    );
+    assert_eq!(
+        eval(10).await.expect("round"),
+        [("portal".to_owned(), "up".to_owned())]
+    );
+
+    // Down from a only: with a quorum of 2, still up; no incident.
+    both(ProbeStatus::Down, ProbeStatus::Up, 20);
+    assert!(eval(20).await.expect("round").is_empty());
+    assert!(eval(31).await.expect("round").is_empty());
+    assert_eq!(state().await.state, "up");
+    assert!(incidents().await.is_empty());
+
+    // Down from both, held for an interval: down, one incident.
+    both(ProbeStatus::Down, ProbeStatus::Down, 40);
+    assert!(eval(40).await.expect("round").is_empty());
+    assert_eq!(
+        eval(50).await.expect("round"),
+        [("portal".to_owned(), "down".to_owned())]
+    );
+    assert!(eval(51).await.expect("round").is_empty());
+    let inc = incidents().await;
+    assert_eq!(inc.len(), 1);
+    assert_eq!(
+        (inc[0].rule_id.as_str(), inc[0].group_key.as_str()),
+        (RULE, "check=portal")
+    );
+    assert_eq!(inc[0].title, "Check Portal is down");
+    assert!(inc[0].danger);
+    let opened = store.get(inc[0].id).await.expect("incident");
+    assert_eq!(
+        opened.timeline[0].detail["message"],
+        "2 of 2 vantage points say down (quorum 2): a: connection refused; b: connection refused"
+    );
+
+    // b stops reporting: its last result (at 40) is fresh until 65 (two intervals and a
+    // timeout); after, a alone is fewer than the quorum: unknown, not down.
+    q.record("a", vec![("portal".into(), seen(ProbeStatus::Down, 70))]);
+    assert!(eval(70).await.expect("round").is_empty());
+    q.record("a", vec![("portal".into(), seen(ProbeStatus::Down, 80))]);
+    assert_eq!(
+        eval(80).await.expect("round"),
+        [("portal".to_owned(), "unknown".to_owned())]
+    );
+    let s = state().await;
+    assert_eq!(
+        (s.state.as_str(), s.reported, s.expected),
+        ("unknown", 1, 2)
+    );
+    assert_eq!(
+        incidents().await[0].status,
+        Status::Open,
+        "unknown does not resolve"
+    );
+
+    // Both up again: up after an interval, the incident resolved, down from 50 to 100.
+    both(ProbeStatus::Up, ProbeStatus::Up, 90);
+    assert!(eval(90).await.expect("round").is_empty());
+    both(ProbeStatus::Up, ProbeStatus::Up, 100);
+    assert_eq!(
+        eval(100).await.expect("round"),
+        [("portal".to_owned(), "up".to_owned())]
+    );
+    let done = store.get(inc[0].id).await.expect("incident");
+    assert_eq!(done.status, Status::Resolved);
+    let ended = done
+        .timeline
+        .iter()
+        .find(|e| e.action == "outage_ended")
+        .expect("the outage on the timeline");
+    assert_eq!(ended.detail["duration_seconds"], 50);
+
+    // A result older than the last of its agent changes nothing (a spool drained late).
+    q.record("a", vec![("portal".into(), seen(ProbeStatus::Down, 60))]);
+    assert_eq!(state().await.vantage[0].seen.at, at(100));
+}
+
+#[tokio::test]
+async fn quorum_on_sqlite() {
+    on_sqlite(scenario).await;
+}
+
+#[tokio::test]
+async fn quorum_on_postgres() {
+    on_postgres(scenario).await;
+}

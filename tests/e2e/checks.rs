@@ -1,0 +1,146 @@
+//! Uptime checks from two real agents as vantage points, against a local HTTP server and a
+//! local TCP listener the test breaks and mends, with a quorum of 2 of 2: both up is `up`;
+//! one agent killed and the service broken, the survivor's word alone makes it `unknown`
+//! (saying 1 of 2 reported), not `down`; the agent back, both see it down: one incident; the
+//! service mended: resolved with the outage's length. The probe results are searchable events.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use serde_json::Value;
+use vigil_e2e::sink::Sink;
+use vigil_e2e::{
+    AGENT_ID, AGENT_TOKEN, AGENT2_ID, AGENT2_TOKEN, Agent, Collector, total, wait_for,
+};
+
+fn get(url: &str) -> Value {
+    reqwest::blocking::get(url)
+        .and_then(|r| r.json())
+        .unwrap_or(Value::Null)
+}
+
+#[test]
+fn two_vantage_points_decide_by_quorum_and_an_outage_is_one_incident() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let web = Sink::start();
+    let relay = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let relay_addr = relay.local_addr().expect("addr");
+    let extra = format!(
+        r#"
+[[checks]]
+name = "Portal"
+type = "http"
+target = "{portal}"
+interval = "1s"
+timeout = "500ms"
+quorum = 2
+danger = true
+[[checks]]
+name = "Relay"
+type = "tcp"
+target = "{relay_addr}"
+interval = "1s"
+timeout = "500ms"
+quorum = 2
+"#,
+        portal = web.url("/health"),
+    );
+    let c = Collector::start_with(dir.path(), 0, "200ms", &extra);
+    let url = c.url();
+    let start =
+        |id: &str, token: &str| Agent::start_as(&dir.path().join(id), c.port, (id, token), "", "");
+    let _a = start(AGENT_ID, AGENT_TOKEN);
+    let mut b = start(AGENT2_ID, AGENT2_TOKEN);
+    let check = |id: &str| get(&format!("{url}/api/v1/checks/{id}"));
+    let logs = || {
+        format!(
+            "{}\n{}\n{}",
+            check("portal"),
+            check("relay"),
+            c.proc.log_tail()
+        )
+    };
+    let until = |what: &str, id: &str, f: &dyn Fn(&Value) -> bool| {
+        wait_for(Duration::from_secs(40), what, logs, || {
+            let s = check(id);
+            f(&s).then_some(s)
+        })
+    };
+    for id in ["portal", "relay"] {
+        let up = until("both vantage points up", id, &|s| s["state"] == "up");
+        assert_eq!(
+            (&up["reported"], &up["expected"]),
+            (&Value::from(2), &Value::from(2)),
+            "{up}"
+        );
+    }
+    // Each result is an event.
+    for agent in [AGENT_ID, AGENT2_ID] {
+        let q = format!("event.kind:probe AND monitor.id:portal AND agent.id:{agent}");
+        wait_for(
+            Duration::from_secs(20),
+            "probe events searchable",
+            logs,
+            || (total(&url, &q)? > 0).then_some(()),
+        );
+    }
+
+    // b killed, the portal broken: a alone says down, which is not a quorum: unknown.
+    b.proc.kill9();
+    web.answer(503);
+    let unknown = until("the portal unknown", "portal", &|s| s["state"] == "unknown");
+    assert_eq!(unknown["reported"], 1, "{unknown}");
+    let open = || {
+        get(&format!("{url}/api/v1/incidents?status=open"))["incidents"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert!(
+        open().iter().all(|i| i["group_key"] != "check=portal"),
+        "{:?}",
+        open()
+    );
+
+    // b back: both say down: one incident, with danger.
+    let _b = start(AGENT2_ID, AGENT2_TOKEN);
+    until("the portal down", "portal", &|s| s["state"] == "down");
+    let portal: Vec<Value> = open()
+        .into_iter()
+        .filter(|i| i["group_key"] == "check=portal")
+        .collect();
+    assert_eq!(portal.len(), 1, "{portal:?}");
+    assert_eq!(portal[0]["title"], "Check Portal is down");
+    assert_eq!(portal[0]["danger"], true);
+    let id = portal[0]["id"].as_i64().expect("id");
+    let opened = get(&format!("{url}/api/v1/incidents/{id}"));
+    let said = opened["timeline"][0]["detail"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(said.starts_with("2 of 2 vantage points say down"), "{said}");
+    assert!(said.contains("status 503"), "{said}");
+
+    // The TCP listener stopped: the relay goes down too, an incident of its own.
+    drop(relay);
+    until("the relay down", "relay", &|s| s["state"] == "down");
+    // Mended: both resolved, each with its outage's length.
+    web.answer(200);
+    let _relay = TcpListener::bind(relay_addr).expect("rebind");
+    for (check_id, group) in [("portal", "check=portal"), ("relay", "check=relay")] {
+        until("up again", check_id, &|s| s["state"] == "up");
+        let inc = get(&format!("{url}/api/v1/incidents?status=resolved"));
+        let done = inc["incidents"]
+            .as_array()
+            .and_then(|l| l.iter().find(|i| i["group_key"] == group).cloned())
+            .expect("resolved");
+        let full = get(&format!("{url}/api/v1/incidents/{}", done["id"]));
+        let ended = full["timeline"]
+            .as_array()
+            .and_then(|t| t.iter().find(|e| e["action"] == "outage_ended").cloned())
+            .expect("the outage's end");
+        assert!(
+            ended["detail"]["duration_seconds"].as_i64().is_some(),
+            "{ended}"
+        );
+    }
+}
