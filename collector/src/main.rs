@@ -108,6 +108,8 @@ enum Command {
     /// Exclusions (decree art. 9): matching incidents' announcements are held for the
     /// receivers' digest, with who decided, why and until when (a retraction still goes).
     Exclusions(cli::silences::SilencesArgs),
+    /// Uptime checks (HTTP, TCP) the agents run as vantage points; their state by quorum.
+    Checks(cli::checks::ChecksArgs),
     /// Heartbeats: push health checks that jobs and services ping
     /// (`curl -fsS -m 10 --retry 5 URL`); a heartbeat without a success in time, or with a
     /// failure, opens an incident.
@@ -275,6 +277,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Exclusions(args) => {
             cli::silences::run(args, "exclusions", &mut std::io::stdout().lock()).await
         }
+        Command::Checks(args) => cli::checks::run(args, &mut std::io::stdout().lock()).await,
         Command::Heartbeats(args) => {
             cli::heartbeats::run(args, &mut std::io::stdout().lock()).await
         }

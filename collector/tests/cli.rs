@@ -33,6 +33,7 @@ fn help_lists_every_command() {
             "silences",
             "maintenance",
             "exclusions",
+            "checks",
             "heartbeats",
             "oncall",
             "tasks",

@@ -74,6 +74,25 @@ quorum = 2
             "{up}"
         );
     }
+    // The command line shows the state and each vantage point.
+    let out = std::process::Command::new(vigil_e2e::bin("vigil"))
+        .args(["checks", "show", "portal", "--url", &url])
+        .output()
+        .expect("vigil checks show");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let vantage: Vec<&str> = text.lines().filter(|l| l.starts_with("edge-")).collect();
+    assert_eq!(vantage.len(), 2, "{text}");
+    assert!(
+        vantage
+            .iter()
+            .all(|l| l.contains(" up ") && l.contains(" yes ")),
+        "{text}"
+    );
     // Each result is an event.
     for agent in [AGENT_ID, AGENT2_ID] {
         let q = format!("event.kind:probe AND monitor.id:portal AND agent.id:{agent}");

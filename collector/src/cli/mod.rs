@@ -2,9 +2,10 @@
 //! or read rules locally (`rules check|test`): they print tables, or JSON with `--json`; and
 //! `config check --route` ([`route`]); `silences` ([`silences`]); `oncall` ([`oncall`]); `tasks` ([`tasks`]); `customers`
 //! ([`customers`]); `assets` ([`assets`]); `maintenance` ([`maintenance`]); `heartbeats`
-//! ([`heartbeats`]).
+//! ([`heartbeats`]); `checks` ([`checks`]).
 
 pub mod assets;
+pub mod checks;
 pub mod customers;
 pub mod heartbeats;
 pub mod incidents;
