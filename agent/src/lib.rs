@@ -9,6 +9,7 @@
 //!   handed back between threads for reuse.
 //! - [`spool`]: batches on disk until acknowledged.
 //! - [`shipper`]: spooled batches to the collector, a window of them in flight.
+//! - [`x509`]: a certificate's expiry, for TLS checks.
 //! - [`probe`]: runs the uptime checks the collector hands out; results are events.
 //! - [`report`]: tells the collector every so often that the agent is alive, and its backlog.
 //! - [`metrics`], [`http`]: what the agent says about itself.
@@ -34,6 +35,7 @@ pub mod spool;
 pub mod syslog;
 pub mod tail;
 pub mod udp;
+pub mod x509;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -46,6 +46,7 @@ pub struct Metrics {
     pub checks: Gauge,
     pub probes: Family<Labels, Counter>,
     pub probe_drift: Histogram,
+    pub probe_duration: Family<Labels, Histogram>,
 }
 
 impl Default for Metrics {
@@ -226,6 +227,13 @@ impl Metrics {
                 "probe_drift_seconds",
                 "How late a probe started against its schedule",
                 Histogram::new([0.001, 0.01, 0.1, 0.5, 1.0, 5.0])
+            ),
+            probe_duration: reg!(
+                "probe_duration_seconds",
+                "How long probes took, by check type (one histogram per type, not per check)",
+                Family::<Labels, Histogram>::new_with_constructor(|| Histogram::new([
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
+                ]))
             ),
             registry,
         }

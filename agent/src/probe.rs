@@ -37,6 +37,8 @@ pub struct Outcome {
     pub duration: Duration,
     pub http_status: Option<u16>,
     pub error: Option<String>,
+    /// A TLS check's certificate expiry.
+    pub not_after: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Outcome {
@@ -46,6 +48,7 @@ impl Outcome {
             duration,
             http_status: None,
             error: Some(error),
+            not_after: None,
         }
     }
 
@@ -62,6 +65,9 @@ impl Outcome {
         }
         if let Some(e) = &self.error {
             ev.set_str(f::ERROR_MESSAGE, e.clone());
+        }
+        if let Some(t) = self.not_after {
+            ev.set_str(f::TLS_NOT_AFTER, t.to_rfc3339());
         }
         if let Some(c) = &spec.customer {
             ev.set_str(f::CUSTOMER, c.clone());
@@ -110,6 +116,7 @@ impl Prober {
             match spec.kind {
                 CheckType::Http => self.http(spec, start).await,
                 CheckType::Tcp => tcp(spec, start).await,
+                CheckType::Tls => tls(spec, start).await,
                 CheckType::Unknown => Outcome::down(
                     Duration::ZERO,
                     "this agent does not know the check's type; upgrade it".into(),
@@ -160,6 +167,7 @@ impl Prober {
             duration,
             http_status: Some(status),
             error: None,
+            not_after: None,
         };
         let text = String::from_utf8_lossy(&body);
         let wrong = if h.status.is_empty() {
@@ -223,9 +231,99 @@ async fn tcp(spec: &CheckSpec, start: Instant) -> Outcome {
             duration: start.elapsed(),
             http_status: None,
             error: None,
+            not_after: None,
         },
         Err(e) => Outcome::down(start.elapsed(), format!("connect to {}: {e}", spec.target)),
     }
+}
+
+/// The roots a TLS check trusts: its `ca_file`'s certificates, else the public ones.
+fn roots(spec: &CheckSpec) -> Result<rustls::RootCertStore, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match &spec.tls.ca_file {
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        Some(file) => {
+            let certs = CertificateDer::pem_file_iter(file)
+                .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("cannot read the CA file {file}: {e}"))?;
+            let (added, _) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(format!("no CA certificate in {file}"));
+            }
+        }
+    }
+    Ok(roots)
+}
+
+async fn tls(spec: &CheckSpec, start: Instant) -> Outcome {
+    let host = spec
+        .target
+        .rsplit_once(':')
+        .map_or(spec.target.as_str(), |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let name = spec
+        .tls
+        .server_name
+        .clone()
+        .unwrap_or_else(|| host.to_owned());
+    let roots = match roots(spec) {
+        Ok(r) => r,
+        Err(e) => return Outcome::down(Duration::ZERO, e),
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = match rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+    {
+        Ok(b) => b.with_root_certificates(roots).with_no_client_auth(),
+        Err(e) => return Outcome::down(Duration::ZERO, e.to_string()),
+    };
+    let Ok(server_name) = rustls::pki_types::ServerName::try_from(name.clone()) else {
+        return Outcome::down(Duration::ZERO, format!("{name:?} is not a server name"));
+    };
+    let tcp = match tokio::net::TcpStream::connect(&spec.target).await {
+        Ok(t) => t,
+        Err(e) => {
+            return Outcome::down(start.elapsed(), format!("connect to {}: {e}", spec.target));
+        }
+    };
+    let stream = match tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(server_name, tcp)
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => return Outcome::down(start.elapsed(), format!("TLS handshake: {e}")),
+    };
+    let duration = start.elapsed();
+    let leaf = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| crate::x509::not_after(c.as_ref()));
+    let not_after = match leaf {
+        Some(Ok(t)) => t,
+        Some(Err(e)) => return Outcome::down(duration, e),
+        None => return Outcome::down(duration, "the server sent no certificate".into()),
+    };
+    let days = (not_after - chrono::Utc::now()).num_days();
+    let mut out = Outcome {
+        status: ProbeStatus::Up,
+        duration,
+        http_status: None,
+        error: None,
+        not_after: Some(not_after),
+    };
+    if days < i64::from(spec.tls.warn_days) {
+        out.status = ProbeStatus::Degraded;
+        out.error = Some(format!(
+            "the certificate expires in {days} days ({})",
+            not_after.to_rfc3339()
+        ));
+    }
+    out
 }
 
 /// Where the last checks fetched are kept (beside the spool).
@@ -360,6 +458,10 @@ async fn every(
                 ("status", out.status.as_str().to_owned()),
             ])
             .inc();
+        metrics
+            .probe_duration
+            .get_or_create(&vec![("type", spec.kind.as_str().to_owned())])
+            .observe(out.duration.as_secs_f64());
         if tx.send(out.event(&spec).into()).await.is_err() {
             return;
         }

@@ -42,6 +42,7 @@ pub struct Metrics {
     pub heartbeat_pings: Family<Labels, Counter>,
     pub heartbeat_transitions: Family<Labels, Counter>,
     pub outside_pings: Family<Labels, Counter>,
+    pub check_state: Family<Labels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -211,6 +212,11 @@ impl Metrics {
             outside_pings: reg!(
                 "outside_pings",
                 "Pings of this Vigil's own heartbeat outside, by kind (success, fail) and outcome (sent, refused, unreachable)",
+                Family::default()
+            ),
+            check_state: reg!(
+                "check_state",
+                "Each uptime check's state by quorum: 0 unknown, 1 up, 2 degraded, 3 down",
                 Family::default()
             ),
             registry,

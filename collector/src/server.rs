@@ -155,6 +155,7 @@ impl Collector {
             writer::system_clock(),
             crate::reference::directory::Shared::new(checks),
             cfg.ingest.agents.iter().map(|a| a.id.clone()).collect(),
+            metrics.clone(),
         ));
         let state = AppState(Arc::new(Inner {
             searcher: Searcher::new(parts),

@@ -44,6 +44,7 @@ async fn scenario(store: Store) {
         .checked(&["a".into(), "b".into()], &Default::default())
         .expect("valid");
     assert_eq!(check.id, "portal");
+    let metrics = std::sync::Arc::new(vigil_collector::metrics::Metrics::new());
     let q = Quorum::new(
         store.clone(),
         clock.clock(),
@@ -51,6 +52,7 @@ async fn scenario(store: Store) {
             list: vec![(check, Source::Api)],
         }),
         vec!["a".into(), "b".into()],
+        metrics.clone(),
     );
     let both = |sa: ProbeStatus, sb: ProbeStatus, s: i64| {
         q.record("a", vec![("portal".into(), seen(sa, s))]);
@@ -90,6 +92,13 @@ async fn scenario(store: Store) {
         [("portal".to_owned(), "down".to_owned())]
     );
     assert!(eval(51).await.expect("round").is_empty());
+    assert!(
+        metrics
+            .render()
+            .contains("vigil_check_state{check=\"portal\"} 3"),
+        "{}",
+        metrics.render()
+    );
     let inc = incidents().await;
     assert_eq!(inc.len(), 1);
     assert_eq!(

@@ -20,6 +20,9 @@ pub enum CheckType {
     Http,
     /// A TCP connection to `host:port`; up when it is accepted.
     Tcp,
+    /// A TLS handshake with `host:port`: the chain valid and the name matching, else down;
+    /// a certificate that expires within `warn_days`, degraded.
+    Tls,
     /// A type this build does not know (a newer collector's).
     #[serde(other)]
     Unknown,
@@ -30,6 +33,7 @@ impl CheckType {
         match self {
             CheckType::Http => "http",
             CheckType::Tcp => "tcp",
+            CheckType::Tls => "tls",
             CheckType::Unknown => "unknown",
         }
     }
@@ -57,6 +61,28 @@ pub struct HttpSpec {
     pub follow_redirects: bool,
 }
 
+/// What a TLS check expects.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TlsSpec {
+    /// A certificate that expires within this many days is `degraded`.
+    pub warn_days: u32,
+    /// The name the certificate must hold; by default the target's host.
+    pub server_name: Option<String>,
+    /// A PEM file of CA certificates (on the agent) trusted instead of the public roots.
+    pub ca_file: Option<String>,
+}
+
+impl Default for TlsSpec {
+    fn default() -> Self {
+        TlsSpec {
+            warn_days: 14,
+            server_name: None,
+            ca_file: None,
+        }
+    }
+}
+
 /// One check, as an agent runs it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckSpec {
@@ -72,6 +98,8 @@ pub struct CheckSpec {
     pub retries: u32,
     #[serde(default)]
     pub http: HttpSpec,
+    #[serde(default)]
+    pub tls: TlsSpec,
     #[serde(default)]
     pub customer: Option<String>,
 }

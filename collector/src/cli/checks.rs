@@ -21,7 +21,7 @@ pub enum ChecksCommand {
     List,
     /// One check with each vantage point's latest result.
     Show { id: String },
-    /// Create a check (`--type http --target https://...` or `--type tcp --target host:port`).
+    /// Create a check (`--type http --target https://...`, or `--type tcp|tls --target host:port`).
     Add(Box<NewArgs>),
     /// Delete a check made through the API (configured ones are changed in the configuration).
     Rm { id: String },
@@ -31,7 +31,7 @@ pub enum ChecksCommand {
 pub struct NewArgs {
     #[arg(long)]
     name: String,
-    /// http or tcp.
+    /// http, tcp or tls.
     #[arg(long = "type", value_name = "TYPE")]
     kind: String,
     #[arg(long)]

@@ -1,4 +1,4 @@
-//! Uptime checks: what the agents probe (HTTP, TCP), from which of them, how often, and how
+//! Uptime checks: what the agents probe (HTTP, TCP, TLS), from which of them, how often, and how
 //! many must agree. Defined in the configuration (`[[checks]]`, read-only through the API) or
 //! through the API (`/api/v1/checks`); agents fetch theirs as [`CheckSpec`]s.
 //!
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyPool, Row};
-use vigil_schema::check::{CheckSpec, CheckType, HttpSpec};
+use vigil_schema::check::{CheckSpec, CheckType, HttpSpec, TlsSpec};
 use vigil_schema::config::parse_duration;
 
 use crate::incidents::SEVERITIES;
@@ -30,7 +30,7 @@ pub struct Check {
     pub name: String,
     #[serde(rename = "type")]
     pub kind: String,
-    /// An `http://` or `https://` URL, or `host:port` for `tcp`.
+    /// An `http://` or `https://` URL, or `host:port` for `tcp` and `tls`.
     pub target: String,
     #[serde(default = "ten_seconds")]
     pub interval: String,
@@ -78,6 +78,15 @@ pub struct Check {
     pub degraded_after: Option<String>,
     #[serde(default)]
     pub follow_redirects: bool,
+    /// TLS: a certificate that expires within this many days is `degraded` (default 14).
+    #[serde(default)]
+    pub warn_days: Option<u32>,
+    /// TLS: the name the certificate must hold (default: the target's host).
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// TLS: a PEM file of CA certificates on the agents, trusted instead of the public roots.
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 fn ten_seconds() -> String {
@@ -137,10 +146,11 @@ impl Check {
         let kind = match self.kind.as_str() {
             "http" | "https" => CheckType::Http,
             "tcp" => CheckType::Tcp,
+            "tls" => CheckType::Tls,
             other => {
                 return Err(bad(
                     "type",
-                    format!("{other:?} is not a check type this build runs (http, tcp)"),
+                    format!("{other:?} is not a check type this build runs (http, tcp, tls)"),
                 ));
             }
         };
@@ -159,7 +169,10 @@ impl Check {
                     .rsplit_once(':')
                     .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
                 if !ok {
-                    return Err(bad("target", "host:port for a tcp check"));
+                    return Err(bad(
+                        "target",
+                        format!("host:port for a {} check", kind.as_str()),
+                    ));
                 }
             }
         }
@@ -243,10 +256,10 @@ impl Check {
         };
         CheckSpec {
             id: self.id.clone(),
-            kind: if self.kind == "tcp" {
-                CheckType::Tcp
-            } else {
-                CheckType::Http
+            kind: match self.kind.as_str() {
+                "tcp" => CheckType::Tcp,
+                "tls" => CheckType::Tls,
+                _ => CheckType::Http,
             },
             target: self.target.clone(),
             interval_ms: ms(&self.interval),
@@ -262,6 +275,11 @@ impl Check {
                 regex: self.regex.clone(),
                 degraded_after_ms: self.degraded_after.as_deref().map(ms),
                 follow_redirects: self.follow_redirects,
+            },
+            tls: TlsSpec {
+                warn_days: self.warn_days.unwrap_or(14),
+                server_name: self.server_name.clone(),
+                ca_file: self.ca_file.clone(),
             },
             customer: self.customer.clone(),
         }

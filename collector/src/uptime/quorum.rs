@@ -98,6 +98,7 @@ pub struct Quorum {
     store: Store,
     clock: Clock,
     pub checks: Shared<Checks>,
+    metrics: Arc<crate::metrics::Metrics>,
     /// Every configured agent (a check without `agents` runs on all).
     agents: Vec<String>,
     results: Mutex<HashMap<String, HashMap<String, Seen>>>,
@@ -137,12 +138,19 @@ fn decide(
 }
 
 impl Quorum {
-    pub fn new(store: Store, clock: Clock, checks: Shared<Checks>, agents: Vec<String>) -> Quorum {
+    pub fn new(
+        store: Store,
+        clock: Clock,
+        checks: Shared<Checks>,
+        agents: Vec<String>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Quorum {
         Quorum {
             pool: store.pool().clone(),
             store,
             clock,
             checks,
+            metrics,
             agents,
             results: Mutex::new(HashMap::new()),
             candidates: Mutex::new(HashMap::new()),
@@ -294,30 +302,9 @@ impl Quorum {
                 "down" | "unknown" => down_since.or((state == "down").then_some(now_ms)),
                 _ => None,
             };
-            let went = sqlx::query(
-                "INSERT INTO check_states (id, state, since, outages, down_since)
-                 VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (id) DO UPDATE SET state = excluded.state,
-                     since = excluded.since, outages = excluded.outages,
-                     down_since = excluded.down_since
-                 WHERE check_states.state = $6",
-            )
-            .bind(&c.id)
-            .bind(state)
-            .bind(now_ms)
-            .bind(outage)
-            .bind(down_since)
-            .bind(&current)
-            .execute(&self.pool)
-            .await?;
-            self.candidates
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&c.id);
-            if went.rows_affected() == 0 {
-                continue;
-            }
-            tracing::info!(check = %c.id, from = %current, to = state, reported, "check state changed");
+            // The incident first, the state after: whoever reads the state `down` finds its
+            // incident. Both steps are idempotent (the outage's alert id; only active
+            // incidents are resolved), so a collector that loses the race below did no harm.
             if state == "down" {
                 let said: Vec<String> = all
                     .get(&c.id)
@@ -353,7 +340,51 @@ impl Quorum {
             {
                 self.resolve(c, began, now_ms).await?;
             }
+            let went = sqlx::query(
+                "INSERT INTO check_states (id, state, since, outages, down_since)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (id) DO UPDATE SET state = excluded.state,
+                     since = excluded.since, outages = excluded.outages,
+                     down_since = excluded.down_since
+                 WHERE check_states.state = $6",
+            )
+            .bind(&c.id)
+            .bind(state)
+            .bind(now_ms)
+            .bind(outage)
+            .bind(down_since)
+            .bind(&current)
+            .execute(&self.pool)
+            .await?;
+            self.candidates
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&c.id);
+            if went.rows_affected() == 0 {
+                continue;
+            }
+            tracing::info!(check = %c.id, from = %current, to = state, reported, "check state changed");
             changed.push((c.id.clone(), state.to_owned()));
+        }
+        // One series per check in force (a deleted check's goes), its state after this round.
+        self.metrics.check_state.clear();
+        for (c, _) in &checks.list {
+            let state = changed
+                .iter()
+                .find(|(id, _)| *id == c.id)
+                .map(|(_, s)| s.as_str())
+                .or_else(|| stored.get(&c.id).map(|s| s.0.as_str()))
+                .unwrap_or("unknown");
+            let value = match state {
+                "up" => 1,
+                "degraded" => 2,
+                "down" => 3,
+                _ => 0,
+            };
+            self.metrics
+                .check_state
+                .get_or_create(&vec![("check", c.id.clone())])
+                .set(value);
         }
         Ok(changed)
     }
