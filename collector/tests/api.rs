@@ -1487,3 +1487,107 @@ async fn checks_are_managed_through_the_api_configured_ones_are_read_only_and_ag
     let (st, _) = api.get("/api/v1/checks/public-portal").await;
     assert_eq!(st, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn the_status_page_shows_public_checks_only_with_state_and_availability() {
+    let api = api_with(|c| {
+        for (id, public) in [("portal", true), ("soc-siem", false)] {
+            c.checks.push(
+                serde_json::from_value(json!({"id": id, "name": id, "type": "tcp",
+                    "target": "127.0.0.1:9", "interval": "10s", "timeout": "1s",
+                    "public": public, "labels": {"group": "Alerting platform"}}))
+                .expect("a check"),
+            );
+        }
+    })
+    .await;
+    // Both up since 10 s ago, by one vantage point's results 20 s ago.
+    let now = Utc::now();
+    let q = &api.state.0.quorum;
+    let seen = vigil_collector::uptime::quorum::Seen {
+        status: vigil_schema::check::ProbeStatus::Up,
+        at: now - chrono::Duration::seconds(20),
+        error: None,
+    };
+    q.record(
+        "edge-1",
+        vec![("portal".into(), seen.clone()), ("soc-siem".into(), seen)],
+    );
+    q.evaluate(now - chrono::Duration::seconds(20))
+        .await
+        .expect("round");
+    let changed = q
+        .evaluate(now - chrono::Duration::seconds(10))
+        .await
+        .expect("round");
+    assert_eq!(changed.len(), 2, "{changed:?}");
+
+    let (st, page) = api.get("/api/v1/status").await;
+    assert_eq!(st, StatusCode::OK);
+    let checks = page["checks"].as_array().expect("checks");
+    assert_eq!(checks.len(), 1, "{page}");
+    assert_eq!(
+        (&checks[0]["id"], &checks[0]["state"], &checks[0]["group"]),
+        (&json!("portal"), &json!("up"), &json!("Alerting platform"))
+    );
+    assert_eq!(checks[0]["availability"]["24h"], 1.0);
+    let days = checks[0]["days"].as_array().expect("days");
+    assert_eq!(days.len(), 90);
+    assert_eq!(days[89]["date"], now.format("%Y-%m-%d").to_string());
+    assert_eq!(days[89]["availability"], 1.0);
+    assert_eq!(days[0]["availability"], Value::Null);
+
+    let resp = api
+        .app
+        .clone()
+        .oneshot(
+            Request::get("/status")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let html = String::from_utf8(
+        axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .expect("body")
+            .to_vec(),
+    )
+    .expect("utf-8");
+    assert!(
+        html.contains("data-check=\"portal\" data-state=\"up\""),
+        "{html}"
+    );
+    assert!(!html.contains("soc-siem"), "{html}");
+    assert!(html.contains("<h2>Alerting platform</h2>"));
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "nothing fetched from elsewhere: {html}"
+    );
+
+    let resp = api
+        .app
+        .clone()
+        .oneshot(
+            Request::get("/status/badge/portal.svg")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()[header::CONTENT_TYPE], "image/svg+xml");
+    let svg = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    assert!(String::from_utf8_lossy(&svg).contains(">up</text>"));
+    for hidden in [
+        "/status/badge/soc-siem.svg",
+        "/status/badge/nothing.svg",
+        "/status/badge/portal",
+    ] {
+        let (st, _) = api.get(hidden).await;
+        assert_eq!(st, StatusCode::NOT_FOUND, "{hidden}");
+    }
+}

@@ -150,6 +150,13 @@ async fn scenario(store: Store) {
         .expect("the outage on the timeline");
     assert_eq!(ended.detail["duration_seconds"], 50);
 
+    // Availability over the last 24 h, to the second: up 10..50 (40 s), down 50..80 (30 s),
+    // unknown 80..100 (neither).
+    let s = state().await;
+    assert_eq!(s.availability.day, Some(40.0 / 70.0));
+    assert_eq!(s.availability.down_seconds_24h, 30);
+    assert_eq!(s.availability.quarter, Some(40.0 / 70.0));
+
     // A result older than the last of its agent changes nothing (a spool drained late).
     q.record("a", vec![("portal".into(), seen(ProbeStatus::Down, 60))]);
     assert_eq!(state().await.vantage[0].seen.at, at(100));

@@ -70,3 +70,11 @@ CREATE TABLE check_states (
     outages BIGINT NOT NULL,
     down_since BIGINT
 );
+-- Each change of a check's state, for its availability (the last 90 days are kept).
+CREATE TABLE check_transitions (
+    id BIGSERIAL PRIMARY KEY,
+    check_id TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    state TEXT NOT NULL
+);
+CREATE INDEX check_transitions_check ON check_transitions (check_id, at);

@@ -16,6 +16,7 @@ pub mod oncall;
 pub mod rules;
 pub mod search;
 pub mod silences;
+pub mod status;
 pub mod tasks;
 
 use std::collections::HashMap;
@@ -230,6 +231,9 @@ pub fn app(state: AppState) -> Router {
             "/api/v1/agents/report",
             post(agents::report).layer(DefaultBodyLimit::max(16 << 10)),
         )
+        .route("/api/v1/status", get(status::json))
+        .route("/status", get(status::page))
+        .route("/status/badge/{file}", get(status::badge))
         .route("/ping/{a}", ping())
         .route("/ping/{a}/{b}", ping())
         .route("/ping/{a}/{b}/{c}", ping())

@@ -6,12 +6,14 @@
 //!   reports a failure, opens an incident, and the next success resolves it.
 //! - [`agents`]: the agents' reports; an agent's liveness is a heartbeat its reports ping.
 //! - [`check`]: uptime checks (HTTP, TCP) the agents run, from the configuration or the API.
+//! - [`availability`]: the share of a window a check was up, from its transitions.
 //! - [`quorum`]: a check's state from its vantage points' latest results; incidents.
 //! - [`deadman`]: Vigil's own heartbeat, pinged to a receiver outside.
 //! - [`ping`]: the pings themselves: parsed from the URL, written in batches (one transaction
 //!   for many pings, so thousands a second cost a few commits), answered once durable.
 
 pub mod agents;
+pub mod availability;
 pub mod check;
 pub mod deadman;
 pub mod heartbeat;

@@ -74,6 +74,10 @@ pub struct State {
     pub expected: usize,
     pub quorum: u32,
     pub vantage: Vec<Vantage>,
+    pub availability: super::availability::Availability,
+    /// Each of the last 90 days (UTC): its date and availability, oldest first.
+    #[serde(skip)]
+    pub days: Vec<(String, Option<f64>)>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -176,10 +180,25 @@ impl Quorum {
         }
     }
 
+    /// Every check's transitions, oldest first.
+    async fn transitions(&self) -> Result<HashMap<String, Vec<(i64, String)>>, sqlx::Error> {
+        let rows = sqlx::query("SELECT check_id, at, state FROM check_transitions ORDER BY at, id")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out: HashMap<String, Vec<(i64, String)>> = HashMap::new();
+        for r in rows {
+            out.entry(r.try_get("check_id")?)
+                .or_default()
+                .push((r.try_get("at")?, r.try_get("state")?));
+        }
+        Ok(out)
+    }
+
     /// The state of every check, as the API shows it.
     pub async fn states(&self) -> Result<HashMap<String, State>, sqlx::Error> {
         let now = (self.clock)().timestamp_millis();
         let stored = self.stored().await?;
+        let transitions = self.transitions().await?;
         let checks = self.checks.get();
         let all = self
             .results
@@ -221,6 +240,21 @@ impl Quorum {
                     },
                     quorum: c.quorum,
                     vantage,
+                    availability: super::availability::windows(
+                        transitions
+                            .get(&c.id)
+                            .map(Vec::as_slice)
+                            .unwrap_or_default(),
+                        now,
+                    ),
+                    days: super::availability::daily(
+                        transitions
+                            .get(&c.id)
+                            .map(Vec::as_slice)
+                            .unwrap_or_default(),
+                        now,
+                        90,
+                    ),
                 },
             );
         }
@@ -340,6 +374,7 @@ impl Quorum {
             {
                 self.resolve(c, began, now_ms).await?;
             }
+            let mut tx = self.pool.begin().await?;
             let went = sqlx::query(
                 "INSERT INTO check_states (id, state, since, outages, down_since)
                  VALUES ($1, $2, $3, $4, $5)
@@ -354,8 +389,19 @@ impl Quorum {
             .bind(outage)
             .bind(down_since)
             .bind(&current)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+            if went.rows_affected() == 1 {
+                sqlx::query(
+                    "INSERT INTO check_transitions (check_id, at, state) VALUES ($1, $2, $3)",
+                )
+                .bind(&c.id)
+                .bind(now_ms)
+                .bind(state)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
             self.candidates
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
