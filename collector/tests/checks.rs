@@ -171,3 +171,42 @@ async fn quorum_on_sqlite() {
 async fn quorum_on_postgres() {
     on_postgres(scenario).await;
 }
+
+/// Ten thousand checks: one state series each, and nothing else per check.
+#[tokio::test]
+async fn metrics_stay_bounded_with_ten_thousand_checks() {
+    on_sqlite(|store| async move {
+        let list = (0..10_000)
+            .map(|i| {
+                let c: Check = serde_json::from_value(serde_json::json!({
+                    "name": format!("c{i}"), "type": "tcp", "target": "127.0.0.1:9",
+                }))
+                .expect("a check");
+                (
+                    c.checked(&["a".into()], &Default::default())
+                        .expect("valid"),
+                    Source::Api,
+                )
+            })
+            .collect();
+        let metrics = std::sync::Arc::new(vigil_collector::metrics::Metrics::new());
+        let q = Quorum::new(
+            store,
+            TestClock::at(t0().timestamp_millis()).clock(),
+            Shared::new(Checks { list }),
+            vec!["a".into()],
+            metrics.clone(),
+        );
+        q.evaluate(t0()).await.expect("round");
+        let text = metrics.render();
+        let per_check = text.lines().filter(|l| l.contains("check=\"")).count();
+        assert_eq!(per_check, 10_000);
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("vigil_check_state{"))
+                .count(),
+            10_000
+        );
+    })
+    .await;
+}

@@ -163,3 +163,94 @@ quorum = 2
         );
     }
 }
+
+/// The public status page in a real browser (headless Chromium): each public check with the
+/// state the JSON gives, the private one absent.
+#[test]
+fn the_status_page_renders_in_headless_chromium_with_each_check_s_state() {
+    let Some(browser) = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|b| vigil_e2e::have(b))
+    else {
+        vigil_e2e::skip("chromium is not installed (apt-get install chromium)");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let open = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a port nothing listens on");
+    let check = |name: &str, target: String, public: bool| {
+        format!(
+            "[[checks]]\nname = \"{name}\"\ntype = \"tcp\"\ntarget = \"{target}\"\n\
+             interval = \"1s\"\ntimeout = \"500ms\"\npublic = {public}\n\
+             labels = {{ group = \"Alerting platform\" }}\n"
+        )
+    };
+    let extra = check("Portal", open.local_addr().expect("addr").to_string(), true)
+        + &check("Relay", closed.to_string(), true)
+        + &check("SIEM", closed.to_string(), false);
+    let c = Collector::start_with(dir.path(), 0, "200ms", &extra);
+    let url = c.url();
+    let _a = Agent::start_as(
+        &dir.path().join("a"),
+        c.port,
+        (AGENT_ID, AGENT_TOKEN),
+        "",
+        "",
+    );
+    let status = || get(&format!("{url}/api/v1/status"));
+    let states = wait_for(
+        Duration::from_secs(40),
+        "both public checks decided",
+        || c.proc.log_tail(),
+        || {
+            let s = status();
+            let list: Vec<(String, String)> = s["checks"]
+                .as_array()?
+                .iter()
+                .map(|c| {
+                    (
+                        c["id"].as_str().unwrap_or("").to_owned(),
+                        c["state"].as_str().unwrap_or("").to_owned(),
+                    )
+                })
+                .collect();
+            (list
+                == [
+                    ("portal".to_owned(), "up".to_owned()),
+                    ("relay".to_owned(), "down".to_owned()),
+                ])
+            .then_some(list)
+        },
+    );
+    let out = std::process::Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--dump-dom",
+        ])
+        .arg(format!("{url}/status"))
+        .output()
+        .expect("chromium runs");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && dom.contains("<h1>Status</h1>"),
+        "{dom}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (id, state) in &states {
+        assert!(
+            dom.contains(&format!("data-check=\"{id}\" data-state=\"{state}\"")),
+            "{id} {state}: {dom}"
+        );
+    }
+    assert!(!dom.contains("SIEM") && !dom.contains("siem"), "{dom}");
+    assert_eq!(
+        dom.matches("<i style=").count(),
+        2 * 90,
+        "two bars of 90 days"
+    );
+}
