@@ -1482,6 +1482,48 @@ async fn checks_are_managed_through_the_api_configured_ones_are_read_only_and_ag
     let (st, _) = api.send(theirs("wrong-token-0123456789")).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
 
+    // A parent that does not exist, or a chain of parents that comes back.
+    let (st, b) = api
+        .post(
+            "/api/v1/checks",
+            json!({"name": "site", "type": "tcp", "target": "h:1", "depends_on": "nothing"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .expect("message")
+            .starts_with("depends_on:"),
+        "{b}"
+    );
+    let (st, _) = api
+        .post(
+            "/api/v1/checks",
+            json!({"name": "site", "type": "tcp", "target": "h:1", "depends_on": "public-portal"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let mut cycle = changed.clone();
+    cycle["depends_on"] = json!("site");
+    let (st, b) = api.send(put("/api/v1/checks/public-portal", &cycle)).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("come back"),
+        "{b}"
+    );
+    let (st, _) = api.send(del("/api/v1/checks/public-portal")).await;
+    assert_eq!(
+        st,
+        StatusCode::CONFLICT,
+        "a parent with checks behind it stays"
+    );
+    let (st, _) = api.send(del("/api/v1/checks/site")).await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+
     let (st, _) = api.send(del("/api/v1/checks/public-portal")).await;
     assert_eq!(st, StatusCode::NO_CONTENT);
     let (st, _) = api.get("/api/v1/checks/public-portal").await;

@@ -210,3 +210,108 @@ async fn metrics_stay_bounded_with_ten_thousand_checks() {
     })
     .await;
 }
+
+/// A point of presence with three customers' sites behind it: down together, one incident,
+/// the parent's, naming the three customers, and none of the children's (they are
+/// `unknown`: nothing can be said of them); the parent back while the sites stay down, the
+/// sites are evaluated again and open their own.
+async fn dependency_scenario(store: Store) {
+    let clock = TestClock::at(t0().timestamp_millis());
+    let store = store.with_clock(clock.clock());
+    let check = |id: &str, customer: Option<&str>, parent: Option<&str>| -> (Check, Source) {
+        let c: Check = serde_json::from_value(serde_json::json!({
+            "id": id, "name": id, "type": "tcp", "target": "10.0.0.1:443",
+            "interval": "10s", "timeout": "5s", "customer": customer, "depends_on": parent,
+        }))
+        .expect("a check");
+        (c, Source::Api)
+    };
+    let list = vec![
+        check("pop", None, None),
+        check("ulb-site", Some("ulb"), Some("pop")),
+        check("vub-site", Some("vub"), Some("pop")),
+        check("kul-site", Some("kul"), Some("pop")),
+    ];
+    let q = Quorum::new(
+        store.clone(),
+        clock.clock(),
+        Shared::new(Checks { list }),
+        vec!["a".into()],
+        std::sync::Arc::new(vigil_collector::metrics::Metrics::new()),
+    );
+    let all = |pop: ProbeStatus, sites: ProbeStatus, s: i64| {
+        let mut r = vec![("pop".to_owned(), seen(pop, s))];
+        for site in ["ulb-site", "vub-site", "kul-site"] {
+            r.push((site.to_owned(), seen(sites, s)));
+        }
+        q.record("a", r);
+    };
+    let eval = |s: i64| {
+        clock.set(at(s).timestamp_millis());
+        q.evaluate(at(s))
+    };
+    let incidents = || async {
+        let mut l = store.list(&Filter::default()).await.expect("list");
+        l.sort_by_key(|i| i.id);
+        l
+    };
+    all(ProbeStatus::Up, ProbeStatus::Up, 0);
+    eval(0).await.expect("round");
+    assert_eq!(eval(10).await.expect("round").len(), 4);
+
+    all(ProbeStatus::Down, ProbeStatus::Down, 20);
+    eval(20).await.expect("round");
+    all(ProbeStatus::Down, ProbeStatus::Down, 30);
+    assert_eq!(
+        eval(30).await.expect("round"),
+        [("pop".to_owned(), "down".to_owned())]
+    );
+    all(ProbeStatus::Down, ProbeStatus::Down, 40);
+    let changed = eval(40).await.expect("round");
+    assert_eq!(changed.len(), 3, "the sites unknown: {changed:?}");
+    assert!(changed.iter().all(|(_, s)| s == "unknown"));
+    let inc = incidents().await;
+    assert_eq!(inc.len(), 1, "{inc:?}");
+    assert_eq!(inc[0].group_key, "check=pop");
+    let opened = store.get(inc[0].id).await.expect("incident");
+    let said = opened.timeline[0].detail["message"]
+        .as_str()
+        .expect("message");
+    assert!(
+        said.ends_with("Behind it: kul-site, ulb-site, vub-site (customers: kul, ulb, vub)"),
+        "{said}"
+    );
+
+    // The parent back, the sites still down: they are evaluated again.
+    all(ProbeStatus::Up, ProbeStatus::Down, 50);
+    eval(50).await.expect("round");
+    all(ProbeStatus::Up, ProbeStatus::Down, 60);
+    assert_eq!(
+        eval(60).await.expect("round"),
+        [("pop".to_owned(), "up".to_owned())]
+    );
+    all(ProbeStatus::Up, ProbeStatus::Down, 70);
+    assert_eq!(eval(70).await.expect("round").len(), 3);
+    let inc = incidents().await;
+    assert_eq!(inc.len(), 4, "{inc:?}");
+    assert_eq!(inc[0].status, Status::Resolved);
+    let mut sites: Vec<(&str, Option<&str>)> = inc[1..]
+        .iter()
+        .map(|i| (i.group_key.as_str(), i.customer.as_deref()))
+        .collect();
+    sites.sort_unstable();
+    assert_eq!(
+        sites,
+        [
+            ("check=kul-site", Some("kul")),
+            ("check=ulb-site", Some("ulb")),
+            ("check=vub-site", Some("vub"))
+        ]
+    );
+}
+
+#[tokio::test]
+async fn dependencies_on_both_databases() {
+    on_sqlite(dependency_scenario).await;
+    on_postgres(dependency_scenario).await;
+}

@@ -48,6 +48,10 @@ pub struct Check {
     pub customer: Option<String>,
     #[serde(default)]
     pub asset: Option<String>,
+    /// The check this one is behind (a site behind its point of presence): while that one
+    /// is down, this one is `unknown` and opens no incident of its own.
+    #[serde(default)]
+    pub depends_on: Option<String>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     /// Its outages are a probable danger (announced by phone first).
@@ -318,7 +322,28 @@ pub fn configured(
         }
         out.push(c);
     }
+    for (i, c) in out.iter().enumerate() {
+        parent_ok(c, &out).map_err(|m| ("checks", format!("checks[{i}]: depends_on: {m}")))?;
+    }
     Ok(out)
+}
+
+/// `c`'s parent exists among `all` and its chain of parents does not come back to it.
+fn parent_ok(c: &Check, all: &[Check]) -> Result<(), String> {
+    let mut at = c.depends_on.clone();
+    for _ in 0..=all.len() {
+        let Some(id) = at else { return Ok(()) };
+        if id == c.id {
+            return Err("its parents come back to it".into());
+        }
+        at = all
+            .iter()
+            .find(|o| o.id == id)
+            .ok_or_else(|| format!("no check {id:?}"))?
+            .depends_on
+            .clone();
+    }
+    Err("its parents come back to it".into())
 }
 
 /// Reads the API's checks and merges them after the configuration's.
@@ -373,6 +398,14 @@ pub async fn put(
         (None, Some(id)) => return Err(RefError::NotFound(format!("no check {id:?}"))),
         _ => {}
     }
+    let mut all: Vec<Check> = current
+        .list
+        .iter()
+        .filter(|(o, _)| o.id != c.id)
+        .map(|(o, _)| o.clone())
+        .collect();
+    all.push(c.clone());
+    parent_ok(c, &all).map_err(|m| bad("depends_on", m))?;
     let spec = serde_json::to_string(c).map_err(|e| bad("check", e.to_string()))?;
     sqlx::query(
         "INSERT INTO checks (id, spec, created_by, created_at, updated_at)
@@ -395,6 +428,16 @@ pub async fn delete(pool: &AnyPool, current: &Checks, id: &str) -> Result<(), Re
             "check {id:?} is defined in the configuration; remove it there"
         ))),
         None => Err(RefError::NotFound(format!("no check {id:?}"))),
+        Some(_)
+            if current
+                .list
+                .iter()
+                .any(|(c, _)| c.depends_on.as_deref() == Some(id)) =>
+        {
+            Err(RefError::Conflict(format!(
+                "checks depend on {id:?}; change or delete them first"
+            )))
+        }
         Some(_) => {
             sqlx::query("DELETE FROM checks WHERE id = $1")
                 .bind(id)

@@ -109,6 +109,38 @@ pub struct Quorum {
     candidates: Mutex<HashMap<String, Candidate>>,
 }
 
+/// What is behind check `c` (the checks that depend on it, at any depth), and their
+/// customers: the reach of its outage, told in its incident instead of in theirs.
+fn behind(c: &Check, checks: &Checks) -> String {
+    let mut ids = vec![c.id.clone()];
+    let mut found: Vec<&Check> = Vec::new();
+    while let Some(id) = ids.pop() {
+        for (o, _) in &checks.list {
+            if o.depends_on.as_deref() == Some(id.as_str()) && !found.iter().any(|f| f.id == o.id) {
+                found.push(o);
+                ids.push(o.id.clone());
+            }
+        }
+    }
+    if found.is_empty() {
+        return String::new();
+    }
+    let mut customers: Vec<&str> = found.iter().filter_map(|o| o.customer.as_deref()).collect();
+    customers.sort_unstable();
+    customers.dedup();
+    let mut names: Vec<&str> = found.iter().map(|o| o.id.as_str()).collect();
+    names.sort_unstable();
+    format!(
+        ". Behind it: {} (customers: {})",
+        names.join(", "),
+        if customers.is_empty() {
+            "none named".to_owned()
+        } else {
+            customers.join(", ")
+        }
+    )
+}
+
 /// A check's computed state from its fresh results.
 fn decide(
     check: &Check,
@@ -295,9 +327,23 @@ impl Quorum {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let mut changed = Vec::new();
+        let mut changed: Vec<(String, String)> = Vec::new();
+        // Each check's state as this round leaves it (its parent's, for a child).
+        let state_of = |id: &str, changed: &[(String, String)]| {
+            changed
+                .iter()
+                .find(|(c, _)| c == id)
+                .map(|(_, s)| s.clone())
+                .or_else(|| stored.get(id).map(|s| s.0.clone()))
+        };
         for (c, _) in &checks.list {
-            let (state, reported) = decide(c, all.get(&c.id), now_ms);
+            let (mut state, reported) = decide(c, all.get(&c.id), now_ms);
+            // Behind a parent that is down, nothing can be said of it.
+            if let Some(p) = &c.depends_on
+                && state_of(p, &changed).as_deref() == Some("down")
+            {
+                state = "unknown";
+            }
             let (current, _, outages, down_since) = stored
                 .get(&c.id)
                 .cloned()
@@ -361,10 +407,11 @@ impl Quorum {
                     group_key: format!("check={}", c.id),
                     at: now,
                     message: Some(format!(
-                        "{} of {reported} vantage points say down (quorum {}): {}",
+                        "{} of {reported} vantage points say down (quorum {}): {}{}",
                         said.len(),
                         c.quorum,
-                        said.join("; ")
+                        said.join("; "),
+                        behind(c, &checks)
                     )),
                     danger: c.danger,
                 };
