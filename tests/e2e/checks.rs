@@ -254,3 +254,63 @@ fn the_status_page_renders_in_headless_chromium_with_each_check_s_state() {
         "two bars of 90 days"
     );
 }
+
+/// An agent cut off from the collector keeps probing with the checks it was last given (kept
+/// beside its spool, so a restart while cut off probes too); the results wait in the spool
+/// and are searchable once the collector is back.
+#[test]
+fn an_agent_cut_off_keeps_probing_and_its_results_arrive_later() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let open = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let extra = format!(
+        "[[checks]]\nname = \"Relay\"\ntype = \"tcp\"\ntarget = \"{}\"\ninterval = \"1s\"\ntimeout = \"500ms\"\n",
+        open.local_addr().expect("addr")
+    );
+    let mut c = Collector::start_with(dir.path(), 0, "200ms", &extra);
+    let port = c.port;
+    let agent_dir = dir.path().join("a");
+    let mut a = Agent::start_as(&agent_dir, port, (AGENT_ID, AGENT_TOKEN), "", "");
+    let probes =
+        |a: &Agent| vigil_e2e::metric(&format!("http://{}", a.http), "vigil_agent_probes_total");
+    wait_for(
+        Duration::from_secs(30),
+        "the first probes",
+        || a.proc.log_tail(),
+        || (probes(&a) >= 1.0).then_some(()),
+    );
+    assert!(
+        agent_dir.join("spool/checks.json").exists(),
+        "the checks kept on disk"
+    );
+
+    // The collector gone, and the agent restarted while it is: it still probes.
+    c.proc.kill9();
+    a.proc.kill9();
+    let killed_at = chrono::Utc::now();
+    let a = Agent::start_as(&agent_dir, port, (AGENT_ID, AGENT_TOKEN), "", "");
+    wait_for(
+        Duration::from_secs(30),
+        "probes while cut off",
+        || a.proc.log_tail(),
+        || (probes(&a) >= 3.0).then_some(()),
+    );
+    let spooled = vigil_e2e::metric(&format!("http://{}", a.http), "vigil_agent_spool_batches");
+    assert!(spooled >= 1.0, "results wait in the spool: {spooled}");
+    let cut_off_at = chrono::Utc::now();
+
+    let c = Collector::start_with(dir.path(), port, "200ms", &extra);
+    let url = c.url();
+    let stamp =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let q = format!(
+        "event.kind:probe AND monitor.id:relay AND @timestamp:[{} TO {}]",
+        stamp(killed_at),
+        stamp(cut_off_at)
+    );
+    wait_for(
+        Duration::from_secs(40),
+        "the results taken while cut off",
+        || c.proc.log_tail(),
+        || (total(&url, &q)? >= 3).then_some(()),
+    );
+}
