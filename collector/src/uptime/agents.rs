@@ -96,7 +96,7 @@ pub async fn report(
         return Err(bad("interval_seconds", "a number of seconds"));
     }
     let now = hb.now().timestamp_millis();
-    let mut tx = hb.pool.begin().await?;
+    let mut tx = super::heartbeat::begin_write(&hb.pool).await?;
     let before = sqlx::query("SELECT last_seen, events_acked FROM agents WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *tx)

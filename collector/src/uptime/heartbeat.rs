@@ -403,6 +403,19 @@ impl Stored {
     }
 }
 
+/// Begins a transaction that reads, then writes: its first statement takes the write lock,
+/// so that on SQLite a read transaction is never refused its upgrade to a write one (busy
+/// with a snapshot that another writer made stale, which no waiting cures).
+pub(crate) async fn begin_write(
+    pool: &AnyPool,
+) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("UPDATE heartbeats SET pings = pings WHERE uuid = ''")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
 /// `3725` seconds as `1h 2m 5s`.
 pub fn span(seconds: i64) -> String {
     let (h, m, s) = (seconds / 3600, seconds / 60 % 60, seconds % 60);

@@ -187,42 +187,44 @@ async fn write(hb: Heartbeats, mut rx: mpsc::Receiver<Job>) {
 }
 
 /// Applies `pings` in one transaction: each ping's outcome, and the changes incidents follow.
+///
+/// The heartbeats pinged are read in one query, each ping is applied in order to its row in
+/// memory (a later ping of the batch sees what an earlier one did), then each heartbeat
+/// touched is written once and the pings are inserted a hundred rows a statement: a batch
+/// costs a few statements, not a few per ping.
 async fn apply(
     hb: &Heartbeats,
     pings: &[&Ping],
 ) -> Result<(Vec<Outcome>, Vec<Change>), sqlx::Error> {
     let now = hb.now().timestamp_millis();
-    let mut tx = hb.pool.begin().await?;
+    let mut tx = super::heartbeat::begin_write(&hb.pool).await?;
+    let mut rows = read(&mut tx, pings).await?;
+    // uuid → (pings added, outages added), in the order first touched.
+    let mut touched: Vec<(String, i64, i64)> = Vec::new();
+    let mut records = Vec::with_capacity(pings.len());
     let mut outcomes = Vec::with_capacity(pings.len());
     let mut changes = Vec::new();
     for p in pings {
-        let found = match &p.target {
-            Target::Uuid(u) => sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {} FROM heartbeats WHERE uuid = $1",
-                super::heartbeat::COLUMNS
-            )))
-            .bind(u),
-            Target::Slug { slug, .. } => sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {} FROM heartbeats WHERE slug = $1",
-                super::heartbeat::COLUMNS
-            )))
-            .bind(slug),
-        }
-        .fetch_optional(&mut *tx)
-        .await?;
-        let (r, outcome) = match (found, &p.target) {
-            (Some(r), _) => (row(&r)?, Outcome::Recorded),
+        let key = match &p.target {
+            Target::Uuid(u) => rows.iter().position(|r| r.uuid == *u),
+            Target::Slug { slug, .. } => rows.iter().position(|r| r.slug == *slug),
+        };
+        let (i, outcome) = match (key, &p.target) {
+            (Some(i), _) => (i, Outcome::Recorded),
             (None, Target::Slug { slug, create: true }) => {
                 let new = NewHeartbeat {
                     slug: slug.clone(),
                     ..NewHeartbeat::default()
                 };
-                let checked = new.check(&crate::reference::Customers::default());
-                match match checked {
+                let made = match new.check(&crate::reference::Customers::default()) {
                     Ok(c) => hb.insert(&mut tx, &c, "ping").await?,
                     Err(_) => None,
-                } {
-                    Some(r) => (r, Outcome::Created),
+                };
+                match made {
+                    Some(r) => {
+                        rows.push(r);
+                        (rows.len() - 1, Outcome::Created)
+                    }
                     None => {
                         outcomes.push(Outcome::NotFound);
                         continue;
@@ -234,6 +236,8 @@ async fn apply(
                 continue;
             }
         };
+        let r = &mut rows[i];
+        let was_down = r.status == "down";
         // The run's length: from its start (the same run id, if the start gave one).
         let started = r
             .last_start_at
@@ -242,98 +246,172 @@ async fn apply(
             Kind::Success | Kind::Exit(_) | Kind::Fail => started.map(|s| (now - s).max(0)),
             _ => None,
         };
+        let mut outage = 0;
         match p.kind {
             Kind::Start => {
-                sqlx::query(
-                    "UPDATE heartbeats SET last_start_at = $1, last_start_rid = $2,
-                         pings = pings + 1 WHERE uuid = $3",
-                )
-                .bind(now)
-                .bind(p.rid.clone())
-                .bind(&r.uuid)
-                .execute(&mut *tx)
-                .await?;
+                r.last_start_at = Some(now);
+                r.last_start_rid = p.rid.clone();
             }
             Kind::Success | Kind::Exit(0) => {
-                sqlx::query(
-                    "UPDATE heartbeats SET status = 'up', last_ping_at = $1,
-                         last_start_at = NULL, last_start_rid = NULL,
-                         last_duration_ms = COALESCE($2, last_duration_ms),
-                         down_since = NULL, down_reason = NULL, pings = pings + 1
-                     WHERE uuid = $3",
-                )
-                .bind(now)
-                .bind(duration)
-                .bind(&r.uuid)
-                .execute(&mut *tx)
-                .await?;
-                if r.status == "down" {
+                r.status = "up".into();
+                r.last_ping_at = Some(now);
+                r.last_start_at = None;
+                r.last_start_rid = None;
+                r.last_duration_ms = duration.or(r.last_duration_ms);
+                if was_down {
                     changes.push(Change::Up {
                         slug: r.slug.clone(),
                         down_since: r.down_since,
                         at: now,
                     });
                 }
+                r.down_since = None;
+                r.down_reason = None;
             }
             Kind::Fail | Kind::Exit(_) => {
-                let reason = if p.kind == Kind::Fail {
-                    "failed"
-                } else {
-                    "exit_status"
-                };
-                sqlx::query(
-                    "UPDATE heartbeats SET status = 'down', last_start_at = NULL,
-                         last_start_rid = NULL, down_since = COALESCE(down_since, $1),
-                         down_reason = COALESCE(down_reason, $2), pings = pings + 1,
-                         outages = outages + CASE WHEN status = 'down' THEN 0 ELSE 1 END
-                     WHERE uuid = $3",
-                )
-                .bind(now)
-                .bind(reason)
-                .bind(&r.uuid)
-                .execute(&mut *tx)
-                .await?;
-                if r.status != "down" {
-                    let down = Stored {
-                        status: "down".into(),
-                        down_since: Some(now),
-                        outages: r.outages + 1,
-                        down_reason: Some(reason.into()),
-                        ..r.clone()
-                    };
-                    changes.push(Change::Down(Box::new(down), p.body.clone()));
+                r.last_start_at = None;
+                r.last_start_rid = None;
+                if !was_down {
+                    r.status = "down".into();
+                    r.down_since = Some(now);
+                    r.down_reason = Some(
+                        if p.kind == Kind::Fail {
+                            "failed"
+                        } else {
+                            "exit_status"
+                        }
+                        .into(),
+                    );
+                    r.outages += 1;
+                    outage = 1;
+                    changes.push(Change::Down(Box::new(r.clone()), p.body.clone()));
                 }
             }
-            Kind::Log => {
-                sqlx::query("UPDATE heartbeats SET pings = pings + 1 WHERE uuid = $1")
-                    .bind(&r.uuid)
-                    .execute(&mut *tx)
-                    .await?;
+            Kind::Log => {}
+        }
+        r.pings += 1;
+        match touched.iter_mut().find(|(u, _, _)| *u == r.uuid) {
+            Some(t) => {
+                t.1 += 1;
+                t.2 += outage;
             }
+            None => touched.push((r.uuid.clone(), 1, outage)),
         }
         let exit = match p.kind {
             Kind::Exit(n) => Some(i64::from(n)),
             _ => None,
         };
+        records.push((
+            r.uuid.clone(),
+            p.kind.name(),
+            exit,
+            p.rid.clone(),
+            duration,
+            p,
+        ));
+        outcomes.push(outcome);
+    }
+    for (uuid, pinged, outages) in &touched {
+        let Some(r) = rows.iter().find(|r| r.uuid == *uuid) else {
+            continue;
+        };
         sqlx::query(
-            "INSERT INTO heartbeat_pings (uuid, at, kind, exit_status, rid, duration_ms,
-                 user_agent, body)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "UPDATE heartbeats SET status = $1, last_ping_at = $2, last_start_at = $3,
+                 last_start_rid = $4, last_duration_ms = $5, down_since = $6,
+                 down_reason = $7, pings = pings + $8, outages = outages + $9
+             WHERE uuid = $10",
         )
-        .bind(&r.uuid)
-        .bind(now)
-        .bind(p.kind.name())
-        .bind(exit)
-        .bind(p.rid.clone())
-        .bind(duration)
-        .bind(p.user_agent.clone())
-        .bind(&p.body)
+        .bind(&r.status)
+        .bind(r.last_ping_at)
+        .bind(r.last_start_at)
+        .bind(r.last_start_rid.clone())
+        .bind(r.last_duration_ms)
+        .bind(r.down_since)
+        .bind(r.down_reason.clone())
+        .bind(*pinged)
+        .bind(*outages)
+        .bind(uuid)
         .execute(&mut *tx)
         .await?;
-        outcomes.push(outcome);
+    }
+    for chunk in records.chunks(100) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let b = i * 8;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7,
+                    b + 8
+                )
+            })
+            .collect();
+        // Only placeholders are formatted into the statement; every value is bound.
+        let sql = format!(
+            "INSERT INTO heartbeat_pings (uuid, at, kind, exit_status, rid, duration_ms,
+                 user_agent, body) VALUES {}",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (uuid, kind, exit, rid, duration, p) in chunk {
+            q = q
+                .bind(uuid.clone())
+                .bind(now)
+                .bind(*kind)
+                .bind(*exit)
+                .bind(rid.clone())
+                .bind(*duration)
+                .bind(p.user_agent.clone())
+                .bind(p.body.clone());
+        }
+        q.execute(&mut *tx).await?;
     }
     tx.commit().await?;
     Ok((outcomes, changes))
+}
+
+/// The heartbeats `pings` name, in one query (by uuid and by slug).
+async fn read(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    pings: &[&Ping],
+) -> Result<Vec<Stored>, sqlx::Error> {
+    let mut uuids: Vec<&str> = Vec::new();
+    let mut slugs: Vec<&str> = Vec::new();
+    for p in pings {
+        match &p.target {
+            Target::Uuid(u) if !uuids.contains(&u.as_str()) => uuids.push(u),
+            Target::Slug { slug, .. } if !slugs.contains(&slug.as_str()) => slugs.push(slug),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for (column, keys) in [("uuid", &uuids), ("slug", &slugs)] {
+        for chunk in keys.chunks(500) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            // Only placeholders are formatted into the statement; every key is bound.
+            let sql = format!(
+                "SELECT {} FROM heartbeats WHERE {column} IN ({})",
+                super::heartbeat::COLUMNS,
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for k in chunk {
+                q = q.bind(*k);
+            }
+            for r in q.fetch_all(&mut **tx).await? {
+                let r = row(&r)?;
+                if !out.iter().any(|o: &Stored| o.uuid == r.uuid) {
+                    out.push(r);
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

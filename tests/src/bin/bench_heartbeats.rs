@@ -18,7 +18,12 @@ fn syslog_load(addr: std::net::SocketAddr, stop: Arc<AtomicBool>) -> std::thread
     std::thread::spawn(move || {
         let mut i = 0;
         while !stop.load(Ordering::Relaxed) {
-            vigil_e2e::send_tcp(addr, "bench-load", i..i + 5_000);
+            // The agent goes away at the end of the run: the load ends with it.
+            let sent =
+                std::panic::catch_unwind(|| vigil_e2e::send_tcp(addr, "bench-load", i..i + 5_000));
+            if sent.is_err() {
+                return;
+            }
             i += 5_000;
         }
     })
@@ -66,7 +71,8 @@ fn main() {
         "bench-heartbeats: {n} heartbeats, {concurrency} pings in flight, {seconds}s; SQLite, fsync on; syslog load throughout"
     );
 
-    let stop = Arc::new(AtomicBool::new(false));
+    let with_load = arg("--load", 1) == 1;
+    let stop = Arc::new(AtomicBool::new(!with_load));
     let load = syslog_load(a.syslog_tcp, stop.clone());
     std::thread::sleep(Duration::from_secs(2));
     let alone = ingest_rate(&url, Duration::from_secs(3));
@@ -98,7 +104,18 @@ fn main() {
                             let t0 = Instant::now();
                             match client.get(format!("{url}/ping/{u}")).send().await {
                                 Ok(r) if r.status().is_success() => lat.push(t0.elapsed()),
-                                _ => failed += 1,
+                                Ok(r) => {
+                                    failed += 1;
+                                    if failed == 1 {
+                                        eprintln!("a ping answered {}", r.status());
+                                    }
+                                }
+                                Err(e) => {
+                                    failed += 1;
+                                    if failed == 1 {
+                                        eprintln!("a ping failed: {e}");
+                                    }
+                                }
                             }
                         }
                         (lat, failed)
