@@ -33,7 +33,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
 use crate::incidents::store::time;
-use crate::incidents::{Action, Alert, SEVERITIES, Store};
+use crate::incidents::{Alert, SEVERITIES, Store};
 use crate::index::writer::Clock;
 use crate::reference::directory::{RefError, Shared};
 use crate::reference::{Bad, Customers};
@@ -669,36 +669,14 @@ impl Heartbeats {
         down_since: Option<i64>,
         up_at: i64,
     ) -> Result<(), crate::incidents::StoreError> {
-        let ids = sqlx::query(
-            "SELECT id FROM incidents WHERE rule_id = $1 AND group_key = $2
-                 AND status IN ('open', 'acknowledged')",
+        super::end_outage(
+            &self.store,
+            (RULE, &group_key(slug)),
+            down_since.unwrap_or(up_at),
+            up_at,
+            &format!("heartbeat {slug} pinged again"),
         )
-        .bind(RULE)
-        .bind(group_key(slug))
-        .fetch_all(&self.pool)
         .await?;
-        for r in ids {
-            let id: i64 = r.try_get("id")?;
-            let since = down_since.unwrap_or(up_at);
-            let seconds = (up_at - since).max(0) / 1000;
-            let detail = serde_json::json!({
-                "down_since": time(since), "up_at": time(up_at), "duration_seconds": seconds,
-            });
-            self.store
-                .note(id, "vigil", "outage_ended", &detail)
-                .await?;
-            let resolution = format!("heartbeat {slug} pinged again after {} down", span(seconds));
-            self.store
-                .act(
-                    id,
-                    &Action::Resolve {
-                        resolution: Some(resolution),
-                    },
-                    "vigil",
-                )
-                .await?;
-            tracing::info!(incident = id, slug, seconds, "heartbeat up again");
-        }
         Ok(())
     }
 

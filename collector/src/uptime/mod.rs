@@ -72,3 +72,45 @@ impl HeartbeatsConfig {
         Ok(())
     }
 }
+
+/// Ends an outage: resolves the active incidents of `rule` and `group`, each with
+/// `outage_ended` (its start, its end, its length) on its timeline and a resolution that says
+/// `what` happened ("heartbeat x pinged again") and after how long. How many it resolved.
+pub(crate) async fn end_outage(
+    store: &crate::incidents::Store,
+    (rule, group): (&str, &str),
+    since: i64,
+    up_at: i64,
+    what: &str,
+) -> Result<usize, crate::incidents::StoreError> {
+    use sqlx::Row;
+    let ids = sqlx::query(
+        "SELECT id FROM incidents WHERE rule_id = $1 AND group_key = $2
+             AND status IN ('open', 'acknowledged')",
+    )
+    .bind(rule)
+    .bind(group)
+    .fetch_all(store.pool())
+    .await?;
+    let seconds = (up_at - since).max(0) / 1000;
+    let time = crate::incidents::store::time;
+    for r in &ids {
+        let id: i64 = r.try_get("id")?;
+        let detail = serde_json::json!({
+            "down_since": time(since), "up_at": time(up_at), "duration_seconds": seconds,
+        });
+        store.note(id, "vigil", "outage_ended", &detail).await?;
+        let resolution = format!("{what} after {} down", heartbeat::span(seconds));
+        store
+            .act(
+                id,
+                &crate::incidents::Action::Resolve {
+                    resolution: Some(resolution),
+                },
+                "vigil",
+            )
+            .await?;
+        tracing::info!(incident = id, group, seconds, "outage ended");
+    }
+    Ok(ids.len())
+}

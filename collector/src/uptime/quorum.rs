@@ -27,7 +27,7 @@ use vigil_schema::{Event, EventKind, fields as f};
 
 use super::check::{Check, Checks};
 use crate::incidents::store::time;
-use crate::incidents::{Action, Alert, Store, StoreError};
+use crate::incidents::{Alert, Store, StoreError};
 use crate::index::writer::Clock;
 use crate::reference::directory::Shared;
 
@@ -483,38 +483,14 @@ impl Quorum {
     }
 
     async fn resolve(&self, c: &Check, since: i64, now: i64) -> Result<(), StoreError> {
-        let ids = sqlx::query(
-            "SELECT id FROM incidents WHERE rule_id = $1 AND group_key = $2
-                 AND status IN ('open', 'acknowledged')",
+        super::end_outage(
+            &self.store,
+            (RULE, &format!("check={}", c.id)),
+            since,
+            now,
+            &format!("check {} answers again", c.id),
         )
-        .bind(RULE)
-        .bind(format!("check={}", c.id))
-        .fetch_all(&self.pool)
         .await?;
-        for r in ids {
-            let id: i64 = r.try_get("id")?;
-            let seconds = (now - since).max(0) / 1000;
-            let detail = serde_json::json!({
-                "down_since": time(since), "up_at": time(now), "duration_seconds": seconds,
-            });
-            self.store
-                .note(id, "vigil", "outage_ended", &detail)
-                .await?;
-            let resolution = format!(
-                "check {} answers again after {} down",
-                c.id,
-                super::heartbeat::span(seconds)
-            );
-            self.store
-                .act(
-                    id,
-                    &Action::Resolve {
-                        resolution: Some(resolution),
-                    },
-                    "vigil",
-                )
-                .await?;
-        }
         Ok(())
     }
 }
