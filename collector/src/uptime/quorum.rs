@@ -141,16 +141,21 @@ fn behind(c: &Check, checks: &Checks) -> String {
     )
 }
 
+/// How long a result counts for `check`'s state (ms): two intervals and a timeout.
+fn fresh_for(check: &Check) -> i64 {
+    2 * check.interval().as_millis() as i64
+        + vigil_schema::config::parse_duration(&check.timeout)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(5000)
+}
+
 /// A check's computed state from its fresh results.
 fn decide(
     check: &Check,
     results: Option<&HashMap<String, Seen>>,
     now: i64,
 ) -> (&'static str, usize) {
-    let window = 2 * check.interval().as_millis() as i64
-        + vigil_schema::config::parse_duration(&check.timeout)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(5000);
+    let window = fresh_for(check);
     let fresh: Vec<&Seen> = results
         .map(|r| {
             r.iter()
@@ -245,7 +250,7 @@ impl Quorum {
                 .get(&c.id)
                 .cloned()
                 .unwrap_or_else(|| ("unknown".into(), None, 0, None));
-            let window = 2 * c.interval().as_millis() as i64 + 5000;
+            let window = fresh_for(c);
             let mut vantage: Vec<Vantage> = results
                 .map(|r| {
                     r.iter()
