@@ -24,8 +24,10 @@
 pub mod batcher;
 pub mod config;
 pub mod customer;
+pub mod dns;
 pub mod flow;
 pub mod http;
+pub mod icmp;
 pub mod metrics;
 pub mod probe;
 pub mod report;

@@ -39,16 +39,27 @@ pub struct Outcome {
     pub error: Option<String>,
     /// A TLS check's certificate expiry.
     pub not_after: Option<chrono::DateTime<chrono::Utc>>,
+    /// A DNS check's answer.
+    pub resolved: Vec<std::net::IpAddr>,
 }
 
 impl Outcome {
+    fn up(duration: Duration) -> Outcome {
+        Outcome {
+            status: ProbeStatus::Up,
+            duration,
+            http_status: None,
+            error: None,
+            not_after: None,
+            resolved: Vec::new(),
+        }
+    }
+
     fn down(duration: Duration, error: String) -> Outcome {
         Outcome {
             status: ProbeStatus::Down,
-            duration,
-            http_status: None,
             error: Some(error),
-            not_after: None,
+            ..Outcome::up(duration)
         }
     }
 
@@ -68,6 +79,10 @@ impl Outcome {
         }
         if let Some(t) = self.not_after {
             ev.set_str(f::TLS_NOT_AFTER, t.to_rfc3339());
+        }
+        if !self.resolved.is_empty() {
+            let ips: Vec<String> = self.resolved.iter().map(|a| a.to_string()).collect();
+            ev.set(f::DNS_RESOLVED_IP, serde_json::Value::from(ips));
         }
         if let Some(c) = &spec.customer {
             ev.set_str(f::CUSTOMER, c.clone());
@@ -117,6 +132,9 @@ impl Prober {
                 CheckType::Http => self.http(spec, start).await,
                 CheckType::Tcp => tcp(spec, start).await,
                 CheckType::Tls => tls(spec, start).await,
+                CheckType::Dns => dns(spec, start).await,
+                CheckType::Icmp => icmp(spec, start).await,
+                CheckType::Cap => self.cap(spec, start).await,
                 CheckType::Unknown => Outcome::down(
                     Duration::ZERO,
                     "this agent does not know the check's type; upgrade it".into(),
@@ -152,22 +170,19 @@ impl Prober {
             Err(e) => return Outcome::down(start.elapsed(), error_chain(&e)),
         };
         let status = resp.status().as_u16();
-        let mut body = Vec::new();
         let needs_body = h.contains.is_some() || h.not_contains.is_some() || h.regex.is_some();
-        while needs_body && body.len() < BODY_LIMIT {
-            match resp.chunk().await {
-                Ok(Some(c)) => body.extend_from_slice(&c[..c.len().min(BODY_LIMIT - body.len())]),
-                Ok(None) => break,
-                Err(e) => return Outcome::down(start.elapsed(), error_chain(&e)),
+        let body = if needs_body {
+            match body_start(&mut resp).await {
+                Ok((b, _)) => b,
+                Err(e) => return Outcome::down(start.elapsed(), e),
             }
-        }
+        } else {
+            Vec::new()
+        };
         let duration = start.elapsed();
         let mut out = Outcome {
-            status: ProbeStatus::Up,
-            duration,
             http_status: Some(status),
-            error: None,
-            not_after: None,
+            ..Outcome::up(duration)
         };
         let text = String::from_utf8_lossy(&body);
         let wrong = if h.status.is_empty() {
@@ -212,6 +227,55 @@ impl Prober {
     }
 }
 
+impl Prober {
+    /// A CAP check: the document at the target answers 2xx, and parses as a CAP alert or an
+    /// Atom feed of them, every alert valid.
+    async fn cap(&self, spec: &CheckSpec, start: Instant) -> Outcome {
+        let mut resp = match self.follow.get(&spec.target).send().await {
+            Ok(r) => r,
+            Err(e) => return Outcome::down(start.elapsed(), error_chain(&e)),
+        };
+        let status = resp.status().as_u16();
+        let (body, whole) = match body_start(&mut resp).await {
+            Ok(b) => b,
+            Err(e) => return Outcome::down(start.elapsed(), e),
+        };
+        let mut out = Outcome {
+            http_status: Some(status),
+            ..Outcome::up(start.elapsed())
+        };
+        let wrong = if !(200..300).contains(&status) {
+            Some(format!("status {status}, not 2xx"))
+        } else if !whole {
+            Some(format!("the document is larger than {BODY_LIMIT} bytes"))
+        } else {
+            match std::str::from_utf8(&body) {
+                Err(e) => Some(format!("the document is not UTF-8: {e}")),
+                Ok(xml) => vigil_schema::cap::read(xml).err().map(|e| e.to_string()),
+            }
+        };
+        if let Some(why) = wrong {
+            out.status = ProbeStatus::Down;
+            out.error = Some(why);
+        }
+        out
+    }
+}
+
+/// The start of a response's body, up to [`BODY_LIMIT`], and whether that is all of it.
+async fn body_start(resp: &mut reqwest::Response) -> Result<(Vec<u8>, bool), String> {
+    let mut body = Vec::new();
+    while body.len() < BODY_LIMIT {
+        match resp.chunk().await {
+            Ok(Some(c)) => body.extend_from_slice(&c[..c.len().min(BODY_LIMIT - body.len())]),
+            Ok(None) => return Ok((body, true)),
+            Err(e) => return Err(error_chain(&e)),
+        }
+    }
+    let more = matches!(resp.chunk().await, Ok(Some(c)) if !c.is_empty());
+    Ok((body, !more))
+}
+
 /// An error with its causes ("error sending request: connection refused").
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -226,13 +290,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 async fn tcp(spec: &CheckSpec, start: Instant) -> Outcome {
     match tokio::net::TcpStream::connect(&spec.target).await {
-        Ok(_) => Outcome {
-            status: ProbeStatus::Up,
-            duration: start.elapsed(),
-            http_status: None,
-            error: None,
-            not_after: None,
-        },
+        Ok(_) => Outcome::up(start.elapsed()),
         Err(e) => Outcome::down(start.elapsed(), format!("connect to {}: {e}", spec.target)),
     }
 }
@@ -310,11 +368,8 @@ async fn tls(spec: &CheckSpec, start: Instant) -> Outcome {
     };
     let days = (not_after - chrono::Utc::now()).num_days();
     let mut out = Outcome {
-        status: ProbeStatus::Up,
-        duration,
-        http_status: None,
-        error: None,
         not_after: Some(not_after),
+        ..Outcome::up(duration)
     };
     if days < i64::from(spec.tls.warn_days) {
         out.status = ProbeStatus::Degraded;
@@ -324,6 +379,99 @@ async fn tls(spec: &CheckSpec, start: Instant) -> Outcome {
         ));
     }
     out
+}
+
+/// A DNS check: the target name resolves (through `dns.server`, else the system's
+/// resolver) to at least one address of the record's type, each one of `dns.expect` if given.
+async fn dns(spec: &CheckSpec, start: Instant) -> Outcome {
+    use vigil_schema::check::DnsRecord;
+    let d = &spec.dns;
+    let name = spec.target.as_str();
+    let answered = match &d.server {
+        Some(server) => {
+            let addr = match server_addr(server) {
+                Ok(a) => a,
+                Err(e) => return Outcome::down(Duration::ZERO, e),
+            };
+            match crate::dns::resolve(addr, name, d.record).await {
+                Ok(a) if a.rcode != 0 => Err(format!(
+                    "{} answered {} for {name}",
+                    addr,
+                    crate::dns::rcode_name(a.rcode)
+                )),
+                Ok(a) => Ok(a.addresses),
+                Err(e) => Err(e),
+            }
+        }
+        None => tokio::net::lookup_host((name, 0))
+            .await
+            .map(|addrs| {
+                addrs
+                    .map(|a| a.ip())
+                    .filter(|ip| ip.is_ipv6() == (d.record == DnsRecord::Aaaa))
+                    .collect()
+            })
+            .map_err(|e| format!("{name} does not resolve: {e}")),
+    };
+    let duration = start.elapsed();
+    let addresses: Vec<std::net::IpAddr> = match answered {
+        Ok(a) if a.is_empty() => {
+            let kind = if d.record == DnsRecord::A {
+                "A"
+            } else {
+                "AAAA"
+            };
+            return Outcome::down(duration, format!("{name} has no {kind} record"));
+        }
+        Ok(a) => a,
+        Err(e) => return Outcome::down(duration, e),
+    };
+    let expected: Vec<std::net::IpAddr> = d.expect.iter().filter_map(|e| e.parse().ok()).collect();
+    let mut out = Outcome {
+        resolved: addresses.clone(),
+        ..Outcome::up(duration)
+    };
+    if let Some(other) = addresses
+        .iter()
+        .find(|a| !expected.is_empty() && !expected.contains(a))
+    {
+        out.status = ProbeStatus::Down;
+        out.error = Some(format!(
+            "{name} resolves to {other}, not one of {}",
+            d.expect.join(", ")
+        ));
+    }
+    out
+}
+
+/// A DNS server given as `ip` (port 53) or `ip:port` (`[v6]:port`).
+fn server_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    s.parse::<std::net::SocketAddr>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(|ip| (ip, 53).into()))
+        .map_err(|_| format!("{s:?} is not ip or ip:port"))
+}
+
+/// An ICMP check: one echo to the target host, answered.
+async fn icmp(spec: &CheckSpec, start: Instant) -> Outcome {
+    let host = spec.target.trim_start_matches('[').trim_end_matches(']');
+    let addr = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip,
+        Err(_) => match tokio::net::lookup_host((host, 0)).await {
+            Ok(mut a) => match a.next() {
+                Some(a) => a.ip(),
+                None => return Outcome::down(start.elapsed(), format!("{host} has no address")),
+            },
+            Err(e) => {
+                return Outcome::down(start.elapsed(), format!("{host} does not resolve: {e}"));
+            }
+        },
+    };
+    static SEQ: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    match crate::icmp::echo(addr, seq).await {
+        Ok(rtt) => Outcome::up(rtt),
+        Err(e) => Outcome::down(start.elapsed(), e),
+    }
 }
 
 /// Where the last checks fetched are kept (beside the spool).

@@ -43,6 +43,7 @@ pub struct Metrics {
     pub heartbeat_transitions: Family<Labels, Counter>,
     pub outside_pings: Family<Labels, Counter>,
     pub check_state: Family<Labels, Gauge>,
+    pub cap_feed_reads: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -217,6 +218,11 @@ impl Metrics {
             check_state: reg!(
                 "check_state",
                 "Each uptime check's state by quorum: 0 unknown, 1 up, 2 degraded, 3 down",
+                Family::default()
+            ),
+            cap_feed_reads: reg!(
+                "cap_feed_reads",
+                "Reads of watched CAP feeds, by outcome (new alerts, unchanged, failed)",
                 Family::default()
             ),
             registry,

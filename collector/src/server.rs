@@ -282,6 +282,13 @@ impl Collector {
             self.state.0.heartbeats.clone(),
             dispatch_stop.clone(),
         ));
+        let capwatch = tokio::spawn(crate::uptime::capwatch::run(
+            self.state.0.quorum.checks.clone(),
+            self.state.0.incidents.pool().clone(),
+            self.state.0.ingest.clone(),
+            self.state.0.metrics.clone(),
+            dispatch_stop.clone(),
+        ));
         shutdown.cancelled().await;
         reloads.abort();
         tracing::info!("collector stopping: ingest closed");
@@ -306,6 +313,7 @@ impl Collector {
         let _ = deadlines.await;
         let _ = heartbeats.await;
         let _ = quorum.await;
+        let _ = capwatch.await;
         if let Some(o) = outside {
             let _ = o.await;
         }

@@ -23,6 +23,14 @@ pub enum CheckType {
     /// A TLS handshake with `host:port`: the chain valid and the name matching, else down;
     /// a certificate that expires within `warn_days`, degraded.
     Tls,
+    /// A DNS lookup of the target name (A or AAAA), from the system's resolver or a chosen
+    /// server; with expected addresses, an answer outside them is down.
+    Dns,
+    /// An ICMP echo to the target host; where the agent may not send ICMP, down saying so.
+    Icmp,
+    /// A CAP 1.2 alert, or an Atom feed of them, fetched over HTTP: down unless it parses and
+    /// every alert in it is valid.
+    Cap,
     /// A type this build does not know (a newer collector's).
     #[serde(other)]
     Unknown,
@@ -34,6 +42,9 @@ impl CheckType {
             CheckType::Http => "http",
             CheckType::Tcp => "tcp",
             CheckType::Tls => "tls",
+            CheckType::Dns => "dns",
+            CheckType::Icmp => "icmp",
+            CheckType::Cap => "cap",
             CheckType::Unknown => "unknown",
         }
     }
@@ -83,6 +94,26 @@ impl Default for TlsSpec {
     }
 }
 
+/// The record a DNS check asks for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DnsRecord {
+    #[default]
+    A,
+    #[serde(rename = "AAAA")]
+    Aaaa,
+}
+
+/// What a DNS check asks and expects.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DnsSpec {
+    pub record: DnsRecord,
+    /// `ip` or `ip:port` of the server asked; none: the agent's system resolver.
+    pub server: Option<String>,
+    /// Addresses the answer may hold; when given, an address outside them is down.
+    pub expect: Vec<String>,
+}
+
 /// One check, as an agent runs it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckSpec {
@@ -100,6 +131,8 @@ pub struct CheckSpec {
     pub http: HttpSpec,
     #[serde(default)]
     pub tls: TlsSpec,
+    #[serde(default)]
+    pub dns: DnsSpec,
     #[serde(default)]
     pub customer: Option<String>,
 }

@@ -18,6 +18,8 @@ pub enum EventKind {
     Probe,
     Heartbeat,
     Alert,
+    /// A public alert read from a watched CAP feed.
+    Cap,
 }
 
 impl EventKind {
@@ -28,6 +30,7 @@ impl EventKind {
             EventKind::Probe => "probe",
             EventKind::Heartbeat => "heartbeat",
             EventKind::Alert => "alert",
+            EventKind::Cap => "cap",
         }
     }
 
@@ -38,6 +41,7 @@ impl EventKind {
             "probe" => EventKind::Probe,
             "heartbeat" => EventKind::Heartbeat,
             "alert" => EventKind::Alert,
+            "cap" => EventKind::Cap,
             _ => return None,
         })
     }

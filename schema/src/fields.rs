@@ -88,7 +88,26 @@ fields! {
     URL_DOMAIN = "url.domain";
     USER_AGENT = "user_agent.original";
     TLS_NOT_AFTER = "tls.server.not_after";
+    /// The addresses a DNS check's name resolved to.
+    DNS_RESOLVED_IP = "dns.resolved_ip";
     ERROR_MESSAGE = "error.message";
+
+    // Public alerts read from a watched CAP feed (`event.kind = cap`).
+    CAP_IDENTIFIER = "cap.identifier";
+    CAP_SENDER = "cap.sender";
+    CAP_SENT = "cap.sent";
+    CAP_STATUS = "cap.status";
+    CAP_MSG_TYPE = "cap.msg_type";
+    CAP_SCOPE = "cap.scope";
+    /// The messages an `Update` or `Cancel` amends, each `sender,identifier,sent`.
+    CAP_REFERENCES = "cap.references";
+    CAP_EVENT = "cap.event";
+    CAP_CATEGORY = "cap.category";
+    CAP_URGENCY = "cap.urgency";
+    CAP_SEVERITY = "cap.severity";
+    CAP_CERTAINTY = "cap.certainty";
+    CAP_HEADLINE = "cap.headline";
+    CAP_AREA = "cap.area";
 
     // Alerts (`event.kind = alert`), written by the collector's detection stage.
     RULE_ID = "rule.id";
@@ -209,6 +228,7 @@ pub fn carried_by(kind: &str, name: &str) -> bool {
                 EVENT_DURATION,
                 HTTP_STATUS_CODE,
                 TLS_NOT_AFTER,
+                DNS_RESOLVED_IP,
                 ERROR_MESSAGE,
             ],
             &[],
@@ -224,6 +244,28 @@ pub fn carried_by(kind: &str, name: &str) -> bool {
                 ALERT_VALUE,
                 ALERT_TIMESPAN,
                 ALERT_EVENT_IDS,
+            ],
+            &[],
+        ),
+        "cap" => (
+            &[
+                MESSAGE,
+                URL_FULL,
+                MONITOR_ID,
+                CAP_IDENTIFIER,
+                CAP_SENDER,
+                CAP_SENT,
+                CAP_STATUS,
+                CAP_MSG_TYPE,
+                CAP_SCOPE,
+                CAP_REFERENCES,
+                CAP_EVENT,
+                CAP_CATEGORY,
+                CAP_URGENCY,
+                CAP_SEVERITY,
+                CAP_CERTAINTY,
+                CAP_HEADLINE,
+                CAP_AREA,
             ],
             &[],
         ),

@@ -19,6 +19,7 @@
 //! - Decoding is hostile-input safe: every length is bounded before it is used.
 
 pub mod binary;
+pub mod cap;
 pub mod check;
 pub mod community_id;
 pub mod config;

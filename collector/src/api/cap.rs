@@ -32,3 +32,27 @@ pub async fn feed(
         xml,
     ))
 }
+
+#[derive(serde::Deserialize)]
+pub struct WatchedQuery {
+    #[serde(default = "hundred")]
+    limit: i64,
+}
+
+fn hundred() -> i64 {
+    100
+}
+
+/// `GET /api/v1/cap/watched`: the alerts read from watched CAP feeds, newest first, each with
+/// its state (`active`, or `updated` / `cancelled` by a later message).
+pub async fn watched(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<WatchedQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    s.0.check_reader(&headers)?;
+    let alerts = crate::uptime::capwatch::list(s.0.incidents.pool(), q.limit.clamp(1, 10_000))
+        .await
+        .map_err(|e| ApiError::from(crate::incidents::StoreError::Db(e)))?;
+    Ok(axum::Json(serde_json::json!({ "alerts": alerts })))
+}

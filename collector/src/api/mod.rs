@@ -157,6 +157,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/api/v1/oncall/overrides/{id}", delete(oncall::end))
         .route("/api/v1/cap/feed", get(cap::feed))
+        .route("/api/v1/cap/watched", get(cap::watched))
         .route(
             "/api/v1/customers",
             get(customers::list)
@@ -314,6 +315,9 @@ impl Inner {
         let now = self.heartbeats.now().timestamp_millis();
         let sweeping = self.heartbeats.sweeping(now);
         let ready = writer && open && incidents && database && sweeping;
+        // Checks nobody probes are the agents' trouble, not this collector's: reported, but
+        // they do not make it unready.
+        let overdue = self.quorum.overdue();
         let body = serde_json::json!({
             "status": if ready { "ready" } else { "not_ready" },
             "components": {
@@ -322,7 +326,10 @@ impl Inner {
                 "incidents": if incidents { "ok" } else { "failing" },
                 "incident_database": if database { "ok" } else { "unreachable" },
                 "heartbeats": if sweeping { "ok" } else { "stalled" },
+                "checks": if overdue.is_empty() { "ok" } else { "overdue" },
             },
+            "checks_overdue": overdue.iter().take(20).collect::<Vec<_>>(),
+            "checks_overdue_count": overdue.len(),
             "ingest_queue_batches": self.ingest.max_capacity() - self.ingest.capacity(),
             "outbox_oldest_pending_seconds": oldest.map(|t| (now - t).max(0) / 1000),
         });

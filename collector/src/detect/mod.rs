@@ -241,7 +241,7 @@ impl Detector {
     /// raise; alert ids are `<batch>.a<n>`, so a replay derives the same ones.
     pub fn process(&mut self, events: &[Event], batch_id: &str) -> Vec<Event> {
         let mut alerts = Vec::new();
-        for ev in events {
+        for ev in events.iter().filter(|e| !is_drill(e)) {
             for hit in self.engine.process(ev) {
                 let kind = match &hit.kind {
                     HitKind::Detection => "detection",
@@ -270,6 +270,16 @@ impl Detector {
     }
 }
 
+/// A public alert that is a test, an exercise or a draft (CAP's `status`): searchable like
+/// any event, never evaluated, so it never raises an incident.
+fn is_drill(ev: &Event) -> bool {
+    ev.get_str(f::EVENT_KIND) == Some("cap")
+        && matches!(
+            ev.get_str(f::CAP_STATUS),
+            Some("Test" | "Exercise" | "Draft")
+        )
+}
+
 /// Evaluates `events` with a fresh engine and returns the alerts, for `vigil rules test`
 /// and `POST /api/v1/rules/test`. Events without `event.id` get their line number.
 pub fn test_events(engine: &mut dyn RuleEngine, events: &mut [Event]) -> Vec<Event> {
@@ -280,6 +290,9 @@ pub fn test_events(engine: &mut dyn RuleEngine, events: &mut [Event]) -> Vec<Eve
         }
         if ev.timestamp().is_none() {
             ev.set_timestamp(chrono::Utc::now());
+        }
+        if is_drill(ev) {
+            continue;
         }
         for hit in engine.process(ev) {
             let id = format!("test.a{}", alerts.len());

@@ -85,6 +85,12 @@ pub const STEPS: &[Step] = &[
         sqlite: include_str!("../../migrations/sqlite/0010_uptime.sql"),
         postgres: include_str!("../../migrations/postgres/0010_uptime.sql"),
     },
+    Step {
+        version: 11,
+        name: "watched_cap",
+        sqlite: include_str!("../../migrations/sqlite/0011_watched_cap.sql"),
+        postgres: include_str!("../../migrations/postgres/0011_watched_cap.sql"),
+    },
 ];
 
 /// The migrator of one dialect.

@@ -1,4 +1,4 @@
-//! Uptime checks: what the agents probe (HTTP, TCP, TLS), from which of them, how often, and how
+//! Uptime checks: what the agents probe (HTTP, TCP, TLS, DNS, ICMP, CAP), from which of them, how often, and how
 //! many must agree. Defined in the configuration (`[[checks]]`, read-only through the API) or
 //! through the API (`/api/v1/checks`); agents fetch theirs as [`CheckSpec`]s.
 //!
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyPool, Row};
-use vigil_schema::check::{CheckSpec, CheckType, HttpSpec, TlsSpec};
+use vigil_schema::check::{CheckSpec, CheckType, DnsRecord, DnsSpec, HttpSpec, TlsSpec};
 use vigil_schema::config::parse_duration;
 
 use crate::incidents::SEVERITIES;
@@ -91,6 +91,18 @@ pub struct Check {
     /// TLS: a PEM file of CA certificates on the agents, trusted instead of the public roots.
     #[serde(default)]
     pub ca_file: Option<String>,
+    /// DNS: `A` (default) or `AAAA`.
+    #[serde(default)]
+    pub record: Option<String>,
+    /// DNS: the server asked, `ip` or `ip:port`; none: each agent's system resolver.
+    #[serde(default)]
+    pub server: Option<String>,
+    /// DNS: the addresses the name may resolve to; any other is down.
+    #[serde(default)]
+    pub expect: Vec<String>,
+    /// CAP: the collector also reads the feed's alerts into events (`event.kind: cap`).
+    #[serde(default)]
+    pub watch: bool,
 }
 
 fn ten_seconds() -> String {
@@ -151,16 +163,65 @@ impl Check {
             "http" | "https" => CheckType::Http,
             "tcp" => CheckType::Tcp,
             "tls" => CheckType::Tls,
+            "dns" => CheckType::Dns,
+            "icmp" => CheckType::Icmp,
+            "cap" => CheckType::Cap,
             other => {
                 return Err(bad(
                     "type",
-                    format!("{other:?} is not a check type this build runs (http, tcp, tls)"),
+                    format!(
+                        "{other:?} is not a check type this build runs (http, tcp, tls, dns, icmp, cap)"
+                    ),
                 ));
             }
         };
         self.kind = kind.as_str().into();
+        if self.watch && kind != CheckType::Cap {
+            return Err(bad("watch", "only a cap check watches a feed's alerts"));
+        }
+        if kind != CheckType::Dns {
+            let field = [
+                ("record", self.record.is_some()),
+                ("server", self.server.is_some()),
+                ("expect", !self.expect.is_empty()),
+            ]
+            .into_iter()
+            .find(|(_, set)| *set);
+            if let Some((field, _)) = field {
+                return Err(bad(field, "only for a dns check"));
+            }
+        }
         match kind {
-            CheckType::Http => {
+            CheckType::Dns => {
+                if !is_host_name(&self.target) {
+                    return Err(bad("target", "the DNS name to resolve"));
+                }
+                if let Some(r) = &self.record
+                    && !matches!(r.as_str(), "A" | "AAAA")
+                {
+                    return Err(bad("record", format!("{r:?} is not A or AAAA")));
+                }
+                if let Some(s) = &self.server
+                    && s.parse::<std::net::SocketAddr>().is_err()
+                    && s.parse::<std::net::IpAddr>().is_err()
+                {
+                    return Err(bad("server", format!("{s:?} is not ip or ip:port")));
+                }
+                if let Some(e) = self
+                    .expect
+                    .iter()
+                    .find(|e| e.parse::<std::net::IpAddr>().is_err())
+                {
+                    return Err(bad("expect", format!("{e:?} is not an IP address")));
+                }
+            }
+            CheckType::Icmp => {
+                let host = self.target.trim_start_matches('[').trim_end_matches(']');
+                if host.parse::<std::net::IpAddr>().is_err() && !is_host_name(host) {
+                    return Err(bad("target", "a host name or an IP address (no port)"));
+                }
+            }
+            CheckType::Http | CheckType::Cap => {
                 let url = reqwest::Url::parse(&self.target)
                     .map_err(|e| bad("target", format!("{:?} is not a URL: {e}", self.target)))?;
                 if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
@@ -242,6 +303,17 @@ impl Check {
         Ok(self)
     }
 
+    pub fn kind(&self) -> CheckType {
+        match self.kind.as_str() {
+            "tcp" => CheckType::Tcp,
+            "tls" => CheckType::Tls,
+            "dns" => CheckType::Dns,
+            "icmp" => CheckType::Icmp,
+            "cap" => CheckType::Cap,
+            _ => CheckType::Http,
+        }
+    }
+
     pub fn interval(&self) -> Duration {
         parse_duration(&self.interval).unwrap_or(Duration::from_secs(10))
     }
@@ -260,11 +332,7 @@ impl Check {
         };
         CheckSpec {
             id: self.id.clone(),
-            kind: match self.kind.as_str() {
-                "tcp" => CheckType::Tcp,
-                "tls" => CheckType::Tls,
-                _ => CheckType::Http,
-            },
+            kind: self.kind(),
             target: self.target.clone(),
             interval_ms: ms(&self.interval),
             timeout_ms: ms(&self.timeout),
@@ -285,9 +353,33 @@ impl Check {
                 server_name: self.server_name.clone(),
                 ca_file: self.ca_file.clone(),
             },
+            dns: DnsSpec {
+                record: if self.record.as_deref() == Some("AAAA") {
+                    DnsRecord::Aaaa
+                } else {
+                    DnsRecord::A
+                },
+                server: self.server.clone(),
+                expect: self.expect.clone(),
+            },
             customer: self.customer.clone(),
         }
     }
+}
+
+/// A DNS name: dot-separated labels of letters, digits and `-` (and `_`, as service names
+/// use), at most 253 characters.
+fn is_host_name(s: &str) -> bool {
+    let s = s.strip_suffix('.').unwrap_or(s);
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 /// The checks in force: the configuration's and the database's.

@@ -5,7 +5,9 @@
 //!   so existing clients work by changing the base URL); a heartbeat whose pings stop, or that
 //!   reports a failure, opens an incident, and the next success resolves it.
 //! - [`agents`]: the agents' reports; an agent's liveness is a heartbeat its reports ping.
-//! - [`check`]: uptime checks (HTTP, TCP) the agents run, from the configuration or the API.
+//! - [`check`]: uptime checks (HTTP, TCP, TLS, DNS, ICMP, CAP) the agents run, from the
+//!   configuration or the API.
+//! - [`capwatch`]: the alerts of watched CAP feeds, read into events.
 //! - [`availability`]: the share of a window a check was up, from its transitions.
 //! - [`quorum`]: a check's state from its vantage points' latest results; incidents.
 //! - [`deadman`]: Vigil's own heartbeat, pinged to a receiver outside.
@@ -14,6 +16,7 @@
 
 pub mod agents;
 pub mod availability;
+pub mod capwatch;
 pub mod check;
 pub mod deadman;
 pub mod heartbeat;

@@ -107,6 +107,8 @@ pub struct Quorum {
     agents: Vec<String>,
     results: Mutex<HashMap<String, HashMap<String, Seen>>>,
     candidates: Mutex<HashMap<String, Candidate>>,
+    /// When each check was first asked about by [`Quorum::overdue`] (ms).
+    known_since: Mutex<HashMap<String, i64>>,
 }
 
 /// What is behind check `c` (the checks that depend on it, at any depth), and their
@@ -195,7 +197,30 @@ impl Quorum {
             agents,
             results: Mutex::new(HashMap::new()),
             candidates: Mutex::new(HashMap::new()),
+            known_since: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The checks no vantage point has reported within their freshness window (two intervals
+    /// and a timeout) although this collector has known them for that long: probes that
+    /// should run and do not (no agent runs them, or none reaches this collector).
+    pub fn overdue(&self) -> Vec<String> {
+        let now = (self.clock)().timestamp_millis();
+        let checks = self.checks.get();
+        let all = self.results.lock().unwrap_or_else(|e| e.into_inner());
+        let mut known = self.known_since.lock().unwrap_or_else(|e| e.into_inner());
+        known.retain(|id, _| checks.get(id).is_some());
+        let mut out: Vec<String> = checks
+            .list
+            .iter()
+            .filter(|(c, _)| {
+                let since = *known.entry(c.id.clone()).or_insert(now);
+                now - since > fresh_for(c) && decide(c, all.get(&c.id), now).1 == 0
+            })
+            .map(|(c, _)| c.id.clone())
+            .collect();
+        out.sort_unstable();
+        out
     }
 
     /// Takes the results of a batch agent `agent` delivered.

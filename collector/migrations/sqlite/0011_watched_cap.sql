@@ -1,0 +1,19 @@
+-- Alerts read from watched CAP feeds, each once (its key is `sender,identifier,sent`), and
+-- its state as later messages amend it: `active`, `updated` or `cancelled` by `amended_by`.
+CREATE TABLE cap_watched (
+    key TEXT PRIMARY KEY,
+    check_id TEXT NOT NULL,
+    identifier TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    sent TEXT NOT NULL,
+    status TEXT NOT NULL,
+    msg_type TEXT NOT NULL,
+    event TEXT,
+    severity TEXT,
+    headline TEXT,
+    area TEXT,
+    state TEXT NOT NULL,
+    amended_by TEXT,
+    seen_at BIGINT NOT NULL
+);
+CREATE INDEX cap_watched_seen ON cap_watched (seen_at);
