@@ -1383,6 +1383,38 @@ async fn checks_are_managed_through_the_api_configured_ones_are_read_only_and_ag
             json!({"name": "", "type": "http", "target": "http://x/"}),
             "name",
         ),
+        (
+            json!({"name": "x", "type": "dns", "target": "not a name"}),
+            "target",
+        ),
+        (
+            json!({"name": "x", "type": "dns", "target": "example.org", "record": "MX"}),
+            "record",
+        ),
+        (
+            json!({"name": "x", "type": "dns", "target": "example.org", "server": "dns.example"}),
+            "server",
+        ),
+        (
+            json!({"name": "x", "type": "dns", "target": "example.org", "expect": ["10.0.0.300"]}),
+            "expect",
+        ),
+        (
+            json!({"name": "x", "type": "http", "target": "http://x/", "server": "10.0.0.1"}),
+            "server",
+        ),
+        (
+            json!({"name": "x", "type": "icmp", "target": "10.0.0.1:80"}),
+            "target",
+        ),
+        (
+            json!({"name": "x", "type": "cap", "target": "feed.example/atom"}),
+            "target",
+        ),
+        (
+            json!({"name": "x", "type": "http", "target": "http://x/", "watch": true}),
+            "watch",
+        ),
     ] {
         let (st, b) = api.post("/api/v1/checks", body.clone()).await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{body} {b}");
@@ -1393,7 +1425,7 @@ async fn checks_are_managed_through_the_api_configured_ones_are_read_only_and_ag
     let (st, b) = api
         .post(
             "/api/v1/checks",
-            json!({"name": "x", "type": "http", "target": "http://x/", "expect": 200}),
+            json!({"name": "x", "type": "http", "target": "http://x/", "expected": 200}),
         )
         .await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
@@ -1401,7 +1433,7 @@ async fn checks_are_managed_through_the_api_configured_ones_are_read_only_and_ag
         b["error"]["message"]
             .as_str()
             .expect("message")
-            .contains("expect"),
+            .contains("expected"),
         "{b}"
     );
 
@@ -1632,4 +1664,183 @@ async fn the_status_page_shows_public_checks_only_with_state_and_availability() 
         let (st, _) = api.get(hidden).await;
         assert_eq!(st, StatusCode::NOT_FOUND, "{hidden}");
     }
+}
+
+/// An Atom feed whose entries embed each alert given as (identifier, status, msgType,
+/// references).
+fn cap_feed(alerts: &[(&str, &str, &str, &str)]) -> String {
+    let mut xml = String::from(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom"><id>urn:test:feed</id><title>Test feed</title>
+<updated>2026-12-01T10:00:00+01:00</updated>"#,
+    );
+    for (id, status, msg_type, refs) in alerts {
+        let refs = if refs.is_empty() {
+            String::new()
+        } else {
+            format!("<references>{refs}</references>")
+        };
+        xml.push_str(&format!(
+            r#"<entry><id>{id}</id><title>{id}</title><updated>2026-12-01T10:00:00+01:00</updated>
+<content type="text/xml"><alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">
+<identifier>{id}</identifier><sender>be-alert@example.test</sender>
+<sent>2026-12-01T10:00:00+01:00</sent><status>{status}</status><msgType>{msg_type}</msgType>
+<scope>Public</scope>{refs}<info><category>Safety</category><event>Gas leak</event>
+<urgency>Immediate</urgency><severity>Severe</severity><certainty>Observed</certainty>
+<headline>Gas leak in {id}</headline><area><areaDesc>Leuven</areaDesc></area></info>
+</alert></content></entry>"#
+        ));
+    }
+    xml.push_str("</feed>");
+    xml
+}
+
+/// An HTTP server answering each request with the next body, on a thread.
+fn serve_bodies(bodies: Vec<String>) -> u16 {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for (body, conn) in bodies.into_iter().zip(l.incoming()) {
+            let Ok(mut c) = conn else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf);
+            let _ = write!(
+                c,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/atom+xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn watched_cap_feeds_become_events_once_drills_raise_nothing_and_a_cancel_amends() {
+    use vigil_collector::uptime::capwatch;
+    let rules = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        rules.path().join("gas.yml"),
+        "title: Public gas leak alert\nid: 0d7c8e39-7d3b-4bd4-9a0e-2f4b8c1e5a11\n\
+         logsource: { product: vigil, service: cap }\n\
+         detection:\n  selection:\n    cap.event: Gas leak\n  condition: selection\nlevel: high\n",
+    )
+    .expect("rule");
+    let rule_dir = rules.path().to_owned();
+    let a = api_with(move |c| c.detect.rules.push(rule_dir)).await;
+    let first = cap_feed(&[
+        ("BE-1", "Actual", "Alert", ""),
+        ("BE-T", "Test", "Alert", ""),
+        ("BE-X", "Exercise", "Alert", ""),
+    ]);
+    let second = cap_feed(&[
+        ("BE-1", "Actual", "Alert", ""),
+        ("BE-T", "Test", "Alert", ""),
+        ("BE-X", "Exercise", "Alert", ""),
+        (
+            "BE-2",
+            "Actual",
+            "Cancel",
+            "be-alert@example.test,BE-1,2026-12-01T10:00:00+01:00",
+        ),
+    ]);
+    let port = serve_bodies(vec![first.clone(), first, second]);
+    let check: vigil_collector::uptime::check::Check = serde_json::from_value(json!({
+        "id": "be-alert", "name": "be-alert feed", "type": "cap", "watch": true,
+        "target": format!("http://127.0.0.1:{port}/feed.atom"),
+    }))
+    .expect("a check");
+    let client = reqwest::Client::new();
+    let pool = a.state.0.incidents.pool();
+    let ingest = &a.state.0.ingest;
+    let mut read = Vec::new();
+    for _ in 0..3 {
+        let alerts = capwatch::fetch(&client, &check)
+            .await
+            .expect("the feed reads");
+        let now = Utc::now().timestamp_millis();
+        read.push(
+            capwatch::absorb(pool, ingest, &check, &alerts, now)
+                .await
+                .expect("absorbed"),
+        );
+    }
+    // Three new, none again, then the cancel.
+    assert_eq!(read, [3, 0, 1]);
+
+    // Every message searchable; the drills too.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (status, body) = a.get("/api/v1/search?q=event.kind:cap&limit=10").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let ids: std::collections::BTreeSet<&str> = body["hits"]
+            .as_array()
+            .map(|e| {
+                e.iter()
+                    .filter_map(|e| e["cap.identifier"].as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if ids.len() == 4 {
+            assert_eq!(ids, ["BE-1", "BE-2", "BE-T", "BE-X"].into());
+            assert!(
+                body["hits"]
+                    .as_array()
+                    .is_some_and(|h| h.iter().all(|e| e["monitor.id"] == "be-alert")),
+                "{body}"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (_, body) = a
+        .get("/api/v1/search?q=cap.status:Test%20AND%20cap.area:Leuven")
+        .await;
+    assert_eq!(body["hits"][0]["cap.msg_type"], "Alert", "{body}");
+
+    // The rule matches all four by their event; only the two real ones (the alert and its
+    // cancel) were evaluated: one incident, the drills raised nothing.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, body) = a.get("/api/v1/incidents").await;
+        let incidents = body["incidents"].as_array().cloned().unwrap_or_default();
+        if let Some(i) = incidents.first().filter(|i| i["count"] == 2) {
+            assert_eq!(incidents.len(), 1, "{body}");
+            assert_eq!(i["title"], "Public gas leak alert");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no incident: {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (_, body) = a.get("/api/v1/search?q=event.kind:alert").await;
+    let evidence: Vec<String> = body["hits"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .filter_map(|e| e["alert.event_ids"].as_array())
+                .flatten()
+                .filter_map(|i| i.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(evidence.len(), 2, "{body}");
+
+    // The cancel amends the alert it references.
+    let (status, body) = a.get("/api/v1/cap/watched").await;
+    assert_eq!(status, StatusCode::OK);
+    let by_id = |id: &str| {
+        body["alerts"]
+            .as_array()
+            .and_then(|l| l.iter().find(|w| w["identifier"] == id))
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(by_id("BE-1")["state"], "cancelled", "{body}");
+    assert_eq!(
+        by_id("BE-1")["amended_by"],
+        "be-alert@example.test,BE-2,2026-12-01T10:00:00+01:00"
+    );
+    assert_eq!(by_id("BE-T")["state"], "active");
+    assert_eq!(by_id("BE-2")["msg_type"], "Cancel");
 }

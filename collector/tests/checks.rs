@@ -172,6 +172,42 @@ async fn quorum_on_postgres() {
     on_postgres(scenario).await;
 }
 
+/// A check nobody probes is overdue once the collector has known it for its freshness window
+/// (two intervals and a timeout: 25 s here), and no longer once a result arrives.
+#[tokio::test]
+async fn checks_nobody_probes_are_reported_overdue() {
+    on_sqlite(|store| async move {
+        let clock = TestClock::at(t0().timestamp_millis());
+        let c: Check = serde_json::from_value(serde_json::json!({
+            "name": "Portal", "type": "http", "target": "http://portal.example/",
+            "interval": "10s", "timeout": "5s",
+        }))
+        .expect("a check");
+        let c = c
+            .checked(&["a".into()], &Default::default())
+            .expect("valid");
+        let q = Quorum::new(
+            store,
+            clock.clock(),
+            Shared::new(Checks {
+                list: vec![(c, Source::Api)],
+            }),
+            vec!["a".into()],
+            std::sync::Arc::new(vigil_collector::metrics::Metrics::new()),
+        );
+        assert!(q.overdue().is_empty(), "just known");
+        clock.set(at(25).timestamp_millis());
+        assert!(q.overdue().is_empty(), "within its window");
+        clock.set(at(26).timestamp_millis());
+        assert_eq!(q.overdue(), ["portal"]);
+        q.record("a", vec![("portal".into(), seen(ProbeStatus::Up, 26))]);
+        assert!(q.overdue().is_empty());
+        clock.set(at(26 + 26).timestamp_millis());
+        assert_eq!(q.overdue(), ["portal"], "its last result too old");
+    })
+    .await;
+}
+
 /// Ten thousand checks: one state series each, and nothing else per check.
 #[tokio::test]
 async fn metrics_stay_bounded_with_ten_thousand_checks() {

@@ -11,8 +11,8 @@
 //! # Invariants
 //! - The input is hostile: its size is bounded by the caller, the XML parser refuses DTDs
 //!   (no entity expansion), and a bad document is an error naming what is wrong, never a panic.
-//! - Validity follows the CAP 1.2 schema's rules for what it checks: the required elements,
-//!   their enumerations, and `sent` with an explicit offset (the schema refuses `Z`).
+//! - Validity follows the CAP schemas' rules for what it checks: the required elements, their
+//!   enumerations, and times (in CAP 1.2 with an explicit offset: its schema refuses `Z`).
 
 use std::fmt;
 
@@ -178,7 +178,16 @@ fn alert(n: &roxmltree::Node) -> Result<CapAlert, CapError> {
             .unwrap_or_default(),
         ..CapAlert::default()
     };
-    if !is_cap_time(&a.sent) {
+    // CAP 1.2's schema holds times to an explicit offset; the older ones take any xs:dateTime.
+    let strict = n.tag_name().namespace() == Some(CAP_NS[0]);
+    let time_ok = |t: &str| {
+        if strict {
+            is_cap_time(t)
+        } else {
+            chrono::DateTime::parse_from_rfc3339(t).is_ok()
+        }
+    };
+    if !time_ok(&a.sent) {
         return err(format!(
             "{what}: <sent> {:?} is not a time with an explicit offset (YYYY-MM-DDThh:mm:ss+hh:mm)",
             a.sent
@@ -212,7 +221,7 @@ fn alert(n: &roxmltree::Node) -> Result<CapAlert, CapError> {
         one_of(&certainty, CERTAINTY, "certainty", &what)?;
         for t in ["effective", "onset", "expires"] {
             if let Some(v) = text(&info, t)
-                && !is_cap_time(&v)
+                && !time_ok(&v)
             {
                 return err(format!("{what}: <{t}> {v:?} is not a time with an offset"));
             }
