@@ -181,6 +181,10 @@ impl Default for IndexConfig {
     }
 }
 
+/// The configuration `vigil up` runs with, written out and commented (`vigil config example`),
+/// with an example that watches a public alerting platform (commented out).
+pub const EXAMPLE: &str = include_str!("../config/default.toml");
+
 impl CollectorConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
@@ -337,6 +341,46 @@ impl CollectorConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The written-out defaults are the defaults, and the alerting-platform example, once
+    /// uncommented as its comment says, is a valid configuration with its three checks.
+    #[test]
+    fn the_example_configuration_is_the_defaults_and_its_watch_example_works() {
+        let cfg = CollectorConfig::parse(EXAMPLE, Path::new("default.toml")).expect("valid");
+        let d = CollectorConfig::default();
+        assert_eq!(cfg.http.listen, d.http.listen);
+        assert_eq!(cfg.index.retention_days, d.index.retention_days);
+        assert_eq!(cfg.heartbeats.report_every, d.heartbeats.report_every);
+        assert_eq!(
+            std::path::Path::new(&cfg.data_dir).file_name(),
+            d.data_dir.file_name()
+        );
+        assert!(cfg.checks.is_empty());
+        let mut inside = false;
+        let uncommented: String = EXAMPLE
+            .lines()
+            .map(|l| {
+                if l.starts_with("# BEGIN") {
+                    inside = true;
+                } else if l.starts_with("# END") {
+                    inside = false;
+                } else if inside {
+                    return l.strip_prefix("# ").unwrap_or(l.trim_start_matches('#')).to_owned() + "\n";
+                }
+                l.to_owned() + "\n"
+            })
+            .collect();
+        let cfg = CollectorConfig::parse(&uncommented, Path::new("vigil.toml")).expect("valid");
+        let checks = cfg.checks(Path::new("vigil.toml")).expect("checks valid");
+        let kinds: Vec<(&str, bool, bool)> = checks
+            .iter()
+            .map(|c| (c.kind.as_str(), c.watch, c.agents.is_empty()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [("http", false, true), ("http", false, true), ("cap", true, true)]
+        );
+    }
 
     #[test]
     fn unknown_key_in_nested_agent_section_is_named() {

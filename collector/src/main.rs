@@ -178,6 +178,10 @@ enum ConfigCommand {
         #[arg(long, value_name = "LABELS", conflicts_with = "agent")]
         route: Option<String>,
     },
+    /// Print the configuration `vigil up` runs with, written out, with a commented example
+    /// that watches a public alerting platform (web site, API, CAP feed) from every agent:
+    /// `vigil config example > vigil.toml`.
+    Example,
 }
 
 fn main() -> std::process::ExitCode {
@@ -319,6 +323,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 json,
                 &mut std::io::stdout().lock(),
             )?;
+            Ok(())
+        }
+        Command::Config {
+            command: ConfigCommand::Example,
+        } => {
+            print!("{}", vigil_collector::config::EXAMPLE);
             Ok(())
         }
         Command::Config {
