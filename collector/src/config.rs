@@ -365,7 +365,11 @@ mod tests {
                 } else if l.starts_with("# END") {
                     inside = false;
                 } else if inside {
-                    return l.strip_prefix("# ").unwrap_or(l.trim_start_matches('#')).to_owned() + "\n";
+                    return l
+                        .strip_prefix("# ")
+                        .unwrap_or(l.trim_start_matches('#'))
+                        .to_owned()
+                        + "\n";
                 }
                 l.to_owned() + "\n"
             })
@@ -378,7 +382,11 @@ mod tests {
             .collect();
         assert_eq!(
             kinds,
-            [("http", false, true), ("http", false, true), ("cap", true, true)]
+            [
+                ("http", false, true),
+                ("http", false, true),
+                ("cap", true, true)
+            ]
         );
     }
 

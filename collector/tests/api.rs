@@ -1844,3 +1844,58 @@ async fn watched_cap_feeds_become_events_once_drills_raise_nothing_and_a_cancel_
     assert_eq!(by_id("BE-T")["state"], "active");
     assert_eq!(by_id("BE-2")["msg_type"], "Cancel");
 }
+
+#[tokio::test]
+async fn a_check_shows_its_probe_latency_from_the_index() {
+    let a = api().await;
+    let (st, b) = a
+        .post(
+            "/api/v1/checks",
+            json!({"name": "Portal", "type": "http", "target": "http://portal.example/"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{b}");
+    // 101 probes of 1 ms to 101 ms: the median is 51 ms, the 99th percentile 100 ms.
+    let events = (1..=101u64)
+        .map(|ms| {
+            let mut e = Event::default();
+            e.set_str(f::EVENT_KIND, "probe");
+            e.set_timestamp(Utc::now() - chrono::Duration::seconds(ms as i64));
+            e.set_str(f::MONITOR_ID, "portal");
+            e.set_str(f::MONITOR_STATUS, "up");
+            e.set_u64(f::EVENT_DURATION, ms * 1_000_000);
+            e
+        })
+        .collect();
+    let b = Batch {
+        batch_id: Uuid::now_v7(),
+        agent_id: "edge-1".into(),
+        seq: 0,
+        events,
+    };
+    let (st, body) = a.ingest(TOKEN, b.encode()).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let latency = loop {
+        let (st, body) = a.get("/api/v1/checks/portal").await;
+        assert_eq!(st, StatusCode::OK, "{body}");
+        if body["latency_24h"]["probes"] == 101 {
+            break body["latency_24h"].clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let near = |k: &str, want: f64| {
+        let got = latency[k].as_f64().unwrap_or(f64::NAN);
+        assert!(
+            (got - want).abs() <= want * 0.02,
+            "{k}: {got} vs {want}: {latency}"
+        );
+    };
+    near("p50_ms", 51.0);
+    near("p99_ms", 100.0);
+    near("max_ms", 101.0);
+    // The list stays cheap: no latency there.
+    let (_, body) = a.get("/api/v1/checks").await;
+    assert!(body["checks"][0].get("latency_24h").is_none(), "{body}");
+}

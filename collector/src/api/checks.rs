@@ -23,6 +23,52 @@ pub struct Shown {
     pub source: Source,
     #[serde(flatten)]
     pub state: Option<quorum::State>,
+    /// Probe latency over the last 24 hours, from the probe events in the index (one check
+    /// only: `GET /api/v1/checks/{id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_24h: Option<Latency>,
+}
+
+/// Percentiles of `event.duration` of a check's probe events (approximate: 1 % relative).
+#[derive(Debug, Serialize)]
+pub struct Latency {
+    pub probes: u64,
+    pub p50_ms: Option<f64>,
+    pub p90_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+}
+
+/// The latency of `id`'s probes since `since`.
+async fn latency(
+    s: &AppState,
+    id: &str,
+    since: chrono::DateTime<Utc>,
+) -> Result<Latency, ApiError> {
+    let req = crate::index::aggregate::AggregateRequest {
+        q: format!(
+            "event.kind:probe AND monitor.id:\"{}\"",
+            id.replace('"', "")
+        ),
+        from: Some(since),
+        stats: Some(vigil_schema::fields::EVENT_DURATION.into()),
+        ..Default::default()
+    };
+    let searcher = s.0.searcher.clone();
+    let r = tokio::task::spawn_blocking(move || searcher.aggregate(&req))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let ms = |v: Option<f64>| v.map(|ns| (ns / 1e4).round() / 100.0);
+    let stats = r.stats;
+    let pct = |k: &str| ms(stats.as_ref().and_then(|s| s.percentiles.get(k)?.as_f64()));
+    Ok(Latency {
+        probes: stats.as_ref().map_or(0, |s| s.count),
+        p50_ms: pct("50"),
+        p90_ms: pct("90"),
+        p99_ms: pct("99"),
+        max_ms: ms(stats.as_ref().and_then(|s| s.max)),
+    })
 }
 
 #[derive(Serialize)]
@@ -47,6 +93,7 @@ async fn shown(s: &AppState, only: Option<&str>) -> Result<Vec<Shown>, ApiError>
             check: c.clone(),
             source: *src,
             state: states.remove(&c.id),
+            latency_24h: None,
         })
         .collect())
 }
@@ -64,11 +111,12 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<Shown>, ApiError> {
     s.0.check_reader(&headers)?;
-    shown(&s, Some(&id))
+    let mut one = shown(&s, Some(&id))
         .await?
         .pop()
-        .map(Json)
-        .ok_or_else(|| ApiError::NotFound(format!("no check {id:?}")))
+        .ok_or_else(|| ApiError::NotFound(format!("no check {id:?}")))?;
+    one.latency_24h = Some(latency(&s, &id, Utc::now() - chrono::Duration::hours(24)).await?);
+    Ok(Json(one))
 }
 
 async fn put(

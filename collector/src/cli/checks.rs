@@ -19,9 +19,11 @@ pub struct ChecksArgs {
 pub enum ChecksCommand {
     /// Every check with its state, how many vantage points reported, and the quorum.
     List,
-    /// One check with each vantage point's latest result.
+    /// One check with each vantage point's latest result and its probe latency over 24 h.
     Show { id: String },
-    /// Create a check (`--type http --target https://...`, or `--type tcp|tls --target host:port`).
+    /// Create a check: `--type http|cap --target https://...`, `--type tcp|tls --target
+    /// host:port`, `--type dns --target NAME [--server IP] [--expect IP]...`, `--type icmp
+    /// --target HOST`.
     Add(Box<NewArgs>),
     /// Delete a check made through the API (configured ones are changed in the configuration).
     Rm { id: String },
@@ -31,7 +33,7 @@ pub enum ChecksCommand {
 pub struct NewArgs {
     #[arg(long)]
     name: String,
-    /// http, tcp or tls.
+    /// http, tcp, tls, dns, icmp or cap.
     #[arg(long = "type", value_name = "TYPE")]
     kind: String,
     #[arg(long)]
@@ -56,6 +58,18 @@ pub struct NewArgs {
     /// The body must contain this text.
     #[arg(long)]
     contains: Option<String>,
+    /// DNS: A (default) or AAAA.
+    #[arg(long)]
+    record: Option<String>,
+    /// DNS: the server asked (`ip` or `ip:port`; default: each agent's resolver).
+    #[arg(long)]
+    server: Option<String>,
+    /// DNS: an address the name may resolve to (repeat); any other is down.
+    #[arg(long = "expect", value_name = "IP")]
+    expect: Vec<String>,
+    /// CAP: the collector also reads the feed's alerts into events.
+    #[arg(long)]
+    watch: bool,
     /// Its outages are a probable danger: announced by phone first.
     #[arg(long)]
     danger: bool,
@@ -81,16 +95,28 @@ pub async fn run(args: ChecksArgs, out: &mut impl Write) -> anyhow::Result<()> {
                 customer,
                 status,
                 contains,
+                record,
+                server: dns_server,
+                expect,
+                watch,
                 danger,
                 actor,
             } = *a;
             let mut body = json!({"name": name, "type": kind, "target": target,
                 "agents": agents, "status": status, "danger": danger});
+            if !expect.is_empty() {
+                body["expect"] = json!(expect);
+            }
+            if watch {
+                body["watch"] = json!(true);
+            }
             for (k, v) in [
                 ("interval", interval),
                 ("timeout", timeout),
                 ("customer", customer),
                 ("contains", contains),
+                ("record", record),
+                ("server", dns_server),
             ] {
                 if let Some(v) = v {
                     body[k] = Value::String(v);
@@ -156,6 +182,19 @@ pub async fn run(args: ChecksArgs, out: &mut impl Write) -> anyhow::Result<()> {
             })
             .collect();
         print_columns(&["AGENT", "RESULT", "AT", "COUNTED", "ERROR"], &rows, out)?;
+    }
+    let l = &body["latency_24h"];
+    if one && l.is_object() {
+        let ms = |k: &str| l[k].as_f64().map_or("-".to_owned(), |v| format!("{v} ms"));
+        writeln!(
+            out,
+            "\nlatency, last 24 h: {} probes, p50 {}, p90 {}, p99 {}, max {}",
+            l["probes"],
+            ms("p50_ms"),
+            ms("p90_ms"),
+            ms("p99_ms"),
+            ms("max_ms")
+        )?;
     }
     Ok(())
 }
