@@ -276,6 +276,7 @@ impl Collector {
         let quorum = tokio::spawn(crate::uptime::quorum::run(
             self.state.0.quorum.clone(),
             self.state.0.configured_checks.clone(),
+            self.state.0.ingest.clone(),
             dispatch_stop.clone(),
         ));
         let heartbeats = tokio::spawn(crate::uptime::heartbeat::run(

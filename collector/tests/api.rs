@@ -1899,3 +1899,92 @@ async fn a_check_shows_its_probe_latency_from_the_index() {
     let (_, body) = a.get("/api/v1/checks").await;
     assert!(body["checks"][0].get("latency_24h").is_none(), "{body}");
 }
+
+/// Each state transition of a check becomes an event in the index, once.
+#[tokio::test]
+async fn check_state_changes_are_events_in_the_index() {
+    use vigil_collector::uptime::quorum::Seen;
+    use vigil_schema::check::ProbeStatus;
+    let a = api().await;
+    let (st, b) = a
+        .post(
+            "/api/v1/checks",
+            json!({"name": "Portal", "type": "http", "target": "http://portal.example/",
+                   "interval": "10s"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{b}");
+    let q = &a.state.0.quorum;
+    // Whole milliseconds: transitions are kept to the millisecond.
+    let t0 = chrono::DateTime::from_timestamp_millis(
+        (Utc::now() - chrono::Duration::minutes(10)).timestamp_millis(),
+    )
+    .expect("a time");
+    let at = |s: i64| t0 + chrono::Duration::seconds(s);
+    let said = |status, s: i64| {
+        q.record(
+            "edge-1",
+            vec![(
+                "portal".into(),
+                Seen {
+                    status,
+                    at: at(s),
+                    error: None,
+                },
+            )],
+        );
+    };
+    said(ProbeStatus::Up, 0);
+    q.evaluate(at(0)).await.expect("round");
+    assert_eq!(q.evaluate(at(10)).await.expect("round").len(), 1, "up");
+    said(ProbeStatus::Down, 20);
+    q.evaluate(at(20)).await.expect("round");
+    assert_eq!(q.evaluate(at(30)).await.expect("round").len(), 1, "down");
+    assert_eq!(
+        q.index_transitions(&a.state.0.ingest)
+            .await
+            .expect("indexed"),
+        2
+    );
+    assert_eq!(
+        q.index_transitions(&a.state.0.ingest)
+            .await
+            .expect("none left"),
+        0
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, body) = a
+            .get("/api/v1/search?q=event.kind:state%20AND%20monitor.id:portal&limit=10")
+            .await;
+        let mut seen: Vec<(String, String)> = body["hits"]
+            .as_array()
+            .map(|h| {
+                h.iter()
+                    .map(|e| {
+                        (
+                            e["@timestamp"].as_str().unwrap_or("").to_owned(),
+                            e["monitor.status"].as_str().unwrap_or("").to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if seen.len() == 2 {
+            seen.sort();
+            let when = |s: i64| {
+                at(s)
+                    .with_timezone(&Utc)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            };
+            assert_eq!(
+                seen,
+                [(when(10), "up".to_owned()), (when(30), "down".to_owned())],
+                "{body}"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

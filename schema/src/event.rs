@@ -20,6 +20,8 @@ pub enum EventKind {
     Alert,
     /// A public alert read from a watched CAP feed.
     Cap,
+    /// A change of a monitored thing's state (an uptime check's, by quorum).
+    State,
 }
 
 impl EventKind {
@@ -31,6 +33,7 @@ impl EventKind {
             EventKind::Heartbeat => "heartbeat",
             EventKind::Alert => "alert",
             EventKind::Cap => "cap",
+            EventKind::State => "state",
         }
     }
 
@@ -42,6 +45,7 @@ impl EventKind {
             "heartbeat" => EventKind::Heartbeat,
             "alert" => EventKind::Alert,
             "cap" => EventKind::Cap,
+            "state" => EventKind::State,
             _ => return None,
         })
     }

@@ -218,7 +218,7 @@ pub fn carried_by(kind: &str, name: &str) -> bool {
             ],
             &["log.syslog.structured_data."],
         ),
-        "probe" | "heartbeat" => (
+        "probe" | "heartbeat" | "state" => (
             &[
                 MESSAGE,
                 MONITOR_ID,

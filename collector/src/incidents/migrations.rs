@@ -87,9 +87,9 @@ pub const STEPS: &[Step] = &[
     },
     Step {
         version: 11,
-        name: "watched_cap",
-        sqlite: include_str!("../../migrations/sqlite/0011_watched_cap.sql"),
-        postgres: include_str!("../../migrations/postgres/0011_watched_cap.sql"),
+        name: "watched_cap_and_state_events",
+        sqlite: include_str!("../../migrations/sqlite/0011_watched_cap_and_state_events.sql"),
+        postgres: include_str!("../../migrations/postgres/0011_watched_cap_and_state_events.sql"),
     },
 ];
 

@@ -19,20 +19,17 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use sqlx::{AnyPool, Row};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use vigil_schema::cap::CapAlert;
 use vigil_schema::check::CheckType;
-use vigil_schema::{Batch, Event, EventKind, fields as f};
+use vigil_schema::{Event, EventKind, fields as f};
 
 use super::check::Check;
-use crate::index::writer::{IngestRequest, Msg};
+use crate::index::writer::{Msg, write_own};
 
 /// The largest feed read.
 pub const MAX_FEED_BYTES: usize = 4 << 20;
-
-/// The agent id of the events the collector writes itself.
-pub const SELF_AGENT: &str = "vigil";
 
 /// Why a feed was not read.
 #[derive(Debug, thiserror::Error)]
@@ -135,25 +132,9 @@ pub async fn absorb(
     }
     // Durable in the index first: a crash before the record below indexes them again
     // rather than never.
-    let batch = Batch {
-        batch_id: uuid::Uuid::now_v7(),
-        agent_id: SELF_AGENT.into(),
-        seq: 0,
-        events: fresh.iter().map(|a| event(a, check)).collect(),
-    };
-    let frame = bytes::Bytes::from(batch.encode());
-    let (reply, answer) = oneshot::channel();
-    ingest
-        .send(Msg::Ingest(IngestRequest {
-            batch,
-            frame,
-            reply,
-        }))
+    let events = fresh.iter().map(|a| event(a, check)).collect();
+    write_own(ingest, events)
         .await
-        .map_err(|_| WatchError::Index("the index writer is not running".into()))?;
-    answer
-        .await
-        .map_err(|_| WatchError::Index("the index writer stopped".into()))?
         .map_err(|e| WatchError::Index(e.to_string()))?;
     let mut tx = super::heartbeat::begin_write(pool).await?;
     for a in &fresh {

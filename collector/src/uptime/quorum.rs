@@ -512,6 +512,62 @@ impl Quorum {
         Ok(changed)
     }
 
+    /// Writes the state transitions not yet in the index as events (`event.kind: state`,
+    /// `event.dataset: vigil.check`, `monitor.id`, `monitor.status` the new state), then marks
+    /// them: after a crash between the two they are written again, never lost. Returns how
+    /// many were written.
+    pub async fn index_transitions(
+        &self,
+        ingest: &tokio::sync::mpsc::Sender<crate::index::writer::Msg>,
+    ) -> anyhow::Result<usize> {
+        let rows = sqlx::query(
+            "SELECT id, check_id, at, state FROM check_transitions WHERE indexed = 0 \
+             ORDER BY id LIMIT 1000",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let checks = self.checks.get();
+        let mut ids = Vec::with_capacity(rows.len());
+        let mut events = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id: i64 = r.try_get("id")?;
+            let check: String = r.try_get("check_id")?;
+            let at: i64 = r.try_get("at")?;
+            let state: String = r.try_get("state")?;
+            let at = DateTime::from_timestamp_millis(at).unwrap_or_else(Utc::now);
+            let mut ev = Event::new(EventKind::State, at);
+            ev.set_str(f::EVENT_DATASET, "vigil.check");
+            ev.set_str(f::MONITOR_ID, check.clone());
+            ev.set_str(f::MONITOR_STATUS, state.clone());
+            let known = checks.get(&check).map(|(c, _)| c);
+            if let Some(c) = known {
+                ev.set_str(f::MONITOR_TYPE, c.kind.clone());
+                if let Some(cu) = &c.customer {
+                    ev.set_str(f::CUSTOMER, cu.clone());
+                }
+            }
+            let name = known.map_or(check.as_str(), |c| c.name.as_str());
+            ev.set_str(f::MESSAGE, format!("check {name} is {state}"));
+            ids.push(id);
+            events.push(ev);
+        }
+        crate::index::writer::write_own(ingest, events).await?;
+        let marks: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "UPDATE check_transitions SET indexed = 1 WHERE id IN ({})",
+            marks.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in &ids {
+            q = q.bind(*id);
+        }
+        q.execute(&self.pool).await?;
+        Ok(ids.len())
+    }
+
     async fn resolve(&self, c: &Check, since: i64, now: i64) -> Result<(), StoreError> {
         super::end_outage(
             &self.store,
@@ -530,12 +586,16 @@ impl Quorum {
 pub async fn run(
     q: Arc<Quorum>,
     configured: Vec<Check>,
+    ingest: tokio::sync::mpsc::Sender<crate::index::writer::Msg>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     let mut loaded = std::time::Instant::now();
     loop {
         if let Err(e) = q.evaluate((q.clock)()).await {
             tracing::error!(error = %e, "check states cannot be evaluated; retrying");
+        }
+        if let Err(e) = q.index_transitions(&ingest).await {
+            tracing::warn!(error = %e, "check state changes not indexed yet; retrying");
         }
         if loaded.elapsed() >= std::time::Duration::from_secs(30) {
             loaded = std::time::Instant::now();

@@ -69,6 +69,36 @@ pub struct IngestRequest {
     pub reply: oneshot::Sender<Result<Outcome, WriterError>>,
 }
 
+/// The agent id of the events the collector writes itself (watched CAP alerts, state
+/// changes).
+pub const SELF_AGENT: &str = "vigil";
+
+/// Writes events the collector makes itself through the same path as agents' batches (the
+/// write-ahead log, detection, the index); returns once they are durable.
+pub async fn write_own(
+    ingest: &mpsc::Sender<Msg>,
+    events: Vec<vigil_schema::Event>,
+) -> Result<(), WriterError> {
+    let stopped = || WriterError::Storage("the index writer is not running".into());
+    let batch = Batch {
+        batch_id: Uuid::now_v7(),
+        agent_id: SELF_AGENT.into(),
+        seq: 0,
+        events,
+    };
+    let frame = Bytes::from(batch.encode());
+    let (reply, answer) = oneshot::channel();
+    ingest
+        .send(Msg::Ingest(IngestRequest {
+            batch,
+            frame,
+            reply,
+        }))
+        .await
+        .map_err(|_| stopped())?;
+    answer.await.map_err(|_| stopped())?.map(|_| ())
+}
+
 /// A change to the detection stage, run on the writer thread between batches.
 pub type DetectChange = Box<dyn FnOnce(&mut Option<Detector>) + Send>;
 

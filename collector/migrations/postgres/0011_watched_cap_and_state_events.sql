@@ -17,3 +17,8 @@ CREATE TABLE cap_watched (
     seen_at BIGINT NOT NULL
 );
 CREATE INDEX cap_watched_seen ON cap_watched (seen_at);
+
+-- Each check state transition is also an event in the index (`event.kind: state`): those not
+-- yet indexed are found here, indexed, then marked (existing ones are indexed at upgrade).
+ALTER TABLE check_transitions ADD COLUMN indexed BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX check_transitions_unindexed ON check_transitions (indexed, id);
