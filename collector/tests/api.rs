@@ -1988,3 +1988,168 @@ async fn check_state_changes_are_events_in_the_index() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+impl Api {
+    /// `uri`'s body as text (an HTML page), with its status.
+    async fn page(&self, uri: &str) -> (StatusCode, String) {
+        let resp = self
+            .app
+            .clone()
+            .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+            .await
+            .expect("answers");
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+}
+
+/// Operators' notices on the pages (markup shown as text), and a customer's own page behind
+/// its token, in its language, with its own checks; a wrong token is a plain 404.
+#[tokio::test]
+async fn notices_and_customer_status_pages_behind_a_token_in_the_customer_s_language() {
+    let a = api_with(|c| {
+        for (id, public, customer) in [("portal", true, None), ("ulb-web", false, Some("ulb"))] {
+            c.checks.push(
+                serde_json::from_value(json!({"id": id, "name": id, "type": "tcp",
+                    "target": "127.0.0.1:9", "public": public, "customer": customer}))
+                .expect("a check"),
+            );
+        }
+        c.customers.push(
+            serde_json::from_value(json!({"id": "ulb", "name": "ULB", "language": "fr"}))
+                .expect("a customer"),
+        );
+        c.customers.push(
+            serde_json::from_value(json!({"id": "kul", "name": "KUL", "language": "nl"}))
+                .expect("a customer"),
+        );
+    })
+    .await;
+    let (st, b) = a
+        .post(
+            "/api/v1/notices",
+            json!({"title": "Maintenance <script>alert(1)</script>", "body": "Tonight 22:00 & later"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{b}");
+    let everyone = b["id"].as_i64().expect("id");
+    let (st, b) = a
+        .post(
+            "/api/v1/notices",
+            json!({"title": "Votre lien de secours est coupé", "customer": "ulb"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{b}");
+    for (body, field) in [
+        (json!({"title": ""}), "title"),
+        (json!({"title": "x", "customer": "nobody"}), "customer"),
+        (
+            json!({"title": "x", "starts_at": "2026-12-02T10:00:00Z", "ends_at": "2026-12-02T09:00:00Z"}),
+            "ends_at",
+        ),
+    ] {
+        let (st, b) = a.post("/api/v1/notices", body).await;
+        assert_eq!(
+            (st, code(&b)),
+            (StatusCode::BAD_REQUEST, "bad_notice"),
+            "{b}"
+        );
+        assert!(
+            b["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(field)),
+            "{b}"
+        );
+    }
+
+    // The public page: the notice for everyone, as text; not the customer's.
+    let (st, html) = a.page("/status").await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(
+        html.contains("Maintenance &lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{html}"
+    );
+    assert!(!html.contains("<script>"), "{html}");
+    assert!(html.contains("Tonight 22:00 &amp; later"));
+    assert!(
+        !html.contains("secours") && !html.contains("ulb-web"),
+        "{html}"
+    );
+
+    // A token for ULB opens its page: in French, its check and the public one, both notices.
+    let (st, t) = a
+        .post("/api/v1/customers/ulb/status-token", json!({}))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{t}");
+    let token = t["token"].as_str().expect("token").to_owned();
+    assert!(
+        t["url"]
+            .as_str()
+            .is_some_and(|u| u.ends_with(&format!("/status/c/{token}")))
+    );
+    let (st, html) = a.page(&format!("/status/c/{token}")).await;
+    assert_eq!(st, StatusCode::OK, "{html}");
+    assert!(html.contains("<html lang=\"fr\">"), "{html}");
+    assert!(html.contains("<h1>État des services</h1>"), "{html}");
+    assert!(html.contains("data-check=\"ulb-web\"") && html.contains("data-check=\"portal\""));
+    assert!(html.contains(">Inconnu<"), "states in French: {html}");
+    assert!(html.contains("Votre lien de secours est coupé") && html.contains("Maintenance"));
+    let (_, page) = a.get(&format!("/api/v1/status/c/{token}")).await;
+    assert_eq!(page["customer"], "ulb");
+    assert_eq!(page["notices"].as_array().map(Vec::len), Some(2), "{page}");
+
+    // KUL's page is in Dutch, without ULB's check or notice.
+    let (_, t) = a
+        .post("/api/v1/customers/kul/status-token", json!({}))
+        .await;
+    let (_, html) = a
+        .page(&format!(
+            "/status/c/{}",
+            t["token"].as_str().expect("token")
+        ))
+        .await;
+    assert!(
+        html.contains("<html lang=\"nl\">") && html.contains(">Onbekend<"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("ulb-web") && !html.contains("secours"),
+        "{html}"
+    );
+
+    // A wrong token and a revoked one: the same plain 404, a page.
+    let (st, html) = a.page("/status/c/not-a-token").await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert!(html.contains("No such status page"), "{html}");
+    let (st, b) = a
+        .send(
+            Request::delete("/api/v1/customers/ulb/status-token")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await;
+    assert_eq!((st, &b["revoked"]), (StatusCode::OK, &json!(1)), "{b}");
+    let (st, _) = a.page(&format!("/status/c/{token}")).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _) = a
+        .post("/api/v1/customers/nobody/status-token", json!({}))
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+
+    // Ended, a notice leaves the pages.
+    let (st, _) = a
+        .send(
+            Request::delete(format!("/api/v1/notices/{everyone}"))
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (_, html) = a.page("/status").await;
+    assert!(!html.contains("Maintenance"), "{html}");
+    let (_, list) = a.get("/api/v1/notices").await;
+    assert_eq!(list["notices"].as_array().map(Vec::len), Some(1), "{list}");
+}

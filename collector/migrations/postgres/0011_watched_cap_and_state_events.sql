@@ -22,3 +22,23 @@ CREATE INDEX cap_watched_seen ON cap_watched (seen_at);
 -- yet indexed are found here, indexed, then marked (existing ones are indexed at upgrade).
 ALTER TABLE check_transitions ADD COLUMN indexed BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX check_transitions_unindexed ON check_transitions (indexed, id);
+
+-- What operators tell on the status pages: a notice for everyone (no customer) or for one
+-- customer's page, shown from `starts_at` until `ends_at` (none: until ended).
+CREATE TABLE status_notices (
+    id BIGSERIAL PRIMARY KEY,
+    title TEXT NOT NULL,
+    body TEXT NOT NULL,
+    customer TEXT,
+    starts_at BIGINT NOT NULL,
+    ends_at BIGINT,
+    created_by TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+-- The tokens of customers' own status pages, kept as their SHA-256 only.
+CREATE TABLE status_tokens (
+    token_sha256 TEXT PRIMARY KEY,
+    customer TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);

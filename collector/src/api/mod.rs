@@ -11,6 +11,7 @@ pub mod heartbeats;
 pub mod incidents;
 pub mod ingest;
 pub mod maintenance;
+pub mod notices;
 pub mod notify;
 pub mod oncall;
 pub mod rules;
@@ -233,7 +234,15 @@ pub fn app(state: AppState) -> Router {
             post(agents::report).layer(DefaultBodyLimit::max(16 << 10)),
         )
         .route("/api/v1/status", get(status::json))
+        .route("/api/v1/status/c/{token}", get(status::customer_json))
         .route("/status", get(status::page))
+        .route("/status/c/{token}", get(status::customer_page))
+        .route("/api/v1/notices", get(notices::list).post(notices::create))
+        .route("/api/v1/notices/{id}", delete(notices::end))
+        .route(
+            "/api/v1/customers/{id}/status-token",
+            post(notices::new_token).delete(notices::revoke_tokens),
+        )
         .route("/status/badge/{file}", get(status::badge))
         .route("/ping/{a}", ping())
         .route("/ping/{a}/{b}", ping())

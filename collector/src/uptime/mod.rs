@@ -10,6 +10,7 @@
 //! - [`capwatch`]: the alerts of watched CAP feeds, read into events.
 //! - [`availability`]: the share of a window a check was up, from its transitions.
 //! - [`quorum`]: a check's state from its vantage points' latest results; incidents.
+//! - [`statuspage`]: operators' notices and customers' page tokens.
 //! - [`deadman`]: Vigil's own heartbeat, pinged to a receiver outside.
 //! - [`ping`]: the pings themselves: parsed from the URL, written in batches (one transaction
 //!   for many pings, so thousands a second cost a few commits), answered once durable.
@@ -22,6 +23,7 @@ pub mod deadman;
 pub mod heartbeat;
 pub mod ping;
 pub mod quorum;
+pub mod statuspage;
 
 use serde::Deserialize;
 
