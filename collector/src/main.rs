@@ -108,8 +108,11 @@ enum Command {
     /// Exclusions (decree art. 9): matching incidents' announcements are held for the
     /// receivers' digest, with who decided, why and until when (a retraction still goes).
     Exclusions(cli::silences::SilencesArgs),
-    /// Uptime checks (HTTP, TCP) the agents run as vantage points; their state by quorum.
+    /// Uptime checks (HTTP, TCP, TLS, DNS, ICMP, CAP) the agents run as vantage points; their
+    /// state by quorum.
     Checks(cli::checks::ChecksArgs),
+    /// Notices on the status pages, and the links to customers' own status pages.
+    Notices(cli::notices::NoticesArgs),
     /// Heartbeats: push health checks that jobs and services ping
     /// (`curl -fsS -m 10 --retry 5 URL`); a heartbeat without a success in time, or with a
     /// failure, opens an incident.
@@ -282,6 +285,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             cli::silences::run(args, "exclusions", &mut std::io::stdout().lock()).await
         }
         Command::Checks(args) => cli::checks::run(args, &mut std::io::stdout().lock()).await,
+        Command::Notices(args) => cli::notices::run(args, &mut std::io::stdout().lock()).await,
         Command::Heartbeats(args) => {
             cli::heartbeats::run(args, &mut std::io::stdout().lock()).await
         }

@@ -34,6 +34,7 @@ fn help_lists_every_command() {
             "maintenance",
             "exclusions",
             "checks",
+            "notices",
             "heartbeats",
             "oncall",
             "tasks",

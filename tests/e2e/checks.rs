@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 use vigil_e2e::sink::Sink;
 use vigil_e2e::{
-    AGENT_ID, AGENT_TOKEN, AGENT2_ID, AGENT2_TOKEN, Agent, Collector, total, wait_for,
+    AGENT_ID, AGENT_TOKEN, AGENT2_ID, AGENT2_TOKEN, Agent, Collector, total, vigil_cli, wait_for,
 };
 
 fn get(url: &str) -> Value {
@@ -189,7 +189,8 @@ fn the_status_page_renders_in_headless_chromium_with_each_check_s_state() {
     };
     let extra = check("Portal", open.local_addr().expect("addr").to_string(), true)
         + &check("Relay", closed.to_string(), true)
-        + &check("SIEM", closed.to_string(), false);
+        + &check("SIEM", closed.to_string(), false)
+        + "customer = \"ulb\"\n[[customers]]\nid = \"ulb\"\nname = \"ULB\"\nlanguage = \"fr\"\n";
     let c = Collector::start_with(dir.path(), 0, "200ms", &extra);
     let url = c.url();
     let _a = Agent::start_as(
@@ -253,6 +254,47 @@ fn the_status_page_renders_in_headless_chromium_with_each_check_s_state() {
         2 * 90,
         "two bars of 90 days"
     );
+
+    // An operator's notice, and ULB's own page from the link `vigil notices token` prints:
+    // in French, with ULB's SIEM check beside the public ones, and the notice.
+    let (ok, _, err) = vigil_cli(
+        "notices",
+        &["add", "Travaux ce soir", "--body", "22:00 à 23:00"],
+        &url,
+    );
+    assert!(ok, "{err}");
+    let (ok, link, err) = vigil_cli("notices", &["token", "ulb"], &url);
+    assert!(ok, "{err}");
+    let path = link
+        .trim()
+        .split_once("/status/c/")
+        .map(|(_, t)| format!("/status/c/{t}"))
+        .expect("a page link");
+    let out = std::process::Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--dump-dom",
+        ])
+        .arg(format!("{url}{path}"))
+        .output()
+        .expect("chromium runs");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(dom.contains("<html lang=\"fr\">"), "{dom}");
+    assert!(dom.contains("<h1>État des services</h1>"), "{dom}");
+    assert!(
+        dom.contains("data-check=\"siem\" data-state=\"down\""),
+        "{dom}"
+    );
+    assert!(
+        dom.contains(">En panne<") && dom.contains("Travaux ce soir"),
+        "{dom}"
+    );
+    // The public page shows the notice too, but never ULB's check.
+    let (ok, list, _) = vigil_cli("notices", &["list"], &url);
+    assert!(ok && list.contains("Travaux ce soir"), "{list}");
 }
 
 /// An agent cut off from the collector keeps probing with the checks it was last given (kept

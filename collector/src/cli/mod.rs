@@ -10,6 +10,7 @@ pub mod customers;
 pub mod heartbeats;
 pub mod incidents;
 pub mod maintenance;
+pub mod notices;
 pub mod oncall;
 pub mod route;
 pub mod silences;
