@@ -486,6 +486,7 @@ async fn incident_actions_answer_bad_ids_bodies_and_transitions() {
         at: Utc::now(),
         message: None,
         danger: false,
+        affected: Vec::new(),
     };
     let recorded = a.state.0.incidents.record(&[alert]).await.expect("record");
     let id = recorded.opened[0];

@@ -317,6 +317,8 @@ async fn dependency_scenario(store: Store) {
         said.ends_with("Behind it: kul-site, ulb-site, vub-site (customers: kul, ulb, vub)"),
         "{said}"
     );
+    // The customers behind it are the incident's: each is told with it.
+    assert_eq!(opened.affected, ["kul", "ulb", "vub"]);
 
     // The parent back, the sites still down: they are evaluated again.
     all(ProbeStatus::Up, ProbeStatus::Down, 50);

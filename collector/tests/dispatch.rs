@@ -84,6 +84,7 @@ async fn scenario(store: Store) {
             at: DateTime::from_timestamp_millis(t).expect("t"),
             message: None,
             danger: true,
+            affected: Vec::new(),
         }])
         .await
         .expect("record");

@@ -81,6 +81,7 @@ fn alert(id: &str, rule: &str, severity: &str) -> Alert {
         message: None,
         // These tests' high and critical rules judge their alerts a danger.
         danger: matches!(severity, "high" | "critical"),
+        affected: Vec::new(),
     }
 }
 

@@ -64,6 +64,7 @@ fn alert(id: &str, rule: &str, customer: &str, danger: bool) -> Alert {
         at: DateTime::from_timestamp_millis(t0()).expect("t"),
         message: None,
         danger,
+        affected: Vec::new(),
     }
 }
 

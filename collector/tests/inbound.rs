@@ -43,6 +43,7 @@ async fn scenario(store: Store) {
             at: chrono::Utc::now(),
             message: None,
             danger: false,
+            affected: Vec::new(),
         }])
         .await
         .expect("record")

@@ -22,6 +22,7 @@ fn alert(id: &str, rule: &str, group: &str, severity: &str, minute: u32) -> Aler
             .expect("time"),
         message: Some(format!("{rule} on {group}")),
         danger: false,
+        affected: Vec::new(),
     }
 }
 

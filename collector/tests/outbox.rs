@@ -59,6 +59,7 @@ fn alert(id: &str, rule: &str, severity: &str) -> Alert {
         message: None,
         // These tests' high and critical rules judge their alerts a danger.
         danger: matches!(severity, "high" | "critical"),
+        affected: Vec::new(),
     }
 }
 
@@ -372,4 +373,120 @@ async fn outbox_on_sqlite() {
 #[tokio::test]
 async fn outbox_on_postgres() {
     on_postgres(scenario).await;
+}
+
+/// A parent check's outage reaches the customers behind it: each one's NOC is told once with
+/// the incident (not one incident each); a customer added later is an essential change,
+/// announced at once to everyone told and to the new one; one already told adds nothing.
+async fn affected(store: Store) {
+    let cfg: NotifyConfig = toml::from_str(
+        r#"
+[smtp]
+host = "127.0.0.1"
+from = "vigil@example.org"
+[[receivers]]
+name = "customers"
+email = ["desk@example.org"]
+roles = ["noc"]
+[route]
+receiver = "customers"
+"#,
+    )
+    .expect("notify toml");
+    let customers: Vec<vigil_collector::reference::Customer> = ["kul", "ulb", "vub"]
+        .iter()
+        .map(|c| {
+            serde_json::from_value(serde_json::json!({"id": c, "name": c,
+                "contacts": [{"role": "noc", "name": "NOC", "email": format!("noc@{c}.example")}]}))
+            .expect("a customer")
+        })
+        .collect();
+    let customers = vigil_collector::reference::directory::Shared::new(
+        vigil_collector::reference::Customers::new(customers).expect("customers"),
+    );
+    let n = Notifier::new(&cfg, customers, Default::default())
+        .expect("valid")
+        .expect("routed");
+    let store = store.with_notifier(Arc::new(n));
+    let pool = store.pool().clone();
+    // The point of presence is nobody's: its customers are those behind it.
+    let pop = |id: &str, affected: &[&str]| Alert {
+        affected: affected.iter().map(|c| (*c).to_owned()).collect(),
+        customer: None,
+        ..alert(id, "vigil.check", "high")
+    };
+    let t = |now| Timing {
+        now,
+        confirm_ms: 0,
+        lease_ms: 90_000,
+    };
+    let now = Utc::now().timestamp_millis() + 1_000;
+    let opened = store
+        .record(&[pop("check:pop:1", &["kul", "ulb"])])
+        .await
+        .expect("record")
+        .opened;
+    assert_eq!(opened.len(), 1);
+    let mut first: Vec<String> = outbox::claim(&pool, t(now), 100)
+        .await
+        .expect("claim")
+        .iter()
+        .map(|i| i.delivery.target.clone())
+        .collect();
+    first.sort();
+    assert_eq!(
+        first,
+        ["desk@example.org", "noc@kul.example", "noc@ulb.example"]
+    );
+    // Told already: nothing new.
+    store
+        .record(&[pop("check:pop:1b", &["ulb"])])
+        .await
+        .expect("record");
+    assert!(
+        outbox::claim(&pool, t(now + 1), 100)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    // VUB behind it too now: an essential change to everyone, VUB's NOC included.
+    store
+        .record(&[pop("check:pop:1c", &["ulb", "vub"])])
+        .await
+        .expect("record");
+    let mut change: Vec<String> = outbox::claim(&pool, t(now + 2), 100)
+        .await
+        .expect("claim")
+        .iter()
+        .map(|i| i.delivery.target.clone())
+        .collect();
+    change.sort();
+    assert_eq!(
+        change,
+        [
+            "desk@example.org",
+            "noc@kul.example",
+            "noc@ulb.example",
+            "noc@vub.example"
+        ]
+    );
+    let inc = store.get(opened[0]).await.expect("incident");
+    assert_eq!(inc.affected, ["kul", "ulb", "vub"]);
+    let added: Vec<&serde_json::Value> = inc
+        .timeline
+        .iter()
+        .filter(|e| e.action == "customers_added")
+        .map(|e| &e.detail["customers"])
+        .collect();
+    assert_eq!(added, [&serde_json::json!(["vub"])]);
+}
+
+#[tokio::test]
+async fn affected_customers_on_sqlite() {
+    on_sqlite(affected).await;
+}
+
+#[tokio::test]
+async fn affected_customers_on_postgres() {
+    on_postgres(affected).await;
 }

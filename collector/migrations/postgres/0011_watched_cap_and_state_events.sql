@@ -42,3 +42,7 @@ CREATE TABLE status_tokens (
     created_by TEXT NOT NULL,
     created_at BIGINT NOT NULL
 );
+
+-- Customers an incident affects besides its own (a parent check's outage reaches the
+-- customers behind it), comma-separated, sorted; each is told like the incident's own.
+ALTER TABLE incidents ADD COLUMN affected TEXT NOT NULL DEFAULT '';

@@ -35,6 +35,7 @@ pub fn show(cfg: &CollectorConfig, file: &Path, labels: &str) -> anyhow::Result<
     };
     let subject = Subject {
         customer: labels.get("customer").cloned(),
+        affected: Vec::new(),
         severity: get("severity"),
         danger,
         rule: get("rule"),

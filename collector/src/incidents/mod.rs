@@ -174,6 +174,10 @@ pub struct Incident {
     pub severity: String,
     pub danger: bool,
     pub customer: Option<String>,
+    /// Customers it affects besides its own (behind a parent check that is down), each told
+    /// like its own.
+    #[serde(default)]
+    pub affected: Vec<String>,
     pub group_key: String,
     pub rule_id: String,
     pub assignee: Option<String>,
@@ -239,6 +243,9 @@ pub struct Alert {
     pub message: Option<String>,
     /// The rule judged it a probable danger (its tag [`DANGER_TAG`]).
     pub danger: bool,
+    /// Customers it affects besides `customer`; one added to an active incident is an
+    /// essential change (announced at once).
+    pub affected: Vec<String>,
 }
 
 impl Alert {
@@ -264,6 +271,7 @@ impl Alert {
                 .get(f::TAGS)
                 .and_then(|t| t.as_array())
                 .is_some_and(|t| t.iter().any(|t| t.as_str() == Some(DANGER_TAG))),
+            affected: Vec::new(),
         })
     }
 }

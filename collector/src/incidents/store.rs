@@ -99,7 +99,7 @@ pub(crate) fn time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
-const COLUMNS: &str = "id, title, status, severity, danger, customer, group_key, rule_id, \
+const COLUMNS: &str = "id, title, status, severity, danger, customer, affected, group_key, rule_id, \
                        assignee, count, first_seen, last_seen, ack_by, resolve_by, level, \
                        ack_breached_at, resolve_breached_at";
 
@@ -115,6 +115,7 @@ fn incident(row: &AnyRow) -> Result<Incident, sqlx::Error> {
         severity: row.try_get("severity")?,
         danger: row.try_get::<i64, _>("danger")? != 0,
         customer: row.try_get("customer")?,
+        affected: split_affected(&row.try_get::<String, _>("affected")?),
         group_key: row.try_get("group_key")?,
         rule_id: row.try_get("rule_id")?,
         assignee: row.try_get("assignee")?,
@@ -415,10 +416,14 @@ impl Store {
                 .bind(&a.id)
                 .execute(&mut *tx)
                 .await?;
+            // Customers the alert reaches besides its own: on a new incident they are told
+            // with the rest; added to an active one, an essential change (decree art. 5).
+            let added = add_affected(&mut tx, id, a.customer.as_deref(), &a.affected).await?;
             if count == 1 {
                 out.opened.push(id);
                 let detail = serde_json::json!({
                     "alert_id": a.id, "severity": a.severity, "message": a.message,
+                    "affected": added,
                 });
                 let cause = timeline(&mut tx, id, now, SYSTEM, "opened", &detail).await?;
                 announced |= self.announce(&mut tx, id, cause, Kind::Opened, now).await?;
@@ -445,6 +450,14 @@ impl Store {
                         "alert_id": a.id, "from": severity, "to": a.severity,
                     });
                     timeline(&mut tx, id, now, SYSTEM, "severity_raised", &detail).await?;
+                }
+                if !added.is_empty() {
+                    let detail = serde_json::json!({"alert_id": a.id, "customers": added});
+                    let cause =
+                        timeline(&mut tx, id, now, SYSTEM, "customers_added", &detail).await?;
+                    announced |= self
+                        .announce(&mut tx, id, cause, Kind::Changed, now)
+                        .await?;
                 }
                 // Danger appearing is an essential change; an alert without it does not
                 // take it away.
@@ -650,10 +663,49 @@ impl Store {
     }
 }
 
+/// The customers of an `affected` column.
+fn split_affected(s: &str) -> Vec<String> {
+    s.split(',')
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Adds `more` to incident `id`'s affected customers in `tx`; the ones that were not there.
+async fn add_affected(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: i64,
+    own: Option<&str>,
+    more: &[String],
+) -> Result<Vec<String>, sqlx::Error> {
+    let had: String = sqlx::query_scalar("SELECT affected FROM incidents WHERE id = $1")
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await?;
+    let mut all = split_affected(&had);
+    let mut added = Vec::new();
+    for c in more {
+        if Some(c.as_str()) != own && !all.contains(c) && !added.contains(c) {
+            added.push(c.clone());
+        }
+    }
+    if !added.is_empty() {
+        all.extend(added.iter().cloned());
+        all.sort();
+        sqlx::query("UPDATE incidents SET affected = $1 WHERE id = $2")
+            .bind(all.join(","))
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(added)
+}
+
 /// An incident as routing sees it.
 pub(super) fn subject_of(inc: Incident) -> Subject {
     Subject {
         customer: inc.customer,
+        affected: inc.affected,
         severity: inc.severity,
         danger: inc.danger,
         rule: inc.rule_id,

@@ -393,6 +393,7 @@ impl Dispatcher {
             message: Some(message),
             // Nobody may be told of the next incidents: the desk is called.
             danger: true,
+            affected: Vec::new(),
         };
         if let Err(e) = self.store.record(&[alert]).await {
             tracing::error!(error = %e, channel, "the failing channel's incident could not be recorded");
@@ -472,11 +473,21 @@ async fn send(
     let external = &notifier.cfg.external_url;
     let key = it.key();
     let target = it.delivery.target.as_str();
-    let lang = notifier.language_of(inc.customer.as_deref(), target);
+    // The incident's customer and those it affects besides: the target is a contact of one.
+    let customers: Vec<&str> = inc
+        .customer
+        .iter()
+        .chain(&inc.affected)
+        .map(String::as_str)
+        .collect();
+    let lang = notifier.language_among(&customers, target);
     match it.delivery.channel {
         Channel::Task => {
             let a = Announcement::new(it.kind, &inc, external, Vec::new()).in_language(lang);
-            let contact = notifier.owner(inc.customer.as_deref(), target);
+            let contact = customers
+                .iter()
+                .find_map(|c| notifier.owner(Some(c), target))
+                .or_else(|| notifier.owner(None, target));
             let within = notifier
                 .receivers
                 .get(&it.delivery.receiver)

@@ -137,6 +137,8 @@ pub struct Delivery {
 #[derive(Debug, Clone)]
 pub struct Subject {
     pub customer: Option<String>,
+    /// Customers it affects besides its own: their contacts are told too.
+    pub affected: Vec<String>,
     pub severity: String,
     pub danger: bool,
     pub rule: String,
@@ -255,7 +257,10 @@ impl Notifier {
                 }
                 continue;
             }
-            let contacts = customers.contacts(s.customer.as_deref(), &r.roles);
+            let mut contacts = customers.contacts(s.customer.as_deref(), &r.roles);
+            for c in &s.affected {
+                contacts.extend(customers.contacts(Some(c), &r.roles));
+            }
             if voice {
                 r.voice.iter().for_each(|n| add(call, n));
                 if let Some(n) = on_duty.as_ref().and_then(|p| p.phone.as_deref()) {
@@ -364,6 +369,7 @@ phone = "+3226501111"
     fn subject(danger: bool) -> Subject {
         Subject {
             customer: Some("ulb".into()),
+            affected: Vec::new(),
             severity: if danger { "high" } else { "medium" }.into(),
             danger,
             rule: "r".into(),

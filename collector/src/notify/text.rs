@@ -236,6 +236,7 @@ mod tests {
             severity: "high".into(),
             danger,
             customer: Some("ulb".into()),
+            affected: Vec::new(),
             group_key: "source.ip=10.0.0.1".into(),
             rule_id: "ssh-bf".into(),
             assignee: None,

@@ -399,6 +399,7 @@ impl Stored {
             at: time(since),
             message,
             danger: self.danger,
+            affected: Vec::new(),
         }
     }
 }

@@ -111,9 +111,10 @@ pub struct Quorum {
     known_since: Mutex<HashMap<String, i64>>,
 }
 
-/// What is behind check `c` (the checks that depend on it, at any depth), and their
-/// customers: the reach of its outage, told in its incident instead of in theirs.
-fn behind(c: &Check, checks: &Checks) -> String {
+/// What is behind check `c` (the checks that depend on it, at any depth): their ids and
+/// their customers other than `c`'s, sorted. The reach of its outage, told in its incident
+/// (and to those customers) instead of in theirs.
+fn behind(c: &Check, checks: &Checks) -> (Vec<String>, Vec<String>) {
     let mut ids = vec![c.id.clone()];
     let mut found: Vec<&Check> = Vec::new();
     while let Some(id) = ids.pop() {
@@ -124,23 +125,16 @@ fn behind(c: &Check, checks: &Checks) -> String {
             }
         }
     }
-    if found.is_empty() {
-        return String::new();
-    }
-    let mut customers: Vec<&str> = found.iter().filter_map(|o| o.customer.as_deref()).collect();
+    let mut customers: Vec<String> = found
+        .iter()
+        .filter_map(|o| o.customer.clone())
+        .filter(|cu| Some(cu) != c.customer.as_ref())
+        .collect();
     customers.sort_unstable();
     customers.dedup();
-    let mut names: Vec<&str> = found.iter().map(|o| o.id.as_str()).collect();
+    let mut names: Vec<String> = found.iter().map(|o| o.id.clone()).collect();
     names.sort_unstable();
-    format!(
-        ". Behind it: {} (customers: {})",
-        names.join(", "),
-        if customers.is_empty() {
-            "none named".to_owned()
-        } else {
-            customers.join(", ")
-        }
-    )
+    (names, customers)
 }
 
 /// How long a result counts for `check`'s state (ms): two intervals and a timeout.
@@ -428,6 +422,20 @@ impl Quorum {
                         v
                     })
                     .unwrap_or_default();
+                let (names, customers) = behind(c, &checks);
+                let reach = if names.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ". Behind it: {} (customers: {})",
+                        names.join(", "),
+                        if customers.is_empty() {
+                            "none named".to_owned()
+                        } else {
+                            customers.join(", ")
+                        }
+                    )
+                };
                 let alert = Alert {
                     id: format!("check:{}:{outage}", c.id),
                     rule_id: RULE.into(),
@@ -441,9 +449,10 @@ impl Quorum {
                         said.len(),
                         c.quorum,
                         said.join("; "),
-                        behind(c, &checks)
+                        reach
                     )),
                     danger: c.danger,
+                    affected: customers,
                 };
                 self.store.record(&[alert]).await?;
             } else if state != "unknown"
