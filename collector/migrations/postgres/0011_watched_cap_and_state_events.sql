@@ -46,3 +46,9 @@ CREATE TABLE status_tokens (
 -- Customers an incident affects besides its own (a parent check's outage reaches the
 -- customers behind it), comma-separated, sorted; each is told like the incident's own.
 ALTER TABLE incidents ADD COLUMN affected TEXT NOT NULL DEFAULT '';
+
+-- Rounds of scheduled test notifications written to the outbox (one per period).
+CREATE TABLE selftest_rounds (
+    round BIGINT PRIMARY KEY,
+    at BIGINT NOT NULL
+);

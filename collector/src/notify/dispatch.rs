@@ -134,6 +134,11 @@ impl Dispatcher {
             {
                 tracing::error!(error = %e, "maintenance notices not made; retrying");
             }
+            if let Err(e) =
+                super::selftest::tick(self.store.pool(), &self.notifier, timing.now).await
+            {
+                tracing::error!(error = %e, "test notifications not queued; retrying");
+            }
         }
         let last = self.refreshed.load(std::sync::atomic::Ordering::Relaxed);
         if timing.now.saturating_sub(last) >= cfg.alertmanager_refresh.as_millis() as i64 {
@@ -440,6 +445,80 @@ fn awaits_ack(kind: super::plan::Kind) -> bool {
     matches!(kind, Kind::Opened | Kind::Changed | Kind::Escalated)
 }
 
+/// Sends one scheduled test; what the receiving side answered.
+async fn selftest(
+    notifier: &Notifier,
+    ch: &Channels,
+    it: &Item,
+) -> Result<serde_json::Value, String> {
+    use super::selftest as t;
+    let round = t::round_of(it.cause);
+    let key = it.key();
+    let target = it.delivery.target.as_str();
+    let external = &notifier.cfg.external_url;
+    let key_ref = key.as_str();
+    let http_post = |body: reqwest::RequestBuilder, what: &'static str| async move {
+        let resp = body
+            .header("Idempotency-Key", key_ref)
+            .send()
+            .await
+            .map_err(|e| format!("{what} {target}: {e}"))?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(format!("{what} {target} answered {status}"));
+        }
+        Ok(serde_json::json!({"status": status.as_u16(), "selftest": round}))
+    };
+    match it.delivery.channel {
+        Channel::Email => {
+            let (subject, body) = t::email(round);
+            let mailer = ch.mailer.as_ref().ok_or("no [notify.smtp]")?;
+            let answer = mailer.send(target, &subject, body, &key, None).await?;
+            Ok(serde_json::json!({"smtp": answer, "selftest": round}))
+        }
+        Channel::Voice | Channel::Sms => {
+            let gw = if it.delivery.channel == Channel::Voice {
+                &ch.voice
+            } else {
+                &ch.sms
+            };
+            let gw = gw
+                .as_ref()
+                .ok_or_else(|| format!("no [notify.{}] gateway", it.delivery.channel.as_str()))?;
+            let callback = format!(
+                "{}/api/v1/notify/callback/{}",
+                external.trim_end_matches('/'),
+                it.token
+            );
+            gw.send(&gateway::Request {
+                to: target,
+                text: &t::text(it.delivery.channel, round),
+                key: &key,
+                kind: super::plan::Kind::SelfTest.as_str(),
+                incident: &t::view(round, external),
+                callback: &callback,
+            })
+            .await
+        }
+        Channel::Webhook => {
+            let body = t::webhook(&it.delivery.receiver, round, external);
+            http_post(ch.http.post(target).json(&body), "webhook").await
+        }
+        Channel::Cap => {
+            let xml = t::cap(notifier, round);
+            http_post(
+                ch.http
+                    .post(target)
+                    .header("Content-Type", "application/cap+xml")
+                    .body(xml),
+                "cap",
+            )
+            .await
+        }
+        Channel::Task | Channel::Alertmanager => Err("not tested".into()),
+    }
+}
+
 /// Sends one delivery at `now`; what the receiving side answered.
 async fn send(
     store: &Store,
@@ -448,6 +527,9 @@ async fn send(
     it: &Item,
     now: i64,
 ) -> Result<serde_json::Value, String> {
+    if it.kind == super::plan::Kind::SelfTest {
+        return selftest(notifier, ch, it).await;
+    }
     if it.kind.is_notice() {
         let id = super::maintenance::window_of(it.cause);
         let m = super::maintenance::get(store.pool(), id)

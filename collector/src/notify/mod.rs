@@ -47,6 +47,7 @@ pub mod outbox;
 pub mod plan;
 pub mod reply;
 pub mod route;
+pub mod selftest;
 pub mod silence;
 pub mod task;
 pub mod text;
@@ -116,6 +117,8 @@ pub struct NotifyConfig {
     /// At most this many SMS about one customer's incidents per calendar month (UTC); the
     /// next are held for the digest (calls and e-mails still go).
     pub sms_cap: Option<u32>,
+    /// Scheduled test notifications through each channel of a receiver.
+    pub selftest: Option<selftest::SelftestConfig>,
 }
 
 /// `{ count = 20, per = "1h" }`.
@@ -150,6 +153,7 @@ impl Default for NotifyConfig {
             inbound: None,
             customer_limit: None,
             sms_cap: None,
+            selftest: None,
         }
     }
 }
@@ -460,6 +464,17 @@ impl Notifier {
         }
         if cfg.attempts == 0 {
             return Err(("notify.attempts", "must be at least 1".into()));
+        }
+        if let Some(t) = &cfg.selftest {
+            if !receivers.contains_key(&t.receiver) {
+                return Err((
+                    "notify.selftest.receiver",
+                    format!("no receiver {:?}", t.receiver),
+                ));
+            }
+            if t.every < Duration::from_secs(60) {
+                return Err(("notify.selftest.every", "at least 1m".into()));
+            }
         }
         let Some(route) = &cfg.route else {
             return Ok(None);

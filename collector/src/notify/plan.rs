@@ -80,6 +80,8 @@ pub enum Kind {
     MaintenancePlanned,
     MaintenanceStarted,
     MaintenanceEnded,
+    /// A scheduled test of a channel ([`super::selftest`]), about no incident.
+    SelfTest,
 }
 
 impl Kind {
@@ -95,6 +97,7 @@ impl Kind {
             Kind::MaintenancePlanned => "maintenance_planned",
             Kind::MaintenanceStarted => "maintenance_started",
             Kind::MaintenanceEnded => "maintenance_ended",
+            Kind::SelfTest => "selftest",
         }
     }
 
@@ -102,7 +105,7 @@ impl Kind {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Opened,
         Kind::Changed,
         Kind::Retracted,
@@ -113,6 +116,7 @@ impl Kind {
         Kind::MaintenancePlanned,
         Kind::MaintenanceStarted,
         Kind::MaintenanceEnded,
+        Kind::SelfTest,
     ];
 
     /// A notice about no incident (a maintenance window).
@@ -188,7 +192,7 @@ impl Notifier {
         told: &[Delivery],
         roster: &Roster,
     ) -> Vec<Delivery> {
-        if kind == Kind::Digest || kind.is_notice() {
+        if matches!(kind, Kind::Digest | Kind::SelfTest) || kind.is_notice() {
             return Vec::new();
         }
         let called_before = told.iter().any(|d| d.channel.calls());
