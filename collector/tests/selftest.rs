@@ -18,9 +18,6 @@ use vigil_collector::incidents::{Filter, Store};
 use vigil_collector::notify::Notifier;
 use vigil_collector::notify::dispatch::Dispatcher;
 
-#[path = "../../tests/support/skip.rs"]
-mod skip_support;
-
 type Seen = Arc<Mutex<Vec<(String, String)>>>;
 
 /// An HTTP server that answers 200 to everything and keeps (path, body) of each request.
@@ -182,7 +179,7 @@ receiver = "desk"
             String::from_utf8_lossy(&ok.stderr)
         );
     } else {
-        skip_support::skip(
+        postgres::skip(
             "xmllint or the CAP schema is missing: the test CAP message is not validated",
         );
     }

@@ -4,7 +4,9 @@
 #[path = "../../../tests/support/skip.rs"]
 mod skip_support;
 
-use skip_support::skip;
+/// Reports a test that cannot run (a failure under `VIGIL_TEST_REQUIRE_ALL=1`).
+#[allow(unused_imports)] // not every test file skips for a reason of its own
+pub use skip_support::skip;
 
 /// A fresh database on the test server, so parallel runs do not meet.
 pub async fn fresh_postgres() -> Option<(String, String)> {
