@@ -186,6 +186,7 @@ impl Collector {
             pinger,
             quorum,
             configured_checks,
+            cap_feeds: Default::default(),
         }));
         let inbound = match (&cfg.notify.inbound, store_has_notifier) {
             (Some(i), true) => Some((
@@ -288,6 +289,7 @@ impl Collector {
             self.state.0.incidents.pool().clone(),
             self.state.0.ingest.clone(),
             self.state.0.metrics.clone(),
+            self.state.0.cap_feeds.clone(),
             dispatch_stop.clone(),
         ));
         shutdown.cancelled().await;

@@ -356,3 +356,118 @@ fn an_agent_cut_off_keeps_probing_and_its_results_arrive_later() {
         || (total(&url, &q)? >= 3).then_some(()),
     );
 }
+
+/// The CAP corpus served by a real HTTP server (Python's): a watched feed (the National
+/// Weather Service's Atom index) and a watched alert become searchable events, each alert
+/// once however often the feeds are read; a document that is not CAP (the schema itself)
+/// is counted, named in the feed's status and in the agents' probe results, and nothing
+/// crashes.
+#[test]
+fn watched_cap_feeds_from_the_corpus_become_events_and_a_bad_one_is_named() {
+    let corpus =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/cap");
+    if !corpus.is_dir() {
+        vigil_e2e::skip("../shared/corpus is not beside the workspace");
+        return;
+    }
+    if !vigil_e2e::have("python3") {
+        vigil_e2e::skip("python3 is not installed");
+        return;
+    }
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let server = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+        ])
+        .current_dir(&corpus)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 -m http.server");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Kill(server);
+    let base = format!("http://127.0.0.1:{port}");
+    let feed = std::fs::read_to_string(corpus.join("examples/ibm-cap/nws_atom_feed_example.xml"))
+        .expect("feed");
+    let entries = feed.matches("<entry>").count() as u64;
+    let watch = |name: &str, path: &str| {
+        format!(
+            "[[checks]]\nname = \"{name}\"\ntype = \"cap\"\ntarget = \"{base}/{path}\"\n\
+             interval = \"2s\"\ntimeout = \"2s\"\nwatch = true\n"
+        )
+    };
+    let extra = watch("NWS feed", "examples/ibm-cap/nws_atom_feed_example.xml")
+        + &watch(
+            "Appendix alert",
+            "examples/oasis-spec-appendix-a/v1dot2_appendix_adot1.xml",
+        )
+        + &watch("Not CAP", "schema/CAP-v1.2.xsd");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = Collector::start_with(dir.path(), 0, "200ms", &extra);
+    let url = c.url();
+    let _a = Agent::start_as(
+        &dir.path().join("a"),
+        c.port,
+        (AGENT_ID, AGENT_TOKEN),
+        "",
+        "",
+    );
+    wait_for(
+        Duration::from_secs(60),
+        "every alert of the feed and the alert searchable",
+        || c.proc.log_tail(),
+        || (total(&url, "event.kind:cap")? == entries + 1).then_some(()),
+    );
+    let appendix = total(&url, "event.kind:cap AND cap.identifier:43b080713727");
+    assert_eq!(appendix, Some(1));
+    // The bad one: named in its feed's status, and by the agent's probes.
+    let status = wait_for(
+        Duration::from_secs(30),
+        "the bad feed's status",
+        || c.proc.log_tail(),
+        || {
+            let w = get(&format!("{url}/api/v1/cap/watched"));
+            let bad = w["feeds"]
+                .as_array()?
+                .iter()
+                .find(|f| f["check"] == "not-cap")?
+                .clone();
+            bad["error"].is_string().then_some(bad)
+        },
+    );
+    assert!(
+        status["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("neither a CAP <alert> nor an Atom <feed>")),
+        "{status}"
+    );
+    wait_for(
+        Duration::from_secs(30),
+        "the agent's probe names the problem",
+        || c.proc.log_tail(),
+        || {
+            (total(
+                &url,
+                "event.kind:probe AND monitor.id:not-cap AND monitor.status:down",
+            )? > 0)
+                .then_some(())
+        },
+    );
+    // Read again and again: still each alert once.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(total(&url, "event.kind:cap"), Some(entries + 1));
+    assert!(vigil_e2e::metric(&url, "vigil_cap_feed_reads_total") >= 3.0);
+}

@@ -43,8 +43,9 @@ fn hundred() -> i64 {
     100
 }
 
-/// `GET /api/v1/cap/watched`: the alerts read from watched CAP feeds, newest first, each with
-/// its state (`active`, or `updated` / `cancelled` by a later message).
+/// `GET /api/v1/cap/watched`: each watched feed's last read (with why it failed), and the
+/// alerts read, newest first, each with its state (`active`, or `updated` / `cancelled` by a
+/// later message).
 pub async fn watched(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -54,5 +55,12 @@ pub async fn watched(
     let alerts = crate::uptime::capwatch::list(s.0.incidents.pool(), q.limit.clamp(1, 10_000))
         .await
         .map_err(|e| ApiError::from(crate::incidents::StoreError::Db(e)))?;
-    Ok(axum::Json(serde_json::json!({ "alerts": alerts })))
+    let feeds: Vec<crate::uptime::capwatch::FeedStatus> =
+        s.0.cap_feeds
+            .lock()
+            .map(|f| f.values().cloned().collect())
+            .unwrap_or_default();
+    Ok(axum::Json(
+        serde_json::json!({ "feeds": feeds, "alerts": alerts }),
+    ))
 }

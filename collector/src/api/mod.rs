@@ -79,6 +79,8 @@ pub struct Inner {
     pub quorum: Arc<crate::uptime::quorum::Quorum>,
     /// The configuration's checks (the database's join them).
     pub configured_checks: Vec<crate::uptime::check::Check>,
+    /// The last read of each watched CAP feed.
+    pub cap_feeds: crate::uptime::capwatch::Feeds,
 }
 
 pub fn app(state: AppState) -> Router {

@@ -204,6 +204,22 @@ pub async fn fetch(client: &reqwest::Client, check: &Check) -> Result<Vec<CapAle
     )
 }
 
+/// The last read of a watched feed, as `GET /api/v1/cap/watched` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FeedStatus {
+    pub check: String,
+    pub url: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// Alerts in the feed at that read, and how many were new.
+    pub alerts: usize,
+    pub new: usize,
+    /// Why it was not read (the feed unreachable, not CAP, an invalid alert named).
+    pub error: Option<String>,
+}
+
+/// The last read of each watched feed, by check.
+pub type Feeds = Arc<std::sync::Mutex<std::collections::BTreeMap<String, FeedStatus>>>;
+
 /// One watched alert as `GET /api/v1/cap/watched` lists it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Watched {
@@ -259,6 +275,7 @@ pub async fn run(
     pool: AnyPool,
     ingest: mpsc::Sender<Msg>,
     metrics: Arc<crate::metrics::Metrics>,
+    feeds: Feeds,
     shutdown: CancellationToken,
 ) {
     let client = match reqwest::Client::builder()
@@ -292,13 +309,28 @@ pub async fn run(
             let read = tokio::time::timeout(timeout * 2, fetch(&client, check))
                 .await
                 .unwrap_or_else(|_| Err(WatchError::Fetch(format!("{}: no answer", check.target))));
+            let mut seen = 0;
             let outcome = match read {
                 Ok(alerts) => {
+                    seen = alerts.len();
                     let now = chrono::Utc::now().timestamp_millis();
                     absorb(&pool, &ingest, check, &alerts, now).await
                 }
                 Err(e) => Err(e),
             };
+            if let Ok(mut f) = feeds.lock() {
+                f.insert(
+                    check.id.clone(),
+                    FeedStatus {
+                        check: check.id.clone(),
+                        url: check.target.clone(),
+                        at: chrono::Utc::now(),
+                        alerts: seen,
+                        new: *outcome.as_ref().unwrap_or(&0),
+                        error: outcome.as_ref().err().map(|e| e.to_string()),
+                    },
+                );
+            }
             let label = match &outcome {
                 Ok(0) => "unchanged",
                 Ok(_) => "new",
@@ -315,6 +347,9 @@ pub async fn run(
             }
         }
         last.retain(|id, _| list.get(id).is_some());
+        if let Ok(mut f) = feeds.lock() {
+            f.retain(|id, _| last.contains_key(id));
+        }
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
