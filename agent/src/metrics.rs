@@ -226,7 +226,7 @@ impl Metrics {
             probe_drift: reg!(
                 "probe_drift_seconds",
                 "How late a probe started against its schedule",
-                Histogram::new([0.001, 0.01, 0.1, 0.5, 1.0, 5.0])
+                Histogram::new([0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0])
             ),
             probe_duration: reg!(
                 "probe_duration_seconds",

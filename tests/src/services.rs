@@ -182,12 +182,17 @@ impl Agent {
         extra: &str,
     ) -> Agent {
         std::fs::create_dir_all(dir).expect("agent dir");
-        let config = dir.join("agent.toml");
-        std::fs::write(
-            &config,
-            agent_config_as(dir, collector_port, id, spool_extra, extra),
+        Self::start_with_config(
+            dir,
+            &agent_config_as(dir, collector_port, id, spool_extra, extra),
         )
-        .expect("config");
+    }
+
+    /// Starts an agent with the configuration `text`; `dir` holds it, its ports file and log.
+    pub fn start_with_config(dir: &Path, text: &str) -> Agent {
+        std::fs::create_dir_all(dir).expect("agent dir");
+        let config = dir.join("agent.toml");
+        std::fs::write(&config, text).expect("config");
         let ports = dir.join("agent.ports.json");
         let _ = std::fs::remove_file(&ports);
         let mut cmd = Command::new(bin("vigil-agent"));
