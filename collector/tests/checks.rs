@@ -172,6 +172,93 @@ async fn quorum_on_postgres() {
     on_postgres(scenario).await;
 }
 
+/// An agent cut off from the collector: the state goes `unknown` (nobody reported), and its
+/// results, arriving later from its spool, never page but count for availability, interval
+/// by interval, where the state was unknown. Counted by hand: up 10..50 s (live), down
+/// 50..70 s and up 70..100 s (late), unknown after: 70 s up of 90 s known, 20 s down.
+async fn late_scenario(store: Store) {
+    let clock = TestClock::at(t0().timestamp_millis());
+    let store = store.with_clock(clock.clock());
+    let c: Check = serde_json::from_value(serde_json::json!({
+        "name": "Portal", "type": "http", "target": "http://portal.example/",
+        "interval": "10s", "timeout": "5s",
+    }))
+    .expect("a check");
+    let c = c
+        .checked(&["a".into()], &Default::default())
+        .expect("valid");
+    let q = Quorum::new(
+        store.clone(),
+        clock.clock(),
+        Shared::new(Checks {
+            list: vec![(c, Source::Api)],
+        }),
+        vec!["a".into()],
+        std::sync::Arc::new(vigil_collector::metrics::Metrics::new()),
+    );
+    let eval = |s: i64| {
+        clock.set(at(s).timestamp_millis());
+        q.evaluate(at(s))
+    };
+    q.record("a", vec![("portal".into(), seen(ProbeStatus::Up, 0))]);
+    eval(0).await.expect("round");
+    eval(10).await.expect("round");
+    // Cut off: its last result is too old from 26 s on; unknown, damped, at 50 s.
+    eval(40).await.expect("round");
+    assert_eq!(
+        eval(50).await.expect("round"),
+        [("portal".to_owned(), "unknown".to_owned())]
+    );
+    // Back at 130 s with its spool: down at 52 and 62 s, up from 72 s; and a live result.
+    clock.set(at(130).timestamp_millis());
+    let late: Vec<(String, Seen)> = [
+        (52, ProbeStatus::Down),
+        (62, ProbeStatus::Down),
+        (72, ProbeStatus::Up),
+        (82, ProbeStatus::Up),
+        (92, ProbeStatus::Up),
+        (130, ProbeStatus::Up),
+    ]
+    .into_iter()
+    .map(|(s, st)| ("portal".to_owned(), seen(st, s)))
+    .collect();
+    q.record("a", late);
+    assert_eq!(q.backfill().await.expect("backfill"), 5);
+    assert!(eval(130).await.expect("round").is_empty(), "damped");
+    assert_eq!(
+        eval(140).await.expect("round"),
+        [("portal".to_owned(), "up".to_owned())]
+    );
+    // Nothing paged: the late downs opened no incident.
+    assert!(
+        store
+            .list(&Filter::default())
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    let st = q.states().await.expect("states")["portal"].clone();
+    assert_eq!(st.availability.down_seconds_24h, 20);
+    let ratio = st.availability.day.expect("known");
+    assert!((ratio - 70.0 / 90.0).abs() < 1e-9, "{ratio}");
+    // The same late results again change nothing.
+    q.record(
+        "a",
+        vec![("portal".to_owned(), seen(ProbeStatus::Down, 82))],
+    );
+    assert_eq!(q.backfill().await.expect("backfill"), 0);
+}
+
+#[tokio::test]
+async fn late_results_count_for_availability_on_sqlite() {
+    on_sqlite(late_scenario).await;
+}
+
+#[tokio::test]
+async fn late_results_count_for_availability_on_postgres() {
+    on_postgres(late_scenario).await;
+}
+
 /// A check nobody probes is overdue once the collector has known it for its freshness window
 /// (two intervals and a timeout: 25 s here), and no longer once a result arrives.
 #[tokio::test]

@@ -109,6 +109,9 @@ pub struct Quorum {
     candidates: Mutex<HashMap<String, Candidate>>,
     /// When each check was first asked about by [`Quorum::overdue`] (ms).
     known_since: Mutex<HashMap<String, i64>>,
+    /// Results too old to count for the state when they arrived (an agent's spool drained
+    /// after it was cut off), by check: they count for availability only ([`Quorum::backfill`]).
+    late: Mutex<HashMap<String, Vec<(String, Seen)>>>,
 }
 
 /// What is behind check `c` (the checks that depend on it, at any depth): their ids and
@@ -160,9 +163,13 @@ fn decide(
                 .collect()
         })
         .unwrap_or_default();
-    let k = check.quorum as usize;
-    let count = |f: &dyn Fn(ProbeStatus) -> bool| fresh.iter().filter(|s| f(s.status)).count();
-    let state = if fresh.len() < k {
+    (judge(check.quorum as usize, &fresh), fresh.len())
+}
+
+/// The state `results` (one per vantage point) give with a quorum of `k`.
+fn judge(k: usize, results: &[&Seen]) -> &'static str {
+    let count = |f: &dyn Fn(ProbeStatus) -> bool| results.iter().filter(|s| f(s.status)).count();
+    if results.len() < k {
         "unknown"
     } else if count(&|s| s == ProbeStatus::Down) >= k {
         "down"
@@ -170,8 +177,7 @@ fn decide(
         "degraded"
     } else {
         "up"
-    };
-    (state, fresh.len())
+    }
 }
 
 impl Quorum {
@@ -192,6 +198,7 @@ impl Quorum {
             results: Mutex::new(HashMap::new()),
             candidates: Mutex::new(HashMap::new()),
             known_since: Mutex::new(HashMap::new()),
+            late: Mutex::new(HashMap::new()),
         }
     }
 
@@ -222,8 +229,20 @@ impl Quorum {
         if results.is_empty() {
             return;
         }
+        let now = (self.clock)().timestamp_millis();
+        let checks = self.checks.get();
         let mut all = self.results.lock().unwrap_or_else(|e| e.into_inner());
         for (check, seen) in results {
+            if let Some((c, _)) = checks.get(&check)
+                && now - seen.at.timestamp_millis() > fresh_for(c)
+            {
+                self.late
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(check.clone())
+                    .or_default()
+                    .push((agent.to_owned(), seen.clone()));
+            }
             let per = all.entry(check).or_default();
             // Results of one agent can arrive out of order (a spool drained after a live
             // one): the latest taken wins.
@@ -521,6 +540,77 @@ impl Quorum {
         Ok(changed)
     }
 
+    /// Late results count for availability, never for the state: where a check's recorded
+    /// state was `unknown` (its vantage points silent), each interval the late results cover
+    /// gets the state they give by quorum, as transitions of its own (and `unknown` again at
+    /// its end unless a recorded transition ends it first). A span already known, live or
+    /// filled before, is left as it is. No incident is opened or resolved. Returns how many
+    /// intervals were filled.
+    pub async fn backfill(&self) -> Result<usize, sqlx::Error> {
+        let late = std::mem::take(&mut *self.late.lock().unwrap_or_else(|e| e.into_inner()));
+        let checks = self.checks.get();
+        let mut filled = 0;
+        for (id, results) in late {
+            let Some((c, _)) = checks.get(&id) else {
+                continue;
+            };
+            let slot = (c.interval().as_millis() as i64).max(1);
+            // Each interval's latest result per vantage point.
+            let mut slots: std::collections::BTreeMap<i64, HashMap<String, Seen>> =
+                Default::default();
+            for (agent, seen) in results.into_iter().filter(|(a, _)| c.runs_on(a)) {
+                let per = slots
+                    .entry(seen.at.timestamp_millis().div_euclid(slot))
+                    .or_default();
+                if per.get(&agent).is_none_or(|o| o.at < seen.at) {
+                    per.insert(agent, seen);
+                }
+            }
+            let mut tx = super::heartbeat::begin_write(&self.pool).await?;
+            let recorded: Vec<(i64, String)> = sqlx::query(
+                "SELECT at, state FROM check_transitions WHERE check_id = $1 ORDER BY at, id",
+            )
+            .bind(&c.id)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("at")?, r.try_get("state")?)))
+            .collect::<Result<_, sqlx::Error>>()?;
+            let mut add = Vec::new();
+            for (n, per) in &slots {
+                let (start, end) = (n * slot, (n + 1) * slot);
+                let before = recorded
+                    .iter()
+                    .take_while(|(at, _)| *at <= start)
+                    .last()
+                    .map_or("unknown", |(_, s)| s.as_str());
+                let seen: Vec<&Seen> = per.values().collect();
+                let state = judge(c.quorum as usize, &seen);
+                if before != "unknown" || state == "unknown" {
+                    continue;
+                }
+                add.push((start, state));
+                let ended = recorded.iter().any(|(at, _)| *at > start && *at < end);
+                if !ended {
+                    add.push((end, "unknown"));
+                }
+                filled += 1;
+            }
+            for (at, state) in add {
+                sqlx::query(
+                    "INSERT INTO check_transitions (check_id, at, state) VALUES ($1, $2, $3)",
+                )
+                .bind(&c.id)
+                .bind(at)
+                .bind(state)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        }
+        Ok(filled)
+    }
+
     /// Writes the state transitions not yet in the index as events (`event.kind: state`,
     /// `event.dataset: vigil.check`, `monitor.id`, `monitor.status` the new state), then marks
     /// them: after a crash between the two they are written again, never lost. Returns how
@@ -602,6 +692,9 @@ pub async fn run(
     loop {
         if let Err(e) = q.evaluate((q.clock)()).await {
             tracing::error!(error = %e, "check states cannot be evaluated; retrying");
+        }
+        if let Err(e) = q.backfill().await {
+            tracing::warn!(error = %e, "late results not counted for availability yet; retrying");
         }
         if let Err(e) = q.index_transitions(&ingest).await {
             tracing::warn!(error = %e, "check state changes not indexed yet; retrying");
