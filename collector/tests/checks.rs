@@ -259,6 +259,71 @@ async fn late_results_count_for_availability_on_postgres() {
     on_postgres(late_scenario).await;
 }
 
+/// Two collectors sharing PostgreSQL, each taking one agent's results: with a quorum of 2,
+/// each decides on both agents' results (pooled in the database), so the check goes down when
+/// both say so, with one incident, and each collector shows both vantage points.
+async fn pooled_scenario(store: Store) {
+    let clock = TestClock::at(t0().timestamp_millis());
+    let store = store.with_clock(clock.clock());
+    let c: Check = serde_json::from_value(serde_json::json!({
+        "name": "Portal", "type": "http", "target": "http://portal.example/",
+        "interval": "10s", "timeout": "5s", "quorum": 2,
+    }))
+    .expect("a check");
+    let c = c
+        .checked(&["a".into(), "b".into()], &Default::default())
+        .expect("valid");
+    let collector = || {
+        Quorum::new(
+            store.clone(),
+            clock.clock(),
+            Shared::new(Checks {
+                list: vec![(c.clone(), Source::Api)],
+            }),
+            vec!["a".into(), "b".into()],
+            std::sync::Arc::new(vigil_collector::metrics::Metrics::new()),
+        )
+    };
+    let (one, two) = (collector(), collector());
+    let (one, two) = (&one, &two);
+    let round = |s: i64| {
+        clock.set(at(s).timestamp_millis());
+        async move {
+            let mut changed = one.evaluate(at(s)).await.expect("round");
+            changed.extend(two.evaluate(at(s)).await.expect("round"));
+            changed
+        }
+    };
+    let both = |status, s| {
+        one.record("a", vec![("portal".into(), seen(status, s))]);
+        two.record("b", vec![("portal".into(), seen(status, s))]);
+    };
+    both(ProbeStatus::Up, 0);
+    round(0).await;
+    round(10).await;
+    assert_eq!(one.states().await.expect("states")["portal"].state, "up");
+    assert_eq!(one.states().await.expect("states")["portal"].reported, 2);
+    both(ProbeStatus::Down, 20);
+    round(20).await;
+    assert_eq!(
+        round(30).await,
+        [("portal".to_owned(), "down".to_owned())],
+        "taken once, by one of them"
+    );
+    round(31).await;
+    let inc = store.list(&Filter::default()).await.expect("list");
+    assert_eq!(inc.len(), 1, "{inc:?}");
+    for q in [one, two] {
+        let st = q.states().await.expect("states")["portal"].clone();
+        assert_eq!((st.state.as_str(), st.reported), ("down", 2));
+    }
+}
+
+#[tokio::test]
+async fn collectors_sharing_postgres_pool_their_agents_results() {
+    on_postgres(pooled_scenario).await;
+}
+
 /// A check nobody probes is overdue once the collector has known it for its freshness window
 /// (two intervals and a timeout: 25 s here), and no longer once a result arrives.
 #[tokio::test]

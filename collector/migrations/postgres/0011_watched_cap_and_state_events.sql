@@ -52,3 +52,14 @@ CREATE TABLE selftest_rounds (
     round BIGINT PRIMARY KEY,
     at BIGINT NOT NULL
 );
+
+-- Each vantage point's latest result per check, shared by collectors on one PostgreSQL
+-- database so that each decides on every agent's results, not only on its own agents'.
+CREATE TABLE check_results (
+    check_id TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    status TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    error TEXT,
+    PRIMARY KEY (check_id, agent)
+);

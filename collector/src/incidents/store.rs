@@ -75,6 +75,8 @@ pub struct Store {
     deadlines: Shared<Deadlines>,
     /// The time of changes (a test's controlled clock, else the system's).
     clock: Clock,
+    /// PostgreSQL: possibly shared by several collectors.
+    shared: bool,
 }
 
 /// `url` without its password, for messages.
@@ -188,7 +190,14 @@ impl Store {
             wake: Arc::new(Notify::new()),
             deadlines: Shared::default(),
             clock: system_clock(),
+            shared: postgres,
         })
+    }
+
+    /// Whether the database can be shared by several collectors (PostgreSQL): what one
+    /// collector holds in memory for a decision must then be in the database too.
+    pub fn is_shared(&self) -> bool {
+        self.shared
     }
 
     /// This store, giving incidents these deadlines.

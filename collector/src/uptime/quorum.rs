@@ -3,7 +3,10 @@
 //!
 //! - Only fresh results count: taken within two intervals and a timeout of now. An agent
 //!   that did not report does not count, and results that arrive late from an agent's spool
-//!   are too old to count: they never page.
+//!   are too old to count: they never page, but fill the intervals the state was `unknown`
+//!   for availability ([`Quorum::backfill`]).
+//! - On a shared database (PostgreSQL) every collector decides on every agent's results:
+//!   each round writes its new results to `check_results` and reads all of them.
 //! - Fewer fresh results than the quorum `k`: `unknown` (shown with how many reported).
 //!   Else `down` when at least `k` say down; `degraded` when at least `k` say degraded or
 //!   down; else `up`.
@@ -112,6 +115,26 @@ pub struct Quorum {
     /// Results too old to count for the state when they arrived (an agent's spool drained
     /// after it was cut off), by check: they count for availability only ([`Quorum::backfill`]).
     late: Mutex<HashMap<String, Vec<(String, Seen)>>>,
+    /// On a shared database: results taken here not yet written to `check_results`.
+    dirty: Mutex<Vec<(String, String, Seen)>>,
+    /// Every vantage point's latest results as the last round read them (other collectors'
+    /// agents' too, on a shared database).
+    snapshot: Mutex<Results>,
+}
+
+/// Latest result by check, then by agent.
+type Results = HashMap<String, HashMap<String, Seen>>;
+
+/// Adds `more` to `into`, the later result of an agent winning.
+fn merge(into: &mut Results, more: &Results) {
+    for (check, per) in more {
+        let mine = into.entry(check.clone()).or_default();
+        for (agent, seen) in per {
+            if mine.get(agent).is_none_or(|o| o.at < seen.at) {
+                mine.insert(agent.clone(), seen.clone());
+            }
+        }
+    }
 }
 
 /// What is behind check `c` (the checks that depend on it, at any depth): their ids and
@@ -199,7 +222,63 @@ impl Quorum {
             candidates: Mutex::new(HashMap::new()),
             known_since: Mutex::new(HashMap::new()),
             late: Mutex::new(HashMap::new()),
+            dirty: Mutex::new(Vec::new()),
+            snapshot: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Every vantage point's latest results: this collector's, and on a shared database
+    /// (PostgreSQL) those other collectors took, written and read in `check_results`.
+    async fn pooled(&self) -> Result<Results, sqlx::Error> {
+        let mut all = self
+            .results
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if self.store.is_shared() {
+            let dirty = std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|e| e.into_inner()));
+            if !dirty.is_empty() {
+                let mut tx = self.pool.begin().await?;
+                for (check, agent, seen) in &dirty {
+                    sqlx::query(
+                        "INSERT INTO check_results (check_id, agent, status, at, error) \
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (check_id, agent) DO UPDATE \
+                         SET status = excluded.status, at = excluded.at, error = excluded.error \
+                         WHERE check_results.at < excluded.at",
+                    )
+                    .bind(check)
+                    .bind(agent)
+                    .bind(seen.status.as_str())
+                    .bind(seen.at.timestamp_millis())
+                    .bind(seen.error.clone())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+            }
+            let rows = sqlx::query("SELECT check_id, agent, status, at, error FROM check_results")
+                .fetch_all(&self.pool)
+                .await?;
+            let mut shared: Results = HashMap::new();
+            for r in rows {
+                let status = match r.try_get::<String, _>("status")?.as_str() {
+                    "up" => ProbeStatus::Up,
+                    "degraded" => ProbeStatus::Degraded,
+                    _ => ProbeStatus::Down,
+                };
+                shared.entry(r.try_get("check_id")?).or_default().insert(
+                    r.try_get("agent")?,
+                    Seen {
+                        status,
+                        at: time(r.try_get("at")?),
+                        error: r.try_get("error")?,
+                    },
+                );
+            }
+            merge(&mut all, &shared);
+        }
+        *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = all.clone();
+        Ok(all)
     }
 
     /// The checks no vantage point has reported within their freshness window (two intervals
@@ -208,7 +287,15 @@ impl Quorum {
     pub fn overdue(&self) -> Vec<String> {
         let now = (self.clock)().timestamp_millis();
         let checks = self.checks.get();
-        let all = self.results.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all = self
+            .results
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        merge(
+            &mut all,
+            &self.snapshot.lock().unwrap_or_else(|e| e.into_inner()),
+        );
         let mut known = self.known_since.lock().unwrap_or_else(|e| e.into_inner());
         known.retain(|id, _| checks.get(id).is_some());
         let mut out: Vec<String> = checks
@@ -243,12 +330,19 @@ impl Quorum {
                     .or_default()
                     .push((agent.to_owned(), seen.clone()));
             }
-            let per = all.entry(check).or_default();
+            let per = all.entry(check.clone()).or_default();
             // Results of one agent can arrive out of order (a spool drained after a live
             // one): the latest taken wins.
             match per.get(agent) {
                 Some(old) if old.at > seen.at => {}
                 _ => {
+                    if self.store.is_shared() {
+                        self.dirty.lock().unwrap_or_else(|e| e.into_inner()).push((
+                            check.clone(),
+                            agent.to_owned(),
+                            seen.clone(),
+                        ));
+                    }
                     per.insert(agent.to_owned(), seen);
                 }
             }
@@ -275,11 +369,7 @@ impl Quorum {
         let stored = self.stored().await?;
         let transitions = self.transitions().await?;
         let checks = self.checks.get();
-        let all = self
-            .results
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let all = self.pooled().await?;
         let mut out = HashMap::new();
         for (c, _) in &checks.list {
             let results = all.get(&c.id);
@@ -365,11 +455,7 @@ impl Quorum {
         let now_ms = now.timestamp_millis();
         let checks = self.checks.get();
         let stored = self.stored().await?;
-        let all = self
-            .results
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let all = self.pooled().await?;
         let mut changed: Vec<(String, String)> = Vec::new();
         // Each check's state as this round leaves it (its parent's, for a child).
         let state_of = |id: &str, changed: &[(String, String)]| {
