@@ -311,28 +311,64 @@ async fn apply(
         ));
         outcomes.push(outcome);
     }
-    for (uuid, pinged, outages) in &touched {
-        let Some(r) = rows.iter().find(|r| r.uuid == *uuid) else {
-            continue;
-        };
-        sqlx::query(
-            "UPDATE heartbeats SET status = $1, last_ping_at = $2, last_start_at = $3,
-                 last_start_rid = $4, last_duration_ms = $5, down_since = $6,
-                 down_reason = $7, pings = pings + $8, outages = outages + $9
-             WHERE uuid = $10",
-        )
-        .bind(&r.status)
-        .bind(r.last_ping_at)
-        .bind(r.last_start_at)
-        .bind(r.last_start_rid.clone())
-        .bind(r.last_duration_ms)
-        .bind(r.down_since)
-        .bind(r.down_reason.clone())
-        .bind(*pinged)
-        .bind(*outages)
-        .bind(uuid)
-        .execute(&mut *tx)
-        .await?;
+    // One statement for many heartbeats (each statement is a round trip to the database's
+    // thread): the rows' new values joined in as a VALUES table, cast so that both dialects
+    // type a column of NULLs alike.
+    let touched: Vec<(&Stored, i64, i64)> = touched
+        .iter()
+        .filter_map(|(uuid, pinged, outages)| {
+            rows.iter()
+                .find(|r| r.uuid == *uuid)
+                .map(|r| (r, *pinged, *outages))
+        })
+        .collect();
+    for chunk in touched.chunks(100) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let b = i * 10;
+                format!(
+                    "(CAST(${} AS TEXT), CAST(${} AS TEXT), CAST(${} AS BIGINT), \
+                     CAST(${} AS BIGINT), CAST(${} AS TEXT), CAST(${} AS BIGINT), \
+                     CAST(${} AS BIGINT), CAST(${} AS TEXT), CAST(${} AS BIGINT), \
+                     CAST(${} AS BIGINT))",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7,
+                    b + 8,
+                    b + 9,
+                    b + 10
+                )
+            })
+            .collect();
+        // Only placeholders are formatted into the statement; every value is bound.
+        let sql = format!(
+            "UPDATE heartbeats SET status = v.column2, last_ping_at = v.column3,
+                 last_start_at = v.column4, last_start_rid = v.column5,
+                 last_duration_ms = v.column6, down_since = v.column7,
+                 down_reason = v.column8, pings = heartbeats.pings + v.column9,
+                 outages = heartbeats.outages + v.column10
+             FROM (VALUES {}) AS v WHERE heartbeats.uuid = v.column1",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (r, pinged, outages) in chunk {
+            q = q
+                .bind(r.uuid.clone())
+                .bind(r.status.clone())
+                .bind(r.last_ping_at)
+                .bind(r.last_start_at)
+                .bind(r.last_start_rid.clone())
+                .bind(r.last_duration_ms)
+                .bind(r.down_since)
+                .bind(r.down_reason.clone())
+                .bind(*pinged)
+                .bind(*outages);
+        }
+        q.execute(&mut *tx).await?;
     }
     for chunk in records.chunks(100) {
         let values: Vec<String> = (0..chunk.len())
