@@ -25,6 +25,10 @@ pub const MAX_BODY_BYTES: usize = 100_000;
 pub const BODY_BYTES: usize = 10_000;
 /// Most pings written in one transaction.
 const BATCH: usize = 512;
+/// Rows per statement of many rows. SQLite finds a parameter's name by walking its list, once
+/// per parameter bound: a statement's binding costs the square of its parameters, so several
+/// middling statements beat one large one.
+const ROWS_PER_STATEMENT: usize = 32;
 /// Pings waiting for the writer; beyond it, callers wait (backpressure, not loss).
 const QUEUE: usize = 16_384;
 
@@ -312,7 +316,7 @@ async fn apply(
         outcomes.push(outcome);
     }
     // One statement for many heartbeats (each statement is a round trip to the database's
-    // thread): the rows' new values joined in as a VALUES table, cast so that both dialects
+    // thread, [`ROWS_PER_STATEMENT`] rows each): the rows' new values joined in as a VALUES table, cast so that both dialects
     // type a column of NULLs alike.
     let touched: Vec<(&Stored, i64, i64)> = touched
         .iter()
@@ -322,7 +326,7 @@ async fn apply(
                 .map(|r| (r, *pinged, *outages))
         })
         .collect();
-    for chunk in touched.chunks(100) {
+    for chunk in touched.chunks(ROWS_PER_STATEMENT) {
         let values: Vec<String> = (0..chunk.len())
             .map(|i| {
                 let b = i * 10;
@@ -370,7 +374,7 @@ async fn apply(
         }
         q.execute(&mut *tx).await?;
     }
-    for chunk in records.chunks(100) {
+    for chunk in records.chunks(ROWS_PER_STATEMENT) {
         let values: Vec<String> = (0..chunk.len())
             .map(|i| {
                 let b = i * 8;
@@ -427,7 +431,7 @@ async fn read(
     }
     let mut out = Vec::new();
     for (column, keys) in [("uuid", &uuids), ("slug", &slugs)] {
-        for chunk in keys.chunks(500) {
+        for chunk in keys.chunks(4 * ROWS_PER_STATEMENT) {
             let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
             // Only placeholders are formatted into the statement; every key is bound.
             let sql = format!(
