@@ -551,6 +551,33 @@ impl Store {
     }
 
     /// One incident without its timeline (what an announcement of most kinds needs).
+    /// Incidents `ids` without their timelines, a few queries for all (unknown ids are left
+    /// out).
+    pub async fn get_many_brief(
+        &self,
+        ids: &[i64],
+    ) -> Result<std::collections::HashMap<i64, Incident>, StoreError> {
+        let mut out = std::collections::HashMap::new();
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        for chunk in ids.chunks(4 * ROWS_PER_STATEMENT) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let mut q = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM incidents WHERE id IN ({})",
+                marks.join(", ")
+            )));
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                let inc = incident(&r)?;
+                out.insert(inc.id, inc);
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn get_brief(&self, id: i64) -> Result<Incident, StoreError> {
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM incidents WHERE id = $1"
@@ -731,6 +758,49 @@ fn tighter(row: &AnyRow, new: Due) -> Result<Due, sqlx::Error> {
         acknowledge: earlier(row.try_get("ack_by")?, new.acknowledge),
         resolve: earlier(row.try_get("resolve_by")?, new.resolve),
     })
+}
+
+/// Rows per statement of many rows: SQLite binds a statement's parameters in time quadratic
+/// in their count, so several middling statements beat one large one.
+pub(crate) const ROWS_PER_STATEMENT: usize = 32;
+
+/// Adds many steps to timelines in `tx`, a few statements for all: (incident, at, actor,
+/// action, detail).
+pub(crate) async fn timeline_many(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    steps: &[(i64, i64, &str, &str, String)],
+) -> Result<(), sqlx::Error> {
+    for chunk in steps.chunks(ROWS_PER_STATEMENT) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let b = i * 5;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5
+                )
+            })
+            .collect();
+        // Only placeholders are formatted into the statement; every value is bound.
+        let sql = format!(
+            "INSERT INTO incident_timeline (incident_id, at, actor, action, detail) VALUES {}",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (id, at, actor, action, detail) in chunk {
+            q = q
+                .bind(*id)
+                .bind(*at)
+                .bind(*actor)
+                .bind(*action)
+                .bind(detail.clone());
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 /// Adds a step to incident `id`'s timeline in `tx`; the step's id.

@@ -172,17 +172,27 @@ impl Dispatcher {
         for (until, items) in &blocked {
             outbox::postpone(self.store.pool(), items, *until, timing.now).await?;
         }
+        // The incidents of the round in a few queries, not one per delivery (a failure here
+        // only means each delivery reads its own).
+        let ids: Vec<i64> = go
+            .iter()
+            .map(|it| it.incident_id)
+            .filter(|&id| id != outbox::NO_INCIDENT)
+            .collect();
+        let mut briefs = self.store.get_many_brief(&ids).await.unwrap_or_default();
         let mut set = JoinSet::new();
         for it in go {
             let store = self.store.clone();
             let notifier = self.notifier.clone();
             let channels = self.channels.clone();
             let now = timing.now;
+            let brief = briefs.get(&it.incident_id).cloned();
             set.spawn(async move {
-                let outcome = send(&store, &notifier, &channels, &it, now).await;
+                let outcome = send(&store, &notifier, &channels, &it, brief, now).await;
                 (it, outcome)
             });
         }
+        drop(briefs);
         // The attempts that have ended are recorded together (one commit), as soon as the
         // first of them ends: a slow one does not hold back the others' ends.
         while let Some(first) = set.join_next().await {
@@ -525,6 +535,7 @@ async fn send(
     notifier: &Notifier,
     ch: &Channels,
     it: &Item,
+    brief: Option<crate::incidents::Incident>,
     now: i64,
 ) -> Result<serde_json::Value, String> {
     if it.kind == super::plan::Kind::SelfTest {
@@ -546,12 +557,17 @@ async fn send(
     }
     // Only a retraction's texts need the timeline (its reason), which grows with every
     // attempt recorded on it: the others load the incident alone.
-    let inc = if it.kind == super::plan::Kind::Retracted {
-        store.get(it.incident_id).await
-    } else {
-        store.get_brief(it.incident_id).await
-    }
-    .map_err(|e| format!("incident {}: {e}", it.incident_id))?;
+    let inc = match brief {
+        Some(inc) if it.kind != super::plan::Kind::Retracted => inc,
+        _ if it.kind == super::plan::Kind::Retracted => store
+            .get(it.incident_id)
+            .await
+            .map_err(|e| format!("incident {}: {e}", it.incident_id))?,
+        _ => store
+            .get_brief(it.incident_id)
+            .await
+            .map_err(|e| format!("incident {}: {e}", it.incident_id))?,
+    };
     let external = &notifier.cfg.external_url;
     let key = it.key();
     let target = it.delivery.target.as_str();

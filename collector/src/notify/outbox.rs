@@ -15,6 +15,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row, Transaction};
 
 use super::plan::{Channel, Delivery, Kind};
+use crate::incidents::store::ROWS_PER_STATEMENT;
 
 /// The incident of a notice that is about no incident (a maintenance window's): such
 /// deliveries have a negative `cause` of their own and no timeline.
@@ -162,64 +163,79 @@ pub async fn claim(pool: &AnyPool, t: Timing, limit: i64) -> Result<Vec<Item>, s
     .bind(limit)
     .fetch_all(pool)
     .await?;
-    let mut out = Vec::new();
-    // One transaction for the whole batch: a commit (an fsync) per delivery was most of the
-    // dispatcher's time.
+    let mut candidates = Vec::with_capacity(rows.len());
+    // One transaction for the whole batch, and a few statements for all of it: a commit per
+    // delivery, then a statement per delivery, were most of the dispatcher's time.
     let mut tx = pool.begin().await?;
     for r in &rows {
-        let Some(mut it) = item(r)? else {
-            // Written by a newer version: given up here rather than blocking the queue.
-            let id: i64 = r.try_get("id")?;
-            tracing::error!(
-                delivery = id,
-                "notification of an unknown channel or kind given up"
-            );
-            sqlx::query(
-                "UPDATE outbox SET state = 'failed', last_error = 'unknown channel or kind',
-                     updated_at = $1 WHERE id = $2",
-            )
-            .bind(t.now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            continue;
-        };
-        // Another dispatcher (a second collector) may have taken it since the select.
-        let took = sqlx::query(
-            "UPDATE outbox SET state = 'started', attempts = attempts + 1, updated_at = $1
-             WHERE id = $2 AND ((state = 'pending' AND not_before <= $1)
-                                OR (state = 'started' AND updated_at <= $3))",
-        )
-        .bind(t.now)
-        .bind(it.id)
-        .bind(t.now - t.lease_ms)
-        .execute(&mut *tx)
-        .await?;
-        if took.rows_affected() != 1 {
-            continue;
+        match item(r)? {
+            Some(it) => candidates.push(it),
+            None => {
+                // Written by a newer version: given up here rather than blocking the queue.
+                let id: i64 = r.try_get("id")?;
+                tracing::error!(
+                    delivery = id,
+                    "notification of an unknown channel or kind given up"
+                );
+                sqlx::query(
+                    "UPDATE outbox SET state = 'failed', last_error = 'unknown channel or kind',
+                         updated_at = $1 WHERE id = $2",
+                )
+                .bind(t.now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
         }
+    }
+    // Another dispatcher (a second collector) may have taken some since the select: only
+    // those this update moves are ours.
+    let mut taken = std::collections::HashSet::new();
+    for chunk in candidates.chunks(4 * ROWS_PER_STATEMENT) {
+        let marks: Vec<String> = (4..4 + chunk.len()).map(|i| format!("${i}")).collect();
+        // Only placeholders are formatted into the statement; every value is bound.
+        let sql = format!(
+            "UPDATE outbox SET state = 'started', attempts = attempts + 1, updated_at = $1
+             WHERE ((state = 'pending' AND not_before <= $2)
+                    OR (state = 'started' AND updated_at <= $3))
+               AND id IN ({}) RETURNING id",
+            marks.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(t.now)
+            .bind(t.now)
+            .bind(t.now - t.lease_ms);
+        for it in chunk {
+            q = q.bind(it.id);
+        }
+        for r in q.fetch_all(&mut *tx).await? {
+            taken.insert(r.try_get::<i64, _>("id")?);
+        }
+    }
+    let mut out = Vec::with_capacity(taken.len());
+    let mut steps = Vec::new();
+    for mut it in candidates.into_iter().filter(|it| taken.contains(&it.id)) {
         it.attempts += 1;
-        let detail = serde_json::json!({
-            "channel": it.delivery.channel.as_str(),
-            "target": it.delivery.target,
-            "receiver": it.delivery.receiver,
-            "kind": it.kind.as_str(),
-            "attempt": it.attempts,
-            "key": it.key(),
-        });
         if it.incident_id != NO_INCIDENT {
-            crate::incidents::store::timeline(
-                &mut tx,
+            let detail = serde_json::json!({
+                "channel": it.delivery.channel.as_str(),
+                "target": it.delivery.target,
+                "receiver": it.delivery.receiver,
+                "kind": it.kind.as_str(),
+                "attempt": it.attempts,
+                "key": it.key(),
+            });
+            steps.push((
                 it.incident_id,
                 t.now,
                 "vigil",
                 "notify_started",
-                &detail,
-            )
-            .await?;
+                detail.to_string(),
+            ));
         }
         out.push(it);
     }
+    crate::incidents::store::timeline_many(&mut tx, &steps).await?;
     tx.commit().await?;
     Ok(out)
 }
@@ -245,73 +261,77 @@ pub async fn finish(
     finish_all(pool, &[(it.clone(), outcome.clone())], now).await
 }
 
-/// [`finish`] for several attempts, in one transaction.
+/// [`finish`] for several attempts, in one transaction and a few statements.
 pub async fn finish_all(
     pool: &AnyPool,
     ended: &[(Item, Outcome)],
     now: i64,
 ) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
+    let sent: Vec<i64> = ended
+        .iter()
+        .filter(|(_, o)| matches!(o, Outcome::Sent(_)))
+        .map(|(it, _)| it.id)
+        .collect();
+    for chunk in sent.chunks(4 * ROWS_PER_STATEMENT) {
+        let marks: Vec<String> = (2..2 + chunk.len()).map(|i| format!("${i}")).collect();
+        // Only placeholders are formatted into the statement; every value is bound.
+        let sql = format!(
+            "UPDATE outbox SET state = 'sent', updated_at = $1, last_error = NULL WHERE id IN ({})",
+            marks.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    let mut steps = Vec::new();
     for (it, outcome) in ended {
-        finish_in(&mut tx, it, outcome, now).await?;
-    }
-    tx.commit().await
-}
-
-async fn finish_in(
-    tx: &mut Transaction<'_, Any>,
-    it: &Item,
-    outcome: &Outcome,
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    let mut detail = serde_json::json!({
-        "channel": it.delivery.channel.as_str(),
-        "target": it.delivery.target,
-        "attempt": it.attempts,
-        "key": it.key(),
-    });
-    let action = match outcome {
-        Outcome::Sent(extra) => {
-            sqlx::query("UPDATE outbox SET state = 'sent', updated_at = $1, last_error = NULL WHERE id = $2")
-                .bind(now)
-                .bind(it.id)
-                .execute(&mut **tx)
-                .await?;
-            detail["answer"] = extra.clone();
-            "notified"
-        }
-        Outcome::Failed { error, retry_at } => {
-            let (state, not_before) = match retry_at {
-                Some(at) => ("pending", *at),
-                None => ("failed", now),
-            };
-            sqlx::query(
-                "UPDATE outbox SET state = $1, not_before = $2, updated_at = $3, last_error = $4
-                 WHERE id = $5",
-            )
-            .bind(state)
-            .bind(not_before)
-            .bind(now)
-            .bind(error)
-            .bind(it.id)
-            .execute(&mut **tx)
-            .await?;
-            detail["error"] = error.clone().into();
-            if retry_at.is_some() {
-                detail["retry_at_ms"] = (*retry_at).into();
-                "notify_retry"
-            } else {
-                "notify_failed"
+        let mut detail = serde_json::json!({
+            "channel": it.delivery.channel.as_str(),
+            "target": it.delivery.target,
+            "attempt": it.attempts,
+            "key": it.key(),
+        });
+        let action = match outcome {
+            Outcome::Sent(extra) => {
+                detail["answer"] = extra.clone();
+                "notified"
             }
+            Outcome::Failed { error, retry_at } => {
+                let (state, not_before) = match retry_at {
+                    Some(at) => ("pending", *at),
+                    None => ("failed", now),
+                };
+                sqlx::query(
+                    "UPDATE outbox SET state = $1, not_before = $2, updated_at = $3, last_error = $4
+                     WHERE id = $5",
+                )
+                .bind(state)
+                .bind(not_before)
+                .bind(now)
+                .bind(error)
+                .bind(it.id)
+                .execute(&mut *tx)
+                .await?;
+                detail["error"] = error.clone().into();
+                if retry_at.is_some() {
+                    detail["retry_at_ms"] = (*retry_at).into();
+                    "notify_retry"
+                } else {
+                    "notify_failed"
+                }
+            }
+        };
+        if it.incident_id != NO_INCIDENT {
+            steps.push((it.incident_id, now, "vigil", action, detail.to_string()));
+        } else {
+            tracing::info!(delivery = it.id, kind = it.kind.as_str(), action, %detail, "notice");
         }
-    };
-    if it.incident_id != NO_INCIDENT {
-        crate::incidents::store::timeline(tx, it.incident_id, now, "vigil", action, &detail)
-            .await?;
-    } else {
-        tracing::info!(delivery = it.id, kind = it.kind.as_str(), action, %detail, "notice");
     }
-    Ok(())
+    crate::incidents::store::timeline_many(&mut tx, &steps).await?;
+    tx.commit().await
 }
 
 /// Puts claimed deliveries back, not attempted and their attempt not counted, until `until`
