@@ -179,7 +179,7 @@ impl Dispatcher {
             .map(|it| it.incident_id)
             .filter(|&id| id != outbox::NO_INCIDENT)
             .collect();
-        let mut briefs = self.store.get_many_brief(&ids).await.unwrap_or_default();
+        let briefs = self.store.get_many_brief(&ids).await.unwrap_or_default();
         let mut set = JoinSet::new();
         for it in go {
             let store = self.store.clone();
