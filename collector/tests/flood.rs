@@ -352,7 +352,8 @@ async fn notices(store: &Store) -> Vec<(String, String)> {
 
 /// A recurring maintenance window of a router's customer: planned, started and ended
 /// notices to the customer's contacts, once per occurrence; while it is on, that customer's
-/// incidents are recorded but not announced (a retraction still is), another customer's are.
+/// incidents are recorded but not announced (a retraction still is), another customer's are;
+/// one still open when the window ends is announced then.
 async fn maintenance_windows(store: Store) {
     use vigil_collector::notify::maintenance::{self, NewMaintenance};
     let cfg: CollectorConfig = toml::from_str(MAINTENANCE).expect("config");
@@ -477,12 +478,34 @@ async fn maintenance_windows(store: Store) {
         outbox_of(&store, during[0]).await,
         [d("retracted", "email", "desk@example.org")]
     );
+    // A ULB check goes down during the work: held while the window is on...
+    clock.set(t + 90 * MIN);
+    let still_down = store
+        .record(&[alert("m.3", "vigil.check", "ulb", false)])
+        .await
+        .expect("record")
+        .opened[0];
+    assert!(outbox_of(&store, still_down).await.is_empty());
+    clock.set(t + 120 * MIN);
+    assert_eq!(store.announce_after_maintenance().await.expect("held"), 0);
     // The end, then the next day's occurrence, and no third (past repeat_until).
     assert_eq!(
         maintenance::tick(&pool, &n, t + 180 * MIN)
             .await
             .expect("tick"),
         1
+    );
+    // ... and, still down when the work ends, announced then (once).
+    clock.set(t + 181 * MIN);
+    assert_eq!(store.announce_after_maintenance().await.expect("held"), 1);
+    assert_eq!(store.announce_after_maintenance().await.expect("held"), 0);
+    assert_eq!(outbox_of(&store, still_down).await.len(), 1);
+    let steps = store.get(still_down).await.expect("get").timeline;
+    assert!(
+        steps
+            .iter()
+            .any(|e| e.action == "maintenance_over" && e.detail["maintenance"][0] == m.id),
+        "{steps:?}"
     );
     assert_eq!(
         maintenance::tick(&pool, &n, t + 1501 * MIN)

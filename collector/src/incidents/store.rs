@@ -627,6 +627,60 @@ impl Store {
 
     /// Takes `action` on incident `id` as `actor`, records it on the timeline, and returns
     /// the incident as it is now.
+    /// Active incidents whose opening a maintenance window held back, once no window of their
+    /// customer is on any more: announced now (`maintenance_over` on the timeline), so a
+    /// check still down when the work ends reaches the desk. Returns how many.
+    pub async fn announce_after_maintenance(&self) -> Result<usize, StoreError> {
+        if self.notifier.is_none() {
+            return Ok(0);
+        }
+        let now = self.now();
+        let rows = sqlx::query(
+            "SELECT i.id, i.customer, t.detail FROM incidents i
+             JOIN incident_timeline t ON t.incident_id = i.id AND t.action = 'suppressed'
+             WHERE i.status IN ('open', 'acknowledged')
+               AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.incident_id = i.id)
+             ORDER BY i.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut held: Vec<(i64, String, Vec<i64>)> = Vec::new();
+        for r in &rows {
+            let detail: serde_json::Value =
+                serde_json::from_str(&r.try_get::<String, _>("detail")?).unwrap_or_default();
+            let windows: Vec<i64> = detail["maintenance"]
+                .as_array()
+                .map(|w| w.iter().filter_map(serde_json::Value::as_i64).collect())
+                .unwrap_or_default();
+            let (id, customer): (i64, Option<String>) = (r.try_get("id")?, r.try_get("customer")?);
+            if let (false, Some(c)) = (windows.is_empty(), customer)
+                && !held.iter().any(|(h, _, _)| *h == id)
+            {
+                held.push((id, c, windows));
+            }
+        }
+        let mut done = 0;
+        let mut announced = false;
+        for (id, customer, windows) in held {
+            let mut tx = self.pool.begin().await?;
+            if !maintenance::active_for(&mut tx, &customer, now)
+                .await?
+                .is_empty()
+            {
+                continue;
+            }
+            let detail = serde_json::json!({"maintenance": windows});
+            let cause = timeline(&mut tx, id, now, SYSTEM, "maintenance_over", &detail).await?;
+            announced |= self.announce(&mut tx, id, cause, Kind::Opened, now).await?;
+            tx.commit().await?;
+            done += 1;
+        }
+        if announced {
+            self.wake.notify_one();
+        }
+        Ok(done)
+    }
+
     pub async fn act(&self, id: i64, action: &Action, actor: &str) -> Result<Incident, StoreError> {
         let now = self.now();
         let mut tx = self.pool.begin().await?;

@@ -134,6 +134,9 @@ impl Dispatcher {
             {
                 tracing::error!(error = %e, "maintenance notices not made; retrying");
             }
+            if let Err(e) = self.store.announce_after_maintenance().await {
+                tracing::error!(error = %e, "incidents held by maintenance not announced yet; retrying");
+            }
             if let Err(e) =
                 super::selftest::tick(self.store.pool(), &self.notifier, timing.now).await
             {
