@@ -208,7 +208,7 @@ fn parse(msg: &str) -> (Vec<(String, String)>, String) {
     (headers, body)
 }
 
-/// The text of a body with `headers`: decoded when quoted-printable; for a multipart
+/// The text of a body with `headers`: decoded when quoted-printable or base64; for a multipart
 /// message (as mail programs send replies), its first `text/plain` part.
 fn text_of(headers: &[(String, String)], body: &str) -> String {
     let get = |name: &str| {
@@ -246,8 +246,17 @@ fn text_of(headers: &[(String, String)], body: &str) -> String {
         }
         return String::new();
     }
-    if get("content-transfer-encoding").eq_ignore_ascii_case("quoted-printable") {
+    let encoding = get("content-transfer-encoding");
+    if encoding.eq_ignore_ascii_case("quoted-printable") {
         unquote(body)
+    } else if encoding.eq_ignore_ascii_case("base64") {
+        use base64::Engine;
+        let compact: String = body.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+        match base64::engine::general_purpose::STANDARD.decode(compact.as_bytes()) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            // Not base64 after all: the text as it came, rather than nothing.
+            Err(_) => body.to_owned(),
+        }
     } else {
         body.to_owned()
     }
@@ -280,10 +289,13 @@ fn own_words(body: &str) -> String {
     let mut out = Vec::new();
     for l in body.lines() {
         let t = l.trim();
-        if t.starts_with('>')
-            || t.starts_with("-----Original Message")
-            || t.starts_with("On ") && t.ends_with("wrote:")
-        {
+        // The quote, or the line that introduces it, in the languages customers write:
+        // "On ... wrote:", "Le ... a écrit :", "Op ... schreef ...:", "Am ... schrieb ...:".
+        let attribution = t.ends_with(':')
+            && [" wrote:", " a écrit", " schreef", " schrieb"]
+                .iter()
+                .any(|w| t.contains(w));
+        if t.starts_with('>') || t.starts_with("-----Original Message") || attribution {
             break;
         }
         out.push(l);
@@ -371,5 +383,22 @@ mod tests {
             ACK =C3=A0 vous\n\n> quoted\n--XX\nContent-Type: text/html\n\n<p>ACK</p>\n--XX--\n";
         let (_, body) = parse(multipart);
         assert_eq!(own_words(&body), "ACK à vous");
+        // Base64 (here made by Python's base64 module), as many mail programs send replies.
+        let b64 = "From: a@b\nContent-Type: multipart/alternative; boundary=YY\n\n\
+            --YY\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: base64\n\n\
+            UmXDp3UsIG9uIGFycml2ZS4KCkxlIGx1bmRpLCBWaWdpbCBhIMOpY3JpdCA6Cj4gVmlnaWwuIElu\n\
+            Y2lkZW50IDQuCg==\n--YY--\n";
+        let (_, body) = parse(b64);
+        assert_eq!(own_words(&body), "Reçu, on arrive.");
+        assert_eq!(
+            own_words("Komen eraan.\nOp ma 2 dec. 2026 om 10:00 schreef Vigil <v@x>:\n> Vigil."),
+            "Komen eraan."
+        );
+        assert_eq!(
+            own_words("Unterwegs.\nAm Mo., 2. Dez. 2026 um 10:00 schrieb Vigil <v@x>:\n> V."),
+            "Unterwegs."
+        );
+        let (_, body) = parse("Content-Transfer-Encoding: base64\n\nnot base64 at all!\n");
+        assert_eq!(body.trim(), "not base64 at all!");
     }
 }
