@@ -28,7 +28,7 @@ pub struct Collector {
     /// Where asset changes go, if anywhere.
     asset_export: Option<crate::reference::assets::ExportConfig>,
     /// The SMTP listener for replies, bound at open.
-    inbound: Option<(TcpListener, usize)>,
+    inbound: Option<(TcpListener, usize, Option<tokio_rustls::TlsAcceptor>)>,
     /// This Vigil's own heartbeat outside, and how often it is pinged.
     report_to: Option<(String, std::time::Duration)>,
 }
@@ -194,6 +194,11 @@ impl Collector {
                     .await
                     .with_context(|| format!("cannot bind notify.inbound.listen {}", i.listen))?,
                 i.max_message_bytes,
+                i.tls
+                    .as_ref()
+                    .map(vigil_agent::syslog::tls::acceptor)
+                    .transpose()
+                    .context("notify.inbound.tls")?,
             )),
             _ => None,
         };
@@ -252,11 +257,12 @@ impl Collector {
                 dispatch_stop.clone(),
             ))
         });
-        let inbound = self.inbound.map(|(listener, max)| {
+        let inbound = self.inbound.map(|(listener, max, tls)| {
             tokio::spawn(crate::notify::inbound::run(
                 listener,
                 self.state.0.incidents.clone(),
                 max,
+                tls,
                 dispatch_stop.clone(),
             ))
         });

@@ -1,6 +1,8 @@
 //! Replies by e-mail through the SMTP listener, sent by a real SMTP client (lettre): a reply
 //! from the address an announcement went to lands on the timeline, `ACK` acknowledges, and
-//! anything else is refused with a 550 its sender sees; hostile sessions are cut short.
+//! anything else is refused with a 550 its sender sees; hostile sessions are cut short. With
+//! a certificate (made by openssl here) the listener offers STARTTLS, and a client that
+//! requires TLS delivers through it.
 
 mod postgres;
 
@@ -62,6 +64,7 @@ async fn scenario(store: Store) {
         listener,
         store.clone(),
         64 << 10,
+        None,
         stop.clone(),
     ));
     let smtp = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
@@ -175,4 +178,177 @@ async fn scenario(store: Store) {
 #[tokio::test]
 async fn replies_by_email_land_on_the_timeline_and_ack_acknowledges() {
     on_sqlite(scenario).await;
+}
+
+/// `openssl` with `args` in `dir`.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn starttls(store: Store) {
+    let cfg: CollectorConfig = toml::from_str(CONFIG).expect("config");
+    let path = std::path::Path::new("test.toml");
+    cfg.validate(path).expect("valid");
+    let n: Arc<Notifier> = Arc::new(cfg.notifier(path).expect("notify").expect("routed"));
+    let store = store.with_notifier(n);
+    let id = store
+        .record(&[Alert {
+            id: "i.2".into(),
+            rule_id: "r".into(),
+            title: "firewall drops".into(),
+            severity: "medium".into(),
+            customer: Some("ulb".into()),
+            group_key: "host.name=fw2".into(),
+            at: chrono::Utc::now(),
+            message: None,
+            danger: false,
+            affected: Vec::new(),
+        }])
+        .await
+        .expect("record")
+        .opened[0];
+    let delivery: i64 = sqlx::query_scalar("SELECT id FROM outbox WHERE incident_id = $1")
+        .bind(id)
+        .fetch_one(store.pool())
+        .await
+        .expect("the e-mail's delivery");
+    // A CA and a certificate for localhost it signs.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    openssl(
+        d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=Vigil test CA",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "host.key",
+            "-out",
+            "host.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    );
+    std::fs::write(d.join("host.ext"), "subjectAltName=DNS:localhost\n").expect("ext");
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "host.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "host.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "host.ext",
+        ],
+    );
+    let acceptor = vigil_agent::syslog::tls::acceptor(&vigil_agent::config::TlsConfig {
+        cert: d.join("host.pem"),
+        key: d.join("host.key"),
+        handshake_timeout: std::time::Duration::from_secs(5),
+    })
+    .expect("a certificate and key");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(vigil_collector::notify::inbound::run(
+        listener,
+        store.clone(),
+        64 << 10,
+        Some(acceptor),
+        stop.clone(),
+    ));
+    use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+    let ca = std::fs::read(d.join("ca.pem")).expect("ca");
+    let tls = TlsParameters::builder("localhost".into())
+        .add_root_certificate(Certificate::from_pem(&ca).expect("ca certificate"))
+        .build_rustls()
+        .expect("TLS parameters");
+    let smtp = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("localhost")
+        .port(port)
+        .tls(Tls::Required(tls))
+        .build();
+    let msg = Message::builder()
+        .from("desk@example.org".parse().expect("from"))
+        .to("replies@vigil.example.org".parse().expect("to"))
+        .subject("Re: [Vigil] firewall drops (ulb)")
+        .in_reply_to(format!("<vigil-{id}-{delivery}@example.org>"))
+        .header(ContentType::TEXT_PLAIN)
+        .body("ACK".to_owned())
+        .expect("message");
+    smtp.send(msg).await.expect("delivered over STARTTLS");
+    assert_eq!(
+        store.get_brief(id).await.expect("get").status,
+        Status::Acknowledged
+    );
+    // STARTTLS is offered before TLS, not after.
+    let raw = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let (r, mut w) = raw.into_split();
+    let mut r = BufReader::new(r);
+    let mut text = String::new();
+    r.read_line(&mut text).await.expect("greeting");
+    w.write_all(b"EHLO client\r\n").await.expect("write");
+    for _ in 0..3 {
+        r.read_line(&mut text).await.expect("answer");
+    }
+    assert!(text.contains("250 STARTTLS"), "{text}");
+    stop.cancel();
+    store.close().await;
+}
+
+#[tokio::test]
+async fn replies_come_over_starttls_when_the_listener_has_a_certificate() {
+    if std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_err()
+    {
+        postgres::skip("openssl is not installed (apt-get install openssl)");
+        return;
+    }
+    on_sqlite(starttls).await;
 }

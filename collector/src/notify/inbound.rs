@@ -15,8 +15,9 @@
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::incidents::Store;
@@ -29,6 +30,10 @@ pub struct InboundConfig {
     pub listen: String,
     #[serde(default = "default_max")]
     pub max_message_bytes: usize,
+    /// A certificate and key (PEM): the listener then offers STARTTLS, so the mail server can
+    /// forward replies encrypted.
+    #[serde(default)]
+    pub tls: Option<vigil_agent::config::TlsConfig>,
 }
 
 fn default_max() -> usize {
@@ -45,6 +50,7 @@ pub async fn run(
     listener: TcpListener,
     store: Store,
     max_message_bytes: usize,
+    tls: Option<TlsAcceptor>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -59,8 +65,10 @@ pub async fn run(
             },
         };
         let store = store.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            match tokio::time::timeout(SESSION, session(socket, &store, max_message_bytes)).await {
+            let talk = session(socket, &store, max_message_bytes, tls);
+            match tokio::time::timeout(SESSION, talk).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "inbound SMTP session ended"),
                 Err(_) => tracing::debug!(%peer, "inbound SMTP session timed out"),
@@ -70,8 +78,8 @@ pub async fn run(
 }
 
 /// One line (without CRLF), at most `max` bytes; `None` at the end of the stream.
-async fn line(
-    r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+async fn line<R: AsyncRead + Unpin>(
+    r: &mut BufReader<R>,
     max: usize,
 ) -> std::io::Result<Option<Vec<u8>>> {
     let mut buf = Vec::new();
@@ -96,10 +104,41 @@ async fn line(
     Ok(Some(buf))
 }
 
-async fn session(socket: TcpStream, store: &Store, max: usize) -> std::io::Result<()> {
-    let (read, mut w) = socket.into_split();
+/// A session: the dialogue in the clear, then, after STARTTLS (when offered), again over TLS.
+async fn session<S: AsyncRead + AsyncWrite + Unpin>(
+    socket: S,
+    store: &Store,
+    max: usize,
+    tls: Option<TlsAcceptor>,
+) -> std::io::Result<()> {
+    let greeting = b"220 vigil replies ESMTP\r\n";
+    if let Some(plain) = dialogue(socket, store, max, tls.is_some(), greeting).await? {
+        let Some(acceptor) = tls else {
+            return Ok(());
+        };
+        let secured = tokio::time::timeout(READ_TIMEOUT, acceptor.accept(plain))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake"))??;
+        // RFC 3207: the client starts over (EHLO) and is not offered STARTTLS again.
+        dialogue(secured, store, max, false, b"").await?;
+    }
+    Ok(())
+}
+
+/// The SMTP dialogue on `socket`; the socket back when the client asked for STARTTLS (and
+/// `offer_tls`), after the `220` that lets it start the handshake.
+async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
+    socket: S,
+    store: &Store,
+    max: usize,
+    offer_tls: bool,
+    greeting: &[u8],
+) -> std::io::Result<Option<S>> {
+    let (read, mut w) = tokio::io::split(socket);
     let mut r = BufReader::new(read);
-    w.write_all(b"220 vigil replies ESMTP\r\n").await?;
+    if !greeting.is_empty() {
+        w.write_all(greeting).await?;
+    }
     let mut from: Option<String> = None;
     let mut messages = 0;
     while let Some(l) = line(&mut r, MAX_LINE).await? {
@@ -110,7 +149,14 @@ async fn session(socket: TcpStream, store: &Store, max: usize) -> std::io::Resul
             .unwrap_or("")
             .to_ascii_uppercase();
         let answer: &[u8] = match verb.as_str() {
+            "EHLO" if offer_tls => b"250-vigil\r\n250-SIZE\r\n250 STARTTLS\r\n",
             "EHLO" => b"250-vigil\r\n250 SIZE\r\n",
+            "STARTTLS" if offer_tls => {
+                w.write_all(b"220 go ahead\r\n").await?;
+                // Anything the client sent after the command is dropped with the buffer, as
+                // RFC 3207 asks.
+                return Ok(Some(r.into_inner().unsplit(w)));
+            }
             "HELO" | "NOOP" => b"250 ok\r\n",
             "RSET" => {
                 from = None;
@@ -118,7 +164,7 @@ async fn session(socket: TcpStream, store: &Store, max: usize) -> std::io::Resul
             }
             "QUIT" => {
                 w.write_all(b"221 bye\r\n").await?;
-                return Ok(());
+                return Ok(None);
             }
             "MAIL" => {
                 from = address(&text);
@@ -129,7 +175,7 @@ async fn session(socket: TcpStream, store: &Store, max: usize) -> std::io::Resul
                 messages += 1;
                 if messages > MAX_MESSAGES {
                     w.write_all(b"421 too many messages\r\n").await?;
-                    return Ok(());
+                    return Ok(None);
                 }
                 w.write_all(b"354 end with .\r\n").await?;
                 let (msg, too_big) = data(&mut r, max).await?;
@@ -150,12 +196,12 @@ async fn session(socket: TcpStream, store: &Store, max: usize) -> std::io::Resul
         };
         w.write_all(answer).await?;
     }
-    Ok(())
+    Ok(None)
 }
 
 /// The message after DATA, dot-unstuffed; whether it was larger than `max` (then dropped).
-async fn data(
-    r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+async fn data<R: AsyncRead + Unpin>(
+    r: &mut BufReader<R>,
     max: usize,
 ) -> std::io::Result<(String, bool)> {
     let mut msg = String::new();
