@@ -10,6 +10,8 @@
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use sqlx::{AnyPool, Row};
+// The CAP 1.2 enumerations, as the reader of CAP documents holds them.
+use vigil_schema::cap::{CATEGORY as CATEGORIES, SCOPE as SCOPES};
 
 use super::plan::Kind;
 use crate::incidents::Incident;
@@ -40,22 +42,6 @@ impl Default for CapConfig {
         }
     }
 }
-
-const SCOPES: &[&str] = &["Public", "Restricted", "Private"];
-const CATEGORIES: &[&str] = &[
-    "Geo",
-    "Met",
-    "Safety",
-    "Security",
-    "Rescue",
-    "Fire",
-    "Health",
-    "Env",
-    "Transport",
-    "Infra",
-    "CBRNE",
-    "Other",
-];
 
 impl CapConfig {
     pub fn check(&self) -> Result<(), String> {
