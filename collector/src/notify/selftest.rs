@@ -80,6 +80,15 @@ pub async fn tick(pool: &AnyPool, n: &Notifier, now: i64) -> Result<bool, sqlx::
     };
     let every = cfg.every.as_millis().max(1) as i64;
     let round = now / every;
+    // Looked at every second: a read, and a write only once a period.
+    let written: Option<i64> =
+        sqlx::query_scalar("SELECT round FROM selftest_rounds WHERE round = $1")
+            .bind(round)
+            .fetch_optional(pool)
+            .await?;
+    if written.is_some() {
+        return Ok(false);
+    }
     let mut tx = pool.begin().await?;
     let claimed = sqlx::query(
         "INSERT INTO selftest_rounds (round, at) VALUES ($1, $2) ON CONFLICT (round) DO NOTHING",
