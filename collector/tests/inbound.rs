@@ -28,7 +28,9 @@ email = ["desk@example.org"]
 receiver = "desk"
 "#;
 
-async fn scenario(store: Store) {
+/// `store` announcing to the desk by e-mail, an incident on `host` and its e-mail's delivery
+/// (whose id the reply names).
+async fn announced(store: Store, host: &str) -> (Store, i64, i64) {
     let cfg: CollectorConfig = toml::from_str(CONFIG).expect("config");
     let path = std::path::Path::new("test.toml");
     cfg.validate(path).expect("valid");
@@ -36,12 +38,12 @@ async fn scenario(store: Store) {
     let store = store.with_notifier(n);
     let id = store
         .record(&[Alert {
-            id: "i.1".into(),
+            id: format!("i.{host}"),
             rule_id: "r".into(),
             title: "firewall drops".into(),
             severity: "medium".into(),
             customer: Some("ulb".into()),
-            group_key: "host.name=fw1".into(),
+            group_key: format!("host.name={host}"),
             at: chrono::Utc::now(),
             message: None,
             danger: false,
@@ -55,6 +57,11 @@ async fn scenario(store: Store) {
         .fetch_one(store.pool())
         .await
         .expect("the e-mail's delivery");
+    (store, id, delivery)
+}
+
+async fn scenario(store: Store) {
+    let (store, id, delivery) = announced(store, "fw1").await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -195,32 +202,7 @@ fn openssl(dir: &std::path::Path, args: &[&str]) {
 }
 
 async fn starttls(store: Store) {
-    let cfg: CollectorConfig = toml::from_str(CONFIG).expect("config");
-    let path = std::path::Path::new("test.toml");
-    cfg.validate(path).expect("valid");
-    let n: Arc<Notifier> = Arc::new(cfg.notifier(path).expect("notify").expect("routed"));
-    let store = store.with_notifier(n);
-    let id = store
-        .record(&[Alert {
-            id: "i.2".into(),
-            rule_id: "r".into(),
-            title: "firewall drops".into(),
-            severity: "medium".into(),
-            customer: Some("ulb".into()),
-            group_key: "host.name=fw2".into(),
-            at: chrono::Utc::now(),
-            message: None,
-            danger: false,
-            affected: Vec::new(),
-        }])
-        .await
-        .expect("record")
-        .opened[0];
-    let delivery: i64 = sqlx::query_scalar("SELECT id FROM outbox WHERE incident_id = $1")
-        .bind(id)
-        .fetch_one(store.pool())
-        .await
-        .expect("the e-mail's delivery");
+    let (store, id, delivery) = announced(store, "fw2").await;
     // A CA and a certificate for localhost it signs.
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();

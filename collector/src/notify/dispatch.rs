@@ -47,6 +47,47 @@ struct Channels {
     http: reqwest::Client,
 }
 
+impl Channels {
+    /// The gateway that places `channel`'s messages (voice or SMS).
+    fn gateway(&self, channel: Channel) -> Result<&Gateway, String> {
+        let gw = if channel == Channel::Voice {
+            &self.voice
+        } else {
+            &self.sms
+        };
+        gw.as_ref()
+            .ok_or_else(|| format!("no [notify.{}] gateway", channel.as_str()))
+    }
+}
+
+/// Where a gateway reports how a call went (`notify::callback`).
+fn callback_url(external: &str, token: &str) -> String {
+    format!(
+        "{}/api/v1/notify/callback/{token}",
+        external.trim_end_matches('/')
+    )
+}
+
+/// Sends `req` with the delivery's idempotency key; the status when it is a success, else
+/// an error naming `what` and `url`.
+async fn post(
+    req: reqwest::RequestBuilder,
+    what: &str,
+    url: &str,
+    key: &str,
+) -> Result<u16, String> {
+    let resp = req
+        .header("Idempotency-Key", key)
+        .send()
+        .await
+        .map_err(|e| format!("{what} {url}: {e}"))?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(format!("{what} {url} answered {status}"));
+    }
+    Ok(status.as_u16())
+}
+
 impl Dispatcher {
     pub fn new(
         store: Store,
@@ -434,18 +475,8 @@ async fn push(
     body: &serde_json::Value,
 ) -> Result<serde_json::Value, String> {
     let url = format!("{}/api/v2/alerts", base.trim_end_matches('/'));
-    let resp = http
-        .post(&url)
-        .header("Idempotency-Key", key)
-        .json(body)
-        .send()
-        .await
-        .map_err(|e| format!("alertmanager {url}: {e}"))?;
-    let status = resp.status();
-    if !status.is_success() {
-        return Err(format!("alertmanager {url} answered {status}"));
-    }
-    Ok(serde_json::json!({"status": status.as_u16()}))
+    let status = post(http.post(&url).json(body), "alertmanager", &url, key).await?;
+    Ok(serde_json::json!({"status": status}))
 }
 
 /// The rule of the incident a failing channel raises: `vigil-notify-<channel>`. Its own
@@ -469,19 +500,6 @@ async fn selftest(
     let key = it.key();
     let target = it.delivery.target.as_str();
     let external = &notifier.cfg.external_url;
-    let key_ref = key.as_str();
-    let http_post = |body: reqwest::RequestBuilder, what: &'static str| async move {
-        let resp = body
-            .header("Idempotency-Key", key_ref)
-            .send()
-            .await
-            .map_err(|e| format!("{what} {target}: {e}"))?;
-        let status = resp.status();
-        if !status.is_success() {
-            return Err(format!("{what} {target} answered {status}"));
-        }
-        Ok(serde_json::json!({"status": status.as_u16(), "selftest": round}))
-    };
     match it.delivery.channel {
         Channel::Email => {
             let (subject, body) = t::email(round);
@@ -490,43 +508,30 @@ async fn selftest(
             Ok(serde_json::json!({"smtp": answer, "selftest": round}))
         }
         Channel::Voice | Channel::Sms => {
-            let gw = if it.delivery.channel == Channel::Voice {
-                &ch.voice
-            } else {
-                &ch.sms
-            };
-            let gw = gw
-                .as_ref()
-                .ok_or_else(|| format!("no [notify.{}] gateway", it.delivery.channel.as_str()))?;
-            let callback = format!(
-                "{}/api/v1/notify/callback/{}",
-                external.trim_end_matches('/'),
-                it.token
-            );
-            gw.send(&gateway::Request {
-                to: target,
-                text: &t::text(it.delivery.channel, round),
-                key: &key,
-                kind: super::plan::Kind::SelfTest.as_str(),
-                incident: &t::view(round, external),
-                callback: &callback,
-            })
-            .await
+            ch.gateway(it.delivery.channel)?
+                .send(&gateway::Request {
+                    to: target,
+                    text: &t::text(it.delivery.channel, round),
+                    key: &key,
+                    kind: super::plan::Kind::SelfTest.as_str(),
+                    incident: &t::view(round, external),
+                    callback: &callback_url(external, &it.token),
+                })
+                .await
         }
         Channel::Webhook => {
             let body = t::webhook(&it.delivery.receiver, round, external);
-            http_post(ch.http.post(target).json(&body), "webhook").await
+            let status = post(ch.http.post(target).json(&body), "webhook", target, &key).await?;
+            Ok(serde_json::json!({"status": status, "selftest": round}))
         }
         Channel::Cap => {
-            let xml = t::cap(notifier, round);
-            http_post(
-                ch.http
-                    .post(target)
-                    .header("Content-Type", "application/cap+xml")
-                    .body(xml),
-                "cap",
-            )
-            .await
+            let req = ch
+                .http
+                .post(target)
+                .header("Content-Type", "application/cap+xml")
+                .body(t::cap(notifier, round));
+            let status = post(req, "cap", target, &key).await?;
+            Ok(serde_json::json!({"status": status, "selftest": round}))
         }
         Channel::Task | Channel::Alertmanager => Err("not tested".into()),
     }
@@ -609,14 +614,7 @@ async fn send(
         }
         Channel::Voice | Channel::Sms => {
             let a = Announcement::new(it.kind, &inc, external, Vec::new()).in_language(lang);
-            let gw = if it.delivery.channel == Channel::Voice {
-                &ch.voice
-            } else {
-                &ch.sms
-            };
-            let gw = gw
-                .as_ref()
-                .ok_or_else(|| format!("no [notify.{}] gateway", it.delivery.channel.as_str()))?;
+            let gw = ch.gateway(it.delivery.channel)?;
             let mut text = a.spoken();
             // Replies reach Vigil only when the SMS gateway forwards them.
             let replies = notifier
@@ -627,18 +625,13 @@ async fn send(
             if it.delivery.channel == Channel::Sms && awaits_ack(it.kind) && replies {
                 text.push_str(&a.reply_ack());
             }
-            let callback = format!(
-                "{}/api/v1/notify/callback/{}",
-                external.trim_end_matches('/'),
-                it.token
-            );
             gw.send(&gateway::Request {
                 to: target,
                 text: &text,
                 key: &key,
                 kind: a.kind,
                 incident: &a.incident,
-                callback: &callback,
+                callback: &callback_url(external, &it.token),
             })
             .await
         }
@@ -700,21 +693,14 @@ async fn send(
             else {
                 return Ok(serde_json::json!({"skipped": "no CAP message to cancel"}));
             };
-            let resp = ch
+            let req = ch
                 .http
                 .post(target)
-                .header("Idempotency-Key", &key)
                 .header("Content-Type", "application/cap+xml")
-                .body(m.xml)
-                .send()
-                .await
-                .map_err(|e| format!("cap {target}: {e}"))?;
-            let status = resp.status();
-            if !status.is_success() {
-                return Err(format!("cap {target} answered {status}"));
-            }
+                .body(m.xml);
+            let status = post(req, "cap", target, &key).await?;
             Ok(
-                serde_json::json!({"status": status.as_u16(), "identifier": m.identifier,
+                serde_json::json!({"status": status, "identifier": m.identifier,
                 "msg_type": m.msg_type}),
             )
         }
@@ -726,19 +712,8 @@ async fn send(
         Channel::Webhook => {
             let a = Announcement::new(it.kind, &inc, external, Vec::new()).in_language(lang);
             let body = webhook::payload(&a, &it.delivery.receiver, external);
-            let resp = ch
-                .http
-                .post(target)
-                .header("Idempotency-Key", &key)
-                .json(&body)
-                .send()
-                .await
-                .map_err(|e| format!("webhook {target}: {e}"))?;
-            let status = resp.status();
-            if !status.is_success() {
-                return Err(format!("webhook {target} answered {status}"));
-            }
-            Ok(serde_json::json!({"status": status.as_u16()}))
+            let status = post(ch.http.post(target).json(&body), "webhook", target, &key).await?;
+            Ok(serde_json::json!({"status": status}))
         }
     }
 }
