@@ -164,6 +164,21 @@ quorum = 2
     }
 }
 
+/// The page at `url` as headless Chromium renders it (`--dump-dom` on stdout).
+fn dump_dom(browser: &str, url: &str) -> std::process::Output {
+    std::process::Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--dump-dom",
+        ])
+        .arg(url)
+        .output()
+        .expect("chromium runs")
+}
+
 /// The public status page in a real browser (headless Chromium): each public check with the
 /// state the JSON gives, the private one absent.
 #[test]
@@ -225,17 +240,7 @@ fn the_status_page_renders_in_headless_chromium_with_each_check_s_state() {
             .then_some(list)
         },
     );
-    let out = std::process::Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--dump-dom",
-        ])
-        .arg(format!("{url}/status"))
-        .output()
-        .expect("chromium runs");
+    let out = dump_dom(browser, &format!("{url}/status"));
     let dom = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && dom.contains("<h1>Status</h1>"),
@@ -270,18 +275,8 @@ fn the_status_page_renders_in_headless_chromium_with_each_check_s_state() {
         .split_once("/status/c/")
         .map(|(_, t)| format!("/status/c/{t}"))
         .expect("a page link");
-    let out = std::process::Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--dump-dom",
-        ])
-        .arg(format!("{url}{path}"))
-        .output()
-        .expect("chromium runs");
-    let dom = String::from_utf8_lossy(&out.stdout);
+    let dom =
+        String::from_utf8_lossy(&dump_dom(browser, &format!("{url}{path}")).stdout).into_owned();
     assert!(dom.contains("<html lang=\"fr\">"), "{dom}");
     assert!(dom.contains("<h1>État des services</h1>"), "{dom}");
     assert!(
