@@ -50,7 +50,8 @@ impl Collector {
         let directory = Arc::new(cfg.directory(here)?);
         let mut store = crate::incidents::Store::open(&db)
             .await?
-            .with_shared_deadlines(directory.deadlines());
+            .with_shared_deadlines(directory.deadlines())
+            .with_assets(directory.shared_assets());
         // The customers and assets managed through the API join the configuration's.
         directory
             .reload(store.pool())

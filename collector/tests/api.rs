@@ -487,6 +487,8 @@ async fn incident_actions_answer_bad_ids_bodies_and_transitions() {
         message: None,
         danger: false,
         affected: Vec::new(),
+        tags: Vec::new(),
+        seen: Default::default(),
     };
     let recorded = a.state.0.incidents.record(&[alert]).await.expect("record");
     let id = recorded.opened[0];

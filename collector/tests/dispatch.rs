@@ -85,6 +85,8 @@ async fn scenario(store: Store) {
             message: None,
             danger: true,
             affected: Vec::new(),
+            tags: Vec::new(),
+            seen: Default::default(),
         }])
         .await
         .expect("record");

@@ -82,6 +82,8 @@ fn alert(id: &str, rule: &str, severity: &str) -> Alert {
         // These tests' high and critical rules judge their alerts a danger.
         danger: matches!(severity, "high" | "critical"),
         affected: Vec::new(),
+        tags: Vec::new(),
+        seen: Default::default(),
     }
 }
 

@@ -11,7 +11,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use postgres::{TestClock, on_postgres, on_sqlite};
 use sqlx::Row;
 use vigil_collector::config::CollectorConfig;
-use vigil_collector::incidents::{Action, Alert, Store};
+use vigil_collector::incidents::{Action, Alert, Seen, Store};
 use vigil_collector::notify::plan::Kind;
 use vigil_collector::notify::silence::{self, Mute, NewSilence};
 use vigil_collector::notify::words::Lang;
@@ -65,6 +65,8 @@ fn alert(id: &str, rule: &str, customer: &str, danger: bool) -> Alert {
         message: None,
         danger,
         affected: Vec::new(),
+        tags: Vec::new(),
+        seen: Default::default(),
     }
 }
 
@@ -323,6 +325,7 @@ id = "kul"
 id = "ulb-core-1"
 customer = "ulb"
 kind = "router"
+watched_by = { prefixes = ["192.0.2.0/24"], checks = ["ulb-core"] }
 
 [notify.smtp]
 host = "127.0.0.1"
@@ -367,9 +370,20 @@ async fn maintenance_windows(store: Store) {
     );
     let t = t0();
     let clock = TestClock::at(t);
-    let store = store.with_notifier(n.clone()).with_clock(clock.clock());
+    let store = store
+        .with_notifier(n.clone())
+        .with_clock(clock.clock())
+        .with_assets(directory.shared_assets());
     let pool = store.pool().clone();
     directory.reload(&pool).await.expect("reload");
+    // Seen on the router: by an address within its prefix, by its check.
+    let on_router = |a: Alert| Alert {
+        seen: Seen {
+            ips: vec!["192.0.2.7".parse().expect("ip")],
+            ..Default::default()
+        },
+        ..a
+    };
     let at = |ms: i64| DateTime::from_timestamp_millis(ms).expect("t");
     let new = |customers: Vec<String>, assets: Vec<String>| NewMaintenance {
         title: "core router upgrade".into(),
@@ -432,7 +446,8 @@ async fn maintenance_windows(store: Store) {
         .expect("record")
         .opened[0];
     assert_eq!(outbox_of(&store, before).await.len(), 1);
-    // On: the start notice once; ULB's incidents are not announced, KUL's are.
+    // On: the start notice once; ULB's incidents on the router are not announced; KUL's
+    // are, and so are ULB's elsewhere (the window names the router, not the customer).
     clock.set(t + 61 * MIN);
     assert_eq!(
         maintenance::tick(&pool, &n, t + 61 * MIN)
@@ -448,14 +463,17 @@ async fn maintenance_windows(store: Store) {
     );
     let during = store
         .record(&[
-            alert("m.1", "r1", "ulb", false),
+            on_router(alert("m.1", "r1", "ulb", false)),
             alert("m.2", "r2", "kul", false),
+            alert("m.1b", "r3", "ulb", false),
         ])
         .await
         .expect("record")
         .opened;
     assert!(outbox_of(&store, during[0]).await.is_empty());
-    let steps = store.get(during[0]).await.expect("get").timeline;
+    let on = store.get(during[0]).await.expect("get");
+    assert_eq!(on.assets, ["ulb-core-1"]);
+    let steps = on.timeline;
     assert!(
         steps
             .iter()
@@ -463,6 +481,8 @@ async fn maintenance_windows(store: Store) {
         "{steps:?}"
     );
     assert_eq!(outbox_of(&store, during[1]).await.len(), 1);
+    assert_eq!(outbox_of(&store, during[2]).await.len(), 1);
+    assert!(store.get(during[2]).await.expect("get").assets.is_empty());
     // A retraction goes even during maintenance.
     store
         .act(
@@ -481,7 +501,13 @@ async fn maintenance_windows(store: Store) {
     // A ULB check goes down during the work: held while the window is on...
     clock.set(t + 90 * MIN);
     let still_down = store
-        .record(&[alert("m.3", "vigil.check", "ulb", false)])
+        .record(&[Alert {
+            seen: Seen {
+                check: Some("ulb-core".into()),
+                ..Default::default()
+            },
+            ..alert("m.3", "vigil.check", "ulb", false)
+        }])
         .await
         .expect("record")
         .opened[0];
@@ -665,4 +691,185 @@ async fn group_wait_and_repeat_interval_on_sqlite() {
 #[tokio::test]
 async fn group_wait_and_repeat_interval_on_postgres() {
     on_postgres(grouping).await;
+}
+
+const GROUP_BY: &str = r#"
+[notify.smtp]
+host = "127.0.0.1"
+from = "vigil@example.org"
+[[notify.receivers]]
+name = "desk"
+email = ["desk@example.org"]
+webhook = ["http://127.0.0.1:9/hook"]
+[notify.route]
+receiver = "desk"
+group_by = ["customer"]
+group_wait = "30s"
+group_interval = "5m"
+"#;
+
+/// A route's `group_by`, `group_wait` and `group_interval`, as Alertmanager has them: the
+/// first announcements of a customer's incidents without danger go together (one e-mail,
+/// one webhook), `group_wait` after the group's first, then at most once per
+/// `group_interval`; another customer is another group; an incident with danger is never
+/// held for its group; what a group said counts as told for each of its incidents.
+async fn group_by(store: Store) {
+    use vigil_collector::notify::{digest, outbox};
+    let cfg: CollectorConfig = toml::from_str(GROUP_BY).expect("config");
+    let path = std::path::Path::new("test.toml");
+    cfg.validate(path).expect("valid");
+    let n: Arc<Notifier> = Arc::new(cfg.notifier(path).expect("notify").expect("routed"));
+    let t = t0();
+    let clock = TestClock::at(t);
+    let store = store.with_notifier(n.clone()).with_clock(clock.clock());
+    let pool = store.pool().clone();
+    let record = |id: &'static str, rule: &'static str, customer: &'static str, danger| {
+        let store = &store;
+        async move {
+            store
+                .record(&[alert(id, rule, customer, danger)])
+                .await
+                .expect("record")
+                .opened[0]
+        }
+    };
+    // (kind, channel, target) of every delivery of the group announcements, in order.
+    let groups = || async {
+        sqlx::query(
+            "SELECT kind, channel, target, cause FROM outbox WHERE kind = 'group' ORDER BY id",
+        )
+        .fetch_all(store.pool())
+        .await
+        .expect("outbox")
+        .iter()
+        .map(|r| {
+            (
+                r.try_get::<String, _>("channel").expect("c"),
+                r.try_get::<String, _>("target").expect("t"),
+                r.try_get::<i64, _>("cause").expect("cause"),
+            )
+        })
+        .collect::<Vec<_>>()
+    };
+    let listed = |cause: i64| {
+        let pool = pool.clone();
+        async move {
+            digest::lines(&pool, cause)
+                .await
+                .expect("lines")
+                .iter()
+                .map(|l| l.incident)
+                .collect::<Vec<_>>()
+        }
+    };
+    let g1 = record("g.1", "r1", "ulb", false).await;
+    clock.set(t + 5_000);
+    let g2 = record("g.2", "r2", "ulb", false).await;
+    let k1 = record("g.3", "r1", "kul", false).await;
+    clock.set(t + 10_000);
+    let d1 = record("g.4", "r3", "ulb", true).await;
+    // Nothing of the groups is in the outbox yet; the danger incident's own e-mail is.
+    assert!(outbox_of(&store, g1).await.is_empty());
+    assert_eq!(
+        outbox_of(&store, d1).await,
+        [
+            d("opened", "email", "desk@example.org"),
+            d("opened", "webhook", "http://127.0.0.1:9/hook")
+        ]
+    );
+    let steps = store.get(g2).await.expect("get").timeline;
+    assert!(
+        steps
+            .iter()
+            .any(|e| e.action == "waits_for_group"
+                && e.detail["group"] == "route:{customer=\"ulb\"}"),
+        "{steps:?}"
+    );
+    // ULB's group is due 30 s after its first, KUL's 30 s after its own.
+    assert_eq!(
+        digest::make_due(&pool, &n, t + 29_999).await.expect("due"),
+        0
+    );
+    assert_eq!(
+        digest::make_due(&pool, &n, t + 30_000).await.expect("due"),
+        1
+    );
+    let ulb = groups().await;
+    assert_eq!(
+        ulb.iter()
+            .map(|(c, t, _)| (c.as_str(), t.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            ("email", "desk@example.org"),
+            ("webhook", "http://127.0.0.1:9/hook")
+        ]
+    );
+    assert_eq!(listed(ulb[0].2).await, [g1, g2]);
+    assert_eq!(
+        digest::group_labels(&pool, ulb[0].2).await.expect("labels"),
+        [("customer".to_owned(), "ulb".to_owned())].into()
+    );
+    assert_eq!(
+        digest::make_due(&pool, &n, t + 34_999).await.expect("due"),
+        0
+    );
+    assert_eq!(
+        digest::make_due(&pool, &n, t + 35_000).await.expect("due"),
+        1
+    );
+    let all = groups().await;
+    assert_eq!(listed(all[2].2).await, [k1]);
+    // What the group said counts as told for each of its incidents.
+    let mut tx = pool.begin().await.expect("tx");
+    let told = outbox::told(&mut tx, g1).await.expect("told");
+    tx.rollback().await.expect("rollback");
+    assert_eq!(
+        told.iter().map(|d| d.target.as_str()).collect::<Vec<_>>(),
+        ["desk@example.org", "http://127.0.0.1:9/hook"]
+    );
+    // A new ULB incident a minute later waits for the group's interval: 5 min after it went.
+    clock.set(t + 60_000);
+    let g5 = record("g.5", "r4", "ulb", false).await;
+    assert_eq!(
+        digest::make_due(&pool, &n, t + 30_000 + 5 * MIN - 1)
+            .await
+            .expect("due"),
+        0
+    );
+    assert_eq!(
+        digest::make_due(&pool, &n, t + 30_000 + 5 * MIN)
+            .await
+            .expect("due"),
+        1
+    );
+    let all = groups().await;
+    assert_eq!(all.len(), 6);
+    assert_eq!(listed(all[4].2).await, [g5]);
+    // Long after, a new one waits only group_wait.
+    clock.set(t + 120 * MIN);
+    let g6 = record("g.6", "r5", "ulb", false).await;
+    assert_eq!(
+        digest::make_due(&pool, &n, t + 120 * MIN + 29_999)
+            .await
+            .expect("due"),
+        0
+    );
+    assert_eq!(
+        digest::make_due(&pool, &n, t + 120 * MIN + 30_000)
+            .await
+            .expect("due"),
+        1
+    );
+    assert_eq!(listed(groups().await[6].2).await, [g6]);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn group_by_on_sqlite() {
+    on_sqlite(group_by).await;
+}
+
+#[tokio::test]
+async fn group_by_on_postgres() {
+    on_postgres(group_by).await;
 }

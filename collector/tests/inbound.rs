@@ -48,6 +48,8 @@ async fn announced(store: Store, host: &str) -> (Store, i64, i64) {
             message: None,
             danger: false,
             affected: Vec::new(),
+            tags: Vec::new(),
+            seen: Default::default(),
         }])
         .await
         .expect("record")

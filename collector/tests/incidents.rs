@@ -23,6 +23,8 @@ fn alert(id: &str, rule: &str, group: &str, severity: &str, minute: u32) -> Aler
         message: Some(format!("{rule} on {group}")),
         danger: false,
         affected: Vec::new(),
+        tags: Vec::new(),
+        seen: Default::default(),
     }
 }
 

@@ -11,6 +11,7 @@ use chrono::{TimeZone, Utc};
 use postgres::{on_postgres, on_sqlite};
 use vigil_collector::incidents::{Action, Alert, Store};
 use vigil_collector::notify::outbox::{self, Outcome, Timing};
+use vigil_collector::notify::plan::Kind;
 use vigil_collector::notify::silence::{self, NewSilence};
 use vigil_collector::notify::{Notifier, NotifyConfig};
 
@@ -60,6 +61,8 @@ fn alert(id: &str, rule: &str, severity: &str) -> Alert {
         // These tests' high and critical rules judge their alerts a danger.
         danger: matches!(severity, "high" | "critical"),
         affected: Vec::new(),
+        tags: Vec::new(),
+        seen: Default::default(),
     }
 }
 
@@ -489,4 +492,161 @@ async fn affected_customers_on_sqlite() {
 #[tokio::test]
 async fn affected_customers_on_postgres() {
     on_postgres(affected).await;
+}
+
+/// An incident's assets are those watching what its alerts were seen on (an agent, a check,
+/// an address within a prefix); routes match them; an asset added to an active incident is
+/// an essential change (decree art. 5), announced at once to everyone told before and to
+/// the new asset's route; an alert on an asset already there adds nothing.
+async fn assets(store: Store) {
+    use vigil_collector::incidents::Seen;
+    use vigil_collector::reference::assets::{Asset, Assets};
+    let cfg: NotifyConfig = toml::from_str(
+        r#"
+[smtp]
+host = "127.0.0.1"
+from = "vigil@example.org"
+[[receivers]]
+name = "desk"
+email = ["desk@example.org"]
+[[receivers]]
+name = "netops"
+email = ["netops@example.org"]
+[[receivers]]
+name = "soc"
+email = ["soc@example.org"]
+[route]
+receiver = "desk"
+[[route.routes]]
+matchers = ["asset=~RTR-.*"]
+receiver = "netops"
+continue = true
+[[route.routes]]
+matchers = ["tags=attack.t1110"]
+receiver = "soc"
+"#,
+    )
+    .expect("notify toml");
+    let n = Notifier::new(&cfg, Default::default(), Default::default())
+        .expect("valid")
+        .expect("routed");
+    let asset = |id: &str, watched: serde_json::Value| -> Asset {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "customer": "ulb", "kind": "router", "watched_by": watched,
+        }))
+        .expect("an asset")
+    };
+    let list = Assets::new(vec![
+        asset("FW-0002", serde_json::json!({"agents": ["edge-1"]})),
+        asset(
+            "RTR-0001",
+            serde_json::json!({"prefixes": ["192.0.2.0/24", "2001:db8::/32"]}),
+        ),
+        asset("SRV-0003", serde_json::json!({"checks": ["web"]})),
+    ])
+    .expect("assets");
+    let store = store
+        .with_notifier(Arc::new(n))
+        .with_assets(vigil_collector::reference::directory::Shared::new(list));
+    let pool = store.pool().clone();
+    let t = |now| Timing {
+        now,
+        confirm_ms: 0,
+        lease_ms: 90_000,
+    };
+    let seen_on = |id: &str, agent: Option<&str>, ips: &[&str]| Alert {
+        seen: Seen {
+            agent: agent.map(str::to_owned),
+            check: None,
+            ips: ips.iter().map(|ip| ip.parse().expect("ip")).collect(),
+        },
+        ..alert(id, "r1", "medium")
+    };
+    let targets = |items: Vec<outbox::Item>| -> Vec<String> {
+        let mut t: Vec<String> = items.into_iter().map(|i| i.delivery.target).collect();
+        t.sort();
+        t
+    };
+    let now = Utc::now().timestamp_millis() + 1_000;
+    // Seen by the firewall's agent: the desk is told; netops's route wants routers.
+    let id = store
+        .record(&[seen_on("a.1", Some("edge-1"), &["198.51.100.9"])])
+        .await
+        .expect("record")
+        .opened[0];
+    assert_eq!(store.get(id).await.expect("get").assets, ["FW-0002"]);
+    assert_eq!(
+        targets(outbox::claim(&pool, t(now), 100).await.expect("claim")),
+        ["desk@example.org"]
+    );
+    // Again on the firewall: a rising count, nothing announced.
+    store
+        .record(&[seen_on("a.2", Some("edge-1"), &[])])
+        .await
+        .expect("record");
+    assert!(
+        outbox::claim(&pool, t(now + 1), 100)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    // Now an address behind the router (IPv6): the router is added, announced at once to the
+    // desk told before and to netops, whose route now matches.
+    store
+        .record(&[seen_on("a.3", Some("edge-1"), &["2001:db8::7"])])
+        .await
+        .expect("record");
+    let change = outbox::claim(&pool, t(now + 2), 100).await.expect("claim");
+    assert!(change.iter().all(|i| i.kind == Kind::Changed), "{change:?}");
+    assert_eq!(targets(change), ["desk@example.org", "netops@example.org"]);
+    let inc = store.get(id).await.expect("get");
+    assert_eq!(inc.assets, ["FW-0002", "RTR-0001"]);
+    let added: Vec<&serde_json::Value> = inc
+        .timeline
+        .iter()
+        .filter(|e| e.action == "assets_added")
+        .map(|e| &e.detail["assets"])
+        .collect();
+    assert_eq!(added, [&serde_json::json!(["RTR-0001"])]);
+    // A check's incident concerns the asset its check watches.
+    let web = store
+        .record(&[Alert {
+            seen: Seen {
+                check: Some("web".into()),
+                ..Default::default()
+            },
+            ..alert("check:web:1", "vigil.check", "medium")
+        }])
+        .await
+        .expect("record")
+        .opened[0];
+    assert_eq!(store.get(web).await.expect("get").assets, ["SRV-0003"]);
+    outbox::claim(&pool, t(now + 3), 100).await.expect("claim");
+    // A rule's tags are labels too: one of them is enough for the SOC's route.
+    let tagged = store
+        .record(&[Alert {
+            tags: vec!["attack.t1110".into(), "attack.credential_access".into()],
+            ..alert("a.5", "r2", "medium")
+        }])
+        .await
+        .expect("record")
+        .opened[0];
+    assert_eq!(
+        store.get(tagged).await.expect("get").tags,
+        ["attack.credential_access", "attack.t1110"]
+    );
+    assert_eq!(
+        targets(outbox::claim(&pool, t(now + 4), 100).await.expect("claim")),
+        ["soc@example.org"]
+    );
+}
+
+#[tokio::test]
+async fn incident_assets_on_sqlite() {
+    on_sqlite(assets).await;
+}
+
+#[tokio::test]
+async fn incident_assets_on_postgres() {
+    on_postgres(assets).await;
 }

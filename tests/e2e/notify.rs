@@ -1373,3 +1373,142 @@ fn an_email_the_first_relay_refuses_goes_through_the_fallback_relay() {
         "{sent}"
     );
 }
+
+const QUIET_RULE_2: &str = "title: second quiet test line
+id: 7a1d2c3e-0000-4000-8000-0000000000e2
+logsource: { product: linux, service: syslog }
+detection:
+  selection:
+    message|contains: QUIET2-TEST
+  condition: selection
+level: low
+";
+
+/// Texts of one's own for calls and e-mails.
+const TEMPLATES: &str = r#"
+[[notify.templates]]
+channel = "voice"
+body = "{{ text }} Said by our template for {{ incident.customer }}."
+[[notify.templates]]
+channel = "email"
+subject = "[NOC {{ incident.customer }}] {{ incident.title }} ({{ kind }})"
+body = "{{ text }}\n--\nYour NOC, template {{ language }}"
+"#;
+
+/// A route grouping by customer: the customer's two new incidents without danger go to
+/// the desk as one e-mail listing both and one webhook payload with an alert each (their
+/// `groupLabels`); an incident with danger is called at once, alone. Calls and e-mails say
+/// what the configuration's templates say, and the e-mail keeps its acknowledgement link.
+#[test]
+fn a_customer_s_incidents_go_as_one_group_and_templates_say_the_texts() {
+    let Some(w) = World::new(&[DANGER_RULE, QUIET_RULE, QUIET_RULE_2]) else {
+        return;
+    };
+    let (mail, gw, hook) = (&w.mail, &w.gw, &w.hook);
+    let root = "[notify.route]\nreceiver = \"desk\"\n";
+    assert!(w.config.contains(root));
+    let config = w.config.replace(
+        root,
+        &format!("{root}group_by = [\"customer\"]\ngroup_wait = \"2s\"\n"),
+    ) + TEMPLATES;
+    let (collector, agent) = w.start(&config);
+    let url = collector.url();
+    let seen = || {
+        format!(
+            "gateway: {:?}\nhooks: {:?}\nmails: {:?}\n{}",
+            gw.received(),
+            hook.received(),
+            mail.mails(),
+            collector.proc.log_tail()
+        )
+    };
+    send_tcp(agent.syslog_tcp, "QUIET-TEST", 0..1);
+    send_tcp(agent.syslog_tcp, "QUIET2-TEST", 0..1);
+    let (a, b) = wait_for(Duration::from_secs(60), "two incidents", seen, || {
+        let list = incidents(&url);
+        let id = |title: &str| {
+            list.iter()
+                .find(|i| i["title"] == title)
+                .and_then(|i| i["id"].as_i64())
+        };
+        Some((id("quiet test line")?, id("second quiet test line")?))
+    });
+    let group_mail = wait_for(Duration::from_secs(60), "the group's e-mail", seen, || {
+        mails_to(&mail.mails(), "desk@example.org", "2 new incidents")
+            .first()
+            .cloned()
+            .cloned()
+    });
+    assert_eq!(
+        group_mail.header("subject"),
+        "[Vigil] 2 new incidents: customer=test-customer"
+    );
+    for id in [a, b] {
+        assert!(
+            group_mail
+                .body
+                .contains(&format!("http://vigil.example/api/v1/incidents/{id}")),
+            "{}",
+            group_mail.body
+        );
+    }
+    let payload = wait_for(Duration::from_secs(30), "the group's webhook", seen, || {
+        hook.received().first().map(Received::json)
+    });
+    alertmanager_payload_shape(&payload);
+    assert_eq!(payload["groupLabels"], json!({"customer": "test-customer"}));
+    assert_eq!(payload["commonLabels"]["customer"], "test-customer");
+    let mut alerted: Vec<String> = payload["alerts"]
+        .as_array()
+        .expect("alerts")
+        .iter()
+        .map(|x| {
+            x["labels"]["incident"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    alerted.sort();
+    let mut want = vec![a.to_string(), b.to_string()];
+    want.sort();
+    assert_eq!(alerted, want);
+
+    // Danger: called at once with the template's words, then the templated e-mail.
+    send_tcp(agent.syslog_tcp, "DANGER-TEST", 0..1);
+    let (call, confirm) = wait_for(
+        Duration::from_secs(60),
+        "the call and the on-call e-mail",
+        seen,
+        || {
+            let mails = mail.mails();
+            let m = mails_to(&mails, "oncall@example.org", "danger test line");
+            let c = gw.received();
+            (c.len() == 1 && m.len() == 1).then(|| (c[0].json(), m[0].clone()))
+        },
+    );
+    let said = call["say"].as_str().unwrap_or_default();
+    assert!(
+        said.starts_with("Vigil. Probable danger.")
+            && said.ends_with("Said by our template for test-customer."),
+        "{said}"
+    );
+    assert_eq!(
+        confirm.header("subject"),
+        "[NOC test-customer] danger test line (opened)"
+    );
+    assert!(
+        confirm
+            .body
+            .contains("--\nYour NOC, template en\nAcknowledge it, or reply, here:"),
+        "{}",
+        confirm.body
+    );
+    // The group e-mail was the desk's only one: nothing went for each incident alone.
+    assert_eq!(
+        mails_to(&mail.mails(), "desk@example.org", "").len(),
+        1,
+        "{:?}",
+        mail.mails()
+    );
+}

@@ -236,6 +236,15 @@ fn print_incident(body: &Value, json: bool, out: &mut impl Write) -> anyhow::Res
     ] {
         writeln!(out, "  {k:14} {}", text(body, k))?;
     }
+    for k in ["affected", "assets"] {
+        let list: Vec<&str> = body[k]
+            .as_array()
+            .map(|l| l.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if !list.is_empty() {
+            writeln!(out, "  {k:14} {}", list.join(", "))?;
+        }
+    }
     writeln!(out, "  {:14} {}", "deadline", deadline(body))?;
     let steps = body
         .get("timeline")

@@ -18,7 +18,7 @@ pub fn show(cfg: &CollectorConfig, file: &Path, labels: &str) -> anyhow::Result<
         return Ok(());
     };
     let known = [
-        "customer", "severity", "danger", "rule", "title", "status", "group",
+        "customer", "asset", "tags", "severity", "danger", "rule", "title", "status", "group",
     ];
     if let Some(k) = labels.keys().find(|k| !known.contains(&k.as_str())) {
         anyhow::bail!(
@@ -36,6 +36,8 @@ pub fn show(cfg: &CollectorConfig, file: &Path, labels: &str) -> anyhow::Result<
     let subject = Subject {
         customer: labels.get("customer").cloned(),
         affected: Vec::new(),
+        assets: labels.get("asset").cloned().into_iter().collect(),
+        tags: labels.get("tags").cloned().into_iter().collect(),
         severity: get("severity"),
         danger,
         rule: get("rule"),

@@ -91,6 +91,12 @@ pub const STEPS: &[Step] = &[
         sqlite: include_str!("../../migrations/sqlite/0011_watched_cap_and_state_events.sql"),
         postgres: include_str!("../../migrations/postgres/0011_watched_cap_and_state_events.sql"),
     },
+    Step {
+        version: 12,
+        name: "incident_assets_and_grouping",
+        sqlite: include_str!("../../migrations/sqlite/0012_incident_assets_and_grouping.sql"),
+        postgres: include_str!("../../migrations/postgres/0012_incident_assets_and_grouping.sql"),
+    },
 ];
 
 /// The migrator of one dialect.

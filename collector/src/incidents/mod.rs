@@ -178,6 +178,12 @@ pub struct Incident {
     /// like its own.
     #[serde(default)]
     pub affected: Vec<String>,
+    /// The assets it concerns (ids), found from what its alerts were seen on.
+    #[serde(default)]
+    pub assets: Vec<String>,
+    /// Its rules' tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
     pub group_key: String,
     pub rule_id: String,
     pub assignee: Option<String>,
@@ -246,6 +252,20 @@ pub struct Alert {
     /// Customers it affects besides `customer`; one added to an active incident is an
     /// essential change (announced at once).
     pub affected: Vec<String>,
+    /// What it was seen on: the assets watching any of it are the incident's (decree art.
+    /// 3 and 4); an asset added to an active incident is an essential change.
+    pub seen: Seen,
+    /// Its rule's tags (Sigma `tags`): routes match them (`tags=attack.t1110`).
+    pub tags: Vec<String>,
+}
+
+/// What an alert was seen on, for the assets that watch it (`watched_by` of an asset).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Seen {
+    pub agent: Option<String>,
+    /// A check's id or a heartbeat's slug.
+    pub check: Option<String>,
+    pub ips: Vec<std::net::IpAddr>,
 }
 
 impl Alert {
@@ -272,6 +292,25 @@ impl Alert {
                 .and_then(|t| t.as_array())
                 .is_some_and(|t| t.iter().any(|t| t.as_str() == Some(DANGER_TAG))),
             affected: Vec::new(),
+            tags: ev
+                .get(f::TAGS)
+                .and_then(|t| t.as_array())
+                .map(|t| {
+                    t.iter()
+                        .filter_map(|t| t.as_str())
+                        .filter(|t| !t.is_empty() && !t.contains(','))
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            seen: Seen {
+                agent: s(f::AGENT_ID),
+                check: None,
+                ips: [f::SOURCE_IP, f::DESTINATION_IP]
+                    .iter()
+                    .filter_map(|k| ev.get_str(k)?.parse().ok())
+                    .collect(),
+            },
         })
     }
 }

@@ -23,8 +23,9 @@ use super::deadlines::{Deadlines, Due, earlier};
 use super::lifecycle::{Action, ActionError};
 use super::{Alert, Entry, Filter, Incident, SEVERITIES, Status, severity_rank};
 use crate::index::writer::{Clock, system_clock};
-use crate::notify::plan::{Kind, Subject};
+use crate::notify::plan::{Channel, Kind, Subject};
 use crate::notify::{Notifier, digest, flood, maintenance, outbox, silence};
+use crate::reference::assets::Assets;
 use crate::reference::directory::Shared;
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +74,8 @@ pub struct Store {
     wake: Arc<Notify>,
     /// By when incidents must be acknowledged and resolved.
     deadlines: Shared<Deadlines>,
+    /// The assets in force: an incident's are those watching what its alerts were seen on.
+    assets: Shared<Assets>,
     /// The time of changes (a test's controlled clock, else the system's).
     clock: Clock,
     /// PostgreSQL: possibly shared by several collectors.
@@ -101,7 +104,9 @@ pub(crate) fn time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
-const COLUMNS: &str = "id, title, status, severity, danger, customer, affected, group_key, rule_id, \
+const COLUMNS: &str = "id, title, status, severity, danger, customer, affected, assets, tags, \
+                       group_key, \
+                       rule_id, \
                        assignee, count, first_seen, last_seen, ack_by, resolve_by, level, \
                        ack_breached_at, resolve_breached_at";
 
@@ -117,7 +122,9 @@ fn incident(row: &AnyRow) -> Result<Incident, sqlx::Error> {
         severity: row.try_get("severity")?,
         danger: row.try_get::<i64, _>("danger")? != 0,
         customer: row.try_get("customer")?,
-        affected: split_affected(&row.try_get::<String, _>("affected")?),
+        affected: split_list(&row.try_get::<String, _>("affected")?),
+        assets: split_list(&row.try_get::<String, _>("assets")?),
+        tags: split_list(&row.try_get::<String, _>("tags")?),
         group_key: row.try_get("group_key")?,
         rule_id: row.try_get("rule_id")?,
         assignee: row.try_get("assignee")?,
@@ -189,6 +196,7 @@ impl Store {
             notifier: None,
             wake: Arc::new(Notify::new()),
             deadlines: Shared::default(),
+            assets: Shared::default(),
             clock: system_clock(),
             shared: postgres,
         })
@@ -210,6 +218,13 @@ impl Store {
     /// the customers replaces).
     pub fn with_shared_deadlines(mut self, deadlines: Shared<Deadlines>) -> Store {
         self.deadlines = deadlines;
+        self
+    }
+
+    /// This store, giving incidents the assets in force in `assets` (which a reload
+    /// replaces).
+    pub fn with_assets(mut self, assets: Shared<Assets>) -> Store {
+        self.assets = assets;
         self
     }
 
@@ -288,11 +303,11 @@ impl Store {
                 return Ok(false);
             }
         }
-        // So does a maintenance window of the incident's customer.
-        if kind != Kind::Retracted
-            && let Some(c) = &subject.customer
-        {
-            let windows = maintenance::active_for(tx, c, now).await?;
+        // So does a maintenance window of the incident's customer or of its assets.
+        if kind != Kind::Retracted {
+            let windows =
+                maintenance::active_for(tx, subject.customer.as_deref(), &subject.assets, now)
+                    .await?;
             if !windows.is_empty() {
                 let detail = serde_json::json!({"kind": kind.as_str(), "maintenance": windows});
                 timeline(tx, id, now, SYSTEM, "suppressed", &detail).await?;
@@ -315,6 +330,7 @@ impl Store {
             overrides: &overrides,
         };
         let deliveries = n.plan(&subject, kind, &told, &duty);
+        let mut grouped = false;
         let (deliveries, held) =
             flood::split(tx, n, &subject, kind, deliveries, excluded, now).await?;
         if !held.is_empty() {
@@ -328,16 +344,40 @@ impl Store {
             timeline(tx, id, now, SYSTEM, "held", &detail).await?;
             digest::keep(tx, id, subject.customer.as_deref(), cause, kind, &held, now).await?;
         }
-        // A new incident's first announcement waits its route's group_wait.
-        let waits: std::collections::BTreeMap<String, i64> = if kind == Kind::Opened {
-            n.route
-                .chosen(&subject.labels())
-                .into_iter()
-                .map(|c| (c.receiver, c.group_wait.as_millis() as i64))
-                .collect()
+        // A new incident's first announcement waits its route's group_wait; alone, or,
+        // without danger on a route grouping by labels, with its group's others (e-mail and
+        // webhooks; calls, CAP and Alertmanager pushes go alone).
+        let chosen = if kind == Kind::Opened {
+            n.route.chosen(&subject.labels())
         } else {
-            Default::default()
+            Vec::new()
         };
+        let mut deliveries = deliveries;
+        if !subject.danger {
+            let labels = subject.labels();
+            for c in &chosen {
+                let Some(group) = c.group(&labels) else {
+                    continue;
+                };
+                let before = deliveries.len();
+                deliveries.retain(|d| {
+                    d.receiver != c.receiver
+                        || !matches!(d.channel, Channel::Email | Channel::Webhook)
+                });
+                if deliveries.len() == before {
+                    continue;
+                }
+                let customer = subject.customer.as_deref();
+                digest::keep_group(tx, id, customer, cause, &c.receiver, &group, c, now).await?;
+                let detail = serde_json::json!({"receiver": c.receiver, "group": group.0});
+                timeline(tx, id, now, SYSTEM, "waits_for_group", &detail).await?;
+                grouped = true;
+            }
+        }
+        let waits: std::collections::BTreeMap<String, i64> = chosen
+            .iter()
+            .map(|c| (c.receiver.clone(), c.group_wait.as_millis() as i64))
+            .collect();
         let mut by_wait: std::collections::BTreeMap<i64, Vec<crate::notify::plan::Delivery>> =
             Default::default();
         for d in &deliveries {
@@ -347,7 +387,7 @@ impl Store {
         for (wait, group) in &by_wait {
             outbox::enqueue(tx, id, cause, kind, group, now + wait).await?;
         }
-        Ok(!deliveries.is_empty() || !held.is_empty())
+        Ok(!deliveries.is_empty() || !held.is_empty() || grouped)
     }
 
     /// Closes the connections (waits for the ones in use).
@@ -427,12 +467,23 @@ impl Store {
                 .await?;
             // Customers the alert reaches besides its own: on a new incident they are told
             // with the rest; added to an active one, an essential change (decree art. 5).
-            let added = add_affected(&mut tx, id, a.customer.as_deref(), &a.affected).await?;
+            let added = add_to_list(
+                &mut tx,
+                id,
+                List::Affected,
+                a.customer.as_deref(),
+                &a.affected,
+            )
+            .await?;
+            let assets = self.assets.get().watching(&a.seen);
+            let assets_added = add_to_list(&mut tx, id, List::Assets, None, &assets).await?;
+            // Another rule's tags join quietly: not an essential change.
+            add_to_list(&mut tx, id, List::Tags, None, &a.tags).await?;
             if count == 1 {
                 out.opened.push(id);
                 let detail = serde_json::json!({
                     "alert_id": a.id, "severity": a.severity, "message": a.message,
-                    "affected": added,
+                    "affected": added, "assets": assets_added,
                 });
                 let cause = timeline(&mut tx, id, now, SYSTEM, "opened", &detail).await?;
                 announced |= self.announce(&mut tx, id, cause, Kind::Opened, now).await?;
@@ -460,10 +511,19 @@ impl Store {
                     });
                     timeline(&mut tx, id, now, SYSTEM, "severity_raised", &detail).await?;
                 }
-                if !added.is_empty() {
-                    let detail = serde_json::json!({"alert_id": a.id, "customers": added});
-                    let cause =
-                        timeline(&mut tx, id, now, SYSTEM, "customers_added", &detail).await?;
+                // Customers or assets added: an essential change (decree art. 5), announced
+                // at once (once for both) to everyone told before and to the new ones.
+                let mut cause = None;
+                for (action, key, list) in [
+                    ("customers_added", "customers", &added),
+                    ("assets_added", "assets", &assets_added),
+                ] {
+                    if !list.is_empty() {
+                        let detail = serde_json::json!({"alert_id": a.id, key: list});
+                        cause = Some(timeline(&mut tx, id, now, SYSTEM, action, &detail).await?);
+                    }
+                }
+                if let Some(cause) = cause {
                     announced |= self
                         .announce(&mut tx, id, cause, Kind::Changed, now)
                         .await?;
@@ -636,7 +696,7 @@ impl Store {
         }
         let now = self.now();
         let rows = sqlx::query(
-            "SELECT i.id, i.customer, t.detail FROM incidents i
+            "SELECT i.id, i.customer, i.assets, t.detail FROM incidents i
              JOIN incident_timeline t ON t.incident_id = i.id AND t.action = 'suppressed'
              WHERE i.status IN ('open', 'acknowledged')
                AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.incident_id = i.id)
@@ -644,7 +704,9 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?;
-        let mut held: Vec<(i64, String, Vec<i64>)> = Vec::new();
+        // (incident, its customer, its assets, the windows that held it)
+        type Held = (i64, Option<String>, Vec<String>, Vec<i64>);
+        let mut held: Vec<Held> = Vec::new();
         for r in &rows {
             let detail: serde_json::Value =
                 serde_json::from_str(&r.try_get::<String, _>("detail")?).unwrap_or_default();
@@ -653,17 +715,16 @@ impl Store {
                 .map(|w| w.iter().filter_map(serde_json::Value::as_i64).collect())
                 .unwrap_or_default();
             let (id, customer): (i64, Option<String>) = (r.try_get("id")?, r.try_get("customer")?);
-            if let (false, Some(c)) = (windows.is_empty(), customer)
-                && !held.iter().any(|(h, _, _)| *h == id)
-            {
-                held.push((id, c, windows));
+            let assets = split_list(&r.try_get::<String, _>("assets")?);
+            if !windows.is_empty() && !held.iter().any(|(h, ..)| *h == id) {
+                held.push((id, customer, assets, windows));
             }
         }
         let mut done = 0;
         let mut announced = false;
-        for (id, customer, windows) in held {
+        for (id, customer, assets, windows) in held {
             let mut tx = self.pool.begin().await?;
-            if !maintenance::active_for(&mut tx, &customer, now)
+            if !maintenance::active_for(&mut tx, customer.as_deref(), &assets, now)
                 .await?
                 .is_empty()
             {
@@ -754,25 +815,53 @@ impl Store {
 }
 
 /// The customers of an `affected` column.
-fn split_affected(s: &str) -> Vec<String> {
+fn split_list(s: &str) -> Vec<String> {
     s.split(',')
         .filter(|c| !c.is_empty())
         .map(str::to_owned)
         .collect()
 }
 
-/// Adds `more` to incident `id`'s affected customers in `tx`; the ones that were not there.
-async fn add_affected(
+/// A list an incident keeps in one column, comma-separated and sorted: the customers it
+/// affects besides its own, its assets.
+#[derive(Clone, Copy)]
+enum List {
+    Affected,
+    Assets,
+    Tags,
+}
+
+impl List {
+    fn column(self) -> &'static str {
+        match self {
+            List::Affected => "affected",
+            List::Assets => "assets",
+            List::Tags => "tags",
+        }
+    }
+}
+
+/// Adds `more` to incident `id`'s `list` in `tx` (`own`, the incident's customer, is never
+/// among its affected); the ones that were not there.
+async fn add_to_list(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     id: i64,
+    list: List,
     own: Option<&str>,
     more: &[String],
 ) -> Result<Vec<String>, sqlx::Error> {
-    let had: String = sqlx::query_scalar("SELECT affected FROM incidents WHERE id = $1")
-        .bind(id)
-        .fetch_one(&mut **tx)
-        .await?;
-    let mut all = split_affected(&had);
+    if more.is_empty() {
+        return Ok(Vec::new());
+    }
+    let col = list.column();
+    // Only our own column names: the values are bound.
+    let had: String = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT {col} FROM incidents WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_one(&mut **tx)
+    .await?;
+    let mut all = split_list(&had);
     let mut added = Vec::new();
     for c in more {
         if Some(c.as_str()) != own && !all.contains(c) && !added.contains(c) {
@@ -782,11 +871,13 @@ async fn add_affected(
     if !added.is_empty() {
         all.extend(added.iter().cloned());
         all.sort();
-        sqlx::query("UPDATE incidents SET affected = $1 WHERE id = $2")
-            .bind(all.join(","))
-            .bind(id)
-            .execute(&mut **tx)
-            .await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE incidents SET {col} = $1 WHERE id = $2"
+        )))
+        .bind(all.join(","))
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
     }
     Ok(added)
 }
@@ -796,6 +887,8 @@ pub(super) fn subject_of(inc: Incident) -> Subject {
     Subject {
         customer: inc.customer,
         affected: inc.affected,
+        assets: inc.assets,
+        tags: inc.tags,
         severity: inc.severity,
         danger: inc.danger,
         rule: inc.rule_id,

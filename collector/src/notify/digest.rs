@@ -1,5 +1,8 @@
 //! Digests: the announcements [`super::flood`] held for a receiver, sent together as one
-//! e-mail at most once per `digest_interval` (the first as soon as something is held).
+//! e-mail at most once per `digest_interval` (the first as soon as something is held); and
+//! groups: the first announcements of the incidents of a route's group (`group_by`), sent
+//! together as one e-mail and one webhook payload, `group_wait` after the group's first and
+//! then at most once per `group_interval`.
 //!
 //! # Invariants
 //! - Held items and the digest that takes them are written in one transaction with the
@@ -48,12 +51,47 @@ pub async fn keep(
     Ok(())
 }
 
-/// Makes the digests that are due at `now`: one per receiver with held items whose last
-/// digest is at least `digest_interval` old. How many were made.
+/// Records the first announcement `cause` of `incident` for `receiver`'s group `grp` (with
+/// its labels), to go with the group's others when the group is due.
+#[allow(clippy::too_many_arguments)]
+pub async fn keep_group(
+    tx: &mut Transaction<'_, Any>,
+    incident: i64,
+    customer: Option<&str>,
+    cause: i64,
+    receiver: &str,
+    grp: &(String, std::collections::BTreeMap<String, String>),
+    chosen: &super::route::Chosen,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO digest_items (incident_id, cause, kind, receiver, customer, reason,
+             created_at, grp, grp_labels, wait_ms, every_ms)
+         VALUES ($1, $2, 'opened', $3, $4, 'group', $5, $6, $7, $8, $9)",
+    )
+    .bind(incident)
+    .bind(cause)
+    .bind(receiver)
+    .bind(customer)
+    .bind(now)
+    .bind(&grp.0)
+    .bind(serde_json::to_string(&grp.1).unwrap_or_default())
+    .bind(chosen.group_wait.as_millis() as i64)
+    .bind(chosen.group_interval.as_millis() as i64)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Makes the digests and groups that are due at `now`: a digest per receiver with held
+/// items whose last digest is at least `digest_interval` old; a group's announcement once
+/// `group_wait` has passed since its first waiting incident and `group_interval` since the
+/// group last went. How many were made.
 pub async fn make_due(pool: &AnyPool, n: &Notifier, now: i64) -> Result<usize, sqlx::Error> {
     let interval = n.cfg.digest_interval.as_millis() as i64;
     let pending: Vec<String> = sqlx::query_scalar(
-        "SELECT DISTINCT receiver FROM digest_items WHERE digest IS NULL ORDER BY receiver",
+        "SELECT DISTINCT receiver FROM digest_items WHERE digest IS NULL AND grp IS NULL
+         ORDER BY receiver",
     )
     .fetch_all(pool)
     .await?;
@@ -68,21 +106,57 @@ pub async fn make_due(pool: &AnyPool, n: &Notifier, now: i64) -> Result<usize, s
         if last.is_some_and(|l| l > now - interval) {
             continue;
         }
-        if make(pool, n, &receiver, now).await? {
+        if make(pool, n, &receiver, None, now).await? {
+            made += 1;
+        }
+    }
+    let groups = sqlx::query(
+        "SELECT d.receiver, d.grp, MIN(d.created_at) AS first, MAX(d.wait_ms) AS wait,
+             MAX(d.every_ms) AS every, MAX(g.flushed_at) AS flushed
+         FROM digest_items d LEFT JOIN notify_groups g ON g.receiver = d.receiver AND g.grp = d.grp
+         WHERE d.digest IS NULL AND d.grp IS NOT NULL
+         GROUP BY d.receiver, d.grp ORDER BY d.receiver, d.grp",
+    )
+    .fetch_all(pool)
+    .await?;
+    for g in groups {
+        let (first, wait, every): (i64, i64, i64) =
+            (g.try_get("first")?, g.try_get("wait")?, g.try_get("every")?);
+        let flushed: Option<i64> = g.try_get("flushed")?;
+        let due = (first + wait).max(flushed.map_or(i64::MIN, |f| f + every));
+        if due > now {
+            continue;
+        }
+        let (receiver, grp): (String, String) = (g.try_get("receiver")?, g.try_get("grp")?);
+        if make(pool, n, &receiver, Some(&grp), now).await? {
             made += 1;
         }
     }
     Ok(made)
 }
 
-/// One digest for `receiver`; whether it took any items.
-async fn make(pool: &AnyPool, n: &Notifier, receiver: &str, now: i64) -> Result<bool, sqlx::Error> {
+/// One digest for `receiver` (of its group `grp`, or of what flood control held); whether
+/// it took any items.
+async fn make(
+    pool: &AnyPool,
+    n: &Notifier,
+    receiver: &str,
+    grp: Option<&str>,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let rows = sqlx::query(
+    // The group's key, bound only when there is one: `$3` is the limit either way.
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT id, incident_id, customer FROM digest_items
-         WHERE receiver = $1 AND digest IS NULL ORDER BY id LIMIT $2",
-    )
+         WHERE receiver = $1 AND digest IS NULL AND {} ORDER BY id LIMIT $3",
+        if grp.is_some() {
+            "grp = $2"
+        } else {
+            "grp IS NULL AND $2 = ''"
+        }
+    )))
     .bind(receiver)
+    .bind(grp.unwrap_or_default())
     .bind(MAX_ITEMS)
     .fetch_all(&mut *tx)
     .await?;
@@ -99,10 +173,16 @@ async fn make(pool: &AnyPool, n: &Notifier, receiver: &str, now: i64) -> Result<
             customers.insert(c);
         }
     }
-    // Where the digest goes: the receiver's addresses and its roles' contacts' addresses.
-    let mut targets: Vec<String> = Vec::new();
+    // Where it goes: the receiver's addresses and its roles' contacts' addresses; a group
+    // also to the receiver's webhooks (one payload with an alert per incident).
+    let mut deliveries: Vec<Delivery> = Vec::new();
+    let to = |channel, target: &String| Delivery {
+        receiver: receiver.to_owned(),
+        channel,
+        target: target.clone(),
+    };
     if let Some(r) = n.receivers.get(receiver) {
-        targets.extend(r.email.iter().cloned());
+        let mut targets: Vec<String> = r.email.clone();
         let all = n.customers.get();
         for c in &customers {
             for k in all.contacts(Some(c), &r.roles) {
@@ -111,49 +191,63 @@ async fn make(pool: &AnyPool, n: &Notifier, receiver: &str, now: i64) -> Result<
                 }
             }
         }
+        targets.sort();
+        targets.dedup();
+        deliveries.extend(targets.iter().map(|t| to(Channel::Email, t)));
+        if grp.is_some() {
+            deliveries.extend(r.webhook.iter().map(|t| to(Channel::Webhook, t)));
+        }
     }
-    targets.sort();
-    targets.dedup();
+    let (action, each, kind) = match grp {
+        Some(_) => ("group", "grouped", Kind::Group),
+        None => ("digest", "digested", Kind::Digest),
+    };
     let detail = serde_json::json!({
-        "receiver": receiver, "items": rows.len(), "incidents": incidents, "to": targets,
+        "receiver": receiver, "group": grp, "items": rows.len(), "incidents": incidents,
+        "to": deliveries.iter().map(|d| &d.target).collect::<Vec<_>>(),
     });
-    let cause = timeline(&mut tx, anchor, now, "vigil", "digest", &detail).await?;
+    let cause = timeline(&mut tx, anchor, now, "vigil", action, &detail).await?;
     for &i in incidents.iter().filter(|&&i| i != anchor) {
         timeline(
             &mut tx,
             i,
             now,
             "vigil",
-            "digested",
-            &serde_json::json!({"receiver": receiver, "digest": cause, "incident": anchor}),
+            each,
+            &serde_json::json!({"receiver": receiver, action: cause, "incident": anchor}),
         )
         .await?;
     }
     sqlx::query(
         "UPDATE digest_items SET digest = $1
-         WHERE receiver = $2 AND digest IS NULL AND id >= $3 AND id <= $4",
+         WHERE receiver = $2 AND digest IS NULL AND id >= $3 AND id <= $4
+           AND (grp = $5 OR (grp IS NULL AND $5 = ''))",
     )
     .bind(cause)
     .bind(receiver)
     .bind(first_id)
     .bind(last_id)
+    .bind(grp.unwrap_or_default())
     .execute(&mut *tx)
     .await?;
-    let deliveries: Vec<Delivery> = targets
-        .into_iter()
-        .map(|target| Delivery {
-            receiver: receiver.to_owned(),
-            channel: Channel::Email,
-            target,
-        })
-        .collect();
+    if let Some(g) = grp {
+        sqlx::query(
+            "INSERT INTO notify_groups (receiver, grp, flushed_at) VALUES ($1, $2, $3)
+             ON CONFLICT (receiver, grp) DO UPDATE SET flushed_at = excluded.flushed_at",
+        )
+        .bind(receiver)
+        .bind(g)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
     if deliveries.is_empty() {
         tracing::warn!(
             receiver,
-            "a digest has no e-mail address to go to (the receiver has none)"
+            "a {action} has no e-mail address or webhook to go to (the receiver has none)"
         );
     }
-    super::outbox::enqueue(&mut tx, anchor, cause, Kind::Digest, &deliveries, now).await?;
+    super::outbox::enqueue(&mut tx, anchor, cause, kind, &deliveries, now).await?;
     tx.commit().await?;
     Ok(true)
 }
@@ -193,6 +287,23 @@ pub async fn lines(pool: &AnyPool, cause: i64) -> Result<Vec<Line>, sqlx::Error>
             })
         })
         .collect()
+}
+
+/// The labels of the group whose announcement is `cause` (empty for a digest).
+pub async fn group_labels(
+    pool: &AnyPool,
+    cause: i64,
+) -> Result<std::collections::BTreeMap<String, String>, sqlx::Error> {
+    let text: Option<String> = sqlx::query_scalar(
+        "SELECT grp_labels FROM digest_items WHERE digest = $1 AND grp IS NOT NULL LIMIT 1",
+    )
+    .bind(cause)
+    .fetch_optional(pool)
+    .await?
+    .flatten();
+    Ok(text
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default())
 }
 
 /// Why an announcement was held, in words.

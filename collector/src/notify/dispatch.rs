@@ -453,6 +453,8 @@ impl Dispatcher {
             // Nobody may be told of the next incidents: the desk is called.
             danger: true,
             affected: Vec::new(),
+            tags: Vec::new(),
+            seen: Default::default(),
         };
         if let Err(e) = self.store.record(&[alert]).await {
             tracing::error!(error = %e, channel, "the failing channel's incident could not be recorded");
@@ -615,7 +617,9 @@ async fn send(
         Channel::Voice | Channel::Sms => {
             let a = Announcement::new(it.kind, &inc, external, Vec::new()).in_language(lang);
             let gw = ch.gateway(it.delivery.channel)?;
-            let mut text = a.spoken();
+            let mut text = notifier
+                .templates
+                .spoken(it.delivery.channel, &a, a.spoken());
             // Replies reach Vigil only when the SMS gateway forwards them.
             let replies = notifier
                 .cfg
@@ -634,6 +638,40 @@ async fn send(
                 callback: &callback_url(external, &it.token),
             })
             .await
+        }
+        Channel::Email | Channel::Webhook if it.kind == super::plan::Kind::Group => {
+            let lines = super::digest::lines(store.pool(), it.cause)
+                .await
+                .map_err(|e| e.to_string())?;
+            let labels = super::digest::group_labels(store.pool(), it.cause)
+                .await
+                .map_err(|e| e.to_string())?;
+            let ids: Vec<i64> = lines.iter().map(|l| l.incident).collect();
+            let incidents = store
+                .get_many_brief(&ids)
+                .await
+                .map_err(|e| format!("group's incidents: {e}"))?;
+            let group_customers: Vec<&str> =
+                lines.iter().filter_map(|l| l.customer.as_deref()).collect();
+            let lang = notifier.language_among(&group_customers, target);
+            let anns: Vec<Announcement> = ids
+                .iter()
+                .filter_map(|i| incidents.get(i))
+                .map(|inc| {
+                    Announcement::new(super::plan::Kind::Opened, inc, external, Vec::new())
+                        .in_language(lang)
+                })
+                .collect();
+            if it.delivery.channel == Channel::Webhook {
+                let body = webhook::group_payload(&anns, &it.delivery.receiver, &labels, external);
+                let status =
+                    post(ch.http.post(target).json(&body), "webhook", target, &key).await?;
+                return Ok(serde_json::json!({"status": status, "alerts": anns.len()}));
+            }
+            let (subject, body) = super::text::group_email(&anns, &labels, lang);
+            let mailer = ch.mailer.as_ref().ok_or("no [notify.smtp]")?;
+            let answer = mailer.send(target, &subject, body, &key, None).await?;
+            Ok(serde_json::json!({"smtp": answer, "incidents": anns.len()}))
         }
         Channel::Email if it.kind == super::plan::Kind::Digest => {
             let lines = super::digest::lines(store.pool(), it.cause)
@@ -663,7 +701,8 @@ async fn send(
             let thread = first
                 .filter(|&f| f != it.id)
                 .map(|f| format!("vigil-{}-{f}", it.incident_id));
-            let mut body = a.email_body();
+            let (subject, mut body) = notifier.templates.email(&a, a.subject(), a.email_body());
+            // The link that acknowledges: whatever a template says, it is there.
             if awaits_ack(it.kind) {
                 let url = format!(
                     "{}/api/v1/notify/respond/{}",
@@ -673,7 +712,7 @@ async fn send(
                 body.push_str(&format!("\n{}\n", a.respond(&url)));
             }
             let answer = mailer
-                .send(target, &a.subject(), body, &key, thread.as_deref())
+                .send(target, &subject, body, &key, thread.as_deref())
                 .await?;
             Ok(serde_json::json!({"smtp": answer, "message_id": mailer.message_id(&key)}))
         }

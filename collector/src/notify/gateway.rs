@@ -14,6 +14,7 @@ use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
 
 use super::GatewayConfig;
+use super::text::IncidentView;
 
 fn env() -> Environment<'static> {
     let mut e = Environment::new();
@@ -33,29 +34,12 @@ pub struct Request<'a> {
     pub callback: &'a str,
 }
 
-fn sample() -> super::text::IncidentView {
-    super::text::IncidentView {
-        id: 1,
-        title: "Sample".into(),
-        severity: "high".into(),
-        danger: true,
-        customer: Some("sample".into()),
-        status: "open".into(),
-        rule_id: "rule".into(),
-        group_key: "host.name=h".into(),
-        count: 1,
-        first_seen: "2026-01-01T00:00:00+00:00".into(),
-        last_seen: "2026-01-01T00:00:00+00:00".into(),
-        url: "http://127.0.0.1:8080/api/v1/incidents/1".into(),
-    }
-}
-
 /// Whether `cfg`'s templates compile and render, its method is one, and its URL parses once
 /// rendered; the error says which part and why.
 pub fn check(cfg: &GatewayConfig) -> Result<(), String> {
     reqwest::Method::from_bytes(cfg.method.as_bytes())
         .map_err(|_| format!("method {:?} is not an HTTP method", cfg.method))?;
-    let inc = sample();
+    let inc = IncidentView::sample();
     let r = render(
         cfg,
         &Request {
@@ -158,7 +142,7 @@ mod tests {
             r#"{"to": {{ to|tojson }}, "say": {{ text|tojson }}, "ref": {{ incident.id }}}"#,
         );
         check(&cfg).expect("valid");
-        let inc = sample();
+        let inc = IncidentView::sample();
         let (url, headers, body) = render(
             &cfg,
             &Request {

@@ -2,9 +2,10 @@
 //! or recurring (`repeat_every`, until `repeat_until`). The customers are given, or derived
 //! from the assets named.
 //!
-//! - While an occurrence is on, the announcements of those customers' incidents are not made
-//!   (the incidents are still opened, and the suppression is on their timeline); a
-//!   retraction still goes.
+//! - While an occurrence is on, the announcements of the incidents of the customers it names
+//!   are not made, nor those of incidents whose every asset it names (a window on a router
+//!   does not quiet its customer's other incidents); the incidents are still opened, the
+//!   suppression is on their timeline, and a retraction still goes.
 //! - The customers' contacts are told by e-mail when the window is planned, when each
 //!   occurrence starts and when it ends: notices in the outbox like any announcement (kinds
 //!   `maintenance_planned`, `maintenance_started`, `maintenance_ended`), about no incident.
@@ -31,6 +32,10 @@ pub struct Maintenance {
     pub ticket: Option<String>,
     pub customers: Vec<String>,
     pub assets: Vec<String>,
+    /// The customers named whole (all their incidents quiet); `None` for a window made
+    /// before windows could name assets alone (all its customers).
+    #[serde(skip)]
+    pub whole: Option<Vec<String>>,
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
     /// Milliseconds between occurrences, for a recurring window.
@@ -74,6 +79,9 @@ fn row(r: &sqlx::any::AnyRow) -> Result<Maintenance, sqlx::Error> {
         ticket: r.try_get("ticket")?,
         customers: list("customers")?,
         assets: list("assets")?,
+        whole: r
+            .try_get::<Option<String>, _>("whole")?
+            .map(|t| serde_json::from_str(&t).unwrap_or_default()),
         starts_at: time(r.try_get("starts_at")?),
         ends_at: time(r.try_get("ends_at")?),
         repeat_every_ms: r.try_get("every_ms")?,
@@ -82,8 +90,8 @@ fn row(r: &sqlx::any::AnyRow) -> Result<Maintenance, sqlx::Error> {
     })
 }
 
-const COLUMNS: &str = "id, title, ticket, customers, assets, starts_at, ends_at, every_ms, \
-                       until_at, created_by, started, ended";
+const COLUMNS: &str = "id, title, ticket, customers, assets, whole, starts_at, ends_at, \
+                       every_ms, until_at, created_by, started, ended";
 
 impl Maintenance {
     /// The occurrence on at `t` (its number and window), if any.
@@ -196,14 +204,15 @@ pub async fn create(
     let starts = new.starts_at.timestamp_millis();
     let mut tx = pool.begin().await?;
     let r = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO maintenance (title, ticket, customers, assets, starts_at, ends_at, every_ms,
-             until_at, created_by, created_at, started, ended)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, -1, -1) RETURNING {COLUMNS}"
+        "INSERT INTO maintenance (title, ticket, customers, assets, whole, starts_at, ends_at,
+             every_ms, until_at, created_by, created_at, started, ended)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, -1, -1) RETURNING {COLUMNS}"
     )))
     .bind(new.title.trim())
     .bind(new.ticket.as_deref())
     .bind(serde_json::to_string(&customers).unwrap_or_default())
     .bind(serde_json::to_string(&new.assets).unwrap_or_default())
+    .bind(serde_json::to_string(&new.customers).unwrap_or_default())
     .bind(starts)
     .bind(starts + length)
     .bind(every)
@@ -277,10 +286,13 @@ pub async fn end(
     get(pool, id).await
 }
 
-/// The windows on at `now` for `customer`.
+/// The windows on at `now` that quiet an incident of `customer` concerning `assets`: those
+/// naming its customer whole, and those naming every one of its assets (an incident about
+/// an asset nobody is working on is never quieted by a window on another).
 pub async fn active_for(
     tx: &mut Transaction<'_, Any>,
-    customer: &str,
+    customer: Option<&str>,
+    assets: &[String],
     now: i64,
 ) -> Result<Vec<i64>, sqlx::Error> {
     // Windows over and not recurring are left out.
@@ -294,7 +306,10 @@ pub async fn active_for(
     let mut out = Vec::new();
     for r in &rows {
         let m = row(r)?;
-        if m.customers.iter().any(|c| c == customer) && m.occurrence_at(now).is_some() {
+        let whole = m.whole.as_ref().unwrap_or(&m.customers);
+        let quiets = customer.is_some_and(|c| whole.iter().any(|w| w == c))
+            || (!assets.is_empty() && assets.iter().all(|a| m.assets.contains(a)));
+        if quiets && m.occurrence_at(now).is_some() {
             out.push(m.id);
         }
     }
@@ -465,6 +480,7 @@ mod tests {
             ticket: None,
             customers: vec!["ulb".into()],
             assets: Vec::new(),
+            whole: None,
             starts_at: t("2026-12-01T22:00:00Z"),
             ends_at: t("2026-12-02T02:00:00Z"),
             repeat_every_ms: Some(7 * 86_400_000),

@@ -50,6 +50,7 @@ pub mod route;
 pub mod selftest;
 pub mod silence;
 pub mod task;
+pub mod template;
 pub mod text;
 pub mod webhook;
 pub mod words;
@@ -119,6 +120,8 @@ pub struct NotifyConfig {
     pub sms_cap: Option<u32>,
     /// Scheduled test notifications through each channel of a receiver.
     pub selftest: Option<selftest::SelftestConfig>,
+    /// Texts of one's own per channel and language ([`template`]).
+    pub templates: Vec<template::TemplateConfig>,
 }
 
 /// `{ count = 20, per = "1h" }`.
@@ -154,6 +157,7 @@ impl Default for NotifyConfig {
             customer_limit: None,
             sms_cap: None,
             selftest: None,
+            templates: Vec::new(),
         }
     }
 }
@@ -312,6 +316,8 @@ pub struct Notifier {
     /// The customers in force (reloaded when they change).
     pub customers: Shared<Customers>,
     pub oncall: OnCall,
+    /// Texts of one's own ([`template`]); empty: the built-in ones.
+    pub templates: template::Templates,
 }
 
 impl Notifier {
@@ -422,6 +428,8 @@ impl Notifier {
             ));
         }
         cfg.cap.check().map_err(|e| ("notify.cap", e))?;
+        let templates =
+            template::Templates::new(&cfg.templates).map_err(|e| ("notify.templates", e))?;
         if cfg
             .customer_limit
             .as_ref()
@@ -487,6 +495,7 @@ impl Notifier {
             receivers,
             customers,
             oncall,
+            templates,
         }))
     }
 

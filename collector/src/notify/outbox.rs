@@ -47,7 +47,11 @@ impl Item {
 /// channel and target once, in the order first told).
 pub async fn told(tx: &mut Transaction<'_, Any>, id: i64) -> Result<Vec<Delivery>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT receiver, channel, target FROM outbox WHERE incident_id = $1 ORDER BY id",
+        // A group's announcement is about each incident it lists: its deliveries were told.
+        "SELECT receiver, channel, target FROM outbox WHERE incident_id = $1
+            OR (kind = 'group' AND cause IN
+                (SELECT digest FROM digest_items WHERE incident_id = $1 AND grp IS NOT NULL))
+         ORDER BY id",
     )
     .bind(id)
     .fetch_all(&mut **tx)

@@ -74,6 +74,9 @@ pub enum Kind {
     Escalated,
     /// Held announcements sent together ([`super::digest`]); never planned by a route.
     Digest,
+    /// The first announcements of a route's group, sent together ([`super::digest`]);
+    /// never planned by a route.
+    Group,
     /// An active incident announced again after its route's `repeat_interval`.
     Reminder,
     /// Notices of a maintenance window ([`super::maintenance`]), about no incident.
@@ -93,6 +96,7 @@ impl Kind {
             Kind::Resolved => "resolved",
             Kind::Escalated => "escalated",
             Kind::Digest => "digest",
+            Kind::Group => "group",
             Kind::Reminder => "reminder",
             Kind::MaintenancePlanned => "maintenance_planned",
             Kind::MaintenanceStarted => "maintenance_started",
@@ -105,13 +109,14 @@ impl Kind {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Opened,
         Kind::Changed,
         Kind::Retracted,
         Kind::Resolved,
         Kind::Escalated,
         Kind::Digest,
+        Kind::Group,
         Kind::Reminder,
         Kind::MaintenancePlanned,
         Kind::MaintenanceStarted,
@@ -143,6 +148,10 @@ pub struct Subject {
     pub customer: Option<String>,
     /// Customers it affects besides its own: their contacts are told too.
     pub affected: Vec<String>,
+    /// The assets it concerns (ids).
+    pub assets: Vec<String>,
+    /// Its rules' tags.
+    pub tags: Vec<String>,
     pub severity: String,
     pub danger: bool,
     pub rule: String,
@@ -157,6 +166,9 @@ impl Subject {
     pub fn labels(&self) -> BTreeMap<String, String> {
         [
             ("customer", self.customer.clone().unwrap_or_default()),
+            // Several values, comma-separated: a matcher on it matches any one of them.
+            ("asset", self.assets.join(",")),
+            ("tags", self.tags.join(",")),
             ("severity", self.severity.clone()),
             ("danger", self.danger.to_string()),
             ("rule", self.rule.clone()),
@@ -192,7 +204,7 @@ impl Notifier {
         told: &[Delivery],
         roster: &Roster,
     ) -> Vec<Delivery> {
-        if matches!(kind, Kind::Digest | Kind::SelfTest) || kind.is_notice() {
+        if matches!(kind, Kind::Digest | Kind::Group | Kind::SelfTest) || kind.is_notice() {
             return Vec::new();
         }
         let called_before = told.iter().any(|d| d.channel.calls());
@@ -374,6 +386,8 @@ phone = "+3226501111"
         Subject {
             customer: Some("ulb".into()),
             affected: Vec::new(),
+            assets: Vec::new(),
+            tags: Vec::new(),
             severity: if danger { "high" } else { "medium" }.into(),
             danger,
             rule: "r".into(),

@@ -4,14 +4,19 @@
 //! it says `continue = true`, in which case the next children are tried too. When no child
 //! matches, the route's own receiver takes it. The root matches everything.
 //!
-//! An incident's labels: `customer`, `severity`, `danger` (`true` or `false`), `rule`,
-//! `title`, `status`, `group`.
+//! An incident's labels: `customer`, `asset` (each of its assets: `asset=RTR-0001` matches
+//! an incident concerning that asset among others), `tags` (each of its rules' tags, the
+//! same way), `severity`, `danger` (`true` or
+//! `false`), `rule`, `title`, `status`, `group`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use regex::Regex;
 use serde::Deserialize;
+
+/// The labels with several values (an incident's assets, its rules' tags), comma-separated.
+const MULTI_VALUED: [&str; 2] = ["asset", "tags"];
 
 /// One label matcher: `name=value`, `name!=value`, `name=~regex`, `name!~regex` (the regex
 /// anchored at both ends, as in Alertmanager). A label the incident lacks is the empty
@@ -77,6 +82,16 @@ impl Matcher {
 
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         let v = labels.get(&self.name).map(String::as_str).unwrap_or("");
+        // `asset` and `tags` hold several values: `=` and `=~` match when one of them
+        // does, `!=` and `!~` when none does.
+        if MULTI_VALUED.contains(&self.name.as_str()) {
+            let one = |v: &str| match &self.regex {
+                Some(r) => r.is_match(v),
+                None => v == self.value,
+            };
+            let any = v.split(',').any(one);
+            return matches!(self.op, Op::Eq | Op::Re) == any;
+        }
         match (self.op, &self.regex) {
             (Op::Eq, _) => v == self.value,
             (Op::Ne, _) => v != self.value,
@@ -110,6 +125,17 @@ pub struct RouteConfig {
     /// reminder). Inherited; default: never.
     #[serde(default)]
     pub repeat_interval: Option<String>,
+    /// Labels whose values gather incidents into one group: the first announcements of a
+    /// group's incidents without danger go together, as one e-mail listing them and one
+    /// webhook with an alert each (`groupLabels`), the first `group_wait` after the first
+    /// of them, then at most once per `group_interval`. `["..."]` or none: each incident
+    /// is its own group (announced alone). Inherited.
+    #[serde(default)]
+    pub group_by: Option<Vec<String>>,
+    /// How long a group announced waits before announcing its new incidents. Inherited;
+    /// default 5m.
+    #[serde(default)]
+    pub group_interval: Option<String>,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
 }
@@ -123,8 +149,16 @@ pub struct Route {
     pub danger: bool,
     pub group_wait: Duration,
     pub repeat_interval: Option<Duration>,
+    /// Empty: each incident is its own group.
+    pub group_by: Vec<String>,
+    pub group_interval: Duration,
     pub routes: Vec<Route>,
 }
+
+/// The labels a route may group by (`asset` with its several values joined).
+pub const GROUP_LABELS: [&str; 8] = [
+    "customer", "asset", "severity", "danger", "rule", "title", "status", "group",
+];
 
 impl Route {
     /// The tree of `cfg`, with receivers inherited; an error names the route by its path
@@ -137,6 +171,8 @@ impl Route {
             danger: false,
             group_wait: Duration::ZERO,
             repeat_interval: None,
+            group_by: Vec::new(),
+            group_interval: Duration::from_secs(300),
             routes: Vec::new(),
         };
         Self::build_at(cfg, None, &top, "route", receivers)
@@ -167,6 +203,27 @@ impl Route {
         if repeat_interval.is_some_and(|r| r < Duration::from_secs(60)) {
             return Err(format!("{path}.repeat_interval: at least 1m"));
         }
+        let group_interval =
+            duration("group_interval", &cfg.group_interval)?.unwrap_or(parent.group_interval);
+        if group_interval < Duration::from_secs(1) || group_interval > Duration::from_secs(86_400) {
+            return Err(format!("{path}.group_interval: 1s to 24h"));
+        }
+        let group_by = match &cfg.group_by {
+            None => parent.group_by.clone(),
+            Some(labels) if labels.iter().any(|l| l == "...") => Vec::new(),
+            Some(labels) => {
+                if let Some(l) = labels.iter().find(|l| !GROUP_LABELS.contains(&l.as_str())) {
+                    return Err(format!(
+                        "{path}.group_by: {l:?} is not a label ({}, or \"...\")",
+                        GROUP_LABELS.join(", ")
+                    ));
+                }
+                let mut labels = labels.clone();
+                labels.sort();
+                labels.dedup();
+                labels
+            }
+        };
         let parent = parent_receiver;
         let receiver = cfg
             .receiver
@@ -191,6 +248,8 @@ impl Route {
             danger,
             group_wait,
             repeat_interval,
+            group_by,
+            group_interval,
             routes: Vec::new(),
         };
         here.routes = cfg
@@ -265,6 +324,8 @@ impl Route {
                 danger: self.danger,
                 group_wait: self.group_wait,
                 repeat_interval: self.repeat_interval,
+                group_by: self.group_by.clone(),
+                group_interval: self.group_interval,
             });
         }
     }
@@ -280,6 +341,29 @@ pub struct Chosen {
     pub danger: bool,
     pub group_wait: Duration,
     pub repeat_interval: Option<Duration>,
+    pub group_by: Vec<String>,
+    pub group_interval: Duration,
+}
+
+impl Chosen {
+    /// The group an incident with `labels` is in on this route: its key, as Alertmanager
+    /// writes one (`route.routes[0]:{customer="ulb"}`), and its labels; `None` when each
+    /// incident is its own group.
+    pub fn group(
+        &self,
+        labels: &BTreeMap<String, String>,
+    ) -> Option<(String, BTreeMap<String, String>)> {
+        if self.group_by.is_empty() {
+            return None;
+        }
+        let values: BTreeMap<String, String> = self
+            .group_by
+            .iter()
+            .map(|k| (k.clone(), labels.get(k).cloned().unwrap_or_default()))
+            .collect();
+        let pairs: Vec<String> = values.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+        Some((format!("{}:{{{}}}", self.path, pairs.join(",")), values))
+    }
 }
 
 /// Labels from `key=value,key=value` (the `--route` option of `vigil config check`).
@@ -309,6 +393,64 @@ mod tests {
             .into_iter()
             .map(|(r, _)| r)
             .collect()
+    }
+
+    #[test]
+    fn groups_are_keyed_by_the_route_and_its_labels_values() {
+        let r = tree(
+            r#"
+receiver = "desk"
+group_by = ["customer", "severity"]
+[[routes]]
+matchers = ["danger=true"]
+receiver = "soc"
+group_by = ["..."]
+[[routes]]
+matchers = ["customer=ulb"]
+receiver = "ulb-noc"
+group_interval = "10m"
+"#,
+        );
+        let labels = labels_from("customer=ulb,severity=high,danger=false").expect("labels");
+        let c = &r.chosen(&labels)[0];
+        assert_eq!(c.receiver, "ulb-noc");
+        assert_eq!(c.group_interval, Duration::from_secs(600));
+        let (key, values) = c.group(&labels).expect("grouped");
+        assert_eq!(key, r#"route.routes[1]:{customer="ulb",severity="high"}"#);
+        assert_eq!(values.len(), 2);
+        // "..." : each incident its own group.
+        let danger = labels_from("customer=ulb,danger=true").expect("labels");
+        assert_eq!(r.chosen(&danger)[0].group(&danger), None);
+        let bad: RouteConfig =
+            toml::from_str("receiver = \"desk\"\ngroup_by = [\"host\"]").expect("toml");
+        let e = Route::build(&bad, &["desk"]).expect_err("refused");
+        assert!(
+            e.starts_with("route.group_by: \"host\" is not a label"),
+            "{e}"
+        );
+        let bad: RouteConfig =
+            toml::from_str("receiver = \"desk\"\ngroup_interval = \"0s\"").expect("toml");
+        assert!(Route::build(&bad, &["desk"]).is_err());
+    }
+
+    #[test]
+    fn an_asset_matcher_matches_any_one_of_an_incident_s_assets() {
+        let labels = |assets: &str| -> BTreeMap<String, String> {
+            [("asset".to_owned(), assets.to_owned())].into()
+        };
+        let m = |t: &str| Matcher::parse(t).expect("matcher");
+        let two = labels("FW-0002,RTR-0001");
+        assert!(m("asset=RTR-0001").matches(&two));
+        assert!(m("asset=FW-0002").matches(&two));
+        assert!(!m("asset=FW-0002,RTR-0001").matches(&two));
+        assert!(!m("asset=SW-0003").matches(&two));
+        assert!(m("asset=~RTR-.*").matches(&two));
+        assert!(!m("asset!=RTR-0001").matches(&two));
+        assert!(m("asset!=SW-0003").matches(&two));
+        assert!(!m("asset!~FW-.*").matches(&two));
+        // No asset: the empty value, as for any label an incident lacks.
+        assert!(m("asset=").matches(&labels("")));
+        assert!(m("asset!~.+").matches(&labels("")));
     }
 
     #[test]

@@ -143,6 +143,7 @@ pub fn view(round: i64, external_url: &str) -> super::text::IncidentView {
         severity: "info".into(),
         danger: false,
         customer: None,
+        assets: Vec::new(),
         status: "resolved".into(),
         rule_id: "vigil.selftest".into(),
         group_key: format!("selftest={round}"),

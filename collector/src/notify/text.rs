@@ -32,6 +32,8 @@ pub struct IncidentView {
     pub severity: String,
     pub danger: bool,
     pub customer: Option<String>,
+    /// The assets it concerns (decree art. 4: the asset id).
+    pub assets: Vec<String>,
     pub status: String,
     pub rule_id: String,
     pub group_key: String,
@@ -39,6 +41,27 @@ pub struct IncidentView {
     pub first_seen: String,
     pub last_seen: String,
     pub url: String,
+}
+
+impl IncidentView {
+    /// The incident templates are tried on when the configuration is read.
+    pub fn sample() -> IncidentView {
+        IncidentView {
+            id: 1,
+            title: "Sample".into(),
+            severity: "high".into(),
+            danger: true,
+            customer: Some("sample".into()),
+            assets: vec!["SAMPLE-0001".into()],
+            status: "open".into(),
+            rule_id: "rule".into(),
+            group_key: "host.name=h".into(),
+            count: 1,
+            first_seen: "2026-01-01T00:00:00+00:00".into(),
+            last_seen: "2026-01-01T00:00:00+00:00".into(),
+            url: "http://127.0.0.1:8080/api/v1/incidents/1".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -78,6 +101,7 @@ impl Announcement {
                 severity: inc.severity.clone(),
                 danger: inc.danger,
                 customer: inc.customer.clone(),
+                assets: inc.assets.clone(),
                 status: inc.status.as_str().to_owned(),
                 rule_id: inc.rule_id.clone(),
                 group_key: inc.group_key.clone(),
@@ -131,7 +155,12 @@ impl Announcement {
             ("customer", self.customer()),
             ("severity", i.severity.as_str()),
         ];
-        format!("{} {}", fill(head, &values), fill(w.tail, &values))
+        let mut said = format!("{} {}", fill(head, &values), fill(w.tail, &values));
+        if !i.assets.is_empty() {
+            said.push(' ');
+            said.push_str(&fill(w.assets_said, &[("assets", &i.assets.join(", "))]));
+        }
+        said
     }
 
     /// The SMS's invitation to acknowledge by reply.
@@ -193,6 +222,11 @@ impl Announcement {
             i.id.to_string(),
             i.title.clone(),
             self.customer().to_owned(),
+            if i.assets.is_empty() {
+                "-".to_owned()
+            } else {
+                i.assets.join(", ")
+            },
             i.severity.clone(),
             if i.danger { w.yes } else { w.no }.to_owned(),
             i.status.clone(),
@@ -222,6 +256,34 @@ impl Announcement {
     }
 }
 
+/// The e-mail of a group's announcement (`anns`, one per incident, in one language): its
+/// subject and body.
+pub fn group_email(
+    anns: &[Announcement],
+    labels: &std::collections::BTreeMap<String, String>,
+    lang: Lang,
+) -> (String, String) {
+    let w = lang.words();
+    let labels = labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let n = anns.len().to_string();
+    let values = [("n", n.as_str()), ("labels", labels.as_str())];
+    let subject = format!("[Vigil] {}", fill(w.group_subject, &values));
+    let mut body = format!("{}\n\n", fill(w.group_intro, &values));
+    for a in anns {
+        body.push_str(&format!(
+            "- {}\n  {}\n  {}\n",
+            a.subject(),
+            a.spoken(),
+            a.incident.url
+        ));
+    }
+    (subject, body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,6 +299,8 @@ mod tests {
             danger,
             customer: Some("ulb".into()),
             affected: Vec::new(),
+            assets: Vec::new(),
+            tags: Vec::new(),
             group_key: "source.ip=10.0.0.1".into(),
             rule_id: "ssh-bf".into(),
             assignee: None,
@@ -274,6 +338,24 @@ mod tests {
             fr.email_body()
         );
         assert_eq!(fr.reply_ack(), " Répondez ACK 42 pour accuser réception.");
+        // The asset ids are said and written (decree art. 4).
+        let on_assets = Incident {
+            assets: vec!["FW-0002".into(), "RTR-0001".into()],
+            ..inc.clone()
+        };
+        let fr = Announcement::new(Kind::Opened, &on_assets, "http://v", Vec::new())
+            .in_language(Lang::Fr);
+        assert!(
+            fr.spoken()
+                .ends_with("Gravité high. Actifs FW-0002, RTR-0001."),
+            "{}",
+            fr.spoken()
+        );
+        assert!(
+            fr.email_body().contains("Actifs: FW-0002, RTR-0001\n"),
+            "{}",
+            fr.email_body()
+        );
         let nl = Announcement::new(Kind::Escalated, &incident(false), "http://v", Vec::new())
             .in_language(Lang::Nl);
         assert!(

@@ -79,31 +79,128 @@ pub fn pushed(
     }])
 }
 
-/// The payload for `receiver` about `a`, from `external_url`.
+/// The payload for `receiver` about `a`, from `external_url`: a group of one, the incident.
 pub fn payload(a: &Announcement, receiver: &str, external_url: &str) -> Value {
-    let i = &a.incident;
-    let ended = ends(a);
-    let status = if ended { "resolved" } else { "firing" };
-    let (labels, annotations) = alert(a);
-    let fp = fingerprint(&labels);
-    json!({
-        "version": "4",
-        "groupKey": format!("{{}}:{{incident=\"{}\"}}", i.id),
-        "truncatedAlerts": 0,
-        "status": status,
-        "receiver": receiver,
-        "groupLabels": {"incident": i.id.to_string()},
-        "commonLabels": labels.clone(),
-        "commonAnnotations": annotations.clone(),
-        "externalURL": external_url,
-        "alerts": [{
+    let group = [("incident".to_owned(), a.incident.id.to_string())].into();
+    group_payload(std::slice::from_ref(a), receiver, &group, external_url)
+}
+
+/// What every map of `maps` holds with the same value.
+fn common(maps: &[Map]) -> Map {
+    let Some((first, rest)) = maps.split_first() else {
+        return Map::new();
+    };
+    first
+        .iter()
+        .filter(|(k, v)| rest.iter().all(|m| m.get(*k) == Some(*v)))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// The payload for `receiver` about a group's incidents (`anns`, an alert each) with the
+/// group's labels `group`, from `external_url`: `firing` while one of them is.
+pub fn group_payload(
+    anns: &[Announcement],
+    receiver: &str,
+    group: &std::collections::BTreeMap<String, String>,
+    external_url: &str,
+) -> Value {
+    let mut all_labels = Vec::new();
+    let mut all_annotations = Vec::new();
+    let mut alerts = Vec::new();
+    for a in anns {
+        let i = &a.incident;
+        let ended = ends(a);
+        let status = if ended { "resolved" } else { "firing" };
+        let (labels, annotations) = alert(a);
+        alerts.push(json!({
             "status": status,
             "labels": labels,
             "annotations": annotations,
             "startsAt": i.first_seen,
             "endsAt": if ended { i.last_seen.clone() } else { NOT_ENDED.to_owned() },
             "generatorURL": i.url,
-            "fingerprint": fp,
-        }],
+            "fingerprint": fingerprint(&labels),
+        }));
+        all_labels.push(labels);
+        all_annotations.push(annotations);
+    }
+    let firing = anns.iter().any(|a| !ends(a));
+    let key = group
+        .iter()
+        .map(|(k, v)| format!("{k}={v:?}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    json!({
+        "version": "4",
+        "groupKey": format!("{{}}:{{{key}}}"),
+        "truncatedAlerts": 0,
+        "status": if firing { "firing" } else { "resolved" },
+        "receiver": receiver,
+        "groupLabels": group,
+        "commonLabels": common(&all_labels),
+        "commonAnnotations": common(&all_annotations),
+        "externalURL": external_url,
+        "alerts": alerts,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::incidents::{Incident, Status};
+    use crate::notify::plan::Kind;
+
+    fn incident(id: i64, customer: &str, severity: &str) -> Incident {
+        let t = chrono::DateTime::from_timestamp(1_790_000_000, 0).expect("t");
+        Incident {
+            id,
+            title: format!("incident {id}"),
+            status: Status::Open,
+            severity: severity.into(),
+            danger: false,
+            customer: Some(customer.into()),
+            affected: Vec::new(),
+            assets: Vec::new(),
+            tags: Vec::new(),
+            group_key: String::new(),
+            rule_id: "r".into(),
+            assignee: None,
+            count: 1,
+            first_seen: t,
+            last_seen: t,
+            acknowledge_by: None,
+            resolve_by: None,
+            level: 1,
+            breached: Vec::new(),
+            timeline: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_group_s_payload_has_an_alert_per_incident_and_what_they_share() {
+        let anns: Vec<Announcement> = [incident(1, "ulb", "high"), incident(2, "ulb", "low")]
+            .iter()
+            .map(|i| Announcement::new(Kind::Opened, i, "http://v", Vec::new()))
+            .collect();
+        let group = [("customer".to_owned(), "ulb".to_owned())].into();
+        let p = group_payload(&anns, "desk", &group, "http://v");
+        assert_eq!(p["version"], "4");
+        assert_eq!(p["status"], "firing");
+        assert_eq!(p["groupKey"], "{}:{customer=\"ulb\"}");
+        assert_eq!(p["groupLabels"], json!({"customer": "ulb"}));
+        let alerts = p["alerts"].as_array().expect("alerts");
+        assert_eq!(alerts.len(), 2);
+        assert_eq!(alerts[1]["labels"]["incident"], "2");
+        assert_ne!(alerts[0]["fingerprint"], alerts[1]["fingerprint"]);
+        // Shared: customer and rule; not the incident, its title or its severity.
+        let common = p["commonLabels"].as_object().expect("common");
+        assert_eq!(common.get("customer"), Some(&json!("ulb")));
+        assert_eq!(common.get("rule"), Some(&json!("r")));
+        assert!(!common.contains_key("incident") && !common.contains_key("severity"));
+        // A group of one is the single incident's payload.
+        let one = payload(&anns[0], "desk", "http://v");
+        assert_eq!(one["groupLabels"], json!({"incident": "1"}));
+        assert_eq!(one["commonLabels"], one["alerts"][0]["labels"]);
+    }
 }

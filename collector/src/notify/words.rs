@@ -25,6 +25,22 @@ impl Lang {
         }
     }
 
+    /// `fr`, `nl`, `de`, `en`; `None` for anything else.
+    pub fn known(code: &str) -> Option<Lang> {
+        [Lang::En, Lang::Fr, Lang::Nl, Lang::De]
+            .into_iter()
+            .find(|l| l.code() == code)
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Fr => "fr",
+            Lang::Nl => "nl",
+            Lang::De => "de",
+        }
+    }
+
     pub fn words(self) -> &'static Words {
         match self {
             Lang::En => &EN,
@@ -53,9 +69,14 @@ pub struct Words {
     pub subject_no_longer_danger: &'static str,
     pub subject_danger: &'static str,
     pub subject_reminder: &'static str,
+    /// A group's e-mail: its subject (`{n}` incidents, the group's `{labels}`) and first line.
+    pub group_subject: &'static str,
+    pub group_intro: &'static str,
     /// Incident, What, Customer, Severity, Probable danger, Status, Where, Rule, Alerts,
     /// First seen, Last seen, Link.
-    pub labels: [&'static str; 12],
+    pub labels: [&'static str; 13],
+    /// Said after the tail when the incident concerns assets.
+    pub assets_said: &'static str,
     pub yes: &'static str,
     pub no: &'static str,
     /// The status page: its title; up, degraded, down, unknown; 90 days, 30 days, 24 hours;
@@ -107,10 +128,13 @@ static EN: Words = Words {
     subject_no_longer_danger: "No longer a danger: ",
     subject_danger: "PROBABLE DANGER: ",
     subject_reminder: "Reminder: ",
+    group_subject: "{n} new incidents: {labels}",
+    group_intro: "These incidents opened and go together (same {labels}). Each has its page.",
     labels: [
         "Incident",
         "What",
         "Customer",
+        "Assets",
         "Severity",
         "Probable danger",
         "Status",
@@ -121,6 +145,7 @@ static EN: Words = Words {
         "Last seen",
         "Link",
     ],
+    assets_said: "Assets {assets}.",
     yes: "yes",
     no: "no",
     status: [
@@ -172,10 +197,13 @@ static FR: Words = Words {
     subject_no_longer_danger: "Plus de danger : ",
     subject_danger: "DANGER PROBABLE : ",
     subject_reminder: "Rappel : ",
+    group_subject: "{n} nouveaux incidents : {labels}",
+    group_intro: "Ces incidents se sont ouverts et vont ensemble (même {labels}). Chacun a sa page.",
     labels: [
         "Incident",
         "Quoi",
         "Client",
+        "Actifs",
         "Gravité",
         "Danger probable",
         "Statut",
@@ -186,6 +214,7 @@ static FR: Words = Words {
         "Dernière détection",
         "Lien",
     ],
+    assets_said: "Actifs {assets}.",
     yes: "oui",
     no: "non",
     status: [
@@ -237,10 +266,13 @@ static NL: Words = Words {
     subject_no_longer_danger: "Geen gevaar meer: ",
     subject_danger: "WAARSCHIJNLIJK GEVAAR: ",
     subject_reminder: "Herinnering: ",
+    group_subject: "{n} nieuwe incidenten: {labels}",
+    group_intro: "Deze incidenten zijn geopend en horen samen (zelfde {labels}). Elk heeft zijn pagina.",
     labels: [
         "Incident",
         "Wat",
         "Klant",
+        "Assets",
         "Ernst",
         "Waarschijnlijk gevaar",
         "Status",
@@ -251,6 +283,7 @@ static NL: Words = Words {
         "Laatst gezien",
         "Link",
     ],
+    assets_said: "Assets {assets}.",
     yes: "ja",
     no: "nee",
     status: [
@@ -302,10 +335,13 @@ static DE: Words = Words {
     subject_no_longer_danger: "Keine Gefahr mehr: ",
     subject_danger: "WAHRSCHEINLICHE GEFAHR: ",
     subject_reminder: "Erinnerung: ",
+    group_subject: "{n} neue Vorfälle: {labels}",
+    group_intro: "Diese Vorfälle wurden eröffnet und gehören zusammen (gleiche {labels}). Jeder hat seine Seite.",
     labels: [
         "Vorfall",
         "Was",
         "Kunde",
+        "Assets",
         "Schweregrad",
         "Wahrscheinliche Gefahr",
         "Status",
@@ -316,6 +352,7 @@ static DE: Words = Words {
         "Zuletzt gesehen",
         "Link",
     ],
+    assets_said: "Assets {assets}.",
     yes: "ja",
     no: "nein",
     status: [

@@ -109,6 +109,13 @@ impl Asset {
             field: field.into(),
             message,
         };
+        // An incident keeps its assets comma-separated, and routes match them one by one.
+        if self.id.contains(',') {
+            return Err(bad(
+                "id",
+                format!("{:?}: an asset id has no comma", self.id),
+            ));
+        }
         if !format.matches(&self.id) {
             return Err(bad(
                 "id",
@@ -157,6 +164,24 @@ impl Assets {
 
     pub fn all(&self) -> impl Iterator<Item = &Asset> {
         self.0.values()
+    }
+
+    /// The ids of the assets watching anything `seen` names (its agent, its check, one of
+    /// its addresses within a prefix), sorted.
+    pub fn watching(&self, seen: &crate::incidents::Seen) -> Vec<String> {
+        self.0
+            .values()
+            .filter(|a| {
+                let w = &a.watched_by;
+                seen.agent.as_ref().is_some_and(|g| w.agents.contains(g))
+                    || seen.check.as_ref().is_some_and(|c| w.checks.contains(c))
+                    || w.prefixes.iter().any(|p| {
+                        vigil_schema::prefix::Prefix::parse(p)
+                            .is_ok_and(|p| seen.ips.iter().any(|ip| p.contains(*ip)))
+                    })
+            })
+            .map(|a| a.id.clone())
+            .collect()
     }
 }
 

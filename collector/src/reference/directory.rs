@@ -144,6 +144,11 @@ impl Directory {
         self.assets.get()
     }
 
+    /// The assets in force, shared with the store (an incident's assets).
+    pub fn shared_assets(&self) -> Shared<Assets> {
+        self.assets.clone()
+    }
+
     /// Where customer `id` is defined, if anywhere.
     pub fn customer_source(&self, id: &str) -> Option<Source> {
         if self.configured.iter().any(|c| c.id == id) {

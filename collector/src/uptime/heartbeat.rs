@@ -400,6 +400,12 @@ impl Stored {
             message,
             danger: self.danger,
             affected: Vec::new(),
+            tags: Vec::new(),
+            // Assets name a heartbeat among their checks by its slug.
+            seen: crate::incidents::Seen {
+                check: Some(self.slug.clone()),
+                ..Default::default()
+            },
         }
     }
 }

@@ -558,6 +558,11 @@ impl Quorum {
                     )),
                     danger: c.danger,
                     affected: customers,
+                    tags: Vec::new(),
+                    seen: crate::incidents::Seen {
+                        check: Some(c.id.clone()),
+                        ..Default::default()
+                    },
                 };
                 self.store.record(&[alert]).await?;
             } else if state != "unknown"
