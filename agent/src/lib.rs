@@ -11,6 +11,8 @@
 //! - [`shipper`]: spooled batches to the collector, a window of them in flight.
 //! - [`x509`]: a certificate's expiry, for TLS checks.
 //! - [`probe`]: runs the uptime checks the collector hands out; results are events.
+//! - [`customer`]: whose events are whose, by the collector's customers' prefixes;
+//!   [`fetched`]: what the agent fetches from the collector and keeps beside the spool.
 //! - [`report`]: tells the collector every so often that the agent is alive, and its backlog.
 //! - [`metrics`], [`http`]: what the agent says about itself.
 //!
@@ -25,6 +27,7 @@ pub mod batcher;
 pub mod config;
 pub mod customer;
 pub mod dns;
+pub mod fetched;
 pub mod flow;
 pub mod http;
 pub mod icmp;
@@ -51,7 +54,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{AgentConfig, Protocol};
-use crate::customer::CustomerMap;
+use crate::customer::Customers;
 use crate::metrics::Metrics;
 use crate::spool::Spool;
 use crate::syslog::listener::{self, Listener};
@@ -175,7 +178,15 @@ impl Agent {
         let (tx, rx) = mpsc::channel(cfg.batch.channel);
         let sources = CancellationToken::new();
         let source_tasks = TaskTracker::new();
-        let customers = Arc::new(CustomerMap::new(&cfg.customers).map_err(anyhow::Error::msg)?);
+        let customers_file = customer::cache_file(&cfg.spool.dir);
+        let customers = Arc::new(
+            Customers::new(
+                &cfg.customers,
+                fetched::kept(&customers_file).as_ref(),
+                &cfg.id,
+            )
+            .map_err(anyhow::Error::msg)?,
+        );
         for (s, l, tls) in self.tcp {
             let kind = if tls.is_some() { "tls" } else { "tcp" };
             let name = format!("syslog-{kind}-{}", s.listen);
@@ -246,6 +257,12 @@ impl Agent {
             );
             source_tasks.spawn_blocking(move || tail::run(cfg, tx, metrics, stop));
         }
+        source_tasks.spawn(customer::follow(
+            cfg.collector.clone(),
+            customers_file,
+            customers.clone(),
+            sources.clone(),
+        ));
         source_tasks.spawn(probe::run(
             cfg.collector.clone(),
             probe::cache_file(&cfg.spool.dir),

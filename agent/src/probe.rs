@@ -497,14 +497,12 @@ pub async fn run(
         .unwrap_or_default();
     let url = format!("{}/api/v1/agents/checks", target.url.trim_end_matches('/'));
     let mut running: HashMap<String, (CheckSpec, JoinHandle<()>)> = HashMap::new();
-    let mut list: Option<CheckList> = std::fs::read(&cache)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
+    let mut list: Option<CheckList> = crate::fetched::kept(&cache);
     loop {
-        match fetch(&client, &url, &target.token).await {
+        match crate::fetched::get::<CheckList>(&client, &url, &target.token).await {
             Ok(fresh) => {
                 if list.as_ref() != Some(&fresh) {
-                    save(&cache, &fresh);
+                    crate::fetched::keep(&cache, &fresh);
                 }
                 list = Some(fresh);
             }
@@ -520,27 +518,6 @@ pub async fn run(
     }
     for (_, (_, h)) in running {
         h.abort();
-    }
-}
-
-async fn fetch(client: &reqwest::Client, url: &str, token: &str) -> anyhow::Result<CheckList> {
-    let resp = client.get(url).bearer_auth(token).send().await?;
-    anyhow::ensure!(
-        resp.status().is_success(),
-        "the collector answered {}",
-        resp.status()
-    );
-    Ok(resp.json().await?)
-}
-
-fn save(cache: &std::path::Path, list: &CheckList) {
-    let tmp = cache.with_extension("json.tmp");
-    let written = serde_json::to_vec(list)
-        .map_err(std::io::Error::other)
-        .and_then(|b| std::fs::write(&tmp, b))
-        .and_then(|()| std::fs::rename(&tmp, cache));
-    if let Err(e) = written {
-        tracing::warn!(error = %e, file = %cache.display(), "the checks are not kept on disk");
     }
 }
 

@@ -755,6 +755,22 @@ email = "noc@ulb.example"
     let (status, body) = a.get("/api/v1/customers/kul").await;
     assert_eq!((status, &body["source"]), (StatusCode::OK, &json!("api")));
     assert_eq!(body["time_zone"], "Europe/Brussels");
+    // Agents fetch whose prefixes are whose (only customers with prefixes or agents), with
+    // their token.
+    let spaces = |token: &str| {
+        Request::get("/api/v1/agents/customers")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .expect("request")
+    };
+    let (status, body) = a.send(spaces(TOKEN)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({"customers": [{"id": "kul", "prefixes": ["10.2.0.0/16"], "agents": []}]})
+    );
+    let (status, _) = a.send(spaces("wrong-token-0123456789")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, body) = a.post("/api/v1/customers", kul.clone()).await;
     assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "conflict"));
     // Bad fields are named.

@@ -7,7 +7,8 @@
 //!   which agents leave out.
 //! - [`check`]: uptime checks as the collector hands them to agents.
 //! - [`config`]: what the configurations of agent and collector share (errors, durations).
-//! - [`prefix`]: IP prefixes, as customers' address space is written.
+//! - [`prefix`]: IP prefixes, as customers' address space is written; [`customer`]: whose
+//!   prefixes and agents are whose, as the collector hands them to agents.
 //! - [`wire`]: how a batch of events travels from agent to collector: a small binary
 //!   header (magic, version, checksum, length) in front of a zstd-compressed body, binary
 //!   ([`binary`]) since version 2, JSON in version 1.
@@ -23,6 +24,7 @@ pub mod cap;
 pub mod check;
 pub mod community_id;
 pub mod config;
+pub mod customer;
 pub mod event;
 pub mod fields;
 pub mod flow;

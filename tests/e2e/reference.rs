@@ -104,3 +104,57 @@ fn two_hundred_customers_import_at_once_and_a_bad_row_imports_nothing() {
         "{out}"
     );
 }
+
+/// Customers' prefixes are written once, on the collector: a real agent fetches them and
+/// attributes the events of senders within them (over its own `customer`), and a customer
+/// added through the API with a longer prefix takes the sender's next events.
+#[test]
+fn agents_attribute_events_by_the_collector_s_customers_prefixes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let collector = vigil_e2e::Collector::start_with(
+        dir.path(),
+        0,
+        "100ms",
+        "\n[[customers]]\nid = \"campus\"\nprefixes = [\"127.0.0.0/8\"]\n",
+    );
+    let url = collector.url();
+    let agent = vigil_e2e::Agent::start(&dir.path().join("agent"), collector.port, "", "");
+    let logs = || format!("{}\n{}", collector.proc.log_tail(), agent.proc.log_tail());
+    // The customer of the newest line of `prefix` sent so far, sending one more each time.
+    let sent = std::cell::Cell::new(0);
+    let customer_of_next = |prefix: &str| {
+        let i = sent.get();
+        sent.set(i + 1);
+        vigil_e2e::send_tcp(agent.syslog_tcp, prefix, i..i + 1);
+        let q = format!("message:\"{prefix}-{i}\"");
+        vigil_e2e::wait_for(
+            std::time::Duration::from_secs(30),
+            "the line indexed",
+            logs,
+            || {
+                let r = vigil_e2e::search(&url, &q, 1, 0)?;
+                let hit = r["hits"].as_array()?.first()?.clone();
+                Some(hit["customer"].as_str().unwrap_or("").to_owned())
+            },
+        )
+    };
+    vigil_e2e::wait_for(
+        std::time::Duration::from_secs(30),
+        "the agent to attribute by the collector's prefix",
+        logs,
+        || (customer_of_next("CUSTOMER-A") == "campus").then_some(()),
+    );
+    let resp = reqwest::blocking::Client::new()
+        .post(format!("{url}/api/v1/customers"))
+        .header("x-vigil-actor", "e2e")
+        .json(&serde_json::json!({"id": "lab", "prefixes": ["127.0.0.1/32"]}))
+        .send()
+        .expect("answered");
+    assert_eq!(resp.status().as_u16(), 201, "{:?}", resp.text());
+    vigil_e2e::wait_for(
+        std::time::Duration::from_secs(30),
+        "the agent to take the longer prefix",
+        logs,
+        || (customer_of_next("CUSTOMER-B") == "lab").then_some(()),
+    );
+}

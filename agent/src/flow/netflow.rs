@@ -41,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 use super::Flow;
 use super::elements::{self, Header, Record, Target};
 use crate::batcher::Item;
-use crate::customer::CustomerMap;
+use crate::customer::Customers;
 use crate::metrics::Metrics;
 
 /// What one datagram gave.
@@ -587,7 +587,7 @@ pub struct Receiver {
     pub name: String,
     pub decoder: Decoder,
     pub customer: Option<String>,
-    pub customers: Arc<CustomerMap>,
+    pub customers: Arc<Customers>,
     pub agent_customer: Option<String>,
     pub metrics: Arc<Metrics>,
 }
@@ -631,7 +631,8 @@ pub fn run(sock: UdpSocket, mut rx: Receiver, tx: mpsc::Sender<Item>, shutdown: 
     let mut next = datagrams.blocking_recv();
     while let Some((buf, from)) = next {
         let now = Utc::now();
-        let customer = rx.customers.attribute(
+        let map = rx.customers.load();
+        let customer = map.attribute(
             rx.customer.as_deref(),
             from.ip(),
             rx.agent_customer.as_deref(),

@@ -28,7 +28,7 @@ use super::framing::{buffered_frame, looks_octet_counted, read_frame, trim_newli
 use super::parse::{Origin, encode, text};
 use crate::batcher::Item;
 use crate::config::{AgentConfig, SyslogConfig};
-use crate::customer::CustomerMap;
+use crate::customer::{CustomerMap, Customers};
 use crate::metrics::{Metrics, listener_label};
 
 /// What every message of one listener shares, with its metric handles resolved once.
@@ -38,7 +38,7 @@ pub struct Listener {
     agent_name: String,
     listener_customer: Option<String>,
     agent_customer: Option<String>,
-    customers: Arc<CustomerMap>,
+    customers: Arc<Customers>,
     max_message_bytes: usize,
     max_connections: usize,
     /// The most events of one item (the batch's most).
@@ -60,12 +60,18 @@ pub struct Listener {
     tls_failed: Counter,
 }
 
+/// Whose a sender's events are, and the zone of their timestamps without an offset.
+struct Whose<'a> {
+    customer: Option<&'a str>,
+    tz: Tz,
+}
+
 impl Listener {
     pub fn new(
         name: String,
         agent: &AgentConfig,
         cfg: &SyslogConfig,
-        customers: Arc<CustomerMap>,
+        customers: Arc<Customers>,
         tx: mpsc::Sender<Item>,
         metrics: &Metrics,
         tls: Option<TlsAcceptor>,
@@ -113,12 +119,19 @@ impl Listener {
         }
     }
 
-    fn customer_for(&self, peer: IpAddr) -> Option<&str> {
-        self.customers.attribute(
+    /// Whose the events from `peer` are, and the zone of their timestamps without an offset,
+    /// by `map` (the customers in force).
+    fn attribute<'a>(&'a self, map: &'a CustomerMap, peer: IpAddr) -> Whose<'a> {
+        let customer = map.attribute(
             self.listener_customer.as_deref(),
             peer,
             self.agent_customer.as_deref(),
-        )
+        );
+        let tz = self
+            .tz
+            .or_else(|| map.zone(customer?))
+            .unwrap_or(self.agent_tz);
+        Whose { customer, tz }
     }
 
     /// Parses one message into the next event of `out`.
@@ -127,21 +140,18 @@ impl Listener {
         raw: &[u8],
         peer: SocketAddr,
         truncated: bool,
-        customer: Option<&str>,
+        whose: &Whose<'_>,
         out: &mut Pending,
     ) {
         let text = text(raw);
         let origin = Origin {
             agent_id: &self.agent_id,
             agent_name: &self.agent_name,
-            customer,
+            customer: whose.customer,
             peer: Some(peer.ip()),
             received: Utc::now(),
             truncated,
-            tz: self
-                .tz
-                .or_else(|| self.customers.zone(customer?))
-                .unwrap_or(self.agent_tz),
+            tz: whose.tz,
         };
         let parsed = encode(&text, &origin, &mut out.events);
         self.received.inc();
@@ -227,12 +237,14 @@ async fn handle_tcp<S: AsyncRead + Unpin>(
             }
         },
     };
-    let customer = ctx.customer_for(peer.ip());
+    // Once per connection: a change of the customers applies to the next ones.
+    let map = ctx.customers.load();
+    let whose = ctx.attribute(&map, peer.ip());
     let mut pending = Pending::new(ctx.chunk_events);
     let read = read_messages(
         &mut reader,
         octet_counted,
-        (peer, customer),
+        (peer, &whose),
         ctx,
         shutdown,
         &mut pending,
@@ -285,7 +297,7 @@ impl Pending {
 async fn read_messages<S: AsyncRead + Unpin>(
     reader: &mut BufReader<S>,
     octet_counted: bool,
-    (peer, customer): (SocketAddr, Option<&str>),
+    (peer, whose): (SocketAddr, &Whose<'_>),
     ctx: &Listener,
     shutdown: &CancellationToken,
     pending: &mut Pending,
@@ -311,7 +323,7 @@ async fn read_messages<S: AsyncRead + Unpin>(
                 break;
             };
             if !frame.is_empty() {
-                ctx.encode(frame, peer, truncated, customer, pending);
+                ctx.encode(frame, peer, truncated, whose, pending);
             }
             used += len;
         }
@@ -347,7 +359,7 @@ async fn read_messages<S: AsyncRead + Unpin>(
             tracing::debug!(listener = %ctx.name, %peer, "idle connection closed");
             // Keep what an unfinished message had sent: cut short, never dropped.
             if !buf.is_empty() {
-                ctx.encode(&buf, peer, true, customer, pending);
+                ctx.encode(&buf, peer, true, whose, pending);
             }
             return Ok(());
         };
@@ -355,7 +367,7 @@ async fn read_messages<S: AsyncRead + Unpin>(
             return Ok(());
         };
         if !buf.is_empty() {
-            ctx.encode(&buf, peer, truncated, customer, pending);
+            ctx.encode(&buf, peer, truncated, whose, pending);
         }
     }
 }
@@ -382,19 +394,16 @@ pub async fn run_udp(sock: std::net::UdpSocket, ctx: Arc<Listener>, shutdown: Ca
     let mut pending = Pending::new(ctx.chunk_events);
     // The datagrams already queued go to the batcher as one item, as a connection's read does.
     while let Some(first) = datagrams.recv().await {
+        // The customers in force for the datagrams queued now.
+        let map = ctx.customers.load();
         let mut next = Some(first);
         while let Some((mut msg, peer)) = next {
             let truncated = msg.len() > ctx.max_message_bytes;
             msg.truncate(ctx.max_message_bytes);
             trim_newline(&mut msg);
             if !msg.is_empty() {
-                ctx.encode(
-                    &msg,
-                    peer,
-                    truncated,
-                    ctx.customer_for(peer.ip()),
-                    &mut pending,
-                );
+                let whose = ctx.attribute(&map, peer.ip());
+                ctx.encode(&msg, peer, truncated, &whose, &mut pending);
             }
             datagrams.give_back(msg);
             next = if pending.full() {

@@ -1,7 +1,9 @@
 //! Customers: `GET /api/v1/customers`, `GET /api/v1/customers/{id}`, `POST
 //! /api/v1/customers` (201), `PUT /api/v1/customers/{id}`, `DELETE /api/v1/customers/{id}`,
 //! and `POST /api/v1/customers/import` (a CSV body: all rows or none). Customers defined in
-//! the configuration file are read-only here (409 saying so).
+//! the configuration file are read-only here (409 saying so). `GET /api/v1/agents/customers`
+//! (an agent, with its token): every customer's prefixes and agents, which agents attribute
+//! events with.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -44,6 +46,27 @@ pub async fn list(
             .list_customers()
             .into_iter()
             .map(listed)
+            .collect(),
+    }))
+}
+
+/// What agents attribute events with: the customers in force that have prefixes or agents.
+pub async fn for_agent(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<vigil_schema::customer::CustomerList>, ApiError> {
+    s.0.agent_for(&headers)?;
+    let all = s.0.directory.customers().get();
+    Ok(Json(vigil_schema::customer::CustomerList {
+        customers: all
+            .all()
+            .iter()
+            .filter(|c| !c.prefixes.is_empty() || !c.agents.is_empty())
+            .map(|c| vigil_schema::customer::CustomerSpace {
+                id: c.id.clone(),
+                prefixes: c.prefixes.clone(),
+                agents: c.agents.clone(),
+            })
             .collect(),
     }))
 }

@@ -218,6 +218,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/api/v1/agents", get(agents::list))
         .route("/api/v1/agents/checks", get(checks::for_agent))
+        .route("/api/v1/agents/customers", get(customers::for_agent))
         .route(
             "/api/v1/checks",
             get(checks::list)
