@@ -197,6 +197,39 @@ fn config_check_shows_the_route_and_refuses_templates_that_do_not_render() {
     let bad = NOTIFY.replace("+32470000001", "0470 00 00 01");
     let (ok, _, err) = check_config(&bad, &[]);
     assert!(!ok && err.contains("E.164"), "{err}");
+    // Texts of one's own, a grouping and the contact person are checked as well.
+    for (extra, says) in [
+        (
+            "[[notify.templates]]\nchannel = \"email\"\nbody = \"{{ incident.nope }}\"\n",
+            "notify.templates[0].body: ",
+        ),
+        (
+            "[[notify.templates]]\nchannel = \"voice\"\nlanguage = \"it\"\nbody = \"x\"\n",
+            "notify.templates[0].language: \"it\"",
+        ),
+        (
+            "[notify.contact]\nname = \"NOC\"\nphones = [\"02 000 00 00\"]\n",
+            "notify.contact: phones: \"02 000 00 00\" is not in E.164 form",
+        ),
+    ] {
+        let (ok, _, err) = check_config(&format!("{NOTIFY}\n{extra}"), &[]);
+        assert!(!ok && err.contains(says), "{extra}: {err}");
+    }
+    let bad = NOTIFY.replacen(
+        "[notify.route]\n",
+        "[notify.route]\ngroup_by = [\"host\"]\n",
+        1,
+    );
+    let (ok, _, err) = check_config(&bad, &[]);
+    assert!(
+        !ok && err.contains("route.group_by: \"host\" is not a label"),
+        "{err}"
+    );
+    let good = format!(
+        "{NOTIFY}\n[[notify.templates]]\nchannel = \"sms\"\nbody = \"{{{{ text }}}} {{{{ contact.name }}}}\"\n[notify.contact]\nname = \"NOC\"\nphones = [\"+3220000000\"]\n"
+    );
+    let (ok, _, err) = check_config(&good, &[]);
+    assert!(ok, "{err}");
 }
 
 #[test]

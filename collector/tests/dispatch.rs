@@ -137,11 +137,31 @@ async fn scenario(store: Store) {
     );
     clock.set(t + 10 * MIN - 1);
     assert_eq!(d.round().await.expect("round"), 0);
-    // After the cool-down one round goes through, fails, and opens it again.
+    // After the cool-down one of them is tried, fails, and opens it again: none spent an
+    // attempt, all wait for the next cool-down.
     clock.set(t + 10 * MIN);
     assert_eq!(d.round().await.expect("round"), 3);
-    assert!(calls(&store).await.iter().all(|c| c.0 == 2));
+    // The two that waited for the trial's end find the breaker open again.
+    assert_eq!(d.round().await.expect("round"), 2);
+    let after = calls(&store).await;
+    assert!(
+        after
+            .iter()
+            .all(|c| c.0 == 1 && c.1 == "pending" && c.2 == t + 20 * MIN),
+        "{after:?}"
+    );
     assert_eq!(failing().await.expect("still active").count, 2);
+    // However long the outage, nothing is given up: ten more cool-downs, ten more trials.
+    for k in 2..12 {
+        clock.set(t + k * 10 * MIN);
+        assert_eq!(d.round().await.expect("round"), 3);
+        assert_eq!(d.round().await.expect("round"), 2);
+    }
+    let after = calls(&store).await;
+    assert!(
+        after.iter().all(|c| c.0 == 1 && c.1 == "pending"),
+        "{after:?}"
+    );
     store.close().await;
 }
 

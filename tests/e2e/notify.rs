@@ -52,6 +52,10 @@ url = "{voice}"
 headers = {{ "Content-Type" = "application/json" }}
 body = '{{"to": {{{{ to|tojson }}}}, "say": {{{{ text|tojson }}}}, "incident": {{{{ incident.id }}}}, "kind": {{{{ kind|tojson }}}}, "callback": {{{{ callback|tojson }}}}}}'
 
+[notify.contact]
+name = "Vigil NOC"
+phones = ["+3220000000"]
+
 [[notify.receivers]]
 name = "desk"
 email = ["desk@example.org"]
@@ -259,6 +263,12 @@ fn danger_and_changes(extra: &str) {
     );
     assert!(
         confirm.body.contains("Customer: test-customer"),
+        "{}",
+        confirm.body
+    );
+    // Whom to call back (decree art. 4).
+    assert!(
+        confirm.body.contains("Contact: Vigil NOC, +3220000000"),
         "{}",
         confirm.body
     );

@@ -1,11 +1,15 @@
 //! Circuit breakers: a channel (a gateway, the SMTP relays; for webhooks, CAP and
 //! Alertmanager each endpoint) that failed `breaker_failures` attempts in a row is not tried
 //! for `breaker_cooldown`: its deliveries wait (postponed, not counted as attempts) instead
-//! of spending their retries against it. After the cool-down one round of attempts goes
-//! through: a success closes the breaker, a failure opens it again.
+//! of spending their retries against it. After the cool-down the breaker is half-open: one
+//! delivery, chosen at random among those waiting, is tried; a success closes the breaker,
+//! a failure opens it again and spends none of that delivery's attempts (the channel
+//! failed, not the delivery), so an outage of any length loses nothing. The choice is random
+//! so that one delivery the channel refuses for itself cannot hold the breaker open.
 //!
 //! # Invariants
 //! - A breaker only delays: every postponed delivery is still in the outbox, pending.
+//! - While open or half-open, no delivery spends an attempt against it.
 //! - Opening is reported once per opening (the failing channel's own incident).
 
 use std::collections::HashMap;
@@ -20,6 +24,16 @@ struct State {
     failures: u32,
     /// Not tried before this time (ms); 0: closed.
     open_until: i64,
+}
+
+/// Whether deliveries may go through a breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    Closed,
+    /// Not tried before this time (ms).
+    Open(i64),
+    /// Cooled down: one trial may go.
+    HalfOpen,
 }
 
 /// What an attempt's end did to its breaker.
@@ -71,6 +85,16 @@ impl Breakers {
         states.get(key).map(|s| s.open_until).filter(|&u| u > now)
     }
 
+    /// Whether deliveries may go through the breaker of `key` at `now`.
+    pub fn gate(&self, key: &str, now: i64) -> Gate {
+        let states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        match states.get(key) {
+            Some(s) if s.open_until > now => Gate::Open(s.open_until),
+            Some(s) if s.failures >= self.failures => Gate::HalfOpen,
+            _ => Gate::Closed,
+        }
+    }
+
     /// Records how an attempt through `key` ended at `now`.
     pub fn record(&self, key: &str, ok: bool, now: i64) -> Change {
         let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
@@ -117,8 +141,11 @@ mod tests {
         for t in 2..4 {
             assert_eq!(b.record("voice", false, t), Change::None);
         }
+        assert_eq!(b.gate("voice", 3), Gate::Closed);
         assert_eq!(b.record("voice", false, 4), Change::Opened);
         assert_eq!(b.open_until("voice", 5), Some(60_004));
+        assert_eq!(b.gate("voice", 5), Gate::Open(60_004));
+        assert_eq!(b.gate("voice", 60_004), Gate::HalfOpen);
         assert_eq!(b.open_until("sms", 5), None);
         // Failures while open (attempts that were already under way) do not reopen it.
         assert_eq!(b.record("voice", false, 6), Change::None);

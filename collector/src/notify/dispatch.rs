@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::breaker::Gate;
 use super::email::Mailer;
 use super::gateway::{self, Gateway};
 use super::outbox::{self, Item, Outcome, Timing};
@@ -201,16 +202,27 @@ impl Dispatcher {
         }
         let items = outbox::claim(self.store.pool(), timing, BATCH).await?;
         let n = items.len();
-        // Deliveries through an open breaker wait for it instead of failing against it.
+        // Deliveries through an open breaker wait for it instead of failing against it;
+        // through a half-open one, one of them, at random, is the trial and the others wait
+        // for its end (the next round).
         let mut blocked: std::collections::BTreeMap<i64, Vec<Item>> = Default::default();
         let mut go = Vec::with_capacity(items.len());
+        let mut trials: std::collections::HashMap<String, Vec<Item>> = Default::default();
         for it in items {
-            match self
-                .breakers
-                .open_until(&super::breaker::key(&it.delivery), timing.now)
-            {
-                Some(until) => blocked.entry(until).or_default().push(it),
-                None => go.push(it),
+            let key = super::breaker::key(&it.delivery);
+            match self.breakers.gate(&key, timing.now) {
+                Gate::Open(until) => blocked.entry(until).or_default().push(it),
+                Gate::HalfOpen => trials.entry(key).or_default().push(it),
+                Gate::Closed => go.push(it),
+            }
+        }
+        let mut trial_ids = std::collections::HashSet::new();
+        for (_, mut waiting) in trials {
+            let trial = waiting.swap_remove(rand::random_range(0..waiting.len()));
+            trial_ids.insert(trial.id);
+            go.push(trial);
+            if !waiting.is_empty() {
+                blocked.entry(timing.now).or_default().extend(waiting);
             }
         }
         for (until, items) in &blocked {
@@ -255,36 +267,29 @@ impl Dispatcher {
                         continue;
                     }
                 };
+                // A failed trial spends nothing: the channel failed, and the breaker opens
+                // again; the delivery waits for it like the others.
+                if trial_ids.contains(&it.id)
+                    && let Err(error) = &result
+                {
+                    let key = super::breaker::key(&it.delivery);
+                    self.breaker_ended(&it, Some(error), now).await;
+                    let until = self.breakers.open_until(&key, now).unwrap_or(now);
+                    outbox::postpone(self.store.pool(), std::slice::from_ref(&it), until, now)
+                        .await?;
+                    continue;
+                }
                 let outcome = self.outcome(&it, result, now);
                 ended.push((it, outcome));
             }
             outbox::finish_all(self.store.pool(), &ended, now).await?;
             self.count_sms(&ended).await;
             for (it, outcome) in &ended {
-                let key = super::breaker::key(&it.delivery);
-                let ok = matches!(outcome, Outcome::Sent(_));
-                match self.breakers.record(&key, ok, now) {
-                    super::breaker::Change::Opened => {
-                        tracing::error!(breaker = %key, "a notification channel keeps failing: not tried for a while");
-                        let error = match outcome {
-                            Outcome::Failed { error, .. } => error.as_str(),
-                            Outcome::Sent(_) => "",
-                        };
-                        self.channel_failing(
-                            it,
-                            &format!(
-                                "{key}: {} attempts in a row failed, the last: {error}; not tried for {:?}",
-                                self.notifier.cfg.breaker_failures,
-                                self.notifier.cfg.breaker_cooldown
-                            ),
-                        )
-                        .await;
-                    }
-                    super::breaker::Change::Closed => {
-                        tracing::info!(breaker = %key, "a notification channel works again")
-                    }
-                    super::breaker::Change::None => {}
-                }
+                let error = match outcome {
+                    Outcome::Failed { error, .. } => Some(error.as_str()),
+                    Outcome::Sent(_) => None,
+                };
+                self.breaker_ended(it, error, now).await;
             }
             self.metrics
                 .notify_breakers_open
@@ -304,6 +309,31 @@ impl Dispatcher {
 }
 
 impl Dispatcher {
+    /// Records how an attempt through its breaker ended (`error`: how it failed); an
+    /// opening raises the channel's incident.
+    async fn breaker_ended(&self, it: &Item, error: Option<&str>, now: i64) {
+        let key = super::breaker::key(&it.delivery);
+        match self.breakers.record(&key, error.is_none(), now) {
+            super::breaker::Change::Opened => {
+                tracing::error!(breaker = %key, "a notification channel keeps failing: not tried for a while");
+                self.channel_failing(
+                    it,
+                    &format!(
+                        "{key}: {} attempts in a row failed, the last: {}; not tried for {:?}",
+                        self.notifier.cfg.breaker_failures,
+                        error.unwrap_or_default(),
+                        self.notifier.cfg.breaker_cooldown
+                    ),
+                )
+                .await;
+            }
+            super::breaker::Change::Closed => {
+                tracing::info!(breaker = %key, "a notification channel works again")
+            }
+            super::breaker::Change::None => {}
+        }
+    }
+
     /// What an attempt's result means: sent, retried later (doubling backoff), or given up
     /// after the last attempt; counted by channel and outcome.
     fn outcome(&self, it: &Item, result: Result<serde_json::Value, String>, now: i64) -> Outcome {
@@ -615,7 +645,9 @@ async fn send(
             Ok(serde_json::json!({"task": id}))
         }
         Channel::Voice | Channel::Sms => {
-            let a = Announcement::new(it.kind, &inc, external, Vec::new()).in_language(lang);
+            let a = Announcement::new(it.kind, &inc, external, Vec::new())
+                .in_language(lang)
+                .with_contact(notifier.cfg.contact.as_ref());
             let gw = ch.gateway(it.delivery.channel)?;
             let mut text = notifier
                 .templates
@@ -693,7 +725,9 @@ async fn send(
                     state,
                 })
                 .collect();
-            let a = Announcement::new(it.kind, &inc, external, calls).in_language(lang);
+            let a = Announcement::new(it.kind, &inc, external, calls)
+                .in_language(lang)
+                .with_contact(notifier.cfg.contact.as_ref());
             let mailer = ch.mailer.as_ref().ok_or("no [notify.smtp]")?;
             let first = outbox::first_email(store.pool(), it.incident_id, target)
                 .await

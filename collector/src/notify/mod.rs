@@ -122,6 +122,21 @@ pub struct NotifyConfig {
     pub selftest: Option<selftest::SelftestConfig>,
     /// Texts of one's own per channel and language ([`template`]).
     pub templates: Vec<template::TemplateConfig>,
+    /// Who the people told may call back (decree art. 4: the contact person and their
+    /// phone numbers), said in every e-mail about an incident.
+    pub contact: Option<ContactConfig>,
+}
+
+/// `[notify.contact]`.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ContactConfig {
+    pub name: String,
+    /// E.164 numbers.
+    #[serde(default)]
+    pub phones: Vec<String>,
+    #[serde(default)]
+    pub email: Option<String>,
 }
 
 /// `{ count = 20, per = "1h" }`.
@@ -158,6 +173,7 @@ impl Default for NotifyConfig {
             sms_cap: None,
             selftest: None,
             templates: Vec::new(),
+            contact: None,
         }
     }
 }
@@ -428,8 +444,19 @@ impl Notifier {
             ));
         }
         cfg.cap.check().map_err(|e| ("notify.cap", e))?;
-        let templates =
-            template::Templates::new(&cfg.templates).map_err(|e| ("notify.templates", e))?;
+        if let Some(c) = &cfg.contact {
+            if c.name.trim().is_empty() {
+                return Err(("notify.contact", "name: required".into()));
+            }
+            if let Some(p) = c.phones.iter().find(|p| !crate::reference::is_e164(p)) {
+                return Err((
+                    "notify.contact",
+                    format!("phones: {p:?} is not in E.164 form (+ and 8 to 15 digits)"),
+                ));
+            }
+        }
+        let templates = template::Templates::new(&cfg.templates, cfg.contact.as_ref())
+            .map_err(|e| ("notify.templates", e))?;
         if cfg
             .customer_limit
             .as_ref()

@@ -7,7 +7,8 @@
 //! `reminder`), `incident` (`id`, `title`, `severity`, `danger`, `customer`, `assets`,
 //! `status`, `rule_id`, `group_key`, `count`, `first_seen`, `last_seen`, `url`), `reason` (a
 //! retraction's), `calls` (an e-mail's: `channel`, `target`, `state` of the calls before it),
-//! `language`, and `text`: the built-in text, to wrap rather than rewrite.
+//! `language`, `contact` (`[notify.contact]`: `name`, `phones`, `email`; none when not
+//! configured), and `text`: the built-in text, to wrap rather than rewrite.
 //!
 //! # Invariants
 //! - Every template is compiled and rendered on sample announcements, in each kind, with
@@ -48,6 +49,7 @@ struct Values<'a> {
     calls: &'a [Call],
     language: &'a str,
     text: &'a str,
+    contact: Option<&'a super::ContactConfig>,
 }
 
 /// The templates in force.
@@ -71,9 +73,12 @@ const KINDS: [Kind; 6] = [
 ];
 
 impl Templates {
-    /// Checks and keeps `list`; the error names the entry and the part
-    /// (`notify.templates[1].subject: ...`).
-    pub fn new(list: &[TemplateConfig]) -> Result<Templates, String> {
+    /// Checks and keeps `list` (tried with `contact`, the one configured); the error names
+    /// the entry and the part (`notify.templates[1].subject: ...`).
+    pub fn new(
+        list: &[TemplateConfig],
+        contact: Option<&super::ContactConfig>,
+    ) -> Result<Templates, String> {
         let mut out = Vec::new();
         for (i, t) in list.iter().enumerate() {
             let at = format!("notify.templates[{i}]");
@@ -122,6 +127,7 @@ impl Templates {
                     calls: &calls,
                     language: lang.unwrap_or(Lang::En).code(),
                     text: "Vigil. Sample.",
+                    contact,
                 };
                 for (part, src) in [("subject", t.subject.as_deref()), ("body", Some(&t.body))] {
                     if let Some(src) = src {
@@ -187,6 +193,7 @@ fn values<'a>(a: &'a Announcement, text: &'a str) -> Values<'a> {
         calls: &a.calls,
         language: a.lang.code(),
         text,
+        contact: a.contact.as_ref(),
     }
 }
 
@@ -205,7 +212,7 @@ mod tests {
             templates: Vec<TemplateConfig>,
         }
         let d: Doc = toml::from_str(toml_text).expect("toml");
-        Templates::new(&d.templates)
+        Templates::new(&d.templates, None)
     }
 
     fn announcement(kind: Kind) -> Announcement {

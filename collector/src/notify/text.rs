@@ -20,6 +20,8 @@ pub struct Announcement {
     pub reason: Option<String>,
     /// Calls of the same announcement and how they ended (e-mail only).
     pub calls: Vec<Call>,
+    /// Who may be called back (`[notify.contact]`).
+    pub contact: Option<super::ContactConfig>,
     /// The language its texts are in (not a template value).
     #[serde(skip)]
     pub lang: Lang,
@@ -112,8 +114,15 @@ impl Announcement {
             },
             reason,
             calls,
+            contact: None,
             lang: Lang::En,
         }
+    }
+
+    /// The same, naming `contact` as whom to call back.
+    pub fn with_contact(mut self, contact: Option<&super::ContactConfig>) -> Self {
+        self.contact = contact.cloned();
+        self
     }
 
     /// The same, in `lang`.
@@ -240,6 +249,19 @@ impl Announcement {
         for (k, v) in w.labels.iter().zip(values) {
             b.push_str(&format!("{k}: {v}\n"));
         }
+        if let Some(c) = &self.contact {
+            let how: Vec<&str> = c
+                .phones
+                .iter()
+                .chain(&c.email)
+                .map(String::as_str)
+                .collect();
+            b.push_str(&format!("{}: {}", w.contact, c.name));
+            if !how.is_empty() {
+                b.push_str(&format!(", {}", how.join(", ")));
+            }
+            b.push('\n');
+        }
         if !self.calls.is_empty() {
             b.push_str(&format!("\n{}\n", w.calls));
             for c in &self.calls {
@@ -355,6 +377,21 @@ mod tests {
             fr.email_body().contains("Actifs: FW-0002, RTR-0001\n"),
             "{}",
             fr.email_body()
+        );
+        // Whom to call back (decree art. 4), when configured.
+        let contact = super::super::ContactConfig {
+            name: "NOC Vigil".into(),
+            phones: vec!["+3220000000".into()],
+            email: Some("noc@example.org".into()),
+        };
+        let nl = Announcement::new(Kind::Opened, &inc, "http://v", Vec::new())
+            .in_language(Lang::Nl)
+            .with_contact(Some(&contact));
+        assert!(
+            nl.email_body()
+                .contains("Contactpersoon: NOC Vigil, +3220000000, noc@example.org\n"),
+            "{}",
+            nl.email_body()
         );
         let nl = Announcement::new(Kind::Escalated, &incident(false), "http://v", Vec::new())
             .in_language(Lang::Nl);

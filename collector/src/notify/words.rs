@@ -75,6 +75,8 @@ pub struct Words {
     /// Incident, What, Customer, Severity, Probable danger, Status, Where, Rule, Alerts,
     /// First seen, Last seen, Link.
     pub labels: [&'static str; 13],
+    /// Whom to call back (`[notify.contact]`), in an e-mail.
+    pub contact: &'static str,
     /// Said after the tail when the incident concerns assets.
     pub assets_said: &'static str,
     pub yes: &'static str,
@@ -146,6 +148,7 @@ static EN: Words = Words {
         "Link",
     ],
     assets_said: "Assets {assets}.",
+    contact: "Contact",
     yes: "yes",
     no: "no",
     status: [
@@ -215,6 +218,7 @@ static FR: Words = Words {
         "Lien",
     ],
     assets_said: "Actifs {assets}.",
+    contact: "Contact",
     yes: "oui",
     no: "non",
     status: [
@@ -284,6 +288,7 @@ static NL: Words = Words {
         "Link",
     ],
     assets_said: "Assets {assets}.",
+    contact: "Contactpersoon",
     yes: "ja",
     no: "nee",
     status: [
@@ -353,6 +358,7 @@ static DE: Words = Words {
         "Link",
     ],
     assets_said: "Assets {assets}.",
+    contact: "Ansprechpartner",
     yes: "ja",
     no: "nein",
     status: [
