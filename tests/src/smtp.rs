@@ -45,7 +45,11 @@ impl Mail {
 
 impl Smtp {
     pub fn start(dir: &Path) -> Smtp {
-        let port = free_port();
+        Self::start_on(dir, free_port())
+    }
+
+    /// A server on `port` (one a test kept free, to start the server late).
+    pub fn start_on(dir: &Path, port: u16) -> Smtp {
         let maildir = dir.join("maildir");
         let mut cmd = Command::new(PYTHON);
         cmd.args(["-m", "aiosmtpd", "-n", "-l"])
@@ -64,6 +68,15 @@ impl Smtp {
             port,
             maildir,
         }
+    }
+
+    /// How many messages were received so far (without reading them).
+    pub fn count(&self) -> usize {
+        ["new", "cur"]
+            .iter()
+            .filter_map(|sub| std::fs::read_dir(self.maildir.join(sub)).ok())
+            .map(|d| d.count())
+            .sum()
     }
 
     /// Every message received so far, oldest first.

@@ -13,7 +13,13 @@
 //!    e-mailed after the call (a real SMTP server). Time from the first line to the first
 //!    voice request, and to the last customer's e-mail.
 //!
+//! 4. Outage (`--outage SECONDS`, 0: not run): the SMTP server is away for that long while
+//!    `--outage-rate` incidents a second open (e-mail only, the default retries and
+//!    breaker); then a real SMTP server starts on its port. Time from its start to the last
+//!    queued e-mail delivered, and how many were given up (none should be).
+//!
 //! `cargo run --release -p vigil-e2e --bin bench-notify -- --latency 100 --burst 2000 --storm 200`
+//! `cargo run --release -p vigil-e2e --bin bench-notify -- --latency 0 --burst 0 --storm 0 --outage 600`
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -35,9 +41,13 @@ tags: [vigil.danger]
 
 fn main() {
     if std::env::args().any(|a| a == "--help" || a == "-h") {
-        println!("bench-notify [--latency N (100)] [--burst N (2000)] [--storm N (200)]");
+        println!(
+            "bench-notify [--latency N (100)] [--burst N (2000)] [--storm N (200)] [--outage SECONDS (0)] [--outage-rate N (5)]"
+        );
         return;
     }
+    let outage_secs = arg("--outage", 0);
+    let outage_rate = arg("--outage-rate", 5);
     let rounds = arg("--latency", 100);
     let burst = arg("--burst", 2000);
     let storm_size = arg("--storm", 200);
@@ -92,14 +102,31 @@ receiver = "oncall"
         lat.push(at.duration_since(sent).unwrap_or_default());
     }
     lat.sort();
-    let q = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
-    println!(
-        "latency, syslog line to voice request ({rounds} incidents, one at a time): p50 {:?}, p99 {:?}, max {:?}",
-        q(0.50),
-        q(0.99),
-        lat[lat.len() - 1]
-    );
+    if !lat.is_empty() {
+        let q = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+        println!(
+            "latency, syslog line to voice request ({rounds} incidents, one at a time): p50 {:?}, p99 {:?}, max {:?}",
+            q(0.50),
+            q(0.99),
+            lat[lat.len() - 1]
+        );
+    }
 
+    if burst > 0 {
+        drain(&c, &gw, &hook, &mut tcp, burst);
+    }
+    drop((a, c));
+    if storm_size > 0 {
+        storm(storm_size as usize);
+    }
+    if outage_secs > 0 {
+        outage(outage_secs, outage_rate);
+    }
+}
+
+/// `burst` lines at once; deliveries per second until the last (see the module's 2.).
+fn drain(c: &Collector, gw: &Sink, hook: &Sink, tcp: &mut TcpStream, burst: u64) {
+    let line = |host: &str| format!("<13>1 - {host} app - - - BENCH-DANGER on {host}\n");
     let (calls0, hooks0) = (gw.received().len(), hook.received().len());
     let start = Instant::now();
     let mut batch = String::new();
@@ -122,9 +149,83 @@ receiver = "oncall"
         "drain: {burst} incidents, {want} deliveries (voice + webhook) in {secs:.2} s: {:.0} deliveries/s",
         want as f64 / secs
     );
-    if storm_size > 0 {
-        storm(storm_size as usize);
+}
+
+/// E-mails queued during an SMTP outage of `secs` seconds, `rate` incidents a second (see
+/// the module's 4.).
+fn outage(secs: u64, rate: u64) {
+    if let Some(why) = vigil_e2e::smtp::unavailable() {
+        println!("outage: not run: {why}");
+        return;
     }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).expect("rules");
+    std::fs::write(
+        rules.join("quiet.yml"),
+        RULE.replace("BENCH-DANGER", "BENCH-QUIET")
+            .replace("tags: [vigil.danger]\n", "")
+            .replace("level: high", "level: medium"),
+    )
+    .expect("rule");
+    let port = vigil_e2e::free_port();
+    let extra = format!(
+        r#"
+[detect]
+builtin_rules = false
+rules = ["{rules}"]
+[notify.smtp]
+host = "127.0.0.1"
+port = {port}
+security = "none"
+from = "vigil@example.org"
+[[notify.receivers]]
+name = "desk"
+email = ["desk@example.org"]
+[notify.route]
+receiver = "desk"
+"#,
+        rules = rules.display(),
+    );
+    let c = Collector::start_with(dir.path(), 0, "1s", &extra);
+    let a = Agent::start(&dir.path().join("agent"), c.port, "", "");
+    let mut tcp = TcpStream::connect(a.syslog_tcp).expect("connect");
+    let total = secs * rate;
+    let start = Instant::now();
+    for i in 0..total {
+        let at = Duration::from_millis(i * 1000 / rate);
+        if let Some(wait) = at.checked_sub(start.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        let line = format!("<13>1 - out{i} app - - - BENCH-QUIET on out{i}\n");
+        tcp.write_all(line.as_bytes()).expect("send");
+    }
+    if let Some(wait) = Duration::from_secs(secs).checked_sub(start.elapsed()) {
+        std::thread::sleep(wait);
+    }
+    let mail = vigil_e2e::smtp::Smtp::start_on(dir.path(), port);
+    let back = Instant::now();
+    // Every incident's e-mail, and the e-mail channel's own incident's.
+    let want = total as usize;
+    let done = wait_for(
+        Duration::from_secs(1800),
+        "every queued e-mail",
+        || format!("{} of {want} e-mails\n{}", mail.count(), c.proc.log_tail()),
+        || (mail.count() >= want).then(Instant::now),
+    );
+    let given_up = reqwest::blocking::get(format!("{}/metrics", c.url()))
+        .and_then(|r| r.text())
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("vigil_notify_attempts_total") && l.contains("outcome=\"failed\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>();
+    println!(
+        "outage: SMTP away {secs} s while {total} incidents opened ({rate}/s); back, every queued e-mail delivered after {:.1} s ({} e-mails, {} deliveries given up)",
+        done.duration_since(back).as_secs_f64(),
+        mail.count(),
+        given_up as u64,
+    );
 }
 
 /// A storm of `n` customers' danger incidents within a second (see the module's 3.).
