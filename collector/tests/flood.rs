@@ -157,12 +157,15 @@ async fn scenario(store: Store) {
         lines.iter().map(|l| l.incident).collect::<Vec<_>>(),
         [opened[2], opened[3]]
     );
-    let (subject, body) = digest::email(&lines, "http://vigil.example");
+    let (subject, body) = digest::email(&lines, "http://vigil.example", Lang::En);
     assert_eq!(subject, "[Vigil] Digest: 2 announcements held");
     assert!(
         body.contains("your limit was reached") && body.contains("r3 title"),
         "{body}"
     );
+    let (subject, body) = digest::email(&lines, "http://vigil.example", Lang::Nl);
+    assert_eq!(subject, "[Vigil] Overzicht: 2 meldingen vastgehouden");
+    assert!(body.contains("uw limiet was bereikt"), "{body}");
     // Another held one waits for the next interval.
     set(t + 10 * MIN);
     let fifth = store

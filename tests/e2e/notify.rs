@@ -142,11 +142,28 @@ struct World {
     gw: Sink,
     hook: Sink,
     config: String,
+    /// Appended to every configuration a test starts a collector with: the incidents'
+    /// database when the test runs on PostgreSQL.
+    db: String,
+}
+
+/// Runs `test` with the incidents and the outbox in a fresh PostgreSQL database (several
+/// collectors' store).
+fn on_postgres(test: fn(&str)) {
+    let Some(pg) = vigil_e2e::postgres::Postgres::fresh() else {
+        return;
+    };
+    test(&format!("\n[incidents]\ndatabase = \"{}\"\n", pg.url));
 }
 
 impl World {
     /// `None` (after saying why) when aiosmtpd cannot run here.
     fn new(rules: &[&str]) -> Option<World> {
+        Self::with_db(rules, "")
+    }
+
+    /// The same, `db` appended to every configuration it starts a collector with.
+    fn with_db(rules: &[&str], db: &str) -> Option<World> {
         if let Some(why) = smtp::unavailable() {
             skip(&why);
             return None;
@@ -166,12 +183,13 @@ impl World {
             gw,
             hook,
             config,
+            db: db.to_owned(),
         })
     }
 
     /// A collector with `config` (this world's, changed as a test needs) and an agent.
     fn start(&self, config: &str) -> (Collector, Agent) {
-        let c = Collector::start_with(self.dir.path(), 0, "100ms", config);
+        let c = Collector::start_with(self.dir.path(), 0, "100ms", &format!("{config}{}", self.db));
         let a = Agent::start(&self.dir.path().join("agent"), c.port, "", "");
         (c, a)
     }
@@ -185,10 +203,7 @@ fn danger_calls_first_then_confirms_by_email_and_changes_reach_everyone_told() {
 /// The same, with the incidents and the outbox in PostgreSQL (several collectors' store).
 #[test]
 fn danger_calls_first_then_confirms_by_email_and_changes_reach_everyone_told_on_postgres() {
-    let Some(pg) = vigil_e2e::postgres::Postgres::fresh() else {
-        return;
-    };
-    danger_and_changes(&format!("\n[incidents]\ndatabase = \"{}\"\n", pg.url));
+    on_postgres(danger_and_changes);
 }
 
 /// The main notification scenario, with `extra` appended to the configuration.
@@ -464,7 +479,16 @@ fn alertmanager_payload_shape(p: &Value) {
 /// the same idempotency key, once its lease ran out, and the e-mail goes once.
 #[test]
 fn a_call_cut_by_sigkill_is_made_again_with_its_key_and_the_email_follows() {
-    let Some(w) = World::new(&[DANGER_RULE]) else {
+    a_call_cut_by_sigkill_is_made_again_with_its_key_and_the_email_follows_with("");
+}
+
+#[test]
+fn a_call_cut_by_sigkill_is_made_again_with_its_key_and_the_email_follows_on_postgres() {
+    on_postgres(a_call_cut_by_sigkill_is_made_again_with_its_key_and_the_email_follows_with);
+}
+
+fn a_call_cut_by_sigkill_is_made_again_with_its_key_and_the_email_follows_with(db: &str) {
+    let Some(w) = World::with_db(&[DANGER_RULE], db) else {
         return;
     };
     let (dir, mail, gw) = (&w.dir, &w.mail, &w.gw);
@@ -485,7 +509,12 @@ fn a_call_cut_by_sigkill_is_made_again_with_its_key_and_the_email_follows() {
     );
     collector.proc.kill9();
     gw.delay(Duration::ZERO);
-    let collector = Collector::start_with(dir.path(), collector.port, "100ms", &extra);
+    let collector = Collector::start_with(
+        dir.path(),
+        collector.port,
+        "100ms",
+        &format!("{extra}{}", w.db),
+    );
     let (calls, mails) = wait_for(
         Duration::from_secs(60),
         "the call again and the e-mail",
@@ -537,10 +566,7 @@ fn a_key_pressed_by_a_person_acknowledges_and_a_machine_does_not() {
 /// The same, with the incidents and the outbox in PostgreSQL.
 #[test]
 fn a_key_pressed_by_a_person_acknowledges_and_a_machine_does_not_on_postgres() {
-    let Some(pg) = vigil_e2e::postgres::Postgres::fresh() else {
-        return;
-    };
-    key_presses(&format!("\n[incidents]\ndatabase = \"{}\"\n", pg.url));
+    on_postgres(key_presses);
 }
 
 /// The key-press scenario, with `extra` appended to the configuration.
@@ -625,6 +651,15 @@ fn key_presses(extra: &str) {
 /// feed is Atom holding all three.
 #[test]
 fn cap_messages_validate_and_the_cancel_references_what_it_cancels() {
+    cap_messages_validate_and_the_cancel_references_what_it_cancels_with("");
+}
+
+#[test]
+fn cap_messages_validate_and_the_cancel_references_what_it_cancels_on_postgres() {
+    on_postgres(cap_messages_validate_and_the_cancel_references_what_it_cancels_with);
+}
+
+fn cap_messages_validate_and_the_cancel_references_what_it_cancels_with(db: &str) {
     let schema = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../shared/corpus/cap/schema/CAP-v1.2.xsd");
     if !schema.exists() {
@@ -635,7 +670,7 @@ fn cap_messages_validate_and_the_cancel_references_what_it_cancels() {
         skip("xmllint (libxml2-utils) is missing");
         return;
     }
-    let Some(w) = World::new(&[DANGER_RULE]) else {
+    let Some(w) = World::with_db(&[DANGER_RULE], db) else {
         return;
     };
     let dir = &w.dir;
@@ -770,7 +805,16 @@ fn cap_messages_validate_and_the_cancel_references_what_it_cancels() {
 /// are retried and given up, and the e-mail channel's incident is announced by a call.
 #[test]
 fn failing_channels_fail_over_and_raise_incidents_announced_by_the_others() {
-    let Some(mut w) = World::new(&[DANGER_RULE, QUIET_RULE]) else {
+    failing_channels_fail_over_and_raise_incidents_announced_by_the_others_with("");
+}
+
+#[test]
+fn failing_channels_fail_over_and_raise_incidents_announced_by_the_others_on_postgres() {
+    on_postgres(failing_channels_fail_over_and_raise_incidents_announced_by_the_others_with);
+}
+
+fn failing_channels_fail_over_and_raise_incidents_announced_by_the_others_with(db: &str) {
+    let Some(mut w) = World::with_db(&[DANGER_RULE, QUIET_RULE], db) else {
         return;
     };
     w.gw.delay(Duration::from_secs(5));
@@ -1015,10 +1059,7 @@ fn the_email_link_and_an_sms_reply_acknowledge_and_replies_land_on_the_timeline(
 /// The same, with the incidents and the outbox in PostgreSQL.
 #[test]
 fn the_email_link_and_an_sms_reply_acknowledge_and_replies_land_on_the_timeline_on_postgres() {
-    let Some(pg) = vigil_e2e::postgres::Postgres::fresh() else {
-        return;
-    };
-    answers(&format!("\n[incidents]\ndatabase = \"{}\"\n", pg.url));
+    on_postgres(answers);
 }
 
 /// The answers scenario, with `extra` appended to the configuration.
@@ -1161,7 +1202,16 @@ fn answers(extra: &str) {
 /// planned, started and (once it is ended early) ended notices by real SMTP.
 #[test]
 fn maintenance_notices_reach_the_customer_by_email() {
-    let Some(w) = World::new(&[QUIET_RULE]) else {
+    maintenance_notices_reach_the_customer_by_email_with("");
+}
+
+#[test]
+fn maintenance_notices_reach_the_customer_by_email_on_postgres() {
+    on_postgres(maintenance_notices_reach_the_customer_by_email_with);
+}
+
+fn maintenance_notices_reach_the_customer_by_email_with(db: &str) {
+    let Some(w) = World::with_db(&[QUIET_RULE], db) else {
         return;
     };
     let config = format!(
@@ -1254,11 +1304,20 @@ fn maintenance_notices_reach_the_customer_by_email() {
 /// labels, and ends when the incident is resolved.
 #[test]
 fn alerts_are_pushed_to_a_real_alertmanager_and_end_with_the_incident() {
+    alerts_are_pushed_to_a_real_alertmanager_and_end_with_the_incident_with("");
+}
+
+#[test]
+fn alerts_are_pushed_to_a_real_alertmanager_and_end_with_the_incident_on_postgres() {
+    on_postgres(alerts_are_pushed_to_a_real_alertmanager_and_end_with_the_incident_with);
+}
+
+fn alerts_are_pushed_to_a_real_alertmanager_and_end_with_the_incident_with(db: &str) {
     if let Some(why) = vigil_e2e::alertmanager::unavailable() {
         skip(&why);
         return;
     }
-    let Some(w) = World::new(&[DANGER_RULE]) else {
+    let Some(w) = World::with_db(&[DANGER_RULE], db) else {
         return;
     };
     let am = vigil_e2e::alertmanager::Alertmanager::start(w.dir.path());
@@ -1335,7 +1394,16 @@ fn alerts_are_pushed_to_a_real_alertmanager_and_end_with_the_incident() {
 /// the same attempt, and the timeline says which relay took it.
 #[test]
 fn an_email_the_first_relay_refuses_goes_through_the_fallback_relay() {
-    let Some(w) = World::new(&[QUIET_RULE]) else {
+    an_email_the_first_relay_refuses_goes_through_the_fallback_relay_with("");
+}
+
+#[test]
+fn an_email_the_first_relay_refuses_goes_through_the_fallback_relay_on_postgres() {
+    on_postgres(an_email_the_first_relay_refuses_goes_through_the_fallback_relay_with);
+}
+
+fn an_email_the_first_relay_refuses_goes_through_the_fallback_relay_with(db: &str) {
+    let Some(w) = World::with_db(&[QUIET_RULE], db) else {
         return;
     };
     let dead = vigil_e2e::free_port();
@@ -1411,7 +1479,16 @@ body = "{{ text }}\n--\nYour NOC, template {{ language }}"
 /// what the configuration's templates say, and the e-mail keeps its acknowledgement link.
 #[test]
 fn a_customer_s_incidents_go_as_one_group_and_templates_say_the_texts() {
-    let Some(w) = World::new(&[DANGER_RULE, QUIET_RULE, QUIET_RULE_2]) else {
+    a_customer_s_incidents_go_as_one_group_and_templates_say_the_texts_with("");
+}
+
+#[test]
+fn a_customer_s_incidents_go_as_one_group_and_templates_say_the_texts_on_postgres() {
+    on_postgres(a_customer_s_incidents_go_as_one_group_and_templates_say_the_texts_with);
+}
+
+fn a_customer_s_incidents_go_as_one_group_and_templates_say_the_texts_with(db: &str) {
+    let Some(w) = World::with_db(&[DANGER_RULE, QUIET_RULE, QUIET_RULE_2], db) else {
         return;
     };
     let (mail, gw, hook) = (&w.mail, &w.gw, &w.hook);

@@ -404,6 +404,8 @@ impl Store {
         }
         let now = self.now();
         let mut announced = false;
+        // Each new alert's incident, written together at the end.
+        let mut linked: Vec<(&str, i64)> = Vec::with_capacity(alerts.len());
         let mut tx = self.pool.begin().await?;
         for a in alerts {
             let at = millis(a.at);
@@ -429,11 +431,17 @@ impl Store {
                 .deadlines
                 .get()
                 .due(&a.severity, a.customer.as_deref(), now);
+            // A new incident starts with the alert's lists; an active one adds to its own
+            // below (what is new there is announced).
+            let affected = sorted_list(&a.affected, a.customer.as_deref());
+            let assets = sorted_list(&self.assets.get().watching(&a.seen), None);
+            let tags = sorted_list(&a.tags, None);
             let row = sqlx::query(
                 "INSERT INTO incidents (dedup_key, rule_id, title, status, severity, danger,
                      customer, group_key, count, first_seen, last_seen, updated_at, ack_by,
-                     resolve_by)
-                 VALUES ($1, $2, $3, 'open', $4, $5, $6, $7, 1, $8, $8, $9, $10, $11)
+                     resolve_by, affected, assets, tags)
+                 VALUES ($1, $2, $3, 'open', $4, $5, $6, $7, 1, $8, $8, $9, $10, $11, $12, $13,
+                     $14)
                  ON CONFLICT (dedup_key) WHERE status IN ('open', 'acknowledged') DO UPDATE SET
                      count = incidents.count + 1,
                      first_seen = CASE WHEN excluded.first_seen < incidents.first_seen
@@ -454,31 +462,28 @@ impl Store {
             .bind(now)
             .bind(due.acknowledge)
             .bind(due.resolve)
+            .bind(affected.join(","))
+            .bind(assets.join(","))
+            .bind(tags.join(","))
             .fetch_one(&mut *tx)
             .await?;
             let id: i64 = row.try_get("id")?;
             let count: i64 = row.try_get("count")?;
             let severity: String = row.try_get("severity")?;
             let was_dangerous = row.try_get::<i64, _>("danger")? != 0;
-            sqlx::query("UPDATE incident_alerts SET incident_id = $1 WHERE alert_id = $2")
-                .bind(id)
-                .bind(&a.id)
-                .execute(&mut *tx)
-                .await?;
+            linked.push((a.id.as_str(), id));
             // Customers the alert reaches besides its own: on a new incident they are told
-            // with the rest; added to an active one, an essential change (decree art. 5).
-            let added = add_to_list(
-                &mut tx,
-                id,
-                List::Affected,
-                a.customer.as_deref(),
-                &a.affected,
-            )
-            .await?;
-            let assets = self.assets.get().watching(&a.seen);
-            let assets_added = add_to_list(&mut tx, id, List::Assets, None, &assets).await?;
-            // Another rule's tags join quietly: not an essential change.
-            add_to_list(&mut tx, id, List::Tags, None, &a.tags).await?;
+            // with the rest; added to an active one, an essential change (decree art. 5), as
+            // are assets; another rule's tags join quietly.
+            let (added, assets_added) = if count == 1 {
+                (affected, assets)
+            } else {
+                let own = a.customer.as_deref();
+                let added = add_to_list(&mut tx, id, List::Affected, own, &affected).await?;
+                let assets_added = add_to_list(&mut tx, id, List::Assets, None, &assets).await?;
+                add_to_list(&mut tx, id, List::Tags, None, &tags).await?;
+                (added, assets_added)
+            };
             if count == 1 {
                 out.opened.push(id);
                 let detail = serde_json::json!({
@@ -543,6 +548,27 @@ impl Store {
                         .await?;
                 }
             }
+        }
+        for chunk in linked.chunks(ROWS_PER_STATEMENT) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    format!(
+                        "(CAST(${} AS TEXT), CAST(${} AS BIGINT))",
+                        2 * i + 1,
+                        2 * i + 2
+                    )
+                })
+                .collect();
+            // Only placeholders are formatted into the statement; every value is bound.
+            let mut q = sqlx::query(AssertSqlSafe(format!(
+                "UPDATE incident_alerts SET incident_id = v.column2
+                 FROM (VALUES {}) AS v WHERE incident_alerts.alert_id = v.column1",
+                values.join(", ")
+            )));
+            for (alert, incident) in chunk {
+                q = q.bind(*alert).bind(*incident);
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         if announced {
@@ -815,6 +841,18 @@ impl Store {
 }
 
 /// The customers of an `affected` column.
+/// `list` sorted, each once, without `own`.
+fn sorted_list(list: &[String], own: Option<&str>) -> Vec<String> {
+    let mut out: Vec<String> = list
+        .iter()
+        .filter(|c| Some(c.as_str()) != own)
+        .cloned()
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 fn split_list(s: &str) -> Vec<String> {
     s.split(',')
         .filter(|c| !c.is_empty())

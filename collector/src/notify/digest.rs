@@ -306,40 +306,33 @@ pub async fn group_labels(
         .unwrap_or_default())
 }
 
-/// Why an announcement was held, in words.
-fn why(reason: &str) -> &'static str {
-    match reason {
-        "exclusion" => "excluded (art. 9)",
-        "customer_limit" => "the customer's limit was reached",
-        "limit" => "your limit was reached",
-        "sms_cap" => "the monthly SMS cap was reached",
-        _ => "held",
-    }
-}
-
-/// The digest e-mail: (subject, body).
-pub fn email(lines: &[Line], external_url: &str) -> (String, String) {
+/// The digest e-mail in `lang`: (subject, body).
+pub fn email(lines: &[Line], external_url: &str, lang: super::words::Lang) -> (String, String) {
+    let w = lang.words();
+    let n = lines.len().to_string();
     let subject = format!(
-        "[Vigil] Digest: {} announcement{} held",
-        lines.len(),
-        if lines.len() == 1 { "" } else { "s" }
+        "[Vigil] {}",
+        super::words::fill(w.digest_subject, &[("n", &n)])
     );
-    let mut body = String::from(
-        "These announcements were held instead of sent one by one. Each incident's page has \
-         its timeline.\n\n",
-    );
+    let mut body = format!("{}\n\n", w.digest_intro);
     for l in lines {
         let at = chrono::DateTime::from_timestamp_millis(l.at)
             .unwrap_or_default()
             .to_rfc3339();
+        let why = match l.reason.as_str() {
+            "exclusion" => w.held_because[0],
+            "customer_limit" => w.held_because[1],
+            "limit" => w.held_because[2],
+            "sms_cap" => w.held_because[3],
+            _ => w.held_because[4],
+        };
         body.push_str(&format!(
-            "- {at} incident {} ({}, {}): {} — {}, {}\n  {}\n",
+            "- {at} incident {} ({}, {}): {} — {}, {why}\n  {}\n",
             l.incident,
-            l.customer.as_deref().unwrap_or("no customer"),
+            l.customer.as_deref().unwrap_or(w.no_customer),
             l.severity,
             l.title,
             l.kind,
-            why(&l.reason),
             super::text::incident_url(external_url, l.incident)
         ));
     }

@@ -709,7 +709,10 @@ async fn send(
             let lines = super::digest::lines(store.pool(), it.cause)
                 .await
                 .map_err(|e| e.to_string())?;
-            let (subject, body) = super::digest::email(&lines, external);
+            let held_customers: Vec<&str> =
+                lines.iter().filter_map(|l| l.customer.as_deref()).collect();
+            let lang = notifier.language_among(&held_customers, target);
+            let (subject, body) = super::digest::email(&lines, external, lang);
             let mailer = ch.mailer.as_ref().ok_or("no [notify.smtp]")?;
             let answer = mailer.send(target, &subject, body, &key, None).await?;
             Ok(serde_json::json!({"smtp": answer, "digest": lines.len()}))

@@ -75,6 +75,12 @@ pub struct Words {
     /// Incident, What, Customer, Severity, Probable danger, Status, Where, Rule, Alerts,
     /// First seen, Last seen, Link.
     pub labels: [&'static str; 13],
+    /// A digest's subject (`{n}` announcements held) and first line.
+    pub digest_subject: &'static str,
+    pub digest_intro: &'static str,
+    /// Why an announcement was held: an exclusion, the customer's limit, the receiver's
+    /// limit, the SMS cap, anything else.
+    pub held_because: [&'static str; 5],
     /// Whom to call back (`[notify.contact]`), in an e-mail.
     pub contact: &'static str,
     /// Said after the tail when the incident concerns assets.
@@ -148,6 +154,15 @@ static EN: Words = Words {
         "Link",
     ],
     assets_said: "Assets {assets}.",
+    digest_subject: "Digest: {n} announcements held",
+    digest_intro: "These announcements were held instead of sent one by one. Each incident's page has its timeline.",
+    held_because: [
+        "excluded (art. 9)",
+        "the customer's limit was reached",
+        "your limit was reached",
+        "the monthly SMS cap was reached",
+        "held",
+    ],
     contact: "Contact",
     yes: "yes",
     no: "no",
@@ -218,6 +233,15 @@ static FR: Words = Words {
         "Lien",
     ],
     assets_said: "Actifs {assets}.",
+    digest_subject: "Résumé : {n} annonces retenues",
+    digest_intro: "Ces annonces ont été retenues au lieu d'être envoyées une à une. La page de chaque incident en donne l'historique.",
+    held_because: [
+        "exclusion (art. 9)",
+        "la limite du client était atteinte",
+        "votre limite était atteinte",
+        "le plafond mensuel de SMS était atteint",
+        "retenue",
+    ],
     contact: "Contact",
     yes: "oui",
     no: "non",
@@ -288,6 +312,15 @@ static NL: Words = Words {
         "Link",
     ],
     assets_said: "Assets {assets}.",
+    digest_subject: "Overzicht: {n} meldingen vastgehouden",
+    digest_intro: "Deze meldingen werden vastgehouden in plaats van één voor één verstuurd. De pagina van elk incident toont de tijdlijn.",
+    held_because: [
+        "uitgesloten (art. 9)",
+        "de limiet van de klant was bereikt",
+        "uw limiet was bereikt",
+        "het maandelijkse sms-plafond was bereikt",
+        "vastgehouden",
+    ],
     contact: "Contactpersoon",
     yes: "ja",
     no: "nee",
@@ -358,6 +391,15 @@ static DE: Words = Words {
         "Link",
     ],
     assets_said: "Assets {assets}.",
+    digest_subject: "Zusammenfassung: {n} Meldungen zurückgehalten",
+    digest_intro: "Diese Meldungen wurden zurückgehalten statt einzeln versandt. Die Seite jedes Vorfalls zeigt seinen Verlauf.",
+    held_because: [
+        "ausgeschlossen (Art. 9)",
+        "das Limit des Kunden war erreicht",
+        "Ihr Limit war erreicht",
+        "die monatliche SMS-Obergrenze war erreicht",
+        "zurückgehalten",
+    ],
     contact: "Ansprechpartner",
     yes: "ja",
     no: "nein",

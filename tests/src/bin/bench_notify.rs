@@ -8,8 +8,8 @@
 //! 2. Drain: `--burst` lines at once; deliveries (voice and webhook) per second from the
 //!    first line to the last request received, each durable in the outbox first.
 //! 3. Storm: a core router fails and `--storm` customers' lines arrive within a second, each
-//!    from an address of its own customer (UDP from 127.0.1.x, the agent's `[[customers]]`
-//!    prefixes): a danger incident per customer, on-call called, each customer's NOC
+//!    from an address of its own customer (UDP from 127.0.1.x, the collector's customers'
+//!    prefixes, which the agent fetched): a danger incident per customer, on-call called, each customer's NOC
 //!    e-mailed after the call (a real SMTP server). Time from the first line to the first
 //!    voice request, and to the last customer's e-mail.
 //!
@@ -217,7 +217,9 @@ receiver = "desk"
         .and_then(|r| r.text())
         .unwrap_or_default()
         .lines()
-        .filter(|l| l.starts_with("vigil_notify_attempts_total") && l.contains("outcome=\"failed\""))
+        .filter(|l| {
+            l.starts_with("vigil_notify_attempts_total") && l.contains("outcome=\"failed\"")
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>();
     println!(
@@ -245,13 +247,9 @@ fn storm(n: usize) {
     let mail = vigil_e2e::smtp::Smtp::start(dir.path());
     let gw = Sink::start();
     let mut collector_customers = String::new();
-    let mut agent_customers = String::new();
     for i in 1..=n {
         collector_customers.push_str(&format!(
-            "[[customers]]\nid = \"inst-{i:03}\"\n[[customers.contacts]]\nrole = \"noc\"\nname = \"NOC {i}\"\nemail = \"noc{i}@inst.example\"\n"
-        ));
-        agent_customers.push_str(&format!(
-            "[[customers]]\nname = \"inst-{i:03}\"\nprefixes = [\"127.0.1.{i}/32\"]\n"
+            "[[customers]]\nid = \"inst-{i:03}\"\nprefixes = [\"127.0.1.{i}/32\"]\n[[customers.contacts]]\nrole = \"noc\"\nname = \"NOC {i}\"\nemail = \"noc{i}@inst.example\"\n"
         ));
     }
     let extra = format!(
@@ -281,7 +279,19 @@ receiver = "storm"
         voice = gw.url("/voice"),
     );
     let c = Collector::start_with(dir.path(), 0, "1s", &extra);
-    let a = Agent::start(&dir.path().join("agent"), c.port, "", &agent_customers);
+    let a = Agent::start(&dir.path().join("agent"), c.port, "", "");
+    // The agent attributes by the customers' prefixes once it has fetched them.
+    let fetched = dir
+        .path()
+        .join("agent")
+        .join("spool")
+        .join("customers.json");
+    wait_for(
+        Duration::from_secs(30),
+        "the agent to fetch the customers",
+        || a.proc.log_tail(),
+        || fetched.exists().then_some(()),
+    );
     let udp = a.syslog_udp.expect("the agent's syslog UDP listener");
     let sockets: Vec<std::net::UdpSocket> = (1..=n)
         .map(|i| std::net::UdpSocket::bind(format!("127.0.1.{i}:0")).expect("bind 127.0.1.x"))
