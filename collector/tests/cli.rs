@@ -215,6 +215,17 @@ fn config_check_shows_the_route_and_refuses_templates_that_do_not_render() {
         let (ok, _, err) = check_config(&format!("{NOTIFY}\n{extra}"), &[]);
         assert!(!ok && err.contains(says), "{extra}: {err}");
     }
+    let grouped = NOTIFY.replacen(
+        "[notify.route]\n",
+        "[notify.route]\ngroup_by = [\"customer\"]\ngroup_wait = \"30s\"\n",
+        1,
+    );
+    let (ok, out, err) = check_config(&grouped, &["--route", "severity=low,customer=ulb"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("  group route:{customer=\"ulb\"}: first after 30s, then at most every 300s"),
+        "{out}"
+    );
     let bad = NOTIFY.replacen(
         "[notify.route]\n",
         "[notify.route]\ngroup_by = [\"host\"]\n",

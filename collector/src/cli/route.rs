@@ -55,8 +55,16 @@ pub fn show(cfg: &CollectorConfig, file: &Path, labels: &str) -> anyhow::Result<
         at: chrono::Utc::now(),
         overrides: &[],
     };
-    for (receiver, path) in n.route.receivers(&subject.labels()) {
-        println!("{path} -> receiver {receiver}");
+    let labels = subject.labels();
+    for c in n.route.chosen(&labels) {
+        println!("{} -> receiver {}", c.path, c.receiver);
+        // Only first announcements without danger wait for their group.
+        if let (Some((key, _)), false) = (c.group(&labels), danger) {
+            println!(
+                "  group {key}: first after {:?}, then at most every {:?}",
+                c.group_wait, c.group_interval
+            );
+        }
     }
     let print = |what: &str, d: &[Delivery]| {
         println!("{what}:");
