@@ -1,5 +1,9 @@
 //! Every metric the agent exports, in one place. Where an occurrence deserves a log line
 //! too, a method here writes both, so the log and the counter cannot drift apart.
+//!
+//! # Invariants
+//! - [`LABELS`] names the labels of every family (metrics with labels); the dashboards in
+//!   `dashboards/` are held to it and to the registry by a test.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -9,6 +13,32 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 type Labels = Vec<(&'static str, String)>;
+
+/// The label names of each family, by its name without the `vigil_agent_` prefix.
+pub const LABELS: &[(&str, &[&str])] = &[
+    ("events_received", &["listener"]),
+    ("events_dropped", &["listener", "reason"]),
+    ("syslog_malformed", &["listener"]),
+    ("syslog_truncated", &["listener"]),
+    ("connections_refused", &["listener"]),
+    ("connections_timed_out", &["listener"]),
+    ("connections_open", &["listener"]),
+    ("tls_handshakes_failed", &["listener"]),
+    ("ship_errors", &["kind"]),
+    ("netflow_messages", &["exporter"]),
+    ("netflow_flows", &["exporter"]),
+    ("netflow_templates", &["exporter"]),
+    ("netflow_decode_errors", &["exporter"]),
+    ("netflow_missing_template", &["exporter"]),
+    ("capture_packets", &["interface"]),
+    ("capture_malformed", &["interface"]),
+    ("capture_fragments", &["interface"]),
+    ("capture_errors", &["interface"]),
+    ("capture_flows", &["interface", "end"]),
+    ("capture_flows_active", &["interface"]),
+    ("probes", &["type", "status"]),
+    ("probe_duration_seconds", &["type"]),
+];
 
 pub struct Metrics {
     registry: Registry,

@@ -1,4 +1,8 @@
 //! Every metric the collector exports, in one place.
+//!
+//! # Invariants
+//! - [`LABELS`] names the labels of every family (metrics with labels); the dashboards in
+//!   `dashboards/` are held to it and to the registry by a test.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -7,6 +11,28 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 type Labels = Vec<(&'static str, String)>;
+
+/// The label names of each family, by its name without the `vigil_` prefix.
+pub const LABELS: &[(&str, &[&str])] = &[
+    ("ingest_batches", &["outcome"]),
+    ("ingest_rejected", &["code"]),
+    ("index_partitions_dropped", &["reason"]),
+    ("search_errors", &["code"]),
+    ("detect_alerts", &["type"]),
+    ("detect_rules", &["state"]),
+    ("detect_reloads", &["outcome"]),
+    ("incidents_alerts", &["outcome"]),
+    ("incidents_actions", &["action"]),
+    ("notify_attempts", &["channel", "outcome"]),
+    ("incident_deadlines_breached", &["deadline"]),
+    ("notify_replies", &["via", "outcome"]),
+    ("notify_sms_sent", &["customer"]),
+    ("heartbeat_pings", &["kind"]),
+    ("heartbeat_transitions", &["to"]),
+    ("outside_pings", &["kind", "outcome"]),
+    ("check_state", &["check"]),
+    ("cap_feed_reads", &["outcome"]),
+];
 
 pub struct Metrics {
     registry: Registry,
