@@ -12,6 +12,7 @@ mod heartbeats;
 mod hunt;
 mod incidents;
 mod loghub;
+mod metrics;
 mod notify;
 mod quickstart;
 mod reference;

@@ -25,6 +25,7 @@ pub mod netns;
 pub mod pcap;
 pub mod postgres;
 pub mod process;
+pub mod prometheus;
 pub mod services;
 pub mod sink;
 pub mod smtp;
