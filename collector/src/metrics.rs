@@ -8,6 +8,7 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 type Labels = Vec<(&'static str, String)>;
@@ -16,6 +17,9 @@ type Labels = Vec<(&'static str, String)>;
 pub const LABELS: &[(&str, &[&str])] = &[
     ("ingest_batches", &["outcome"]),
     ("ingest_rejected", &["code"]),
+    ("ingest_agent_events", &["agent"]),
+    ("ingest_agent_bytes", &["agent"]),
+    ("detect_rule_hits", &["rule"]),
     ("index_partitions_dropped", &["reason"]),
     ("search_errors", &["code"]),
     ("detect_alerts", &["type"]),
@@ -39,6 +43,14 @@ pub struct Metrics {
     pub ingest_batches: Family<Labels, Counter>,
     pub ingest_events: Counter,
     pub ingest_rejected: Family<Labels, Counter>,
+    /// Per agent: bounded by the agents configured.
+    pub ingest_agent_events: Family<Labels, Counter>,
+    pub ingest_agent_bytes: Family<Labels, Counter>,
+    pub index_commit_duration: Histogram,
+    pub search_duration: Histogram,
+    pub aggregate_duration: Histogram,
+    /// Per rule: bounded by the rules loaded.
+    pub detect_rule_hits: Family<Labels, Counter>,
     pub wal_syncs: Counter,
     pub wal_bytes: Counter,
     pub wal_replayed_batches: Counter,
@@ -72,6 +84,11 @@ pub struct Metrics {
     pub cap_feed_reads: Family<Labels, Counter>,
 }
 
+/// 1 ms to about 16 s, doubling.
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 15)
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -102,6 +119,36 @@ impl Metrics {
             ingest_rejected: reg!(
                 "ingest_rejected",
                 "Ingest requests refused, by error code",
+                Family::default()
+            ),
+            ingest_agent_events: reg!(
+                "ingest_agent_events",
+                "Events accepted, by agent",
+                Family::default()
+            ),
+            ingest_agent_bytes: reg!(
+                "ingest_agent_bytes",
+                "Compressed batch bytes accepted, by agent",
+                Family::default()
+            ),
+            index_commit_duration: reg!(
+                "index_commit_duration_seconds",
+                "How long an index commit took (the write-ahead log rotated, the partition committed and reopened)",
+                Histogram::new(latency_buckets())
+            ),
+            search_duration: reg!(
+                "search_duration_seconds",
+                "How long a search took, answered or refused",
+                Histogram::new(latency_buckets())
+            ),
+            aggregate_duration: reg!(
+                "aggregate_duration_seconds",
+                "How long an aggregation took, answered or refused",
+                Histogram::new(latency_buckets())
+            ),
+            detect_rule_hits: reg!(
+                "detect_rule_hits",
+                "Alerts raised, by rule",
                 Family::default()
             ),
             wal_syncs: reg!(
@@ -253,6 +300,11 @@ impl Metrics {
             ),
             registry,
         }
+    }
+
+    /// Seconds since `start`, into `h`.
+    pub fn time(h: &Histogram, start: std::time::Instant) {
+        h.observe(start.elapsed().as_secs_f64());
     }
 
     pub fn render(&self) -> String {

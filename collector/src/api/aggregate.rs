@@ -30,7 +30,10 @@ pub async fn aggregate(
     params: Result<Params<AggregateParams>, ApiError>,
 ) -> Result<Json<AggregateResult>, ApiError> {
     s.0.metrics.aggregate_requests.inc();
-    counted(&s, run(&s, &headers, params).await)
+    let start = std::time::Instant::now();
+    let result = counted(&s, run(&s, &headers, params).await);
+    crate::metrics::Metrics::time(&s.0.metrics.aggregate_duration, start);
+    result
 }
 
 async fn run(

@@ -93,7 +93,8 @@ async fn accept(
         s.0.decode_budget_kib
             .saturating_sub(permit.num_permits() as u32),
     ) * 1024;
-    let bound = decoded_bound(body.len(), s.0.max_expansion).min(room);
+    let frame_bytes = body.len();
+    let bound = decoded_bound(frame_bytes, s.0.max_expansion).min(room);
     // A frame that declares its size is held to it (decoding fails past it); one that does
     // not reserves the bound.
     let decoded = vigil_schema::wire::declared_size(&body).map_or(bound, |n| n.min(bound));
@@ -149,6 +150,13 @@ async fn accept(
                 .get_or_create(&vec![("outcome", "accepted".into())])
                 .inc();
             m.ingest_events.inc_by(events as u64);
+            let agent = vec![("agent", agent_id.clone())];
+            m.ingest_agent_events
+                .get_or_create(&agent)
+                .inc_by(events as u64);
+            m.ingest_agent_bytes
+                .get_or_create(&agent)
+                .inc_by(frame_bytes as u64);
             serde_json::json!({ "status": "accepted", "events": events })
         }
         Outcome::Duplicate => {

@@ -47,7 +47,10 @@ pub async fn search(
     params: Result<Params<SearchParams>, ApiError>,
 ) -> Result<Json<SearchResult>, ApiError> {
     s.0.metrics.search_requests.inc();
-    counted(&s, run(&s, &headers, params).await)
+    let start = std::time::Instant::now();
+    let result = counted(&s, run(&s, &headers, params).await);
+    crate::metrics::Metrics::time(&s.0.metrics.search_duration, start);
+    result
 }
 
 /// `result`, its error counted by code in `vigil_search_errors_total` (searches and

@@ -255,6 +255,10 @@ impl Detector {
                     .get_or_create(&vec![("type", kind.to_owned())]);
                 counter.inc();
                 drop(counter);
+                self.metrics
+                    .detect_rule_hits
+                    .get_or_create(&vec![("rule", hit.rule_key.clone())])
+                    .inc();
                 if let Ok(mut h) = self.view.hits.lock() {
                     *h.entry(hit.rule_key.clone()).or_insert(0) += 1;
                 }

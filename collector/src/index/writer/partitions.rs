@@ -59,6 +59,7 @@ impl Writer {
 
     /// Commits today's partition; returns the log segment the commit covers.
     pub(super) fn commit(&mut self) -> anyhow::Result<u64> {
+        let start = std::time::Instant::now();
         let closed = self.wal.rotate(self.cfg.fsync)?;
         if let Some((day, w)) = &mut self.current {
             let mut prepared = w.prepare_commit()?;
@@ -77,6 +78,7 @@ impl Writer {
         self.uncommitted_docs = 0;
         self.commit_due = None;
         self.metrics.index_commits.inc();
+        crate::metrics::Metrics::time(&self.metrics.index_commit_duration, start);
         self.metrics.index_docs.set(self.parts.num_docs() as i64);
         self.retention();
         self.disk_bytes(false);
