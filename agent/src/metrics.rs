@@ -38,6 +38,7 @@ pub const LABELS: &[(&str, &[&str])] = &[
     ("capture_flows_active", &["interface"]),
     ("probes", &["type", "status"]),
     ("probe_duration_seconds", &["type"]),
+    ("check_status", &["check"]),
 ];
 
 pub struct Metrics {
@@ -77,6 +78,11 @@ pub struct Metrics {
     pub probes: Family<Labels, Counter>,
     pub probe_drift: Histogram,
     pub probe_duration: Family<Labels, Histogram>,
+    /// The last result of each check this agent runs: 1 up, 2 degraded, 3 down.
+    pub check_status: Family<Labels, Gauge>,
+    pub batches_in_flight: Gauge,
+    /// From a batch's send to the collector's acknowledgement.
+    pub ship_duration: Histogram,
 }
 
 impl Default for Metrics {
@@ -252,6 +258,23 @@ impl Metrics {
                 "probes",
                 "Probes run, by check type and result (up, degraded, down)",
                 Family::default()
+            ),
+            check_status: reg!(
+                "check_status",
+                "The last result of each check this agent runs: 1 up, 2 degraded, 3 down",
+                Family::default()
+            ),
+            batches_in_flight: reg!(
+                "batches_in_flight",
+                "Batches sent to the collector and not yet acknowledged",
+                Gauge::default()
+            ),
+            ship_duration: reg!(
+                "ship_duration_seconds",
+                "From a batch's send to the collector's acknowledgement (durable there)",
+                Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                    0.001, 2.0, 15
+                ))
             ),
             probe_drift: reg!(
                 "probe_drift_seconds",

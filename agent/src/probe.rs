@@ -536,6 +536,7 @@ fn apply(
         let keep = wanted.get(id.as_str()).is_some_and(|w| *w == spec);
         if !keep {
             h.abort();
+            metrics.check_status.remove(&vec![("check", id.clone())]);
         }
         keep
     });
@@ -587,6 +588,14 @@ async fn every(
             .probe_duration
             .get_or_create(&vec![("type", spec.kind.as_str().to_owned())])
             .observe(out.duration.as_secs_f64());
+        metrics
+            .check_status
+            .get_or_create(&vec![("check", spec.id.clone())])
+            .set(match out.status {
+                vigil_schema::check::ProbeStatus::Up => 1,
+                vigil_schema::check::ProbeStatus::Degraded => 2,
+                vigil_schema::check::ProbeStatus::Down => 3,
+            });
         if tx.send(out.event(&spec).into()).await.is_err() {
             return;
         }

@@ -55,19 +55,29 @@ pub async fn run(
                 break;
             };
             in_flight.insert(seq);
+            metrics.batches_in_flight.set(in_flight.len() as i64);
             let (spool, client, url, token) = (
                 spool.clone(),
                 client.clone(),
                 url.clone(),
                 cfg.token.clone(),
             );
-            tasks.spawn(async move { (seq, send(spool, &client, &url, &token, seq).await) });
+            let shipped = metrics.clone();
+            tasks.spawn(async move {
+                let start = Instant::now();
+                let outcome = send(spool, &client, &url, &token, seq).await;
+                if matches!(outcome, Outcome::Acked { .. }) {
+                    shipped.ship_duration.observe(start.elapsed().as_secs_f64());
+                }
+                (seq, outcome)
+            });
         }
         tokio::select! {
             _ = shutdown.cancelled() => break,
             Some(joined) = tasks.join_next() => {
                 let Ok((seq, outcome)) = joined else { continue };
                 in_flight.remove(&seq);
+                metrics.batches_in_flight.set(in_flight.len() as i64);
                 match outcome {
                     Outcome::Acked { events, duplicate } => {
                         spool.remove(seq);

@@ -20,6 +20,7 @@ pub const LABELS: &[(&str, &[&str])] = &[
     ("ingest_agent_events", &["agent"]),
     ("ingest_agent_bytes", &["agent"]),
     ("detect_rule_hits", &["rule"]),
+    ("incidents_open", &["severity", "customer"]),
     ("index_partitions_dropped", &["reason"]),
     ("search_errors", &["code"]),
     ("detect_alerts", &["type"]),
@@ -51,6 +52,9 @@ pub struct Metrics {
     pub aggregate_duration: Histogram,
     /// Per rule: bounded by the rules loaded.
     pub detect_rule_hits: Family<Labels, Counter>,
+    /// Per severity and customer: bounded by the customers.
+    pub incidents_open: Family<Labels, Gauge>,
+    pub notify_outbox_oldest: Gauge,
     pub wal_syncs: Counter,
     pub wal_bytes: Counter,
     pub wal_replayed_batches: Counter,
@@ -150,6 +154,16 @@ impl Metrics {
                 "detect_rule_hits",
                 "Alerts raised, by rule",
                 Family::default()
+            ),
+            incidents_open: reg!(
+                "incidents_open",
+                "Open and acknowledged incidents, by severity and customer (none: the empty string)",
+                Family::default()
+            ),
+            notify_outbox_oldest: reg!(
+                "notify_outbox_oldest_seconds",
+                "Age of the oldest notification not yet sent or given up (0: none waits)",
+                Gauge::default()
             ),
             wal_syncs: reg!(
                 "wal_syncs",

@@ -499,3 +499,77 @@ async fn escalation_on_sqlite() {
 async fn escalation_on_postgres() {
     on_postgres(scenario).await;
 }
+
+/// The gauges read from the database: incidents open by severity and customer (a resolved
+/// one leaves them; a customer with nothing open any more has no series), and the age of the
+/// oldest notification waiting.
+async fn gauges(store: Store) {
+    let cfg: CollectorConfig = toml::from_str(CONFIG).expect("config");
+    let path = std::path::Path::new("test.toml");
+    cfg.validate(path).expect("valid");
+    let notifier: Arc<Notifier> = Arc::new(cfg.notifier(path).expect("notify").expect("routed"));
+    let t = t0().timestamp_millis();
+    let clock = TestClock::at(t);
+    let store = store.with_notifier(notifier).with_clock(clock.clock());
+    let metrics = vigil_collector::metrics::Metrics::new();
+    let kul = |a: Alert| Alert {
+        customer: Some("kul".into()),
+        ..a
+    };
+    let opened = store
+        .record(&[
+            alert("g.1", "r1", "high"),
+            alert("g.2", "r2", "high"),
+            alert("g.3", "r3", "medium"),
+            kul(alert("g.4", "r4", "low")),
+        ])
+        .await
+        .expect("record")
+        .opened;
+    let read = |now: i64| {
+        let (store, metrics) = (&store, &metrics);
+        async move {
+            vigil_collector::incidents::deadlines::gauges(store, metrics, now)
+                .await
+                .expect("gauges");
+            metrics
+                .render()
+                .lines()
+                .filter(|l| {
+                    l.starts_with("vigil_incidents_open{")
+                        || l.starts_with("vigil_notify_outbox_oldest_seconds ")
+                })
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        }
+    };
+    let mut got = read(t + 90_000).await;
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            r#"vigil_incidents_open{severity="high",customer="ulb"} 2"#,
+            r#"vigil_incidents_open{severity="low",customer="kul"} 1"#,
+            r#"vigil_incidents_open{severity="medium",customer="ulb"} 1"#,
+            // Nothing sent yet: the oldest delivery waits since the incidents opened.
+            "vigil_notify_outbox_oldest_seconds 90",
+        ]
+    );
+    let last = *opened.last().expect("kul's");
+    store
+        .act(last, &Action::Resolve { resolution: None }, "alice")
+        .await
+        .expect("resolve");
+    let got = read(t + 90_000).await;
+    assert!(!got.iter().any(|l| l.contains("kul")), "{got:?}");
+}
+
+#[tokio::test]
+async fn gauges_on_sqlite() {
+    on_sqlite(gauges).await;
+}
+
+#[tokio::test]
+async fn gauges_on_postgres() {
+    on_postgres(gauges).await;
+}

@@ -67,6 +67,9 @@ fn prometheus_scrapes_the_collector_and_the_agent_without_errors() {
     assert!(value("sum(vigil_ingest_agent_events_total)") >= 250.0);
     assert!(value("sum(vigil_index_commit_duration_seconds_count)") >= 1.0);
     assert_eq!(value("vigil_agent_spool_batches"), 0.0);
+    assert_eq!(value("vigil_agent_batches_in_flight"), 0.0);
+    assert!(value("sum(vigil_agent_ship_duration_seconds_count)") >= 1.0);
+    assert!(value("vigil_notify_outbox_oldest_seconds") >= 0.0);
     let rules = p.query("sum by (state) (vigil_detect_rules)");
     assert!(
         rules.iter().any(|s| s["metric"]["state"] == "loaded"),

@@ -382,11 +382,18 @@ pub async fn run(
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     let mut reminded = i64::MIN;
+    let mut gauged = i64::MIN;
     loop {
         let now = clock();
         match store.enforce(now).await {
             Ok(e) => count(&metrics, &e),
             Err(e) => tracing::error!(error = %e, "incident deadlines cannot be checked; retrying"),
+        }
+        if now.timestamp_millis().saturating_sub(gauged) >= GAUGE_EVERY {
+            gauged = now.timestamp_millis();
+            if let Err(e) = gauges(&store, &metrics, now.timestamp_millis()).await {
+                tracing::warn!(error = %e, "incident gauges not read; next time");
+            }
         }
         if now.timestamp_millis().saturating_sub(reminded) >= REMIND_EVERY {
             reminded = now.timestamp_millis();
@@ -399,6 +406,45 @@ pub async fn run(
             _ = tokio::time::sleep(EVERY) => {}
         }
     }
+}
+
+/// How often the open incidents and the outbox's oldest wait are read into the metrics.
+const GAUGE_EVERY: i64 = 15_000;
+
+/// Sets `vigil_incidents_open` and `vigil_notify_outbox_oldest_seconds` from the database.
+pub async fn gauges(
+    store: &Store,
+    metrics: &crate::metrics::Metrics,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    use sqlx::Row;
+    let rows = sqlx::query(
+        "SELECT severity, customer, COUNT(*) AS n FROM incidents
+         WHERE status IN ('open', 'acknowledged') GROUP BY severity, customer",
+    )
+    .fetch_all(store.pool())
+    .await?;
+    // Series of customers with nothing open any more go, not stay at their last count.
+    metrics.incidents_open.clear();
+    for r in rows {
+        let customer: Option<String> = r.try_get("customer")?;
+        metrics
+            .incidents_open
+            .get_or_create(&vec![
+                ("severity", r.try_get::<String, _>("severity")?),
+                ("customer", customer.unwrap_or_default()),
+            ])
+            .set(r.try_get("n")?);
+    }
+    let oldest: Option<i64> = sqlx::query_scalar(
+        "SELECT MIN(created_at) FROM outbox WHERE state IN ('pending', 'started')",
+    )
+    .fetch_one(store.pool())
+    .await?;
+    metrics
+        .notify_outbox_oldest
+        .set(oldest.map_or(0, |o| (now - o).max(0) / 1000));
+    Ok(())
 }
 
 /// Counts one pass in the metrics, and logs it.
