@@ -21,6 +21,8 @@ pub const LABELS: &[(&str, &[&str])] = &[
     ("ingest_agent_bytes", &["agent"]),
     ("detect_rule_hits", &["rule"]),
     ("incidents_open", &["severity", "customer"]),
+    ("index_partition_docs", &["partition"]),
+    ("index_partition_bytes", &["partition"]),
     ("index_partitions_dropped", &["reason"]),
     ("search_errors", &["code"]),
     ("detect_alerts", &["type"]),
@@ -55,6 +57,9 @@ pub struct Metrics {
     /// Per severity and customer: bounded by the customers.
     pub incidents_open: Family<Labels, Gauge>,
     pub notify_outbox_oldest: Gauge,
+    /// Per partition (a day): bounded by retention.
+    pub index_partition_docs: Family<Labels, Gauge>,
+    pub index_partition_bytes: Family<Labels, Gauge>,
     pub wal_syncs: Counter,
     pub wal_bytes: Counter,
     pub wal_replayed_batches: Counter,
@@ -164,6 +169,16 @@ impl Metrics {
                 "notify_outbox_oldest_seconds",
                 "Age of the oldest notification not yet sent or given up (0: none waits)",
                 Gauge::default()
+            ),
+            index_partition_docs: reg!(
+                "index_partition_docs",
+                "Documents committed in each index partition (a day of arrival, YYYY-MM-DD)",
+                Family::default()
+            ),
+            index_partition_bytes: reg!(
+                "index_partition_bytes",
+                "Bytes each index partition takes on disk (the one being written measured at each commit, the others at each retention pass)",
+                Family::default()
             ),
             wal_syncs: reg!(
                 "wal_syncs",

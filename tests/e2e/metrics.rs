@@ -64,6 +64,8 @@ fn prometheus_scrapes_the_collector_and_the_agent_without_errors() {
     assert!(value("vigil_ingest_events_total") >= 250.0);
     assert!(value(r#"sum(vigil_agent_events_received_total{job="vigil-agent"})"#) >= 250.0);
     assert!(value("vigil_index_docs") >= 250.0);
+    assert!(value("sum(vigil_index_partition_docs)") >= 250.0);
+    assert!(value("sum(vigil_index_partition_bytes)") > 0.0);
     assert!(value("sum(vigil_ingest_agent_events_total)") >= 250.0);
     assert!(value("sum(vigil_index_commit_duration_seconds_count)") >= 1.0);
     assert_eq!(value("vigil_agent_spool_batches"), 0.0);

@@ -91,12 +91,30 @@ impl Writer {
         let today = self.current.as_ref().map(|(d, _)| *d);
         let mut current = 0;
         let mut others = 0;
+        let m = &self.metrics;
+        if all {
+            // Partitions retention dropped lose their series.
+            m.index_partition_bytes.clear();
+            m.index_partition_docs.clear();
+        }
         for p in self.parts.all().iter() {
-            if Some(p.day) == today {
+            let measured = if Some(p.day) == today {
                 current = p.disk_bytes();
+                current
             } else if all {
-                others += p.disk_bytes();
-            }
+                let b = p.disk_bytes();
+                others += b;
+                b
+            } else {
+                continue;
+            };
+            let label = vec![("partition", p.day.to_string())];
+            m.index_partition_bytes
+                .get_or_create(&label)
+                .set(measured as i64);
+            m.index_partition_docs
+                .get_or_create(&label)
+                .set(p.reader.searcher().num_docs() as i64);
         }
         if all {
             self.other_bytes = others;
