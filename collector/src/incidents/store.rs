@@ -105,10 +105,8 @@ pub(crate) fn time(ms: i64) -> DateTime<Utc> {
 }
 
 const COLUMNS: &str = "id, title, status, severity, danger, customer, affected, assets, tags, \
-                       group_key, \
-                       rule_id, \
-                       assignee, count, first_seen, last_seen, ack_by, resolve_by, level, \
-                       ack_breached_at, resolve_breached_at";
+                       group_key, rule_id, assignee, count, first_seen, last_seen, ack_by, \
+                       resolve_by, level, ack_breached_at, resolve_breached_at";
 
 fn incident(row: &AnyRow) -> Result<Incident, sqlx::Error> {
     let status: String = row.try_get("status")?;

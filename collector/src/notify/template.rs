@@ -204,7 +204,7 @@ fn render(src: &str, v: &Values<'_>) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::incidents::{Incident, Status};
+    use crate::incidents::Incident;
 
     fn templates(toml_text: &str) -> Result<Templates, String> {
         #[derive(Deserialize)]
@@ -216,28 +216,12 @@ mod tests {
     }
 
     fn announcement(kind: Kind) -> Announcement {
-        let t = chrono::DateTime::from_timestamp(1_790_000_000, 0).expect("t");
         let inc = Incident {
             id: 7,
             title: "Router down".into(),
-            status: Status::Open,
             severity: "critical".into(),
-            danger: true,
-            customer: Some("ulb".into()),
-            affected: Vec::new(),
             assets: vec!["RTR-0001".into()],
-            tags: Vec::new(),
-            group_key: String::new(),
-            rule_id: "vigil.check".into(),
-            assignee: None,
-            count: 1,
-            first_seen: t,
-            last_seen: t,
-            acknowledge_by: None,
-            resolve_by: None,
-            level: 1,
-            breached: Vec::new(),
-            timeline: Vec::new(),
+            ..crate::notify::text::tests::incident(true)
         };
         Announcement::new(kind, &inc, "http://v", Vec::new())
     }

@@ -307,11 +307,12 @@ pub fn group_email(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::incidents::Status;
 
-    fn incident(danger: bool) -> Incident {
+    /// An incident of ULB's, the other notification tests' too.
+    pub(crate) fn incident(danger: bool) -> Incident {
         let t = chrono::DateTime::from_timestamp(1_790_000_000, 0).expect("t");
         Incident {
             id: 42,

@@ -148,38 +148,21 @@ pub fn group_payload(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::incidents::{Incident, Status};
+    use crate::incidents::Incident;
     use crate::notify::plan::Kind;
 
-    fn incident(id: i64, customer: &str, severity: &str) -> Incident {
-        let t = chrono::DateTime::from_timestamp(1_790_000_000, 0).expect("t");
+    fn incident(id: i64, severity: &str) -> Incident {
         Incident {
             id,
             title: format!("incident {id}"),
-            status: Status::Open,
             severity: severity.into(),
-            danger: false,
-            customer: Some(customer.into()),
-            affected: Vec::new(),
-            assets: Vec::new(),
-            tags: Vec::new(),
-            group_key: String::new(),
-            rule_id: "r".into(),
-            assignee: None,
-            count: 1,
-            first_seen: t,
-            last_seen: t,
-            acknowledge_by: None,
-            resolve_by: None,
-            level: 1,
-            breached: Vec::new(),
-            timeline: Vec::new(),
+            ..crate::notify::text::tests::incident(false)
         }
     }
 
     #[test]
     fn a_group_s_payload_has_an_alert_per_incident_and_what_they_share() {
-        let anns: Vec<Announcement> = [incident(1, "ulb", "high"), incident(2, "ulb", "low")]
+        let anns: Vec<Announcement> = [incident(1, "high"), incident(2, "low")]
             .iter()
             .map(|i| Announcement::new(Kind::Opened, i, "http://v", Vec::new()))
             .collect();
@@ -196,7 +179,7 @@ mod tests {
         // Shared: customer and rule; not the incident, its title or its severity.
         let common = p["commonLabels"].as_object().expect("common");
         assert_eq!(common.get("customer"), Some(&json!("ulb")));
-        assert_eq!(common.get("rule"), Some(&json!("r")));
+        assert_eq!(common.get("rule"), Some(&json!("ssh-bf")));
         assert!(!common.contains_key("incident") && !common.contains_key("severity"));
         // A group of one is the single incident's payload.
         let one = payload(&anns[0], "desk", "http://v");
