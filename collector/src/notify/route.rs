@@ -274,15 +274,6 @@ impl Route {
         self.repeat_interval.is_some() || self.routes.iter().any(Route::repeats)
     }
 
-    /// The receivers that take an incident with `labels`, each once, in the order routes
-    /// chose them; with the path of each route that chose one (for `config check --route`).
-    pub fn receivers(&self, labels: &BTreeMap<String, String>) -> Vec<(String, String)> {
-        self.chosen(labels)
-            .into_iter()
-            .map(|c| (c.receiver, c.path))
-            .collect()
-    }
-
     /// The routes that take an incident with `labels`, each receiver once (announced as
     /// danger if any route choosing it says so).
     pub fn chosen(&self, labels: &BTreeMap<String, String>) -> Vec<Chosen> {
@@ -389,9 +380,9 @@ mod tests {
 
     fn take(route: &Route, labels: &str) -> Vec<String> {
         route
-            .receivers(&labels_from(labels).expect("labels"))
+            .chosen(&labels_from(labels).expect("labels"))
             .into_iter()
-            .map(|(r, _)| r)
+            .map(|c| c.receiver)
             .collect()
     }
 
@@ -486,8 +477,8 @@ matchers = ["customer=ulb"]
         );
         // The third child inherits the root's receiver.
         assert_eq!(take(&r, "customer=ulb,severity=low"), ["desk"]);
-        let paths = r.receivers(&labels_from("customer=ulb,severity=critical,rule=x").expect("l"));
-        assert_eq!(paths[0].1, "route.routes[1].routes[0]");
+        let paths = r.chosen(&labels_from("customer=ulb,severity=critical,rule=x").expect("l"));
+        assert_eq!(paths[0].path, "route.routes[1].routes[0]");
     }
 
     #[test]

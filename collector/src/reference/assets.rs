@@ -142,46 +142,62 @@ impl Asset {
     }
 }
 
-/// The assets in force, by id.
+/// The assets in force, by id, with their prefixes parsed once (every alert recorded looks
+/// for the assets watching it).
 #[derive(Debug, Clone, Default)]
-pub struct Assets(BTreeMap<String, Asset>);
+pub struct Assets {
+    by_id: BTreeMap<String, Asset>,
+    prefixes: Vec<(vigil_schema::prefix::Prefix, String)>,
+}
 
 impl Assets {
     pub fn new(list: Vec<Asset>) -> Result<Assets, String> {
-        let mut map = BTreeMap::new();
+        let mut by_id = BTreeMap::new();
+        let mut prefixes = Vec::new();
         for a in list {
             let id = a.id.clone();
-            if map.insert(id.clone(), a).is_some() {
+            for p in &a.watched_by.prefixes {
+                let p = vigil_schema::prefix::Prefix::parse(p)
+                    .map_err(|e| format!("asset {id:?}: watched_by.prefixes: {e}"))?;
+                prefixes.push((p, id.clone()));
+            }
+            if by_id.insert(id.clone(), a).is_some() {
                 return Err(format!("asset {id:?} is defined twice"));
             }
         }
-        Ok(Assets(map))
+        Ok(Assets { by_id, prefixes })
     }
 
     pub fn get(&self, id: &str) -> Option<&Asset> {
-        self.0.get(id)
+        self.by_id.get(id)
     }
 
     pub fn all(&self) -> impl Iterator<Item = &Asset> {
-        self.0.values()
+        self.by_id.values()
     }
 
     /// The ids of the assets watching anything `seen` names (its agent, its check, one of
     /// its addresses within a prefix), sorted.
     pub fn watching(&self, seen: &crate::incidents::Seen) -> Vec<String> {
-        self.0
+        let mut ids: Vec<String> = self
+            .by_id
             .values()
             .filter(|a| {
                 let w = &a.watched_by;
                 seen.agent.as_ref().is_some_and(|g| w.agents.contains(g))
                     || seen.check.as_ref().is_some_and(|c| w.checks.contains(c))
-                    || w.prefixes.iter().any(|p| {
-                        vigil_schema::prefix::Prefix::parse(p)
-                            .is_ok_and(|p| seen.ips.iter().any(|ip| p.contains(*ip)))
-                    })
             })
             .map(|a| a.id.clone())
-            .collect()
+            .chain(
+                self.prefixes
+                    .iter()
+                    .filter(|(p, _)| seen.ips.iter().any(|ip| p.contains(*ip)))
+                    .map(|(_, id)| id.clone()),
+            )
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
     }
 }
 
