@@ -52,8 +52,12 @@ pub struct CollectorConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub listen: String,
-    /// If set, search and other read APIs need `Authorization: Bearer <api_token>`.
+    /// If set, search and other read APIs need `Authorization: Bearer <api_token>`, and
+    /// the console asks for it at login.
     pub api_token: Option<String>,
+    /// How long a console login lasts.
+    #[serde(deserialize_with = "de_duration")]
+    pub session_ttl: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -152,6 +156,7 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: "127.0.0.1:8080".into(),
             api_token: None,
+            session_ttl: Duration::from_secs(12 * 3600),
         }
     }
 }

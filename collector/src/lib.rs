@@ -21,6 +21,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod detect;
 pub mod incidents;
 pub mod index;

@@ -11,17 +11,17 @@ use super::search::{Params, counted, range};
 use super::{ApiError, AppState};
 use crate::index::aggregate::{AggregateRequest, AggregateResult};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AggregateParams {
-    q: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
-    terms: Option<String>,
-    size: Option<usize>,
-    sum: Option<String>,
-    histogram: Option<String>,
-    stats: Option<String>,
+    pub q: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub terms: Option<String>,
+    pub size: Option<usize>,
+    pub sum: Option<String>,
+    pub histogram: Option<String>,
+    pub stats: Option<String>,
 }
 
 pub async fn aggregate(

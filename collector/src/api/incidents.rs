@@ -1,6 +1,9 @@
 //! The incident queue: `GET /api/v1/incidents?status=&severity=&customer=&limit=`,
 //! `GET /api/v1/incidents/{id}` (with its timeline) and
-//! `POST /api/v1/incidents/{id}/{ack,assign,comment,escalate,resolve,retract}`.
+//! `POST /api/v1/incidents/{id}/{ack,assign,comment,escalate,resolve,retract}`; for the desk,
+//! `POST /api/v1/incidents` (taken by hand), `POST /api/v1/incidents/{id}/merge`
+//! (`{"incidents": [ids]}` into this one) and `POST /api/v1/incidents/{id}/split`
+//! (`{"alerts": [event ids], "title"}` off into a new one).
 //!
 //! The actor of an action is the `X-Vigil-Actor` header (the CLI sends the login name), or
 //! `api` without one.
@@ -12,6 +15,7 @@ use axum::http::HeaderMap;
 use serde::Serialize;
 
 use super::{ApiError, AppState};
+use crate::incidents::desk::Manual;
 use crate::incidents::{Action, Filter, Incident};
 
 /// Longest actor name kept.
@@ -35,7 +39,7 @@ pub async fn list(
     }))
 }
 
-fn incident_id(raw: &str) -> Result<i64, ApiError> {
+pub fn incident_id(raw: &str) -> Result<i64, ApiError> {
     raw.parse().map_err(|_| {
         ApiError::bad_request("bad_parameter", format!("{raw:?} is not an incident id"))
     })
@@ -86,4 +90,82 @@ pub async fn act(
         .inc();
     tracing::info!(incident = id, action = action.name(), %actor, status = incident.status.as_str(), "incident action");
     Ok(Json(incident))
+}
+
+/// `body` as JSON of `T`, or a 400 that says what is wrong with it.
+pub fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request("bad_body", e.to_string()))
+}
+
+/// Refuses a manual incident naming a customer or an asset the directory does not know.
+pub fn known(s: &AppState, m: &Manual) -> Result<(), ApiError> {
+    let unknown = |what: &str, id: &str| {
+        ApiError::bad_request("bad_incident", format!("no {what} {:?}", id.trim()))
+    };
+    if let Some(c) = m.customer.as_deref().filter(|c| !c.trim().is_empty())
+        && s.0.directory.customer_source(c.trim()).is_none()
+    {
+        return Err(unknown("customer", c));
+    }
+    if let Some(a) = m.assets.iter().find(|a| s.0.directory.asset_source(a.trim()).is_none()) {
+        return Err(unknown("asset", a));
+    }
+    Ok(())
+}
+
+pub async fn create(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(axum::http::StatusCode, Json<Incident>), ApiError> {
+    s.0.check_reader(&headers)?;
+    let m: Manual = json_body(&body)?;
+    known(&s, &m)?;
+    let actor = actor(&headers)?;
+    let incident = s.0.incidents.open_manual(&m, &actor).await?;
+    tracing::info!(incident = incident.id, %actor, "incident taken by hand");
+    Ok((axum::http::StatusCode::CREATED, Json(incident)))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MergeBody {
+    incidents: Vec<i64>,
+}
+
+pub async fn merge(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Incident>, ApiError> {
+    s.0.check_reader(&headers)?;
+    let id = incident_id(&id)?;
+    let b: MergeBody = json_body(&body)?;
+    let actor = actor(&headers)?;
+    let incident = s.0.incidents.merge(id, &b.incidents, &actor).await?;
+    tracing::info!(incident = id, merged = ?b.incidents, %actor, "incidents merged");
+    Ok(Json(incident))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SplitBody {
+    alerts: Vec<String>,
+    title: Option<String>,
+}
+
+pub async fn split(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<(axum::http::StatusCode, Json<Incident>), ApiError> {
+    s.0.check_reader(&headers)?;
+    let id = incident_id(&id)?;
+    let b: SplitBody = json_body(&body)?;
+    let actor = actor(&headers)?;
+    let new = s.0.incidents.split(id, &b.alerts, b.title.as_deref(), &actor).await?;
+    tracing::info!(incident = id, new = new.id, %actor, "incident split");
+    Ok((axum::http::StatusCode::CREATED, Json(new)))
 }

@@ -16,6 +16,7 @@ pub mod notify;
 pub mod oncall;
 pub mod rules;
 pub mod search;
+pub mod shiftlog;
 pub mod silences;
 pub mod status;
 pub mod tasks;
@@ -81,6 +82,8 @@ pub struct Inner {
     pub configured_checks: Vec<crate::uptime::check::Check>,
     /// The last read of each watched CAP feed.
     pub cap_feeds: crate::uptime::capwatch::Feeds,
+    /// Who is logged in to the console.
+    pub sessions: crate::console::Sessions,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -114,8 +117,27 @@ pub fn app(state: AppState) -> Router {
             post(rules::test).layer(DefaultBodyLimit::max(max_body)),
         )
         .route("/api/v1/rules/reload", post(rules::reload_handler))
-        .route("/api/v1/incidents", get(incidents::list))
+        .route(
+            "/api/v1/incidents",
+            get(incidents::list)
+                .post(incidents::create)
+                .layer(DefaultBodyLimit::max(64 << 10)),
+        )
         .route("/api/v1/incidents/{id}", get(incidents::show))
+        .route(
+            "/api/v1/incidents/{id}/merge",
+            post(incidents::merge).layer(DefaultBodyLimit::max(64 << 10)),
+        )
+        .route(
+            "/api/v1/incidents/{id}/split",
+            post(incidents::split).layer(DefaultBodyLimit::max(1 << 20)),
+        )
+        .route(
+            "/api/v1/shiftlog",
+            get(shiftlog::list)
+                .post(shiftlog::add)
+                .layer(DefaultBodyLimit::max(64 << 10)),
+        )
         .route(
             "/api/v1/incidents/{id}/{action}",
             post(incidents::act).layer(DefaultBodyLimit::max(64 << 10)),
@@ -250,7 +272,8 @@ pub fn app(state: AppState) -> Router {
         .route("/ping/{a}", ping())
         .route("/ping/{a}/{b}", ping())
         .route("/ping/{a}/{b}/{c}", ping())
-        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .merge(crate::console::routes())
+        .fallback(crate::console::fallback)
         .with_state(state)
 }
 

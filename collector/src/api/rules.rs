@@ -47,8 +47,8 @@ pub async fn list(
 #[serde(deny_unknown_fields)]
 pub struct TestRequest {
     /// Sigma YAML: one rule, or a correlation with the rules it counts (`---` between).
-    rule: String,
-    events: Vec<Event>,
+    pub rule: String,
+    pub events: Vec<Event>,
 }
 
 #[derive(Serialize)]

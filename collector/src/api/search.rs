@@ -15,11 +15,11 @@ use crate::index::search::{SearchRequest, SearchResult, parse_time};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SearchParams {
-    q: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
-    limit: Option<usize>,
-    offset: Option<usize>,
+    pub q: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub limit: Option<usize>,
+    pub offset: Option<usize>,
 }
 
 /// Parameters from the query string (`GET`) or from a JSON object body (`POST`).

@@ -114,7 +114,8 @@ impl DetectConfig {
 pub struct DetectView {
     pub rules: RwLock<Vec<RuleInfo>>,
     pub errors: RwLock<Vec<RuleError>>,
-    pub hits: Mutex<HashMap<String, u64>>,
+    /// Per rule: its hits, and when it last hit.
+    pub hits: Mutex<HashMap<String, (u64, chrono::DateTime<chrono::Utc>)>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -122,6 +123,7 @@ pub struct RuleRow {
     #[serde(flatten)]
     pub info: RuleInfo,
     pub hits: u64,
+    pub last_hit: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl DetectView {
@@ -132,9 +134,16 @@ impl DetectView {
             .map(|r| r.clone())
             .unwrap_or_default()
             .into_iter()
-            .map(|info| RuleRow {
-                hits: hits.get(&info.key).copied().unwrap_or(0),
-                info,
+            .map(|info| {
+                let (hits, last_hit) = match hits.get(&info.key) {
+                    Some((n, at)) => (*n, Some(*at)),
+                    None => (0, None),
+                };
+                RuleRow {
+                    hits,
+                    last_hit,
+                    info,
+                }
             })
             .collect()
     }
@@ -260,7 +269,11 @@ impl Detector {
                     .get_or_create(&vec![("rule", hit.rule_key.clone())])
                     .inc();
                 if let Ok(mut h) = self.view.hits.lock() {
-                    *h.entry(hit.rule_key.clone()).or_insert(0) += 1;
+                    let e = h
+                        .entry(hit.rule_key.clone())
+                        .or_insert((0, chrono::Utc::now()));
+                    e.0 += 1;
+                    e.1 = chrono::Utc::now();
                 }
                 let id = format!("{batch_id}.a{}", alerts.len());
                 alerts.push(alert::alert(&hit, ev, id));

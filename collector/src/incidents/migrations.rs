@@ -97,6 +97,12 @@ pub const STEPS: &[Step] = &[
         sqlite: include_str!("../../migrations/sqlite/0012_incident_assets_and_grouping.sql"),
         postgres: include_str!("../../migrations/postgres/0012_incident_assets_and_grouping.sql"),
     },
+    Step {
+        version: 13,
+        name: "desk",
+        sqlite: include_str!("../../migrations/sqlite/0013_desk.sql"),
+        postgres: include_str!("../../migrations/postgres/0013_desk.sql"),
+    },
 ];
 
 /// The migrator of one dialect.

@@ -6,6 +6,8 @@
 //! - [`store`]: the incidents in SQL (SQLite under the data dir by default, PostgreSQL shared
 //!   by several collectors), alerts grouped into them, the queue and one incident's timeline.
 //! - [`lifecycle`]: the actions people take, and from which status each one is allowed.
+//! - [`desk`]: what the desk does besides: incidents taken by hand, merged, split; the
+//!   shift log.
 //! - [`migrations`]: the database schema, as versioned migrations per dialect.
 //!
 //! # Invariants
@@ -20,6 +22,7 @@
 //!   away; only an operator does.
 
 pub mod deadlines;
+pub mod desk;
 pub mod lifecycle;
 pub mod migrations;
 pub mod store;
@@ -202,6 +205,23 @@ pub struct Incident {
     /// The deadlines that passed: `acknowledge`, `resolve`.
     #[serde(default)]
     pub breached: Vec<String>,
+    /// Taken by hand: what kind of problem (`outage`, `security`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    /// Taken by hand: the caller's or another desk's ticket reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
+    /// Merged into another incident, which carries on (this one is resolved).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<i64>,
+    /// Its alerts (event ids), newest first, at most [`desk::MAX_ALERTS_SHOWN`]; only on
+    /// one incident, not in the queue listing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<AlertRef>,
+    /// What was sent about it and how each delivery stands, newest first (only on one
+    /// incident).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<crate::notify::outbox::Sent>,
     /// Oldest first; empty in the queue listing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub timeline: Vec<Entry>,
@@ -209,6 +229,13 @@ pub struct Incident {
 
 fn first_level() -> i64 {
     1
+}
+
+/// One alert of an incident: the alert event's id (searchable as `event.id`) and its time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertRef {
+    pub id: String,
+    pub at: chrono::DateTime<chrono::Utc>,
 }
 
 /// One step on an incident's timeline.

@@ -63,21 +63,21 @@ const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
 
 /// Actor of the steps Vigil itself takes.
-const SYSTEM: &str = "vigil";
+pub(super) const SYSTEM: &str = "vigil";
 
 #[derive(Clone)]
 pub struct Store {
-    pool: AnyPool,
+    pub(super) pool: AnyPool,
     /// Who is told about changes; none: nothing is announced.
     notifier: Option<Arc<Notifier>>,
     /// Woken when a change enqueued deliveries (the dispatcher waits on it).
-    wake: Arc<Notify>,
+    pub(super) wake: Arc<Notify>,
     /// By when incidents must be acknowledged and resolved.
-    deadlines: Shared<Deadlines>,
+    pub(super) deadlines: Shared<Deadlines>,
     /// The assets in force: an incident's are those watching what its alerts were seen on.
     assets: Shared<Assets>,
     /// The time of changes (a test's controlled clock, else the system's).
-    clock: Clock,
+    pub(super) clock: Clock,
     /// PostgreSQL: possibly shared by several collectors.
     shared: bool,
 }
@@ -96,7 +96,7 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-fn millis(t: DateTime<Utc>) -> i64 {
+pub(super) fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
@@ -104,11 +104,12 @@ pub(crate) fn time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
-const COLUMNS: &str = "id, title, status, severity, danger, customer, affected, assets, tags, \
+pub(super) const COLUMNS: &str = "id, title, status, severity, danger, customer, affected, assets, tags, \
                        group_key, rule_id, assignee, count, first_seen, last_seen, ack_by, \
-                       resolve_by, level, ack_breached_at, resolve_breached_at";
+                       resolve_by, level, ack_breached_at, resolve_breached_at, category, ticket, \
+                       merged_into";
 
-fn incident(row: &AnyRow) -> Result<Incident, sqlx::Error> {
+pub(super) fn incident(row: &AnyRow) -> Result<Incident, sqlx::Error> {
     let status: String = row.try_get("status")?;
     Ok(Incident {
         id: row.try_get("id")?,
@@ -143,6 +144,11 @@ fn incident(row: &AnyRow) -> Result<Incident, sqlx::Error> {
             Err(e) => Some(Err(e)),
         })
         .collect::<Result<_, _>>()?,
+        category: row.try_get("category")?,
+        ticket: row.try_get("ticket")?,
+        merged_into: row.try_get("merged_into")?,
+        alerts: Vec::new(),
+        notifications: Vec::new(),
         timeline: Vec::new(),
     })
 }
@@ -236,7 +242,7 @@ impl Store {
         self.deadlines.get()
     }
 
-    fn now(&self) -> i64 {
+    pub(super) fn now(&self) -> i64 {
         millis((self.clock)())
     }
 
@@ -692,6 +698,8 @@ impl Store {
                 detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
             });
         }
+        inc.alerts = self.alerts_of(id).await?;
+        inc.notifications = crate::notify::outbox::of_incident(&self.pool, id).await?;
         Ok(inc)
     }
 
@@ -840,7 +848,7 @@ impl Store {
 
 /// The customers of an `affected` column.
 /// `list` sorted, each once, without `own`.
-fn sorted_list(list: &[String], own: Option<&str>) -> Vec<String> {
+pub(super) fn sorted_list(list: &[String], own: Option<&str>) -> Vec<String> {
     let mut out: Vec<String> = list
         .iter()
         .filter(|c| Some(c.as_str()) != own)
@@ -851,7 +859,7 @@ fn sorted_list(list: &[String], own: Option<&str>) -> Vec<String> {
     out
 }
 
-fn split_list(s: &str) -> Vec<String> {
+pub(super) fn split_list(s: &str) -> Vec<String> {
     s.split(',')
         .filter(|c| !c.is_empty())
         .map(str::to_owned)
@@ -861,7 +869,7 @@ fn split_list(s: &str) -> Vec<String> {
 /// A list an incident keeps in one column, comma-separated and sorted: the customers it
 /// affects besides its own, its assets.
 #[derive(Clone, Copy)]
-enum List {
+pub(super) enum List {
     Affected,
     Assets,
     Tags,
@@ -879,7 +887,7 @@ impl List {
 
 /// Adds `more` to incident `id`'s `list` in `tx` (`own`, the incident's customer, is never
 /// among its affected); the ones that were not there.
-async fn add_to_list(
+pub(super) async fn add_to_list(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     id: i64,
     list: List,
@@ -936,7 +944,7 @@ pub(super) fn subject_of(inc: Incident) -> Subject {
 }
 
 /// The earlier of an incident's deadlines (its row's `ack_by`, `resolve_by`) and `new`.
-fn tighter(row: &AnyRow, new: Due) -> Result<Due, sqlx::Error> {
+pub(super) fn tighter(row: &AnyRow, new: Due) -> Result<Due, sqlx::Error> {
     Ok(Due {
         acknowledge: earlier(row.try_get("ack_by")?, new.acknowledge),
         resolve: earlier(row.try_get("resolve_by")?, new.resolve),

@@ -443,6 +443,46 @@ pub async fn backlog(pool: &AnyPool) -> Result<i64, sqlx::Error> {
     row.try_get("n")
 }
 
+/// One delivery about an incident, as the desk sees it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Sent {
+    pub kind: String,
+    pub receiver: String,
+    pub channel: String,
+    pub target: String,
+    /// `pending`, `started`, `sent` or `failed`.
+    pub state: String,
+    pub attempts: i64,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// The latest deliveries about incident `id` (at most 200), newest first.
+pub async fn of_incident(pool: &AnyPool, id: i64) -> Result<Vec<Sent>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT kind, receiver, channel, target, state, attempts, updated_at, last_error
+         FROM outbox WHERE incident_id = $1 ORDER BY id DESC LIMIT 200",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Sent {
+                kind: r.try_get("kind")?,
+                receiver: r.try_get("receiver")?,
+                channel: r.try_get("channel")?,
+                target: r.try_get("target")?,
+                state: r.try_get("state")?,
+                attempts: r.try_get("attempts")?,
+                updated_at: crate::incidents::store::time(r.try_get("updated_at")?),
+                last_error: r.try_get("last_error")?,
+            })
+        })
+        .collect()
+}
+
 /// The delivery a gateway callback names by its token: (incident, channel, target).
 pub async fn by_token(
     pool: &AnyPool,

@@ -334,6 +334,11 @@ pub(crate) mod tests {
             resolve_by: None,
             level: 1,
             breached: Vec::new(),
+            category: None,
+            ticket: None,
+            merged_into: None,
+            alerts: Vec::new(),
+            notifications: Vec::new(),
             timeline: Vec::new(),
         }
     }

@@ -1,0 +1,552 @@
+//! The desk's pages: the queue (filters, sort, countdowns, bulk acknowledge, live through
+//! server-sent events), one incident (timeline, evidence, actions, notifications, merge,
+//! split), incidents taken by hand, the operator call tasks and the shift log.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Redirect, Response};
+use minijinja::context;
+use serde::{Deserialize, Serialize};
+
+use super::render::{page, page_with, problem};
+use super::{Fields, Login, Session, api_headers, api_problem, encode};
+use crate::api::{ApiError, AppState, incidents as api};
+use crate::incidents::desk::Manual;
+use crate::incidents::{Action, Filter, Incident, SEVERITIES, severity_rank};
+
+/// What the queue shows, from the page's address.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct DeskQuery {
+    /// A status, `active` (the default) or `all`.
+    pub status: Option<String>,
+    pub severity: Option<String>,
+    pub customer: Option<String>,
+    /// An assignee, or `-` for nobody.
+    pub assignee: Option<String>,
+    /// `yes` or `no`.
+    pub danger: Option<String>,
+    /// Seen within: `1h`, `24h`, `7d`.
+    pub age: Option<String>,
+    /// `last_seen` (default), `severity`, `ack_by`, `id`.
+    pub sort: Option<String>,
+    /// A message to show (after a bulk action).
+    pub notice: Option<String>,
+}
+
+/// Most incidents the queue page reads.
+const QUEUE_READ: usize = 1000;
+
+fn blank(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// The queue as the page shows it, filtered and sorted.
+async fn queue_of(s: &AppState, who: &Session, q: &DeskQuery) -> Result<Vec<Incident>, ApiError> {
+    let status = match blank(&q.status) {
+        None => Some("active".to_owned()),
+        Some("all") => None,
+        Some(st) => Some(st.to_owned()),
+    };
+    let filter = Filter {
+        status,
+        severity: blank(&q.severity).map(str::to_owned),
+        customer: blank(&q.customer).map(str::to_owned),
+        breached: None,
+        limit: Some(QUEUE_READ),
+    };
+    let Json(list) = api::list(State(s.clone()), api_headers(s, who), Ok(Query(filter))).await?;
+    let now = chrono::Utc::now();
+    let age = match blank(&q.age) {
+        None => None,
+        Some(a) => Some(
+            vigil_schema::config::parse_duration(a)
+                .map_err(|e| ApiError::bad_request("bad_parameter", format!("age: {e}")))?,
+        ),
+    };
+    let mut out: Vec<Incident> = list
+        .incidents
+        .into_iter()
+        .filter(|i| match blank(&q.assignee) {
+            None => true,
+            Some("-") => i.assignee.is_none(),
+            Some(a) => i.assignee.as_deref() == Some(a),
+        })
+        .filter(|i| match blank(&q.danger) {
+            Some("yes") => i.danger,
+            Some("no") => !i.danger,
+            _ => true,
+        })
+        .filter(|i| {
+            age.is_none_or(|a| {
+                now.signed_duration_since(i.last_seen).to_std().unwrap_or_default() <= a
+            })
+        })
+        .collect();
+    match blank(&q.sort) {
+        Some("severity") => out.sort_by(|a, b| {
+            (severity_rank(&b.severity), b.danger, b.last_seen).cmp(&(
+                severity_rank(&a.severity),
+                a.danger,
+                a.last_seen,
+            ))
+        }),
+        Some("ack_by") => out.sort_by_key(|i| (i.acknowledge_by.is_none(), i.acknowledge_by)),
+        Some("id") => out.sort_by_key(|i| std::cmp::Reverse(i.id)),
+        _ => {}
+    }
+    Ok(out)
+}
+
+fn query_string(q: &DeskQuery) -> String {
+    let mut q = q.clone();
+    q.notice = None;
+    serde_urlencoded::to_string(&q).unwrap_or_default()
+}
+
+pub async fn queue(State(s): State<AppState>, Login(who): Login, q: Result<Query<DeskQuery>, QueryRejection>) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, Some(&who), &e.body_text()),
+    };
+    let (incidents, error) = match queue_of(&s, &who, &q).await {
+        Ok(l) => (l, None),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
+    let customers: Vec<String> = s
+        .0
+        .directory
+        .list_customers()
+        .into_iter()
+        .map(|(c, _)| c.id)
+        .collect();
+    page(
+        "desk.html",
+        Some(&who),
+        "desk",
+        context! {
+            incidents, error, q => &q, qs => query_string(&q), customers,
+            severities => SEVERITIES,
+            statuses => ["active", "open", "acknowledged", "resolved", "retracted", "all"],
+        },
+    )
+}
+
+/// The queue's rows alone, for the script to swap in when something changed.
+pub async fn rows(State(s): State<AppState>, Login(who): Login, q: Result<Query<DeskQuery>, QueryRejection>) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, Some(&who), &e.body_text()),
+    };
+    match queue_of(&s, &who, &q).await {
+        Ok(incidents) => page("rows.html", Some(&who), "desk", context! { incidents }),
+        Err(e) => api_problem(&who, e),
+    }
+}
+
+/// How often the queue's version is read for the live desks.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
+
+/// `changed` whenever an incident is opened or changes (read from the database, so the
+/// changes of collectors sharing it show too), and at once on connecting.
+pub async fn events(State(s): State<AppState>, Login(_): Login) -> impl IntoResponse {
+    let pool = s.0.incidents.pool().clone();
+    let stream = futures_util::stream::unfold(
+        (pool, None::<String>),
+        |(pool, last)| async move {
+            loop {
+                let version: Result<(i64, Option<i64>, Option<i64>), _> = sqlx::query_as(
+                    "SELECT COUNT(*), MAX(updated_at), MAX(id) FROM incidents",
+                )
+                .fetch_one(&pool)
+                .await;
+                if let Ok((n, at, id)) = version {
+                    let v = format!("{n}.{}.{}", at.unwrap_or(0), id.unwrap_or(0));
+                    if last.as_deref() != Some(v.as_str()) {
+                        let ev = SseEvent::default().event("changed").data(v.clone());
+                        return Some((Ok::<_, Infallible>(ev), (pool, Some(v))));
+                    }
+                }
+                tokio::time::sleep(WATCH_EVERY).await;
+            }
+        },
+    );
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// Acknowledges the incidents checked on the queue.
+pub async fn bulk_ack(State(s): State<AppState>, Login(who): Login, body: Bytes) -> Response {
+    let f = Fields::parse(&body);
+    if let Err(r) = f.check(&who) {
+        return r;
+    }
+    let mut done = 0;
+    let mut refused = Vec::new();
+    for id in f.all("id") {
+        let Ok(id) = id.parse::<i64>() else { continue };
+        match s.0.incidents.act(id, &Action::Ack, &who.name).await {
+            Ok(_) => done += 1,
+            Err(e) => refused.push(format!("#{id}: {e}")),
+        }
+    }
+    let mut notice = format!("{done} acknowledged.");
+    if !refused.is_empty() {
+        notice.push_str(&format!(" Not acknowledged: {}.", refused.join("; ")));
+    }
+    let back = f.one("back").unwrap_or_default();
+    Redirect::to(&format!("/desk?{back}&notice={}", encode(&notice))).into_response()
+}
+
+fn id_of(raw: &str) -> Result<i64, ApiError> {
+    api::incident_id(raw)
+}
+
+/// Incident `id` with its notifications.
+async fn incident_of(s: &AppState, who: &Session, id: &str) -> Result<Incident, ApiError> {
+    let Json(inc) = api::show(State(s.clone()), api_headers(s, who), Path(id.to_owned())).await?;
+    Ok(inc)
+}
+
+/// The alert events of `inc` shown inline (at most this many) and the evidence behind them.
+const EVIDENCE_SHOWN: usize = 20;
+
+/// `field:"a" OR field:"b" ...` for `values`.
+fn any_of(field: &str, values: &[String]) -> String {
+    values
+        .iter()
+        .map(|v| format!("{field}:\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
+        .collect::<Vec<_>>()
+        .join(" OR ")
+}
+
+/// The events of `ids`, newest first, as the index has them.
+async fn events_by_id(s: &AppState, ids: &[String]) -> Vec<serde_json::Value> {
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    let req = crate::index::search::SearchRequest {
+        q: any_of("event.id", ids),
+        from: None,
+        to: None,
+        limit: ids.len().min(100),
+        offset: 0,
+    };
+    let searcher = s.0.searcher.clone();
+    match tokio::task::spawn_blocking(move || searcher.search(&req)).await {
+        Ok(Ok(r)) => r.hits,
+        _ => Vec::new(),
+    }
+}
+
+async fn incident_page(
+    s: &AppState,
+    who: &Session,
+    id: &str,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
+    let inc = match incident_of(s, who, id).await {
+        Ok(i) => i,
+        Err(e) => return api_problem(who, e),
+    };
+    let alert_ids: Vec<String> = inc
+        .alerts
+        .iter()
+        .take(EVIDENCE_SHOWN)
+        .map(|a| a.id.clone())
+        .collect();
+    let alerts = events_by_id(s, &alert_ids).await;
+    let mut evidence_ids: Vec<String> = alerts
+        .iter()
+        .filter_map(|a| a.get("alert.event_ids")?.as_array().cloned())
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    evidence_ids.sort();
+    evidence_ids.dedup();
+    evidence_ids.truncate(100);
+    let evidence = events_by_id(s, &evidence_ids).await;
+    let hunt = if evidence_ids.is_empty() {
+        any_of("event.id", &alert_ids)
+    } else {
+        any_of("event.id", &evidence_ids)
+    };
+    page_with(
+        status,
+        "incident.html",
+        Some(who),
+        "desk",
+        context! {
+            inc => &inc, alerts, evidence, hunt, error, severities => SEVERITIES,
+        },
+    )
+}
+
+pub async fn incident(State(s): State<AppState>, Login(who): Login, Path(id): Path<String>) -> Response {
+    incident_page(&s, &who, &id, None, StatusCode::OK).await
+}
+
+/// The API body of an action from the incident page's form.
+fn action_body(f: &Fields) -> serde_json::Value {
+    let mut body = serde_json::Map::new();
+    for key in ["assignee", "comment", "severity", "resolution", "reason"] {
+        if let Some(v) = f.one(key) {
+            body.insert(key.into(), v.into());
+        }
+    }
+    if f.one("action") == Some("escalate") {
+        body.insert("danger".into(), f.one("danger").is_some().into());
+    }
+    serde_json::Value::Object(body)
+}
+
+pub async fn act(
+    State(s): State<AppState>,
+    Login(who): Login,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let f = Fields::parse(&body);
+    if let Err(r) = f.check(&who) {
+        return r;
+    }
+    let action = f.one("action").unwrap_or_default().to_owned();
+    let json = Bytes::from(action_body(&f).to_string());
+    let done = api::act(
+        State(s.clone()),
+        api_headers(&s, &who),
+        Path((id.clone(), action)),
+        json,
+    )
+    .await;
+    match done {
+        Ok(_) => Redirect::to(&format!("/incidents/{id}")).into_response(),
+        Err(e) => {
+            let status = e.status();
+            incident_page(&s, &who, &id, Some(e.to_string()), status).await
+        }
+    }
+}
+
+pub async fn merge(
+    State(s): State<AppState>,
+    Login(who): Login,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let f = Fields::parse(&body);
+    if let Err(r) = f.check(&who) {
+        return r;
+    }
+    let into = match id_of(&id) {
+        Ok(i) => i,
+        Err(e) => return api_problem(&who, e),
+    };
+    let raw = f.one("incidents").unwrap_or_default();
+    let from: Result<Vec<i64>, _> = raw
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|p| !p.is_empty())
+        .map(|p| p.trim_start_matches('#').parse::<i64>())
+        .collect();
+    let result = match from {
+        Ok(from) => s
+            .0
+            .incidents
+            .merge(into, &from, &who.name)
+            .await
+            .map_err(ApiError::from),
+        Err(_) => Err(ApiError::bad_request(
+            "bad_body",
+            format!("{raw:?}: incident numbers, separated by commas or spaces"),
+        )),
+    };
+    match result {
+        Ok(_) => Redirect::to(&format!("/incidents/{into}")).into_response(),
+        Err(e) => {
+            let status = e.status();
+            incident_page(&s, &who, &id, Some(e.to_string()), status).await
+        }
+    }
+}
+
+pub async fn split(
+    State(s): State<AppState>,
+    Login(who): Login,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let f = Fields::parse(&body);
+    if let Err(r) = f.check(&who) {
+        return r;
+    }
+    let from = match id_of(&id) {
+        Ok(i) => i,
+        Err(e) => return api_problem(&who, e),
+    };
+    let alerts: Vec<String> = f.all("alert").into_iter().map(str::to_owned).collect();
+    match s
+        .0
+        .incidents
+        .split(from, &alerts, f.one("title"), &who.name)
+        .await
+    {
+        Ok(new) => Redirect::to(&format!("/incidents/{}", new.id)).into_response(),
+        Err(e) => {
+            let e = ApiError::from(e);
+            let status = e.status();
+            incident_page(&s, &who, &id, Some(e.to_string()), status).await
+        }
+    }
+}
+
+fn new_page_with(s: &AppState, who: &Session, error: Option<String>, status: StatusCode) -> Response {
+    let customers: Vec<String> = s
+        .0
+        .directory
+        .list_customers()
+        .into_iter()
+        .map(|(c, _)| c.id)
+        .collect();
+    page_with(
+        status,
+        "new.html",
+        Some(who),
+        "desk",
+        context! { customers, error, severities => SEVERITIES },
+    )
+}
+
+pub async fn new_page(State(s): State<AppState>, Login(who): Login) -> Response {
+    new_page_with(&s, &who, None, StatusCode::OK)
+}
+
+/// Takes an incident by hand from the form.
+pub async fn create(State(s): State<AppState>, Login(who): Login, body: Bytes) -> Response {
+    let f = Fields::parse(&body);
+    if let Err(r) = f.check(&who) {
+        return r;
+    }
+    let m = Manual {
+        title: f.one("title").unwrap_or_default().to_owned(),
+        customer: f.one("customer").map(str::to_owned),
+        assets: f
+            .one("assets")
+            .unwrap_or_default()
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        category: f.one("category").map(str::to_owned),
+        severity: f.one("severity").unwrap_or("medium").to_owned(),
+        danger: f.one("danger").is_some(),
+        ticket: f.one("ticket").map(str::to_owned),
+        description: f.one("description").map(str::to_owned),
+    };
+    let body = Bytes::from(serde_json::to_vec(&serde_json::json!({
+        "title": m.title, "customer": m.customer, "assets": m.assets, "category": m.category,
+        "severity": m.severity, "danger": m.danger, "ticket": m.ticket,
+        "description": m.description,
+    })).unwrap_or_default());
+    match api::create(State(s.clone()), api_headers(&s, &who), body).await {
+        Ok((_, Json(inc))) => Redirect::to(&format!("/incidents/{}", inc.id)).into_response(),
+        Err(e) => {
+            let status = e.status();
+            new_page_with(&s, &who, Some(e.to_string()), status)
+        }
+    }
+}
+
+async fn tasks_page(s: &AppState, who: &Session, error: Option<String>, status: StatusCode) -> Response {
+    let tasks = crate::notify::task::list(s.0.incidents.pool(), None).await;
+    match tasks {
+        Ok(tasks) => page_with(
+            status,
+            "tasks.html",
+            Some(who),
+            "tasks",
+            context! { tasks, error, outcomes => crate::notify::task::OUTCOMES },
+        ),
+        Err(e) => api_problem(who, ApiError::from(e)),
+    }
+}
+
+pub async fn tasks(State(s): State<AppState>, Login(who): Login) -> Response {
+    tasks_page(&s, &who, None, StatusCode::OK).await
+}
+
+/// Records a call's outcome from the tasks page.
+pub async fn record_call(
+    State(s): State<AppState>,
+    Login(who): Login,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let f = Fields::parse(&body);
+    if let Err(r) = f.check(&who) {
+        return r;
+    }
+    let attempt = crate::notify::task::Attempt {
+        outcome: f.one("outcome").unwrap_or_default().to_owned(),
+        answered_by: f.one("answered_by").map(str::to_owned),
+        note: f.one("note").map(str::to_owned),
+    };
+    match crate::api::tasks::record(
+        State(s.clone()),
+        api_headers(&s, &who),
+        Path(id),
+        Ok(Json(attempt)),
+    )
+    .await
+    {
+        Ok(_) => Redirect::to("/tasks").into_response(),
+        Err(e) => {
+            let status = e.status();
+            tasks_page(&s, &who, Some(e.to_string()), status).await
+        }
+    }
+}
+
+async fn shift_page(s: &AppState, who: &Session, error: Option<String>, status: StatusCode) -> Response {
+    match s.0.incidents.shift_log(200).await {
+        Ok(notes) => page_with(
+            status,
+            "shift.html",
+            Some(who),
+            "shift",
+            context! { notes, error },
+        ),
+        Err(e) => api_problem(who, ApiError::from(e)),
+    }
+}
+
+pub async fn shift(State(s): State<AppState>, Login(who): Login) -> Response {
+    shift_page(&s, &who, None, StatusCode::OK).await
+}
+
+pub async fn shift_note(State(s): State<AppState>, Login(who): Login, body: Bytes) -> Response {
+    let f = Fields::parse(&body);
+    if let Err(r) = f.check(&who) {
+        return r;
+    }
+    match s
+        .0
+        .incidents
+        .shift_note(&who.name, f.one("text").unwrap_or_default())
+        .await
+    {
+        Ok(_) => Redirect::to("/shift").into_response(),
+        Err(e) => {
+            let e = ApiError::from(e);
+            let status = e.status();
+            shift_page(&s, &who, Some(e.to_string()), status).await
+        }
+    }
+}
+
