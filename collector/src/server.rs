@@ -188,10 +188,7 @@ impl Collector {
             quorum,
             configured_checks,
             cap_feeds: Default::default(),
-            sessions: crate::console::Sessions::new(
-                cfg.http.session_ttl,
-                writer::system_clock(),
-            ),
+            sessions: crate::console::Sessions::new(cfg.http.session_ttl, writer::system_clock()),
         }));
         let inbound = match (&cfg.notify.inbound, store_has_notifier) {
             (Some(i), true) => Some((

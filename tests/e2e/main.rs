@@ -4,6 +4,7 @@
 mod agents;
 mod bad_input;
 mod checks;
+mod console;
 mod delivery;
 mod detect;
 mod file;

@@ -6,6 +6,7 @@
 //! - [`process`]: binaries and peers as child processes; waits with deadlines.
 //! - [`services`]: a collector and agents with their configurations.
 //! - [`client`]: syslog, the search API and `/metrics`, as a user reaches them.
+//! - [`browser`]: a headless Chromium through chromedriver, with screenshots.
 //! - [`netns`]: network namespaces and veth pairs.
 //! - [`pcap`]: per-connection totals of a pcap (from `tcpdump -r`) and of stored flows.
 //! - [`sink`]: an HTTP server that records requests (a voice gateway, a webhook receiver).
@@ -20,6 +21,7 @@ mod skip_support;
 pub use skip_support::skip;
 
 pub mod alertmanager;
+pub mod browser;
 pub mod client;
 pub mod netns;
 pub mod pcap;

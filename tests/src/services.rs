@@ -119,12 +119,13 @@ impl Collector {
 
     /// Starts with `extra` (more TOML tables) at the end of the configuration.
     pub fn start_with(dir: &Path, port: u16, commit_interval: &str, extra: &str) -> Collector {
+        Self::start_text(dir, &(collector_config(dir, port, commit_interval) + extra))
+    }
+
+    /// A collector with the whole configuration `text`.
+    pub fn start_text(dir: &Path, text: &str) -> Collector {
         let config = dir.join("collector.toml");
-        std::fs::write(
-            &config,
-            collector_config(dir, port, commit_interval) + extra,
-        )
-        .expect("config");
+        std::fs::write(&config, text).expect("config");
         let ports = dir.join("collector.ports.json");
         let _ = std::fs::remove_file(&ports);
         let mut cmd = Command::new(bin("vigil"));

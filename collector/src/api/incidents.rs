@@ -107,7 +107,11 @@ pub fn known(s: &AppState, m: &Manual) -> Result<(), ApiError> {
     {
         return Err(unknown("customer", c));
     }
-    if let Some(a) = m.assets.iter().find(|a| s.0.directory.asset_source(a.trim()).is_none()) {
+    if let Some(a) = m
+        .assets
+        .iter()
+        .find(|a| s.0.directory.asset_source(a.trim()).is_none())
+    {
         return Err(unknown("asset", a));
     }
     Ok(())
@@ -165,7 +169,10 @@ pub async fn split(
     let id = incident_id(&id)?;
     let b: SplitBody = json_body(&body)?;
     let actor = actor(&headers)?;
-    let new = s.0.incidents.split(id, &b.alerts, b.title.as_deref(), &actor).await?;
+    let new =
+        s.0.incidents
+            .split(id, &b.alerts, b.title.as_deref(), &actor)
+            .await?;
     tracing::info!(incident = id, new = new.id, %actor, "incident split");
     Ok((axum::http::StatusCode::CREATED, Json(new)))
 }

@@ -86,7 +86,10 @@ async fn queue_of(s: &AppState, who: &Session, q: &DeskQuery) -> Result<Vec<Inci
         })
         .filter(|i| {
             age.is_none_or(|a| {
-                now.signed_duration_since(i.last_seen).to_std().unwrap_or_default() <= a
+                now.signed_duration_since(i.last_seen)
+                    .to_std()
+                    .unwrap_or_default()
+                    <= a
             })
         })
         .collect();
@@ -111,7 +114,11 @@ fn query_string(q: &DeskQuery) -> String {
     serde_urlencoded::to_string(&q).unwrap_or_default()
 }
 
-pub async fn queue(State(s): State<AppState>, Login(who): Login, q: Result<Query<DeskQuery>, QueryRejection>) -> Response {
+pub async fn queue(
+    State(s): State<AppState>,
+    Login(who): Login,
+    q: Result<Query<DeskQuery>, QueryRejection>,
+) -> Response {
     let q = match q {
         Ok(Query(q)) => q,
         Err(e) => return problem(StatusCode::BAD_REQUEST, Some(&who), &e.body_text()),
@@ -120,13 +127,12 @@ pub async fn queue(State(s): State<AppState>, Login(who): Login, q: Result<Query
         Ok(l) => (l, None),
         Err(e) => (Vec::new(), Some(e.to_string())),
     };
-    let customers: Vec<String> = s
-        .0
-        .directory
-        .list_customers()
-        .into_iter()
-        .map(|(c, _)| c.id)
-        .collect();
+    let customers: Vec<String> =
+        s.0.directory
+            .list_customers()
+            .into_iter()
+            .map(|(c, _)| c.id)
+            .collect();
     page(
         "desk.html",
         Some(&who),
@@ -140,7 +146,11 @@ pub async fn queue(State(s): State<AppState>, Login(who): Login, q: Result<Query
 }
 
 /// The queue's rows alone, for the script to swap in when something changed.
-pub async fn rows(State(s): State<AppState>, Login(who): Login, q: Result<Query<DeskQuery>, QueryRejection>) -> Response {
+pub async fn rows(
+    State(s): State<AppState>,
+    Login(who): Login,
+    q: Result<Query<DeskQuery>, QueryRejection>,
+) -> Response {
     let q = match q {
         Ok(Query(q)) => q,
         Err(e) => return problem(StatusCode::BAD_REQUEST, Some(&who), &e.body_text()),
@@ -158,26 +168,22 @@ const WATCH_EVERY: Duration = Duration::from_secs(1);
 /// changes of collectors sharing it show too), and at once on connecting.
 pub async fn events(State(s): State<AppState>, Login(_): Login) -> impl IntoResponse {
     let pool = s.0.incidents.pool().clone();
-    let stream = futures_util::stream::unfold(
-        (pool, None::<String>),
-        |(pool, last)| async move {
-            loop {
-                let version: Result<(i64, Option<i64>, Option<i64>), _> = sqlx::query_as(
-                    "SELECT COUNT(*), MAX(updated_at), MAX(id) FROM incidents",
-                )
-                .fetch_one(&pool)
-                .await;
-                if let Ok((n, at, id)) = version {
-                    let v = format!("{n}.{}.{}", at.unwrap_or(0), id.unwrap_or(0));
-                    if last.as_deref() != Some(v.as_str()) {
-                        let ev = SseEvent::default().event("changed").data(v.clone());
-                        return Some((Ok::<_, Infallible>(ev), (pool, Some(v))));
-                    }
+    let stream = futures_util::stream::unfold((pool, None::<String>), |(pool, last)| async move {
+        loop {
+            let version: Result<(i64, Option<i64>, Option<i64>), _> =
+                sqlx::query_as("SELECT COUNT(*), MAX(updated_at), MAX(id) FROM incidents")
+                    .fetch_one(&pool)
+                    .await;
+            if let Ok((n, at, id)) = version {
+                let v = format!("{n}.{}.{}", at.unwrap_or(0), id.unwrap_or(0));
+                if last.as_deref() != Some(v.as_str()) {
+                    let ev = SseEvent::default().event("changed").data(v.clone());
+                    return Some((Ok::<_, Infallible>(ev), (pool, Some(v))));
                 }
-                tokio::time::sleep(WATCH_EVERY).await;
             }
-        },
-    );
+            tokio::time::sleep(WATCH_EVERY).await;
+        }
+    });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
@@ -221,7 +227,12 @@ const EVIDENCE_SHOWN: usize = 20;
 fn any_of(field: &str, values: &[String]) -> String {
     values
         .iter()
-        .map(|v| format!("{field}:\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
+        .map(|v| {
+            format!(
+                "{field}:\"{}\"",
+                v.replace('\\', "\\\\").replace('"', "\\\"")
+            )
+        })
         .collect::<Vec<_>>()
         .join(" OR ")
 }
@@ -289,7 +300,11 @@ async fn incident_page(
     )
 }
 
-pub async fn incident(State(s): State<AppState>, Login(who): Login, Path(id): Path<String>) -> Response {
+pub async fn incident(
+    State(s): State<AppState>,
+    Login(who): Login,
+    Path(id): Path<String>,
+) -> Response {
     incident_page(&s, &who, &id, None, StatusCode::OK).await
 }
 
@@ -356,12 +371,12 @@ pub async fn merge(
         .map(|p| p.trim_start_matches('#').parse::<i64>())
         .collect();
     let result = match from {
-        Ok(from) => s
-            .0
-            .incidents
-            .merge(into, &from, &who.name)
-            .await
-            .map_err(ApiError::from),
+        Ok(from) => {
+            s.0.incidents
+                .merge(into, &from, &who.name)
+                .await
+                .map_err(ApiError::from)
+        }
         Err(_) => Err(ApiError::bad_request(
             "bad_body",
             format!("{raw:?}: incident numbers, separated by commas or spaces"),
@@ -406,14 +421,18 @@ pub async fn split(
     }
 }
 
-fn new_page_with(s: &AppState, who: &Session, error: Option<String>, status: StatusCode) -> Response {
-    let customers: Vec<String> = s
-        .0
-        .directory
-        .list_customers()
-        .into_iter()
-        .map(|(c, _)| c.id)
-        .collect();
+fn new_page_with(
+    s: &AppState,
+    who: &Session,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
+    let customers: Vec<String> =
+        s.0.directory
+            .list_customers()
+            .into_iter()
+            .map(|(c, _)| c.id)
+            .collect();
     page_with(
         status,
         "new.html",
@@ -449,11 +468,14 @@ pub async fn create(State(s): State<AppState>, Login(who): Login, body: Bytes) -
         ticket: f.one("ticket").map(str::to_owned),
         description: f.one("description").map(str::to_owned),
     };
-    let body = Bytes::from(serde_json::to_vec(&serde_json::json!({
-        "title": m.title, "customer": m.customer, "assets": m.assets, "category": m.category,
-        "severity": m.severity, "danger": m.danger, "ticket": m.ticket,
-        "description": m.description,
-    })).unwrap_or_default());
+    let body = Bytes::from(
+        serde_json::to_vec(&serde_json::json!({
+            "title": m.title, "customer": m.customer, "assets": m.assets, "category": m.category,
+            "severity": m.severity, "danger": m.danger, "ticket": m.ticket,
+            "description": m.description,
+        }))
+        .unwrap_or_default(),
+    );
     match api::create(State(s.clone()), api_headers(&s, &who), body).await {
         Ok((_, Json(inc))) => Redirect::to(&format!("/incidents/{}", inc.id)).into_response(),
         Err(e) => {
@@ -463,7 +485,12 @@ pub async fn create(State(s): State<AppState>, Login(who): Login, body: Bytes) -
     }
 }
 
-async fn tasks_page(s: &AppState, who: &Session, error: Option<String>, status: StatusCode) -> Response {
+async fn tasks_page(
+    s: &AppState,
+    who: &Session,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
     let tasks = crate::notify::task::list(s.0.incidents.pool(), None).await;
     match tasks {
         Ok(tasks) => page_with(
@@ -513,7 +540,12 @@ pub async fn record_call(
     }
 }
 
-async fn shift_page(s: &AppState, who: &Session, error: Option<String>, status: StatusCode) -> Response {
+async fn shift_page(
+    s: &AppState,
+    who: &Session,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
     match s.0.incidents.shift_log(200).await {
         Ok(notes) => page_with(
             status,
@@ -549,4 +581,3 @@ pub async fn shift_note(State(s): State<AppState>, Login(who): Login, body: Byte
         }
     }
 }
-

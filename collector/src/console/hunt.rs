@@ -58,7 +58,19 @@ fn interval(from: &str, to: Option<&str>) -> String {
     let end = to.and_then(parse).unwrap_or(now);
     let secs = (end - start).num_seconds().max(60) / BARS;
     let nice = [
-        1, 5, 10, 30, 60, 300, 600, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86_400,
+        1,
+        5,
+        10,
+        30,
+        60,
+        300,
+        600,
+        1800,
+        3600,
+        3 * 3600,
+        6 * 3600,
+        12 * 3600,
+        86_400,
     ];
     let step = nice.iter().copied().find(|n| *n >= secs).unwrap_or(86_400);
     format!("{step}s")
@@ -74,7 +86,11 @@ fn shell(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-pub async fn page(State(s): State<AppState>, Login(who): Login, q: Result<Query<HuntQuery>, QueryRejection>) -> Response {
+pub async fn page(
+    State(s): State<AppState>,
+    Login(who): Login,
+    q: Result<Query<HuntQuery>, QueryRejection>,
+) -> Response {
     let q = match q {
         Ok(Query(q)) => q,
         Err(e) => return problem(StatusCode::BAD_REQUEST, Some(&who), &e.body_text()),
@@ -118,7 +134,9 @@ async fn hunt(s: &AppState, who: &Session, q: HuntQuery) -> Response {
     let mut top = None;
     let mut outside = None;
     if let Some(r) = &result {
-        let agg = |params: AggregateParams| aggregate(State(s.clone()), headers.clone(), Ok(Params(params)));
+        let agg = |params: AggregateParams| {
+            aggregate(State(s.clone()), headers.clone(), Ok(Params(params)))
+        };
         let hist = agg(AggregateParams {
             q: Some(query.clone()),
             from: Some(from.clone()),
@@ -177,10 +195,10 @@ async fn hunt(s: &AppState, who: &Session, q: HuntQuery) -> Response {
             .unwrap_or_default()
         )
     };
-    let values: Vec<minijinja::Value> = top
-        .as_ref()
-        .map(|t| {
-            t.buckets
+    let values: Vec<minijinja::Value> =
+        top.as_ref()
+            .map(|t| {
+                t.buckets
                 .iter()
                 .map(|b| {
                     let key = match &b.key {
@@ -196,8 +214,8 @@ async fn hunt(s: &AppState, who: &Session, q: HuntQuery) -> Response {
                     context! { key, count => b.count, plus => link(&plus), minus => link(&minus) }
                 })
                 .collect()
-        })
-        .unwrap_or_default();
+            })
+            .unwrap_or_default();
     let max_bar = histogram
         .as_ref()
         .and_then(|h| h.buckets.iter().map(|b| b.count).max())
@@ -232,7 +250,8 @@ async fn hunt(s: &AppState, who: &Session, q: HuntQuery) -> Response {
         Some(who),
         "hunt",
         context! {
-            query, from, to, field, limit, error, position, outside,
+            query, from, to, field, limit, error, outside,
+            caret => position.map(|p| " ".repeat(p.min(query.len()))),
             total => result.as_ref().map(|r| r.total),
             hits => result.map(|r| r.hits).unwrap_or_default(),
             histogram, max_bar, values, other => top.map(|t| t.other_count), api, cli,
@@ -252,7 +271,11 @@ pub struct ExportQuery {
 }
 
 /// The hunt's events (at most [`MAX_EXPORT`], newest first) as a file.
-pub async fn export(State(s): State<AppState>, Login(who): Login, q: Result<Query<ExportQuery>, QueryRejection>) -> Response {
+pub async fn export(
+    State(s): State<AppState>,
+    Login(who): Login,
+    q: Result<Query<ExportQuery>, QueryRejection>,
+) -> Response {
     let q = match q {
         Ok(Query(q)) => q,
         Err(e) => return problem(StatusCode::BAD_REQUEST, Some(&who), &e.body_text()),

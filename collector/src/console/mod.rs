@@ -52,10 +52,7 @@ pub fn routes() -> Router<AppState> {
         .route("/desk/rows", get(desk::rows))
         .route("/desk/events", get(desk::events))
         .route("/desk/ack", post(desk::bulk_ack))
-        .route(
-            "/incidents/new",
-            get(desk::new_page).post(desk::create),
-        )
+        .route("/incidents/new", get(desk::new_page).post(desk::create))
         .route("/incidents/{id}", get(desk::incident))
         .route("/incidents/{id}/act", post(desk::act))
         .route("/incidents/{id}/merge", post(desk::merge))
@@ -225,11 +222,7 @@ async fn login(State(s): State<AppState>, body: axum::body::Bytes) -> Response {
         "{COOKIE}={cookie}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
         s.0.sessions.ttl().as_secs()
     );
-    (
-        [(header::SET_COOKIE, set)],
-        Redirect::to(&next),
-    )
-        .into_response()
+    ([(header::SET_COOKIE, set)], Redirect::to(&next)).into_response()
 }
 
 /// Compares in time that does not depend on where the first difference is.

@@ -114,12 +114,7 @@ pub fn page_with(
         ..ctx
     };
     match env().get_template(name).and_then(|t| t.render(full)) {
-        Ok(html) => (
-            status,
-            [(header::CACHE_CONTROL, "no-store")],
-            Html(html),
-        )
-            .into_response(),
+        Ok(html) => (status, [(header::CACHE_CONTROL, "no-store")], Html(html)).into_response(),
         Err(e) => {
             tracing::error!(template = name, error = %e, "console page cannot render");
             (

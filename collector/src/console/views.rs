@@ -132,4 +132,3 @@ pub async fn agents(State(s): State<AppState>, Login(who): Login) -> Response {
         Err(e) => api_problem(&who, e),
     }
 }
-

@@ -252,21 +252,18 @@ impl Store {
             if !inc.status.active() {
                 return Err(not_active(&inc));
             }
-            let moved = sqlx::query(
-                "UPDATE incident_alerts SET incident_id = $1 WHERE incident_id = $2",
-            )
-            .bind(into)
-            .bind(src)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            sqlx::query(
-                "UPDATE incidents SET status = 'resolved', merged_into = $1 WHERE id = $2",
-            )
-            .bind(into)
-            .bind(src)
-            .execute(&mut *tx)
-            .await?;
+            let moved =
+                sqlx::query("UPDATE incident_alerts SET incident_id = $1 WHERE incident_id = $2")
+                    .bind(into)
+                    .bind(src)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            sqlx::query("UPDATE incidents SET status = 'resolved', merged_into = $1 WHERE id = $2")
+                .bind(into)
+                .bind(src)
+                .execute(&mut *tx)
+                .await?;
             let detail = serde_json::json!({"into": into, "alerts": moved});
             timeline(&mut tx, src, now, actor, "merged_into", &detail).await?;
             let detail = serde_json::json!({"from": src, "title": inc.title, "alerts": moved});
@@ -281,16 +278,12 @@ impl Store {
             // The other incident's customer is affected by this one now.
             let mut customers = inc.affected.clone();
             customers.extend(inc.customer.clone());
-            customers_added.extend(
-                add_to_list(&mut tx, into, List::Affected, own, &customers).await?,
-            );
+            customers_added
+                .extend(add_to_list(&mut tx, into, List::Affected, own, &customers).await?);
             assets_added.extend(add_to_list(&mut tx, into, List::Assets, None, &inc.assets).await?);
             add_to_list(&mut tx, into, List::Tags, None, &inc.tags).await?;
         }
-        let due = tighter(
-            &target_row,
-            self.deadlines.get().due(&severity, own, now),
-        )?;
+        let due = tighter(&target_row, self.deadlines.get().due(&severity, own, now))?;
         sqlx::query(
             "UPDATE incidents SET count = $1, first_seen = $2, last_seen = $3, severity = $4,
                  danger = $5, ack_by = $6, resolve_by = $7
@@ -321,7 +314,10 @@ impl Store {
             cause = Some(timeline(&mut tx, into, now, actor, "danger_raised", &detail).await?);
         }
         let announced = match cause {
-            Some(cause) => self.announce(&mut tx, into, cause, Kind::Changed, now).await?,
+            Some(cause) => {
+                self.announce(&mut tx, into, cause, Kind::Changed, now)
+                    .await?
+            }
             None => false,
         };
         tx.commit().await?;
@@ -349,9 +345,7 @@ impl Store {
                 "name 1 to {MAX_MOVED} alerts of incident {id} to split off"
             )));
         }
-        let title = title
-            .map(|t| bounded("title", t, MAX_TITLE))
-            .transpose()?;
+        let title = title.map(|t| bounded("title", t, MAX_TITLE)).transpose()?;
         let now = self.now();
         let mut tx = self.pool.begin().await?;
         let (inc, _) = self.lock(&mut tx, id, now).await?;
@@ -461,7 +455,9 @@ impl Store {
             "split_from": id, "alerts": moved, "severity": inc.severity,
         });
         let cause = timeline(&mut tx, new, now, actor, "opened", &detail).await?;
-        let announced = self.announce(&mut tx, new, cause, Kind::Opened, now).await?;
+        let announced = self
+            .announce(&mut tx, new, cause, Kind::Opened, now)
+            .await?;
         tx.commit().await?;
         if announced {
             self.wake.notify_one();
@@ -511,4 +507,3 @@ impl Store {
             .collect()
     }
 }
-
