@@ -2172,3 +2172,352 @@ async fn notices_and_customer_status_pages_behind_a_token_in_the_customer_s_lang
     let (_, list) = a.get("/api/v1/notices").await;
     assert_eq!(list["notices"].as_array().map(Vec::len), Some(1), "{list}");
 }
+
+#[tokio::test]
+async fn the_desk_api_takes_merges_splits_and_keeps_notes_and_names_bad_bodies() {
+    let a = api_with(|c| {
+        c.customers
+            .push(serde_json::from_value(json!({"id": "ulb", "name": "ULB"})).expect("customer"));
+    })
+    .await;
+    let alerts: Vec<Alert> = (0..3)
+        .map(|i| Alert {
+            id: format!("b1.a{i}"),
+            rule_id: "rule-1".into(),
+            title: "Detected".into(),
+            severity: "medium".into(),
+            customer: Some("ulb".into()),
+            group_key: "host.name=h".into(),
+            at: Utc::now(),
+            message: None,
+            danger: false,
+            affected: Vec::new(),
+            tags: Vec::new(),
+            seen: Default::default(),
+        })
+        .collect();
+    let detected = a
+        .state
+        .0
+        .incidents
+        .record(&alerts)
+        .await
+        .expect("record")
+        .opened[0];
+
+    // Taken by hand; an unknown customer or asset, a bad severity, an unknown key: 400.
+    for (body, want) in [
+        (json!({"title": "x", "customer": "nobody"}), "bad_incident"),
+        (json!({"title": "x", "assets": ["rtr-9"]}), "bad_incident"),
+        (
+            json!({"title": "x", "severity": "apocalyptic"}),
+            "bad_action",
+        ),
+        (json!({"title": ""}), "bad_action"),
+        (json!({"title": "x", "colour": "red"}), "bad_body"),
+        (json!([1, 2]), "bad_body"),
+    ] {
+        let (status, answer) = a.post("/api/v1/incidents", body.clone()).await;
+        assert_eq!(
+            (status, code(&answer)),
+            (StatusCode::BAD_REQUEST, want),
+            "{body}"
+        );
+    }
+    let (status, m) = a
+        .post(
+            "/api/v1/incidents",
+            json!({"title": "VPN down", "customer": "ulb", "category": "outage",
+                   "severity": "high", "danger": true, "ticket": "ULB-4711"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{m}");
+    assert_eq!(
+        (m["ticket"].as_str(), m["danger"].as_bool()),
+        (Some("ULB-4711"), Some(true))
+    );
+    let mid = m["id"].as_i64().expect("id");
+
+    // Merged; then split again.
+    let (status, body) = a
+        .post(
+            &format!("/api/v1/incidents/{mid}/merge"),
+            json!({"incidents": "7"}),
+        )
+        .await;
+    assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "bad_body"));
+    let (status, body) = a
+        .post(
+            &format!("/api/v1/incidents/{mid}/merge"),
+            json!({"incidents": [mid]}),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "bad_action")
+    );
+    let (status, merged) = a
+        .post(
+            &format!("/api/v1/incidents/{mid}/merge"),
+            json!({"incidents": [detected]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{merged}");
+    assert_eq!(merged["count"], 3);
+    let (status, body) = a
+        .post(
+            &format!("/api/v1/incidents/{mid}/merge"),
+            json!({"incidents": [detected]}),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::CONFLICT, "conflict"),
+        "{body}"
+    );
+    let (status, split) = a
+        .post(
+            &format!("/api/v1/incidents/{mid}/split"),
+            json!({"alerts": ["b1.a2"], "title": "Another"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{split}");
+    assert_eq!(
+        (split["count"].as_i64(), split["title"].as_str()),
+        (Some(1), Some("Another"))
+    );
+    let (status, body) = a
+        .post(
+            &format!("/api/v1/incidents/{mid}/split"),
+            json!({"alerts": ["nope"]}),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "bad_action")
+    );
+
+    // The shift log.
+    let (status, note) = a
+        .post("/api/v1/shiftlog", json!({"text": "watch rtr-1"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{note}");
+    assert_eq!(note["author"], "api");
+    let (status, body) = a.post("/api/v1/shiftlog", json!({"note": "x"})).await;
+    assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "bad_body"));
+    let (status, log) = a.get("/api/v1/shiftlog?limit=5").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(log["notes"][0]["text"], "watch rtr-1");
+    let (status, _) = a.get("/api/v1/shiftlog?limit=0").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+impl Api {
+    /// A form POST with `cookie`: (status, Location, body).
+    async fn form(&self, uri: &str, cookie: &str, body: &str) -> (StatusCode, String, String) {
+        let resp = self
+            .app
+            .clone()
+            .oneshot(
+                Request::post(uri)
+                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .header(header::COOKIE, cookie)
+                    .body(Body::from(body.to_owned()))
+                    .expect("request"),
+            )
+            .await
+            .expect("answers");
+        Self::page_of(resp).await
+    }
+
+    async fn page_as(&self, uri: &str, cookie: &str) -> (StatusCode, String, String) {
+        let resp = self
+            .app
+            .clone()
+            .oneshot(
+                Request::get(uri)
+                    .header(header::COOKIE, cookie)
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("answers");
+        Self::page_of(resp).await
+    }
+
+    async fn page_of(resp: axum::response::Response) -> (StatusCode, String, String) {
+        let status = resp.status();
+        let location = resp
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let cookie = resp
+            .headers()
+            .get(header::SET_COOKIE)
+            .and_then(|l| l.to_str().ok())
+            .map(|c| c.split(';').next().unwrap_or_default().to_owned());
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let body = String::from_utf8_lossy(&bytes).into_owned();
+        (status, location, cookie.unwrap_or(body))
+    }
+}
+
+#[tokio::test]
+async fn the_console_needs_a_login_its_forms_carry_its_token_and_text_stays_text() {
+    let a = api_with(|c| c.http.api_token = Some(API_TOKEN.into())).await;
+    // No login: the login page, which brings the user back.
+    let (status, location, _) = a.page_as("/incidents/7?x=1", "").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location, "/login?next=%2Fincidents%2F7%3Fx%3D1");
+    let (status, location, _) = a.page_as("/desk", "vigil_session=forged").await;
+    assert_eq!(
+        (status, location.as_str()),
+        (StatusCode::SEE_OTHER, "/login?next=%2Fdesk")
+    );
+    // An unknown page is a page; the API's unknown routes stay JSON.
+    let (status, _, body) = a.page_as("/no/such/page", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body.starts_with("<!doctype html>"), "{body}");
+    // A wrong token, a name that cannot be an actor: refused on the login page.
+    for form in [
+        format!("name=alice&token=wrong&next=%2Fdesk"),
+        format!("name=&token={API_TOKEN}"),
+        format!("name=al%0Aice&token={API_TOKEN}"),
+    ] {
+        let (status, _, body) = a.form("/login", "", &form).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{form}");
+        assert!(
+            body.contains("<form method=\"post\" action=\"/login\">"),
+            "{body}"
+        );
+    }
+    // A good login goes where it was going; an outside address is not followed.
+    let (status, location, cookie) = a
+        .form(
+            "/login",
+            "",
+            &format!("name=alice&token={API_TOKEN}&next=%2F%2Fevil.example"),
+        )
+        .await;
+    assert_eq!(
+        (status, location.as_str()),
+        (StatusCode::SEE_OTHER, "/desk")
+    );
+    assert!(cookie.starts_with("vigil_session="), "{cookie}");
+
+    // An incident with markup in its title: the page shows it escaped.
+    let alert = Alert {
+        id: "b1.a0".into(),
+        rule_id: "rule-1".into(),
+        title: "<script>alert(1)</script>".into(),
+        severity: "medium".into(),
+        customer: None,
+        group_key: "host.name=h".into(),
+        at: Utc::now(),
+        message: None,
+        danger: false,
+        affected: Vec::new(),
+        tags: Vec::new(),
+        seen: Default::default(),
+    };
+    let id = a
+        .state
+        .0
+        .incidents
+        .record(&[alert])
+        .await
+        .expect("record")
+        .opened[0];
+    let (status, _, desk) = a.page_as("/desk", &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        desk.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"),
+        "{desk}"
+    );
+    assert!(!desk.contains("<script>alert(1)"));
+    let csrf = desk
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("the form token")
+        .to_owned();
+
+    // A form without the session's token changes nothing.
+    let (status, _, _) = a
+        .form(&format!("/incidents/{id}/act"), &cookie, "action=ack")
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = a
+        .form(
+            &format!("/incidents/{id}/act"),
+            &cookie,
+            "action=ack&csrf=0000",
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        a.state
+            .0
+            .incidents
+            .get(id)
+            .await
+            .expect("get")
+            .status
+            .as_str(),
+        "open"
+    );
+    // With it, the action is the login's.
+    let (status, location, _) = a
+        .form(
+            &format!("/incidents/{id}/act"),
+            &cookie,
+            &format!("action=ack&csrf={csrf}"),
+        )
+        .await;
+    assert_eq!(
+        (status, location),
+        (StatusCode::SEE_OTHER, format!("/incidents/{id}"))
+    );
+    let inc = a.state.0.incidents.get(id).await.expect("get");
+    assert_eq!(inc.status.as_str(), "acknowledged");
+    assert_eq!(inc.timeline.last().map(|e| e.actor.as_str()), Some("alice"));
+    // An action the state does not allow: the incident page with the reason, 409.
+    let (status, _, body) = a
+        .form(
+            &format!("/incidents/{id}/act"),
+            &cookie,
+            &format!("action=ack&csrf={csrf}"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(
+        body.contains("cannot ack an incident that is acknowledged"),
+        "{body}"
+    );
+    // Bulk acknowledge reports what it could not do.
+    let (status, location, _) = a
+        .form(
+            "/desk/ack",
+            &cookie,
+            &format!("id={id}&csrf={csrf}&back=status%3Dactive"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(
+        location.starts_with("/desk?status=active&notice=0+acknowledged."),
+        "{location}"
+    );
+
+    // Logged out: the session is gone.
+    let (status, _, _) = a.form("/logout", &cookie, "").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, location, _) = a.page_as("/desk", &cookie).await;
+    assert_eq!(
+        (status, location.as_str()),
+        (StatusCode::SEE_OTHER, "/login?next=%2Fdesk")
+    );
+}

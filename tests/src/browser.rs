@@ -102,6 +102,17 @@ impl Browser {
             .to_owned();
         let shots = screenshots_dir();
         std::fs::create_dir_all(&shots).expect("screenshots folder");
+        // This test's screenshots of an earlier run go: the folder shows the last run.
+        if let Ok(old) = std::fs::read_dir(&shots) {
+            for f in old.flatten() {
+                if f.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("{test}-"))
+                {
+                    let _ = std::fs::remove_file(f.path());
+                }
+            }
+        }
         Browser {
             _driver: driver,
             url: format!("{base}/session/{id}"),
