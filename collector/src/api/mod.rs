@@ -272,7 +272,8 @@ pub fn app(state: AppState) -> Router {
         .route("/ping/{a}", ping())
         .route("/ping/{a}/{b}", ping())
         .route("/ping/{a}/{b}/{c}", ping())
-        .merge(crate::console::routes())
+        // Pages compress about tenfold; the API's answers are left as they were.
+        .merge(crate::console::routes().layer(tower_http::compression::CompressionLayer::new()))
         .fallback(crate::console::fallback)
         .with_state(state)
 }

@@ -138,7 +138,7 @@ pub async fn queue(
         Some(&who),
         "desk",
         context! {
-            incidents, error, q => &q, qs => query_string(&q), customers,
+            incidents, error, q => &q, qs => query_string(&q), customers, limit => QUEUE_READ,
             severities => SEVERITIES,
             statuses => ["active", "open", "acknowledged", "resolved", "retracted", "all"],
         },
