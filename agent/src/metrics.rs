@@ -34,6 +34,7 @@ pub const LABELS: &[(&str, &[&str])] = &[
     ("capture_malformed", &["interface"]),
     ("capture_fragments", &["interface"]),
     ("capture_errors", &["interface"]),
+    ("capture_kernel_drops", &["interface"]),
     ("capture_flows", &["interface", "end"]),
     ("capture_flows_active", &["interface"]),
     ("probes", &["type", "status"]),
@@ -72,6 +73,8 @@ pub struct Metrics {
     pub capture_malformed: Family<Labels, Counter>,
     pub capture_fragments: Family<Labels, Counter>,
     pub capture_errors: Family<Labels, Counter>,
+    /// Frames the kernel dropped before capture read them (its socket buffer full).
+    pub capture_kernel_drops: Family<Labels, Counter>,
     pub capture_flows: Family<Labels, Counter>,
     pub capture_flows_active: Family<Labels, Gauge>,
     pub checks: Gauge,
@@ -241,6 +244,11 @@ impl Metrics {
             capture_errors: reg!(
                 "capture_errors",
                 "Failures to open or read the capture interface (it is retried)",
+                Family::default()
+            ),
+            capture_kernel_drops: reg!(
+                "capture_kernel_drops",
+                "Frames the kernel dropped before the capture read them (socket buffer full)",
                 Family::default()
             ),
             capture_flows: reg!(

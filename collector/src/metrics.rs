@@ -20,6 +20,7 @@ pub const LABELS: &[(&str, &[&str])] = &[
     ("ingest_agent_events", &["agent"]),
     ("ingest_agent_bytes", &["agent"]),
     ("detect_rule_hits", &["rule"]),
+    ("detect_rule_evaluations", &["rule"]),
     ("incidents_open", &["severity", "customer"]),
     ("index_partition_docs", &["partition"]),
     ("index_partition_bytes", &["partition"]),
@@ -54,6 +55,8 @@ pub struct Metrics {
     pub aggregate_duration: Histogram,
     /// Per rule: bounded by the rules loaded.
     pub detect_rule_hits: Family<Labels, Counter>,
+    /// Events each rule was evaluated on (those its logsource sees).
+    pub detect_rule_evaluations: Family<Labels, Counter>,
     /// Per severity and customer: bounded by the customers.
     pub incidents_open: Family<Labels, Gauge>,
     pub notify_outbox_oldest: Gauge,
@@ -158,6 +161,11 @@ impl Metrics {
             detect_rule_hits: reg!(
                 "detect_rule_hits",
                 "Alerts raised, by rule",
+                Family::default()
+            ),
+            detect_rule_evaluations: reg!(
+                "detect_rule_evaluations",
+                "Events evaluated, by rule (the events its logsource sees)",
                 Family::default()
             ),
             incidents_open: reg!(

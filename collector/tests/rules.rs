@@ -231,3 +231,47 @@ fn late_events_still_correlate_and_stay_suppressed() {
     assert_eq!(brute.len(), 1, "{alerts:#?}");
     assert_eq!(brute[0].get_str("source.ip"), Some("203.0.113.9"));
 }
+
+/// Each rule is counted on the events its logsource sees, and on no others.
+#[test]
+fn evaluations_are_counted_per_rule_on_the_events_it_sees() {
+    use vigil_collector::detect::engine::RuleEngine;
+    let mapping = Arc::new(Mapping::builtin());
+    let mut set = Ruleset::default();
+    set.add_text(
+        "t.yml",
+        "title: on syslog\nid: 33333333-0000-4000-8000-000000000001\n\
+         logsource: { product: linux, service: syslog }\n\
+         detection: { s: { message|contains: x }, condition: s }\n---\n\
+         title: on sshd\nid: 33333333-0000-4000-8000-000000000002\n\
+         logsource: { product: linux, service: sshd }\n\
+         detection: { s: { message|contains: x }, condition: s }\n",
+    );
+    let (mut engine, errors) = DetectConfig::default().build(set, mapping);
+    assert!(errors.is_empty(), "{errors:?}");
+    let event = |kind: &str, app: &str| {
+        let mut e = Event::new(vigil_schema::EventKind::Syslog, Utc::now());
+        e.set_str("event.kind", kind);
+        e.set_str("process.name", app);
+        e.set_str("message", "nothing");
+        e
+    };
+    // Three syslog lines, one of them sshd's; a flow, which neither rule sees.
+    let mut events = vec![
+        event("syslog", "cron"),
+        event("syslog", "cron"),
+        event("syslog", "sshd"),
+        event("flow", ""),
+    ];
+    test_events(&mut engine, &mut events);
+    let mut got = engine.take_evaluations();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("33333333-0000-4000-8000-000000000001".to_owned(), 3),
+            ("33333333-0000-4000-8000-000000000002".to_owned(), 1)
+        ]
+    );
+    assert!(engine.take_evaluations().is_empty(), "taken once");
+}

@@ -248,6 +248,12 @@ fn live_capture_on_a_veth_adds_up_to_the_packets() {
         "capture: {} connections, totals equal to tcpdump's",
         got.len()
     );
+    // Every frame arrived: the kernel's drops are counted, and none were.
+    let text = reqwest::blocking::get(format!("http://{}/metrics", agent.http))
+        .and_then(|r| r.text())
+        .unwrap_or_default();
+    let series = format!("vigil_agent_capture_kernel_drops_total{{interface=\"{host_if}\"}} 0");
+    assert!(text.lines().any(|l| l == series), "{series} in\n{text}");
     // The 200 kB download is one flow whose source is the client that opened it.
     let big = flow_events(
         &collector.url(),

@@ -40,11 +40,12 @@ pub fn run(
         Vec<(&'static str, String)>,
         Counter,
     >| { fam.get_or_create(&label).clone() };
-    let (packets, malformed, fragments, errors) = (
+    let (packets, malformed, fragments, errors, dropped) = (
         c(&metrics.capture_packets),
         c(&metrics.capture_malformed),
         c(&metrics.capture_fragments),
         c(&metrics.capture_errors),
+        c(&metrics.capture_kernel_drops),
     );
     let filter = cfg.filter.as_deref().and_then(|f| Filter::parse(f).ok());
     let mut table = FlowTable::new(TableConfig {
@@ -123,9 +124,16 @@ pub fn run(
         };
         tracing::info!(interface = %iface, "capturing");
         let mut last_expire = Instant::now();
+        // A new socket counts its drops from zero.
+        frames.dropped = 0;
+        let mut counted = 0u32;
         while !shutdown.is_cancelled() {
             match frames.receive(fd) {
                 Ok(n) => {
+                    if frames.dropped > counted {
+                        dropped.inc_by(u64::from(frames.dropped - counted));
+                        counted = frames.dropped;
+                    }
                     for frame in frames.iter(n) {
                         packets.inc();
                         match packet::decode(Link::Ethernet, frame) {
@@ -181,6 +189,11 @@ fn packet_socket(receive_buffer: usize) -> std::io::Result<i32> {
     }
     // Reads return at least this often, so the thread sees shutdown and expires flows.
     sock.set_read_timeout(Some(Duration::from_millis(100)))?;
+    // Each frame then carries the socket's count of frames the kernel dropped (its buffer
+    // full): the drops are counted, never silent.
+    if let Err(e) = nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::RxqOvfl, &1) {
+        tracing::warn!(error = %e, "capture: the kernel's drops cannot be counted");
+    }
     tracing::info!(
         asked = receive_buffer,
         granted = sock.recv_buffer_size().unwrap_or(0),
@@ -200,14 +213,21 @@ struct Frames {
     bufs: Vec<Vec<u8>>,
     headers: nix::sys::socket::MultiHeaders<()>,
     lens: [usize; BATCH],
+    /// The socket's count of frames the kernel dropped, as the newest frame read carried it
+    /// (`SO_RXQ_OVFL`; absent until the first drop).
+    dropped: u32,
 }
 
 impl Frames {
     fn new() -> Frames {
         Frames {
             bufs: vec![vec![0; FRAME_BYTES]; BATCH],
-            headers: nix::sys::socket::MultiHeaders::preallocate(BATCH, None),
+            headers: nix::sys::socket::MultiHeaders::preallocate(
+                BATCH,
+                Some(nix::cmsg_space!(u32)),
+            ),
             lens: [0; BATCH],
+            dropped: 0,
         }
     }
 
@@ -231,6 +251,13 @@ impl Frames {
         for (len, msg) in self.lens.iter_mut().zip(got) {
             *len = msg.bytes;
             n += 1;
+            if let Ok(cmsgs) = msg.cmsgs() {
+                for c in cmsgs {
+                    if let nix::sys::socket::ControlMessageOwned::RxqOvfl(d) = c {
+                        self.dropped = self.dropped.max(d);
+                    }
+                }
+            }
         }
         Ok(n)
     }

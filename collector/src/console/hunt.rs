@@ -105,18 +105,38 @@ async fn hunt(s: &AppState, who: &Session, q: HuntQuery) -> Response {
     let field = blank(&q.field).unwrap_or_else(|| "host.name".into());
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let headers = api_headers(s, who);
-    let found = search(
-        State(s.clone()),
-        headers.clone(),
-        Ok(Params(SearchParams {
+    // The events, the histogram and the top values at once: each is a blocking search of
+    // its own, and the machine's cores take them side by side.
+    let agg =
+        |params: AggregateParams| aggregate(State(s.clone()), headers.clone(), Ok(Params(params)));
+    let (found, hist, terms) = tokio::join!(
+        search(
+            State(s.clone()),
+            headers.clone(),
+            Ok(Params(SearchParams {
+                q: Some(query.clone()),
+                from: Some(from.clone()),
+                to: to.clone(),
+                limit: Some(limit),
+                offset: None,
+            })),
+        ),
+        agg(AggregateParams {
             q: Some(query.clone()),
             from: Some(from.clone()),
             to: to.clone(),
-            limit: Some(limit),
-            offset: None,
-        })),
-    )
-    .await;
+            histogram: Some(interval(&from, to.as_deref())),
+            ..AggregateParams::default()
+        }),
+        agg(AggregateParams {
+            q: Some(query.clone()),
+            from: Some(from.clone()),
+            to: to.clone(),
+            terms: Some(field.clone()),
+            size: Some(10),
+            ..AggregateParams::default()
+        }),
+    );
     let (result, error, position) = match found {
         Ok(Json(r)) => (Some(r), None, None),
         Err(e) => {
@@ -134,29 +154,9 @@ async fn hunt(s: &AppState, who: &Session, q: HuntQuery) -> Response {
     let mut top = None;
     let mut outside = None;
     if let Some(r) = &result {
-        let agg = |params: AggregateParams| {
-            aggregate(State(s.clone()), headers.clone(), Ok(Params(params)))
-        };
-        let hist = agg(AggregateParams {
-            q: Some(query.clone()),
-            from: Some(from.clone()),
-            to: to.clone(),
-            histogram: Some(interval(&from, to.as_deref())),
-            ..AggregateParams::default()
-        })
-        .await;
         if let Ok(Json(h)) = hist {
             histogram = h.histogram;
         }
-        let terms = agg(AggregateParams {
-            q: Some(query.clone()),
-            from: Some(from.clone()),
-            to: to.clone(),
-            terms: Some(field.clone()),
-            size: Some(10),
-            ..AggregateParams::default()
-        })
-        .await;
         if let Ok(Json(t)) = terms {
             top = t.terms;
         }

@@ -57,6 +57,11 @@ pub trait RuleEngine: Send {
     fn rules(&self) -> &[RuleInfo];
     /// Correlation window entries held in memory.
     fn state_entries(&self) -> usize;
+    /// How many events each rule (by key) was evaluated on since the last call; rules that
+    /// evaluated none may be left out.
+    fn take_evaluations(&mut self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
     fn export_state(&self) -> serde_json::Value;
     /// Takes over the state of correlations that exist in both; false if unusable.
     fn import_state(&mut self, state: serde_json::Value) -> bool;

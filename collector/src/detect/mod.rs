@@ -280,6 +280,12 @@ impl Detector {
             }
         }
         self.metrics.detect_events.inc_by(events.len() as u64);
+        for (rule, n) in self.engine.take_evaluations() {
+            self.metrics
+                .detect_rule_evaluations
+                .get_or_create(&vec![("rule", rule)])
+                .inc_by(n);
+        }
         self.metrics
             .detect_correlation_groups
             .set(self.engine.state_entries() as i64);

@@ -54,6 +54,8 @@ const EVICT_EVERY: u64 = 4096;
 const LATENESS_SECS: i64 = 24 * 3600;
 
 struct Compiled {
+    /// The rule's key (its id, else name or title), as the API and metrics name it.
+    key: String,
     mask: SourceMask,
     /// (source index, the rule compiled with that source's renames)
     per_source: Vec<(usize, CompiledRule)>,
@@ -77,6 +79,8 @@ pub struct SigmaEngine {
     percentile_bounds: HashMap<String, Vec<(rsigma_parser::ConditionOperator, f64)>>,
     max_event_ids: usize,
     events: u64,
+    /// Events evaluated per route since [`RuleEngine::take_evaluations`] last asked.
+    evaluated: HashMap<SourceMask, u64>,
     /// The newest event time a detection was seen at (seconds).
     newest_ts: i64,
 }
@@ -125,7 +129,11 @@ impl SigmaEngine {
                 Ok(per_source)
             }) {
                 Ok((per_source, unseen_fields)) => {
-                    rules.push(Compiled { mask, per_source });
+                    rules.push(Compiled {
+                        key: key.clone(),
+                        mask,
+                        per_source,
+                    });
                     for k in [&r.id, &r.name].into_iter().flatten() {
                         known.insert(k.clone(), mask);
                         result_key.insert(k.clone(), key.clone());
@@ -254,6 +262,7 @@ impl SigmaEngine {
             percentile_bounds,
             max_event_ids: limits.max_event_ids,
             events: 0,
+            evaluated: HashMap::new(),
             newest_ts: 0,
         };
         // A filter that does not apply to the rules is refused here, not per route later.
@@ -445,6 +454,7 @@ impl RuleEngine for SigmaEngine {
             let e = self.route_engine(mask);
             self.routes.insert(mask, e);
         }
+        *self.evaluated.entry(mask).or_insert(0) += 1;
         let ev = SigmaEvent(event);
         let detections = match self.routes.get(&mask) {
             Some(e) => e.evaluate(&ev),
@@ -488,6 +498,22 @@ impl RuleEngine for SigmaEngine {
 
     fn state_entries(&self) -> usize {
         self.correlation.state_count()
+    }
+
+    fn take_evaluations(&mut self) -> Vec<(String, u64)> {
+        let mut per_rule: HashMap<&str, u64> = HashMap::new();
+        for (mask, n) in self.evaluated.drain() {
+            // The rules of the route: those that see one of the event's sources.
+            for r in &self.rules {
+                if r.mask & mask != 0 && r.per_source.iter().any(|(s, _)| mask & (1 << s) != 0) {
+                    *per_rule.entry(r.key.as_str()).or_insert(0) += n;
+                }
+            }
+        }
+        per_rule
+            .into_iter()
+            .map(|(k, n)| (k.to_owned(), n))
+            .collect()
     }
 
     fn export_state(&self) -> serde_json::Value {

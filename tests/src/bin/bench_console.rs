@@ -196,7 +196,9 @@ fn main() {
     let c = Collector::start_text(work.path(), &collector_config(work.path(), 0, "1s"));
     let base = c.url();
     let b = Browser::start(work.path(), "bench", 1280, 720);
-    b.go(&format!("{base}/login"));
+    // The login page on an empty cache: the stylesheet and script it fetches are what every
+    // page needs, fetched once.
+    let (_, _, _, _, assets) = load(&b, &base, "/login");
     b.type_into(&b.find("#name"), "bench");
     b.click(&b.find("#login"));
     b.find("#queue");
@@ -205,7 +207,10 @@ fn main() {
         ("desk, danger only", "/desk?danger=yes".to_owned()),
         ("incident", format!("/incidents/{one}")),
         ("hunt, all events", "/hunt".to_owned()),
-        ("hunt, one host", "/hunt?q=host.name%3A%22host-8%22".to_owned()),
+        (
+            "hunt, one host",
+            "/hunt?q=host.name%3A%22host-8%22".to_owned(),
+        ),
         (
             "hunt, flows to port 53",
             "/hunt?q=event.kind%3Aflow+AND+destination.port%3A53&field=source.ip".to_owned(),
@@ -217,18 +222,16 @@ fn main() {
     );
     println!("| page | first paint | interactive | page bytes sent | page bytes |");
     println!("|---|---|---|---|---|");
-    let mut assets = 0;
     for (name, path) in &pages {
         let mut paints = Vec::new();
         let mut ready = Vec::new();
         let mut sent = 0;
         let mut size = 0;
         for _ in 0..runs {
-            let (p, i, s, d, a) = load(&b, &base, path);
+            let (p, i, s, d, _) = load(&b, &base, path);
             paints.push(p);
             ready.push(i);
             (sent, size) = (s, d);
-            assets = assets.max(a);
         }
         b.screenshot(&name.replace([' ', ','], "-"));
         if let Some(total) = b.text_now("#total") {
@@ -240,6 +243,8 @@ fn main() {
             median(ready),
         );
     }
-    println!("stylesheet and script, once (then cached for an hour): {assets} bytes sent");
+    println!(
+        "stylesheet and script, fetched once by the login page (then cached for an hour): {assets} bytes sent"
+    );
     drop(c);
 }
