@@ -2384,7 +2384,7 @@ async fn the_console_needs_a_login_its_forms_carry_its_token_and_text_stays_text
     assert!(body.starts_with("<!doctype html>"), "{body}");
     // A wrong token, a name that cannot be an actor: refused on the login page.
     for form in [
-        format!("name=alice&token=wrong&next=%2Fdesk"),
+        "name=alice&token=wrong&next=%2Fdesk".to_owned(),
         format!("name=&token={API_TOKEN}"),
         format!("name=al%0Aice&token={API_TOKEN}"),
     ] {

@@ -190,7 +190,7 @@ pub async fn events(State(s): State<AppState>, Login(_): Login) -> impl IntoResp
 /// Acknowledges the incidents checked on the queue.
 pub async fn bulk_ack(State(s): State<AppState>, Login(who): Login, body: Bytes) -> Response {
     let f = Fields::parse(&body);
-    if let Err(r) = f.check(&who) {
+    if let Some(r) = f.refused(&who) {
         return r;
     }
     let mut done = 0;
@@ -329,7 +329,7 @@ pub async fn act(
     body: Bytes,
 ) -> Response {
     let f = Fields::parse(&body);
-    if let Err(r) = f.check(&who) {
+    if let Some(r) = f.refused(&who) {
         return r;
     }
     let action = f.one("action").unwrap_or_default().to_owned();
@@ -357,7 +357,7 @@ pub async fn merge(
     body: Bytes,
 ) -> Response {
     let f = Fields::parse(&body);
-    if let Err(r) = f.check(&who) {
+    if let Some(r) = f.refused(&who) {
         return r;
     }
     let into = match id_of(&id) {
@@ -398,7 +398,7 @@ pub async fn split(
     body: Bytes,
 ) -> Response {
     let f = Fields::parse(&body);
-    if let Err(r) = f.check(&who) {
+    if let Some(r) = f.refused(&who) {
         return r;
     }
     let from = match id_of(&id) {
@@ -449,7 +449,7 @@ pub async fn new_page(State(s): State<AppState>, Login(who): Login) -> Response 
 /// Takes an incident by hand from the form.
 pub async fn create(State(s): State<AppState>, Login(who): Login, body: Bytes) -> Response {
     let f = Fields::parse(&body);
-    if let Err(r) = f.check(&who) {
+    if let Some(r) = f.refused(&who) {
         return r;
     }
     let m = Manual {
@@ -516,7 +516,7 @@ pub async fn record_call(
     body: Bytes,
 ) -> Response {
     let f = Fields::parse(&body);
-    if let Err(r) = f.check(&who) {
+    if let Some(r) = f.refused(&who) {
         return r;
     }
     let attempt = crate::notify::task::Attempt {
@@ -564,7 +564,7 @@ pub async fn shift(State(s): State<AppState>, Login(who): Login) -> Response {
 
 pub async fn shift_note(State(s): State<AppState>, Login(who): Login, body: Bytes) -> Response {
     let f = Fields::parse(&body);
-    if let Err(r) = f.check(&who) {
+    if let Some(r) = f.refused(&who) {
         return r;
     }
     match s

@@ -174,12 +174,12 @@ impl Fields {
             .collect()
     }
 
-    /// Refuses a form without `who`'s form token.
-    pub fn check(&self, who: &Session) -> Result<(), Response> {
+    /// The refusal of a form without `who`'s form token; none when it has it.
+    pub fn refused(&self, who: &Session) -> Option<Response> {
         if self.one("csrf") == Some(who.csrf.as_str()) {
-            Ok(())
+            None
         } else {
-            Err(render::problem(
+            Some(render::problem(
                 StatusCode::FORBIDDEN,
                 Some(who),
                 "This form is out of date or not from this console: reload the page and try again.",

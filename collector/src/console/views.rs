@@ -54,7 +54,7 @@ fn pasted(text: &str) -> Result<Vec<vigil_schema::Event>, String> {
 /// Tests the pasted rule on the pasted events.
 pub async fn test_rule(State(s): State<AppState>, Login(who): Login, body: Bytes) -> Response {
     let f = Fields::parse(&body);
-    if let Err(r) = f.check(&who) {
+    if let Some(r) = f.refused(&who) {
         return r;
     }
     let mut tested = Tested {
