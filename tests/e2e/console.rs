@@ -49,6 +49,11 @@ fn rules(dir: &std::path::Path) -> String {
 /// A collector with an API token and the console's rules, an agent, and a browser of
 /// `width`×`height`; none (a skip) where the browser cannot run.
 fn setup(test: &str, width: u32, height: u32) -> Option<Desk> {
+    setup_with(test, width, height, "")
+}
+
+/// [`setup`] with `extra` in the collector's configuration.
+fn setup_with(test: &str, width: u32, height: u32, extra: &str) -> Option<Desk> {
     if let Some(why) = browser::unavailable() {
         vigil_e2e::skip(&why);
         return None;
@@ -56,7 +61,8 @@ fn setup(test: &str, width: u32, height: u32) -> Option<Desk> {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = collector_config(dir.path(), 0, "200ms")
         .replace("[http]\n", &format!("[http]\napi_token = \"{TOKEN}\"\n"))
-        + &rules(dir.path());
+        + &rules(dir.path())
+        + extra;
     let c = Collector::start_text(dir.path(), &config);
     let a = Agent::start(dir.path(), c.port, "", "");
     let b = Browser::start(dir.path(), test, width, height);
@@ -251,7 +257,14 @@ fn the_desk_shows_a_new_incident_live_and_works_it_and_outside_text_stays_text()
 
 #[test]
 fn a_phoned_in_incident_takes_a_detected_one_and_the_shift_log_keeps_notes() {
-    let Some(d) = setup("manual", 1280, 720) else {
+    // A check the agent runs, for the uptime pages.
+    let portal = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let check = format!(
+        "[[checks]]\nname = \"Portal\"\ntype = \"tcp\"\ntarget = \"{}\"\n\
+         interval = \"1s\"\ntimeout = \"500ms\"\n",
+        portal.local_addr().expect("addr")
+    );
+    let Some(d) = setup_with("manual", 1280, 720, &check) else {
         return;
     };
     let b = &d.b;
@@ -334,6 +347,25 @@ fn a_phoned_in_incident_takes_a_detected_one_and_the_shift_log_keeps_notes() {
         assert!(b.title().ends_with("· Vigil"), "{page}: {}", b.title());
     }
     assert!(text_of(b, "#agents").contains(vigil_e2e::AGENT_ID));
+    // The check, up, with its probes' latency from the index.
+    wait_for(
+        Duration::from_secs(30),
+        "the check up with probes searchable",
+        || d.c.proc.log_tail(),
+        || {
+            let c = api(&d, "/api/v1/checks/portal");
+            (c["state"] == "up" && c["latency_24h"]["probes"].as_u64() >= Some(2)).then_some(())
+        },
+    );
+    b.visit(&format!("{}/uptime", d.url), "uptime-up");
+    b.click(&b.find("#checks a[href='/uptime/portal']"));
+    b.wait("the check's page", Duration::from_secs(10), || {
+        b.current_url().ends_with("/uptime/portal").then_some(())
+    });
+    assert_eq!(text_of(b, "#state"), "up");
+    assert!(text_of(b, "#vantage").contains(vigil_e2e::AGENT_ID));
+    assert!(text_of(b, "#latency").contains("p99"));
+    b.screenshot("check");
     let (status, kind, body) = b.fetch("/no/such/page");
     assert_eq!(status, 404);
     assert!(kind.starts_with("text/html"), "{kind}");

@@ -65,6 +65,7 @@ pub fn routes() -> Router<AppState> {
         .route("/rules", get(views::rules))
         .route("/rules/test", post(views::test_rule))
         .route("/uptime", get(views::uptime))
+        .route("/uptime/{id}", get(views::check))
         .route("/agents", get(views::agents))
 }
 

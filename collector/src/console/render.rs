@@ -25,6 +25,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("hunt.html", include_str!("templates/hunt.html")),
     ("rules.html", include_str!("templates/rules.html")),
     ("uptime.html", include_str!("templates/uptime.html")),
+    ("check.html", include_str!("templates/check.html")),
     ("agents.html", include_str!("templates/agents.html")),
 ];
 
@@ -41,6 +42,7 @@ fn env() -> &'static Environment<'static> {
         env.add_filter("when", when);
         env.add_filter("until", until);
         env.add_filter("pct", pct);
+        env.add_filter("ms", ms);
         env
     })
 }
@@ -90,6 +92,14 @@ pub fn span(secs: i64) -> String {
 fn pct(v: Value) -> String {
     match f64::try_from(v) {
         Ok(f) => format!("{:.3} %", f * 100.0),
+        Err(_) => "—".into(),
+    }
+}
+
+/// Milliseconds, rounded to a tenth.
+fn ms(v: Value) -> String {
+    match f64::try_from(v) {
+        Ok(f) => format!("{f:.1} ms"),
         Err(_) => "—".into(),
     }
 }

@@ -120,6 +120,30 @@ pub async fn uptime(State(s): State<AppState>, Login(who): Login) -> Response {
     }
 }
 
+/// One check: its state by vantage point, availability and probe latency over 24 hours.
+pub async fn check(
+    State(s): State<AppState>,
+    Login(who): Login,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    match checks::show(
+        State(s.clone()),
+        api_headers(&s, &who),
+        axum::extract::Path(id),
+    )
+    .await
+    {
+        Ok(Json(c)) => page_with(
+            StatusCode::OK,
+            "check.html",
+            Some(&who),
+            "uptime",
+            context! { c => serde_json::to_value(&c).unwrap_or_default() },
+        ),
+        Err(e) => api_problem(&who, e),
+    }
+}
+
 pub async fn agents(State(s): State<AppState>, Login(who): Login) -> Response {
     match agents::list(State(s.clone()), api_headers(&s, &who)).await {
         Ok(Json(a)) => page_with(
