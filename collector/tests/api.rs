@@ -2512,6 +2512,61 @@ async fn the_console_needs_a_login_its_forms_carry_its_token_and_text_stays_text
         "{location}"
     );
 
+    // A call to make: its script on the calls page (as text), the outcome recorded there.
+    let task = vigil_collector::notify::task::create(
+        a.state.0.incidents.pool(),
+        &vigil_collector::notify::task::NewTask {
+            incident_id: id,
+            outbox_id: 1,
+            receiver: "noc",
+            number: "+3220000000",
+            contact: Some("ULB NOC"),
+            script: "Say: <b>router down</b>",
+            due_at: Utc::now().timestamp_millis(),
+        },
+        Utc::now().timestamp_millis(),
+    )
+    .await
+    .expect("task");
+    let (status, _, calls) = a.page_as("/tasks", &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        calls.contains("Say: &lt;b&gt;router down&lt;&#x2f;b&gt;"),
+        "{calls}"
+    );
+    let (status, _, body) = a
+        .form(
+            &format!("/tasks/{task}"),
+            &cookie,
+            &format!("outcome=reached&csrf={csrf}"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "who answered is required");
+    assert!(body.contains("answered_by"), "{body}");
+    let (status, location, _) = a
+        .form(
+            &format!("/tasks/{task}"),
+            &cookie,
+            &format!("outcome=reached&answered_by=Jan&csrf={csrf}"),
+        )
+        .await;
+    assert_eq!(
+        (status, location.as_str()),
+        (StatusCode::SEE_OTHER, "/tasks")
+    );
+    let done = vigil_collector::notify::task::get(a.state.0.incidents.pool(), task)
+        .await
+        .expect("get")
+        .expect("the task");
+    assert_eq!(
+        (
+            done.state.as_str(),
+            done.answered_by.as_deref(),
+            done.updated_by.as_deref()
+        ),
+        ("done", Some("Jan"), Some("alice"))
+    );
+
     // Logged out: the session is gone.
     let (status, _, _) = a.form("/logout", &cookie, "").await;
     assert_eq!(status, StatusCode::SEE_OTHER);

@@ -504,6 +504,10 @@ fn a_hunt_filters_by_a_top_value_the_histogram_follows_and_a_bad_query_says_wher
         "hunt-outside-range",
     );
     assert!(text_of(b, "#outside").contains("5 events match at other times"));
+    b.click(&b.find("#widen"));
+    b.wait("the wider hunt", Duration::from_secs(10), || {
+        (b.text_now("#total")? == "5").then_some(())
+    });
 
     // The rules page: hit counts, and a rule tested on pasted events.
     b.visit(&format!("{}/rules", d.url), "rules");

@@ -38,6 +38,9 @@ const RANGES: &[(&str, &str)] = &[
     ("now-30d", "30 days"),
 ];
 
+/// How far a hunt that found nothing looks for events of its query elsewhere.
+const WIDER: &str = "now-30d";
+
 /// Bars of the histogram, about.
 const BARS: i64 = 60;
 /// Most events one export writes.
@@ -160,15 +163,15 @@ async fn hunt(s: &AppState, who: &Session, q: HuntQuery) -> Response {
         if let Ok(Json(t)) = terms {
             top = t.terms;
         }
-        // Nothing in the range: are there any outside it? (Counted over all time: the
-        // count is the index's, bounded by what it holds.)
+        // Nothing in the range: are there any outside it? Counted within a bound, the last
+        // [`WIDER`], however far back the index goes.
         if r.total == 0 && !query.is_empty() {
             let all = search(
                 State(s.clone()),
                 headers.clone(),
                 Ok(Params(SearchParams {
                     q: Some(query.clone()),
-                    from: None,
+                    from: Some(WIDER.into()),
                     to: None,
                     limit: Some(1),
                     offset: None,
@@ -250,7 +253,7 @@ async fn hunt(s: &AppState, who: &Session, q: HuntQuery) -> Response {
         Some(who),
         "hunt",
         context! {
-            query, from, to, field, limit, error, outside,
+            query, from, to, field, limit, error, outside, wider => WIDER,
             caret => position.map(|p| " ".repeat(p.min(query.len()))),
             total => result.as_ref().map(|r| r.total),
             hits => result.map(|r| r.hits).unwrap_or_default(),
