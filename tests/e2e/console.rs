@@ -268,19 +268,23 @@ fn a_phoned_in_incident_takes_a_detected_one_and_the_shift_log_keeps_notes() {
         return;
     };
     let b = &d.b;
+    // Two lines of one host: one detected incident of two alerts.
     send(
         d.a.syslog_tcp,
-        &["<13>1 - db1 app - - - console-probe two".to_owned()],
+        &[
+            "<13>1 - db1 app - - - console-probe two".to_owned(),
+            "<13>1 - db1 app - - - console-probe three".to_owned(),
+        ],
     );
     let detected = wait_for(
         Duration::from_secs(30),
-        "the detected incident",
+        "the detected incident with both alerts",
         || d.c.proc.log_tail(),
-        || queue(&d).first().cloned(),
+        || queue(&d).into_iter().find(|i| i["count"] == 2),
     );
     let detected_id = detected["id"].as_i64().expect("id");
     let detected_alerts = api(&d, &format!("/api/v1/incidents/{detected_id}"))["alerts"].clone();
-    assert_eq!(detected_alerts.as_array().map(Vec::len), Some(1));
+    assert_eq!(detected_alerts.as_array().map(Vec::len), Some(2));
     login(&d, "bob", "/incidents/new");
     b.screenshot("new-form");
     b.type_into(&b.find("#title"), "ULB reports the VPN down");
@@ -323,6 +327,35 @@ fn a_phoned_in_incident_takes_a_detected_one_and_the_shift_log_keeps_notes() {
         manual["danger"], true,
         "the detected one's danger joins: {manual}"
     );
+    // One of the two alerts was another problem after all: split off into its own.
+    let first_alert = detected_alerts[0]["id"]
+        .as_str()
+        .expect("alert id")
+        .to_owned();
+    b.click(&b.find(&format!("#alerts input[value='{first_alert}']")));
+    b.type_into(&b.find("input[name=title]"), "DB1 disk, not the VPN");
+    b.click(&b.find("#split"));
+    let split_id: i64 = b.wait(
+        "the split-off incident's page",
+        Duration::from_secs(10),
+        || {
+            let id: i64 = b.current_url().rsplit_once("/incidents/")?.1.parse().ok()?;
+            (id != manual_id).then_some(id)
+        },
+    );
+    assert_eq!(text_of(b, "#count"), "1");
+    assert!(text_of(b, "#title").contains("DB1 disk, not the VPN"));
+    b.screenshot("split-off");
+    let split = api(&d, &format!("/api/v1/incidents/{split_id}"));
+    assert_eq!(split["alerts"][0]["id"], first_alert.as_str(), "{split}");
+    let kept = api(&d, &format!("/api/v1/incidents/{manual_id}"));
+    assert_eq!(kept["count"], 1, "{kept}");
+    assert_eq!(
+        kept["alerts"],
+        json!([detected_alerts[1].clone()]),
+        "{kept}"
+    );
+
     b.visit(&format!("{}/incidents/{detected_id}", d.url), "merged-away");
     assert!(
         b.page_text()
