@@ -406,3 +406,81 @@ fn capture_survives_its_interface_going_down_and_away() {
     assert!(agent.metric("vigil_agent_capture_errors_total") >= 1.0);
     let _ = ns;
 }
+
+/// Frames that crossed `iface` either way, by its own counters.
+fn frames_on(iface: &str) -> f64 {
+    ["rx_packets", "tx_packets"]
+        .iter()
+        .map(|c| {
+            std::fs::read_to_string(format!("/sys/class/net/{iface}/statistics/{c}"))
+                .ok()
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(0.0)
+        })
+        .sum()
+}
+
+/// A burst larger than the capture's socket buffer: the frames the kernel drops are counted,
+/// and with those the capture read, every frame that crossed the interface (by the
+/// interface's own counters) is accounted for.
+#[test]
+fn frames_the_kernel_drops_before_capture_are_counted() {
+    if let Some(why) = missing(&["python3"]) {
+        skip(&why);
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_ns, ns, host_if) = Netns::pair("kd", "10.231.10.1", "10.231.10.2");
+    let collector = Collector::start(dir.path(), 0);
+    // The smallest buffer the kernel grants (it raises 1 byte to its minimum).
+    let extra = format!(
+        "[[capture]]\ninterface = \"{host_if}\"\nreceive_buffer_bytes = 1\nidle_timeout = \"1s\"\n"
+    );
+    let agent = capturing_agent(dir.path(), &collector, &extra);
+    let read_before = agent.metric("vigil_agent_capture_packets_total");
+    let crossed_before = frames_on(&host_if);
+    // 20,000 datagrams of 1,400 bytes from the namespace as fast as Python sends them, then
+    // a few slowly: a frame carries the count of drops before it, so the last ones tell
+    // about the burst.
+    let out = Netns::exec(&ns, "python3")
+        .args([
+            "-c",
+            "import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             b = bytes(1400)\nfor _ in range(20000): s.sendto(b, ('10.231.10.1', 9))\n\
+             for _ in range(5):\n    time.sleep(0.1); s.sendto(b, ('10.231.10.1', 9))\n",
+        ])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let counts = || {
+        (
+            agent.metric("vigil_agent_capture_packets_total") - read_before,
+            agent.metric("vigil_agent_capture_kernel_drops_total"),
+            frames_on(&host_if) - crossed_before,
+        )
+    };
+    let (read, dropped, crossed) = wait_for(
+        Duration::from_secs(30),
+        "every frame read or counted as dropped",
+        || {
+            format!(
+                "read, dropped, crossed: {:?}\n{}",
+                counts(),
+                agent.proc.log_tail()
+            )
+        },
+        || {
+            let (read, dropped, crossed) = counts();
+            ((read + dropped - crossed).abs() <= 5.0).then_some((read, dropped, crossed))
+        },
+    );
+    println!("capture: {read} frames read, {dropped} dropped by the kernel, {crossed} crossed");
+    assert!(
+        dropped > 100.0,
+        "a burst past a 4 KiB buffer loses frames: {dropped}"
+    );
+}

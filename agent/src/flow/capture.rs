@@ -234,7 +234,11 @@ impl Frames {
     /// Reads up to [`BATCH`] frames: waits for the first (up to the socket's read timeout),
     /// then takes what is already there. Returns how many.
     fn receive(&mut self, fd: i32) -> nix::Result<usize> {
-        use nix::sys::socket::{MsgFlags, recvmmsg};
+        use nix::sys::socket::{MsgFlags, MultiHeaders, recvmmsg};
+        // The kernel shrinks each header's control length to what the last message used
+        // (none, mostly) and nix does not restore it: fresh headers each time, so every
+        // frame can carry the drop count.
+        self.headers = MultiHeaders::preallocate(BATCH, Some(nix::cmsg_space!(u32)));
         let mut slices: Vec<[std::io::IoSliceMut<'_>; 1]> = self
             .bufs
             .iter_mut()
