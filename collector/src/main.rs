@@ -14,7 +14,8 @@ use vigil_collector::up::Up;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Vigil: network operations and security monitoring. Collects flows and syslog from agents,
-/// indexes them, and answers searches.
+/// indexes them, answers searches, detects, and turns what matters into incidents; the web
+/// console is at / of the HTTP address.
 #[derive(Parser)]
 #[command(version, propagate_version = true)]
 struct Cli {
@@ -25,7 +26,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the collector and an in-process agent with embedded defaults (no config needed):
-    /// data in ./vigil-data, API on 127.0.0.1:8080, syslog on TCP and UDP 5514.
+    /// data in ./vigil-data, the web console and the API on 127.0.0.1:8080, syslog on TCP
+    /// and UDP 5514.
     Up {
         /// Where the index, write-ahead log and spool live.
         #[arg(long)]
@@ -223,8 +225,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let a = up.addrs();
             eprintln!(
-                "vigil is up: API on http://{}/api/v1, syslog on tcp {:?} and udp {:?}",
-                a.http, a.agent.syslog_tcp, a.agent.syslog_udp
+                "vigil is up: console on http://{}/, API on http://{}/api/v1, syslog on tcp {:?} and udp {:?}",
+                a.http, a.http, a.agent.syslog_tcp, a.agent.syslog_udp
             );
             let shutdown = CancellationToken::new();
             tokio::spawn(signal_to(shutdown.clone()));

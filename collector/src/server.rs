@@ -233,7 +233,7 @@ impl Collector {
     /// index, stop HTTP.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let addr = self.local_addr()?;
-        tracing::info!(%addr, "collector listening");
+        tracing::info!(%addr, console = %format!("http://{addr}/"), "collector listening");
         let http_stop = CancellationToken::new();
         let app = api::app(self.state.clone());
         let stop = http_stop.clone();
