@@ -19,7 +19,7 @@ use super::render::{page, page_with, problem};
 use super::{Fields, Login, Session, api_headers, api_problem, encode};
 use crate::api::{ApiError, AppState, incidents as api};
 use crate::incidents::desk::Manual;
-use crate::incidents::{Action, Filter, Incident, SEVERITIES, severity_rank};
+use crate::incidents::{Filter, Incident, SEVERITIES, severity_rank};
 
 /// What the queue shows, from the page's address.
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]
@@ -196,8 +196,9 @@ pub async fn bulk_ack(State(s): State<AppState>, Login(who): Login, body: Bytes)
     let mut done = 0;
     let mut refused = Vec::new();
     for id in f.all("id") {
-        let Ok(id) = id.parse::<i64>() else { continue };
-        match s.0.incidents.act(id, &Action::Ack, &who.name).await {
+        let h = api_headers(&s, &who);
+        let ack = (id.to_owned(), "ack".to_owned());
+        match api::act(State(s.clone()), h, Path(ack), Bytes::new()).await {
             Ok(_) => done += 1,
             Err(e) => refused.push(format!("#{id}: {e}")),
         }
@@ -208,10 +209,6 @@ pub async fn bulk_ack(State(s): State<AppState>, Login(who): Login, body: Bytes)
     }
     let back = f.one("back").unwrap_or_default();
     Redirect::to(&format!("/desk?{back}&notice={}", encode(&notice))).into_response()
-}
-
-fn id_of(raw: &str) -> Result<i64, ApiError> {
-    api::incident_id(raw)
 }
 
 /// Incident `id` with its notifications.
@@ -322,6 +319,21 @@ fn action_body(f: &Fields) -> serde_json::Value {
     serde_json::Value::Object(body)
 }
 
+/// What an incident form answers: on to `to` when the API did it, else the incident page
+/// `id` with the API's reason and status.
+async fn answered<T>(
+    s: &AppState,
+    who: &Session,
+    id: &str,
+    done: Result<T, ApiError>,
+    to: impl FnOnce(T) -> String,
+) -> Response {
+    match done {
+        Ok(v) => Redirect::to(&to(v)).into_response(),
+        Err(e) => incident_page(s, who, id, Some(e.to_string()), e.status()).await,
+    }
+}
+
 pub async fn act(
     State(s): State<AppState>,
     Login(who): Login,
@@ -334,20 +346,23 @@ pub async fn act(
     }
     let action = f.one("action").unwrap_or_default().to_owned();
     let json = Bytes::from(action_body(&f).to_string());
-    let done = api::act(
-        State(s.clone()),
-        api_headers(&s, &who),
-        Path((id.clone(), action)),
-        json,
-    )
-    .await;
-    match done {
-        Ok(_) => Redirect::to(&format!("/incidents/{id}")).into_response(),
-        Err(e) => {
-            let status = e.status();
-            incident_page(&s, &who, &id, Some(e.to_string()), status).await
-        }
-    }
+    let h = api_headers(&s, &who);
+    let done = api::act(State(s.clone()), h, Path((id.clone(), action)), json).await;
+    answered(&s, &who, &id, done, |_| format!("/incidents/{id}")).await
+}
+
+/// Incident numbers as people type them: `12, 14`, `#12 #14`.
+fn numbers(raw: &str) -> Result<Vec<i64>, ApiError> {
+    raw.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|p| !p.is_empty())
+        .map(|p| p.trim_start_matches('#').parse::<i64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| {
+            ApiError::bad_request(
+                "bad_body",
+                format!("{raw:?}: incident numbers, separated by commas or spaces"),
+            )
+        })
 }
 
 pub async fn merge(
@@ -360,35 +375,15 @@ pub async fn merge(
     if let Some(r) = f.refused(&who) {
         return r;
     }
-    let into = match id_of(&id) {
-        Ok(i) => i,
-        Err(e) => return api_problem(&who, e),
-    };
-    let raw = f.one("incidents").unwrap_or_default();
-    let from: Result<Vec<i64>, _> = raw
-        .split(|c: char| c == ',' || c.is_whitespace())
-        .filter(|p| !p.is_empty())
-        .map(|p| p.trim_start_matches('#').parse::<i64>())
-        .collect();
-    let result = match from {
+    let done = match numbers(f.one("incidents").unwrap_or_default()) {
         Ok(from) => {
-            s.0.incidents
-                .merge(into, &from, &who.name)
-                .await
-                .map_err(ApiError::from)
+            let json = Bytes::from(serde_json::json!({ "incidents": from }).to_string());
+            let h = api_headers(&s, &who);
+            api::merge(State(s.clone()), h, Path(id.clone()), json).await
         }
-        Err(_) => Err(ApiError::bad_request(
-            "bad_body",
-            format!("{raw:?}: incident numbers, separated by commas or spaces"),
-        )),
+        Err(e) => Err(e),
     };
-    match result {
-        Ok(_) => Redirect::to(&format!("/incidents/{into}")).into_response(),
-        Err(e) => {
-            let status = e.status();
-            incident_page(&s, &who, &id, Some(e.to_string()), status).await
-        }
-    }
+    answered(&s, &who, &id, done, |_| format!("/incidents/{id}")).await
 }
 
 pub async fn split(
@@ -401,24 +396,19 @@ pub async fn split(
     if let Some(r) = f.refused(&who) {
         return r;
     }
-    let from = match id_of(&id) {
-        Ok(i) => i,
-        Err(e) => return api_problem(&who, e),
-    };
-    let alerts: Vec<String> = f.all("alert").into_iter().map(str::to_owned).collect();
-    match s
-        .0
-        .incidents
-        .split(from, &alerts, f.one("title"), &who.name)
-        .await
-    {
-        Ok(new) => Redirect::to(&format!("/incidents/{}", new.id)).into_response(),
-        Err(e) => {
-            let e = ApiError::from(e);
-            let status = e.status();
-            incident_page(&s, &who, &id, Some(e.to_string()), status).await
-        }
-    }
+    let json = serde_json::json!({ "alerts": f.all("alert"), "title": f.one("title") });
+    let h = api_headers(&s, &who);
+    let done = api::split(
+        State(s.clone()),
+        h,
+        Path(id.clone()),
+        Bytes::from(json.to_string()),
+    )
+    .await;
+    answered(&s, &who, &id, done, |(_, Json(new))| {
+        format!("/incidents/{}", new.id)
+    })
+    .await
 }
 
 fn new_page_with(
@@ -468,20 +458,10 @@ pub async fn create(State(s): State<AppState>, Login(who): Login, body: Bytes) -
         ticket: f.one("ticket").map(str::to_owned),
         description: f.one("description").map(str::to_owned),
     };
-    let body = Bytes::from(
-        serde_json::to_vec(&serde_json::json!({
-            "title": m.title, "customer": m.customer, "assets": m.assets, "category": m.category,
-            "severity": m.severity, "danger": m.danger, "ticket": m.ticket,
-            "description": m.description,
-        }))
-        .unwrap_or_default(),
-    );
+    let body = Bytes::from(serde_json::to_vec(&m).unwrap_or_default());
     match api::create(State(s.clone()), api_headers(&s, &who), body).await {
         Ok((_, Json(inc))) => Redirect::to(&format!("/incidents/{}", inc.id)).into_response(),
-        Err(e) => {
-            let status = e.status();
-            new_page_with(&s, &who, Some(e.to_string()), status)
-        }
+        Err(e) => new_page_with(&s, &who, Some(e.to_string()), e.status()),
     }
 }
 
@@ -533,10 +513,7 @@ pub async fn record_call(
     .await
     {
         Ok(_) => Redirect::to("/tasks").into_response(),
-        Err(e) => {
-            let status = e.status();
-            tasks_page(&s, &who, Some(e.to_string()), status).await
-        }
+        Err(e) => tasks_page(&s, &who, Some(e.to_string()), e.status()).await,
     }
 }
 
@@ -567,17 +544,10 @@ pub async fn shift_note(State(s): State<AppState>, Login(who): Login, body: Byte
     if let Some(r) = f.refused(&who) {
         return r;
     }
-    match s
-        .0
-        .incidents
-        .shift_note(&who.name, f.one("text").unwrap_or_default())
-        .await
-    {
+    let json = serde_json::json!({ "text": f.one("text").unwrap_or_default() });
+    let h = api_headers(&s, &who);
+    match crate::api::shiftlog::add(State(s.clone()), h, Bytes::from(json.to_string())).await {
         Ok(_) => Redirect::to("/shift").into_response(),
-        Err(e) => {
-            let e = ApiError::from(e);
-            let status = e.status();
-            shift_page(&s, &who, Some(e.to_string()), status).await
-        }
+        Err(e) => shift_page(&s, &who, Some(e.to_string()), e.status()).await,
     }
 }

@@ -32,7 +32,7 @@ const MAX_TITLE: usize = 512;
 const MAX_LABEL: usize = 128;
 
 /// An incident the desk takes by hand (`POST /api/v1/incidents`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manual {
     pub title: String,
