@@ -224,12 +224,7 @@ const EVIDENCE_SHOWN: usize = 20;
 fn any_of(field: &str, values: &[String]) -> String {
     values
         .iter()
-        .map(|v| {
-            format!(
-                "{field}:\"{}\"",
-                v.replace('\\', "\\\\").replace('"', "\\\"")
-            )
-        })
+        .map(|v| format!("{field}:{}", super::hunt::quoted(v)))
         .collect::<Vec<_>>()
         .join(" OR ")
 }

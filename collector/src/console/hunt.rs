@@ -80,7 +80,7 @@ fn interval(from: &str, to: Option<&str>) -> String {
 }
 
 /// A value as a quoted term of the query language.
-fn quoted(v: &str) -> String {
+pub(super) fn quoted(v: &str) -> String {
     format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
