@@ -2512,6 +2512,27 @@ async fn the_console_needs_a_login_its_forms_carry_its_token_and_text_stays_text
         "{location}"
     );
 
+    // What was sent about it, and how each delivery stands, on its page.
+    sqlx::query(
+        "INSERT INTO outbox (incident_id, cause, kind, receiver, channel, target, token, stage,
+             state, attempts, not_before, created_at, updated_at, last_error)
+         VALUES ($1, 1, 'opened', 'noc', 'email', 'noc@example.org', 'tok-1', 1, 'failed', 3,
+             0, 0, 0, '550 <mailbox> unknown')",
+    )
+    .bind(id)
+    .execute(a.state.0.incidents.pool())
+    .await
+    .expect("an outbox row");
+    let (status, _, page) = a.page_as(&format!("/incidents/{id}"), &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    for shown in [
+        "noc@example.org",
+        "<td>failed</td>",
+        "550 &lt;mailbox&gt; unknown",
+    ] {
+        assert!(page.contains(shown), "{shown} in {page}");
+    }
+
     // A call to make: its script on the calls page (as text), the outcome recorded there.
     let task = vigil_collector::notify::task::create(
         a.state.0.incidents.pool(),

@@ -500,6 +500,27 @@ fn a_hunt_filters_by_a_top_value_the_histogram_follows_and_a_bad_query_says_wher
         .collect();
     assert_eq!(hosts, [json!("h2"), json!("h2")]);
 
+    // Pivot from the address that sent them: every event that names it.
+    let pivot = b
+        .all("#hits a.pivot")
+        .into_iter()
+        .filter_map(|a| b.attr(&a, "href"))
+        .find(|h| h.contains("observer.ip"))
+        .expect("a pivot on the sender's address");
+    b.go(&format!("{}{pivot}", d.url));
+    let q = b
+        .run("return document.querySelector('#q').value", json!([]))
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        q.starts_with("observer.ip:\"127.0.0.1\" OR source.ip:"),
+        "{q}"
+    );
+    let pivoted: u64 = text_of(b, "#total").parse().expect("a total");
+    assert!(pivoted >= 5, "the 5 lines at least: {pivoted}");
+    b.screenshot("hunt-pivot");
+
     // A query that does not parse: the error, and a caret under where it is.
     let bad = "event.kind:syslog AND (host.name:h1";
     let qbox = b.find("#q");
