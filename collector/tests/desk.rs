@@ -223,3 +223,149 @@ async fn sqlite_desk_takes_merges_splits_and_keeps_the_shift_log() {
 async fn postgres_desk_takes_merges_splits_and_keeps_the_shift_log() {
     on_postgres(desk).await;
 }
+
+/// The queue's filters, sorts and pages, as the desk asks for them.
+async fn queue_filters(store: Store) {
+    use vigil_collector::incidents::{Action, Filter};
+    let now = Utc::now();
+    let a = |id: &str, minutes_ago: i64, severity: &str, danger: bool| {
+        let mut al = alert(id, id, "uni-a", 0, danger);
+        al.severity = severity.into();
+        al.at = now - chrono::Duration::minutes(minutes_ago);
+        al
+    };
+    let alerts = vec![
+        a("old", 120, "critical", false),
+        a("low", 10, "low", false),
+        a("high", 5, "high", true),
+        a("med", 1, "medium", false),
+    ];
+    store.record(&alerts).await.expect("record");
+    let by_rule = |l: &[vigil_collector::incidents::Incident]| -> Vec<String> {
+        l.iter().map(|i| i.rule_id.clone()).collect()
+    };
+    let list = |f: Filter| {
+        let store = store.clone();
+        async move { store.list(&f).await.expect("list") }
+    };
+    // Most recently seen first, by default.
+    assert_eq!(
+        by_rule(&list(Filter::default()).await),
+        ["med", "high", "low", "old"]
+    );
+    let id_of = |rule: &str, l: &[vigil_collector::incidents::Incident]| {
+        l.iter().find(|i| i.rule_id == rule).expect("incident").id
+    };
+    let all = list(Filter::default()).await;
+    let assign = Action::parse("assign", br#"{"assignee": "alice"}"#).expect("assign");
+    store
+        .act(id_of("low", &all), &assign, "bob")
+        .await
+        .expect("assign");
+    for (filter, want) in [
+        (
+            Filter {
+                assignee: Some("alice".into()),
+                ..Filter::default()
+            },
+            vec!["low"],
+        ),
+        (
+            Filter {
+                assignee: Some("-".into()),
+                ..Filter::default()
+            },
+            vec!["med", "high", "old"],
+        ),
+        (
+            Filter {
+                danger: Some(true),
+                ..Filter::default()
+            },
+            vec!["high"],
+        ),
+        (
+            Filter {
+                danger: Some(false),
+                ..Filter::default()
+            },
+            vec!["med", "low", "old"],
+        ),
+        (
+            Filter {
+                since: Some("1h".into()),
+                ..Filter::default()
+            },
+            vec!["med", "high", "low"],
+        ),
+        (
+            Filter {
+                sort: Some("severity".into()),
+                ..Filter::default()
+            },
+            vec!["old", "high", "med", "low"],
+        ),
+        (
+            Filter {
+                sort: Some("id".into()),
+                ..Filter::default()
+            },
+            {
+                let mut v: Vec<(i64, &str)> = ["old", "low", "high", "med"]
+                    .iter()
+                    .map(|r| (id_of(r, &all), *r))
+                    .collect();
+                v.sort_by(|x, y| y.0.cmp(&x.0));
+                v.into_iter().map(|(_, r)| r).collect()
+            },
+        ),
+        (
+            Filter {
+                limit: Some(2),
+                offset: Some(2),
+                ..Filter::default()
+            },
+            vec!["low", "old"],
+        ),
+    ] {
+        let got = list(filter.clone()).await;
+        assert_eq!(by_rule(&got), want, "{filter:?}");
+        let n = store.count(&filter).await.expect("count");
+        let unpaged = Filter {
+            limit: None,
+            offset: None,
+            ..filter
+        };
+        assert_eq!(n as usize, list(unpaged).await.len());
+    }
+    assert_eq!(store.count(&Filter::default()).await.expect("count"), 4);
+    for bad in [
+        Filter {
+            sort: Some("colour".into()),
+            ..Filter::default()
+        },
+        Filter {
+            since: Some("soon".into()),
+            ..Filter::default()
+        },
+        Filter {
+            offset: Some(2_000_000),
+            ..Filter::default()
+        },
+    ] {
+        assert!(
+            matches!(store.list(&bad).await, Err(StoreError::Filter(_))),
+            "{bad:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn sqlite_queue_filters_sorts_and_pages() {
+    on_sqlite(queue_filters).await;
+}
+
+#[tokio::test]
+async fn postgres_queue_filters_sorts_and_pages() {
+    on_postgres(queue_filters).await;
+}

@@ -174,6 +174,9 @@ fn the_desk_shows_a_new_incident_live_and_works_it_and_outside_text_stays_text()
     assert!(b.text(&row).contains("DANGER"), "{}", b.text(&row));
     not_injected(b);
     b.screenshot("desk-new-incident");
+    // Loaded again, the page counts it.
+    b.go(&format!("{}/desk", d.url));
+    assert_eq!(text_of(b, "#matching"), "1");
 
     // The keyboard: j to the row, o to open it.
     b.keys("jo");

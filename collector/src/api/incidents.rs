@@ -24,6 +24,8 @@ const MAX_ACTOR: usize = 128;
 #[derive(Serialize)]
 pub struct Queue {
     pub incidents: Vec<Incident>,
+    /// How many match the filter in all (beyond this page too).
+    pub total: i64,
 }
 
 pub async fn list(
@@ -36,6 +38,7 @@ pub async fn list(
         filter.map_err(|e| ApiError::bad_request("bad_parameter", e.body_text()))?;
     Ok(Json(Queue {
         incidents: s.0.incidents.list(&filter).await?,
+        total: s.0.incidents.count(&filter).await?,
     }))
 }
 

@@ -19,7 +19,7 @@ use super::render::{page, page_with, problem};
 use super::{Fields, Login, Session, api_headers, api_problem, encode};
 use crate::api::{ApiError, AppState, incidents as api};
 use crate::incidents::desk::Manual;
-use crate::incidents::{Filter, Incident, SEVERITIES, severity_rank};
+use crate::incidents::{Filter, Incident, SEVERITIES};
 
 /// What the queue shows, from the page's address.
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]
@@ -37,19 +37,25 @@ pub struct DeskQuery {
     pub age: Option<String>,
     /// `last_seen` (default), `severity`, `ack_by`, `id`.
     pub sort: Option<String>,
+    /// The page, from 0, of [`PAGE`] incidents.
+    pub page: Option<usize>,
     /// A message to show (after a bulk action).
     pub notice: Option<String>,
 }
 
-/// Most incidents the queue page reads.
-const QUEUE_READ: usize = 1000;
+/// Incidents on one page of the queue.
+const PAGE: usize = 1000;
 
 fn blank(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 
-/// The queue as the page shows it, filtered and sorted.
-async fn queue_of(s: &AppState, who: &Session, q: &DeskQuery) -> Result<Vec<Incident>, ApiError> {
+/// One page of the queue as the desk asks for it, and how many match in all.
+async fn queue_of(
+    s: &AppState,
+    who: &Session,
+    q: &DeskQuery,
+) -> Result<(Vec<Incident>, i64), ApiError> {
     let status = match blank(&q.status) {
         None => Some("active".to_owned()),
         Some("all") => None,
@@ -60,57 +66,26 @@ async fn queue_of(s: &AppState, who: &Session, q: &DeskQuery) -> Result<Vec<Inci
         severity: blank(&q.severity).map(str::to_owned),
         customer: blank(&q.customer).map(str::to_owned),
         breached: None,
-        limit: Some(QUEUE_READ),
+        assignee: blank(&q.assignee).map(str::to_owned),
+        danger: match blank(&q.danger) {
+            Some("yes") => Some(true),
+            Some("no") => Some(false),
+            _ => None,
+        },
+        since: blank(&q.age).map(str::to_owned),
+        sort: blank(&q.sort).map(str::to_owned),
+        limit: Some(PAGE),
+        offset: Some(q.page.unwrap_or(0).saturating_mul(PAGE)),
     };
     let Json(list) = api::list(State(s.clone()), api_headers(s, who), Ok(Query(filter))).await?;
-    let now = chrono::Utc::now();
-    let age = match blank(&q.age) {
-        None => None,
-        Some(a) => Some(
-            vigil_schema::config::parse_duration(a)
-                .map_err(|e| ApiError::bad_request("bad_parameter", format!("age: {e}")))?,
-        ),
-    };
-    let mut out: Vec<Incident> = list
-        .incidents
-        .into_iter()
-        .filter(|i| match blank(&q.assignee) {
-            None => true,
-            Some("-") => i.assignee.is_none(),
-            Some(a) => i.assignee.as_deref() == Some(a),
-        })
-        .filter(|i| match blank(&q.danger) {
-            Some("yes") => i.danger,
-            Some("no") => !i.danger,
-            _ => true,
-        })
-        .filter(|i| {
-            age.is_none_or(|a| {
-                now.signed_duration_since(i.last_seen)
-                    .to_std()
-                    .unwrap_or_default()
-                    <= a
-            })
-        })
-        .collect();
-    match blank(&q.sort) {
-        Some("severity") => out.sort_by(|a, b| {
-            (severity_rank(&b.severity), b.danger, b.last_seen).cmp(&(
-                severity_rank(&a.severity),
-                a.danger,
-                a.last_seen,
-            ))
-        }),
-        Some("ack_by") => out.sort_by_key(|i| (i.acknowledge_by.is_none(), i.acknowledge_by)),
-        Some("id") => out.sort_by_key(|i| std::cmp::Reverse(i.id)),
-        _ => {}
-    }
-    Ok(out)
+    Ok((list.incidents, list.total))
 }
 
-fn query_string(q: &DeskQuery) -> String {
+/// The page's address parameters, without its notice, on page `page`.
+fn query_string(q: &DeskQuery, page: Option<usize>) -> String {
     let mut q = q.clone();
     q.notice = None;
+    q.page = page.filter(|p| *p > 0);
     serde_urlencoded::to_string(&q).unwrap_or_default()
 }
 
@@ -123,10 +98,12 @@ pub async fn queue(
         Ok(Query(q)) => q,
         Err(e) => return problem(StatusCode::BAD_REQUEST, Some(&who), &e.body_text()),
     };
-    let (incidents, error) = match queue_of(&s, &who, &q).await {
-        Ok(l) => (l, None),
-        Err(e) => (Vec::new(), Some(e.to_string())),
+    let (incidents, total, error) = match queue_of(&s, &who, &q).await {
+        Ok((l, n)) => (l, n, None),
+        Err(e) => (Vec::new(), 0, Some(e.to_string())),
     };
+    let page_no = q.page.unwrap_or(0);
+    let first = page_no * PAGE;
     let customers: Vec<String> =
         s.0.directory
             .list_customers()
@@ -138,7 +115,12 @@ pub async fn queue(
         Some(&who),
         "desk",
         context! {
-            incidents, error, q => &q, qs => query_string(&q), customers, limit => QUEUE_READ,
+            error, q => &q, qs => query_string(&q, q.page), customers, total,
+            shown_from => first + 1, shown_to => first + incidents.len(),
+            newer => (page_no > 0).then(|| query_string(&q, Some(page_no - 1))),
+            older => ((first + incidents.len()) < usize::try_from(total).unwrap_or(0))
+                .then(|| query_string(&q, Some(page_no + 1))),
+            incidents,
             severities => SEVERITIES,
             statuses => ["active", "open", "acknowledged", "resolved", "retracted", "all"],
         },
@@ -156,7 +138,7 @@ pub async fn rows(
         Err(e) => return problem(StatusCode::BAD_REQUEST, Some(&who), &e.body_text()),
     };
     match queue_of(&s, &who, &q).await {
-        Ok(incidents) => page("rows.html", Some(&who), "desk", context! { incidents }),
+        Ok((incidents, _)) => page("rows.html", Some(&who), "desk", context! { incidents }),
         Err(e) => api_problem(&who, e),
     }
 }

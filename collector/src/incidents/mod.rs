@@ -259,7 +259,18 @@ pub struct Filter {
     pub customer: Option<String>,
     /// Only incidents with (`true`) or without (`false`) a passed deadline.
     pub breached: Option<bool>,
+    /// Assigned to this person; `-`: to nobody.
+    pub assignee: Option<String>,
+    /// Only probable dangers (`true`) or only the others (`false`).
+    pub danger: Option<bool>,
+    /// Seen within this long (`1h`, `7d`).
+    pub since: Option<String>,
+    /// `last_seen` (the default, most recent first), `severity` (highest first, danger
+    /// first among equals), `ack_by` (soonest first, none last) or `id` (newest first).
+    pub sort: Option<String>,
     pub limit: Option<usize>,
+    /// Incidents skipped before the first listed (paging).
+    pub offset: Option<usize>,
 }
 
 /// The part of an alert event the queue groups and shows.

@@ -61,6 +61,8 @@ pub struct Recorded {
 /// The queue's default and largest page.
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
+/// The deepest page.
+const MAX_OFFSET: usize = 1_000_000;
 
 /// Actor of the steps Vigil itself takes.
 pub(super) const SYSTEM: &str = "vigil";
@@ -581,8 +583,62 @@ impl Store {
         Ok(out)
     }
 
-    /// The queue, most recently seen first.
+    /// The queue as `filter` asks, most recently seen first unless it sorts otherwise.
     pub async fn list(&self, filter: &Filter) -> Result<Vec<Incident>, StoreError> {
+        let (wheres, binds) = self.filter_sql(filter)?;
+        let limit = filter.limit.unwrap_or(DEFAULT_LIMIT);
+        if limit == 0 || limit > MAX_LIMIT {
+            return Err(StoreError::Filter(format!(
+                "limit must be 1 to {MAX_LIMIT}"
+            )));
+        }
+        let offset = filter.offset.unwrap_or(0);
+        if offset > MAX_OFFSET {
+            return Err(StoreError::Filter(format!(
+                "offset must be at most {MAX_OFFSET}"
+            )));
+        }
+        let order = match filter.sort.as_deref() {
+            None | Some("last_seen") => "last_seen DESC, id DESC",
+            Some("severity") => {
+                "CASE severity WHEN 'critical' THEN 4 WHEN 'high' THEN 3 WHEN 'medium' THEN 2
+                     WHEN 'low' THEN 1 ELSE 0 END DESC, danger DESC, last_seen DESC, id DESC"
+            }
+            Some("ack_by") => "CASE WHEN ack_by IS NULL THEN 1 ELSE 0 END, ack_by, id DESC",
+            Some("id") => "id DESC",
+            Some(other) => {
+                return Err(StoreError::Filter(format!(
+                    "sort {other:?} is not one of last_seen, severity, ack_by, id"
+                )));
+            }
+        };
+        // Only our own text and numbered parameters: every value is bound.
+        let sql = format!(
+            "SELECT {COLUMNS} FROM incidents {wheres} ORDER BY {order} LIMIT {limit} OFFSET {offset}"
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for b in binds {
+            q = q.bind(b);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(incident).collect::<Result<_, _>>()?)
+    }
+
+    /// How many incidents `filter` matches (its limit, offset and sort aside).
+    pub async fn count(&self, filter: &Filter) -> Result<i64, StoreError> {
+        let (wheres, binds) = self.filter_sql(filter)?;
+        // Only our own text and numbered parameters: every value is bound.
+        let mut q = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM incidents {wheres}"
+        )));
+        for b in binds {
+            q = q.bind(b);
+        }
+        Ok(q.fetch_one(&self.pool).await?)
+    }
+
+    /// The `WHERE` clause of `filter` (numbered parameters) and the values to bind.
+    fn filter_sql(&self, filter: &Filter) -> Result<(String, Vec<String>), StoreError> {
         let mut wheres = Vec::new();
         let mut binds = Vec::new();
         if let Some(s) = &filter.status {
@@ -611,6 +667,26 @@ impl Store {
             binds.push(c.clone());
             wheres.push(format!("customer = ${}", binds.len()));
         }
+        match filter.assignee.as_deref() {
+            None => {}
+            Some("-") => wheres.push("assignee IS NULL".to_owned()),
+            Some(a) => {
+                binds.push(a.to_owned());
+                wheres.push(format!("assignee = ${}", binds.len()));
+            }
+        }
+        match filter.danger {
+            Some(true) => wheres.push("danger = 1".to_owned()),
+            Some(false) => wheres.push("danger = 0".to_owned()),
+            None => {}
+        }
+        if let Some(since) = &filter.since {
+            let d = vigil_schema::config::parse_duration(since)
+                .map_err(|e| StoreError::Filter(format!("since: {e}")))?;
+            let from = self.now() - i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2);
+            // Our own number, not a value from outside.
+            wheres.push(format!("last_seen >= {from}"));
+        }
         match filter.breached {
             Some(true) => wheres.push(
                 "(ack_breached_at IS NOT NULL OR resolve_breached_at IS NOT NULL)".to_owned(),
@@ -620,24 +696,12 @@ impl Store {
             }
             None => {}
         }
-        let limit = filter.limit.unwrap_or(DEFAULT_LIMIT);
-        if limit == 0 || limit > MAX_LIMIT {
-            return Err(StoreError::Filter(format!(
-                "limit must be 1 to {MAX_LIMIT}"
-            )));
-        }
-        let sql = format!(
-            "SELECT {COLUMNS} FROM incidents {} {} ORDER BY last_seen DESC, id DESC LIMIT {limit}",
-            if wheres.is_empty() { "" } else { "WHERE" },
-            wheres.join(" AND "),
-        );
-        // Only our own text and numbered parameters: every value is bound.
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for b in binds {
-            q = q.bind(b);
-        }
-        let rows = q.fetch_all(&self.pool).await?;
-        Ok(rows.iter().map(incident).collect::<Result<_, _>>()?)
+        let wheres = if wheres.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", wheres.join(" AND "))
+        };
+        Ok((wheres, binds))
     }
 
     /// One incident without its timeline (what an announcement of most kinds needs).
