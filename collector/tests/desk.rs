@@ -315,7 +315,7 @@ async fn queue_filters(store: Store) {
                     .iter()
                     .map(|r| (id_of(r, &all), *r))
                     .collect();
-                v.sort_by(|x, y| y.0.cmp(&x.0));
+                v.sort_by_key(|x| std::cmp::Reverse(x.0));
                 v.into_iter().map(|(_, r)| r).collect()
             },
         ),
