@@ -2395,7 +2395,22 @@ async fn the_console_needs_a_login_its_forms_carry_its_token_and_text_stays_text
             "{body}"
         );
     }
-    // A good login goes where it was going; an outside address is not followed.
+    // A good login goes where it was going; an outside address, or one a header cannot
+    // carry, is not followed.
+    for next in ["%2F%0D%0ASet-Cookie%3A+x%3Dy", "%2Fdesk%C3%A9"] {
+        let (status, location, _) = a
+            .form(
+                "/login",
+                "",
+                &format!("name=alice&token={API_TOKEN}&next={next}"),
+            )
+            .await;
+        assert_eq!(
+            (status, location.as_str()),
+            (StatusCode::SEE_OTHER, "/desk"),
+            "{next}"
+        );
+    }
     let (status, location, cookie) = a
         .form(
             "/login",
@@ -2510,6 +2525,19 @@ async fn the_console_needs_a_login_its_forms_carry_its_token_and_text_stays_text
     assert!(
         location.starts_with("/desk?status=active&notice=0+acknowledged."),
         "{location}"
+    );
+    // Whatever the form says the queue was, the way back is an address.
+    let (status, location, _) = a
+        .form(
+            "/desk/ack",
+            &cookie,
+            &format!("csrf={csrf}&back=%0D%0Ax%3Dy%C3%A9%00"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(
+        location.bytes().all(|b| b.is_ascii_graphic()),
+        "{location:?}"
     );
 
     // What was sent about it, and how each delivery stands, on its page.

@@ -16,7 +16,7 @@ use minijinja::context;
 use serde::{Deserialize, Serialize};
 
 use super::render::{page, page_with, problem};
-use super::{Fields, Login, Session, api_headers, api_problem, encode};
+use super::{Fields, Login, Session, api_headers, api_problem};
 use crate::api::{ApiError, AppState, incidents as api};
 use crate::incidents::desk::Manual;
 use crate::incidents::{Filter, Incident, SEVERITIES};
@@ -189,8 +189,18 @@ pub async fn bulk_ack(State(s): State<AppState>, Login(who): Login, body: Bytes)
     if !refused.is_empty() {
         notice.push_str(&format!(" Not acknowledged: {}.", refused.join("; ")));
     }
-    let back = f.one("back").unwrap_or_default();
-    Redirect::to(&format!("/desk?{back}&notice={}", encode(&notice))).into_response()
+    // The queue as it was: its parameters read and written again, never passed through.
+    let back: DeskQuery =
+        serde_urlencoded::from_str(f.one("back").unwrap_or_default()).unwrap_or_default();
+    let back = DeskQuery {
+        notice: Some(notice),
+        ..back
+    };
+    Redirect::to(&format!(
+        "/desk?{}",
+        serde_urlencoded::to_string(&back).unwrap_or_default()
+    ))
+    .into_response()
 }
 
 /// Incident `id` with its notifications.

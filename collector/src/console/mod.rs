@@ -127,10 +127,18 @@ pub fn encode(s: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Where a login may send its user back to: a path of this console, nothing else.
+/// Where a login may send its user back to: a path of this console, nothing else (and
+/// nothing a `Location` header cannot carry).
 fn safe_next(next: Option<&str>) -> &str {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && n.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            n
+        }
         _ => "/desk",
     }
 }
