@@ -177,7 +177,11 @@ pub async fn bulk_ack(State(s): State<AppState>, Login(who): Login, body: Bytes)
     }
     let mut done = 0;
     let mut refused = Vec::new();
-    for id in f.all("id") {
+    let ids = f.all("id");
+    if ids.len() > PAGE {
+        refused.push(format!("all but the first {PAGE}: one page at a time"));
+    }
+    for id in ids.into_iter().take(PAGE) {
         let h = api_headers(&s, &who);
         let ack = (id.to_owned(), "ack".to_owned());
         match api::act(State(s.clone()), h, Path(ack), Bytes::new()).await {
