@@ -16,7 +16,7 @@ use minijinja::context;
 use serde::{Deserialize, Serialize};
 
 use super::render::{page, page_with, problem};
-use super::{Fields, Login, Session, api_headers, api_problem};
+use super::{Fields, Login, Posted, Session, api_headers, api_problem};
 use crate::api::{ApiError, AppState, incidents as api};
 use crate::incidents::desk::Manual;
 use crate::incidents::{Filter, Incident, SEVERITIES};
@@ -170,11 +170,7 @@ pub async fn events(State(s): State<AppState>, Login(_): Login) -> impl IntoResp
 }
 
 /// Acknowledges the incidents checked on the queue.
-pub async fn bulk_ack(State(s): State<AppState>, Login(who): Login, body: Bytes) -> Response {
-    let f = Fields::parse(&body);
-    if let Some(r) = f.refused(&who) {
-        return r;
-    }
+pub async fn bulk_ack(State(s): State<AppState>, Posted(who, f): Posted) -> Response {
     let mut done = 0;
     let mut refused = Vec::new();
     let ids = f.all("id");
@@ -327,14 +323,9 @@ async fn answered<T>(
 
 pub async fn act(
     State(s): State<AppState>,
-    Login(who): Login,
     Path(id): Path<String>,
-    body: Bytes,
+    Posted(who, f): Posted,
 ) -> Response {
-    let f = Fields::parse(&body);
-    if let Some(r) = f.refused(&who) {
-        return r;
-    }
     let action = f.one("action").unwrap_or_default().to_owned();
     let json = Bytes::from(action_body(&f).to_string());
     let h = api_headers(&s, &who);
@@ -358,14 +349,9 @@ fn numbers(raw: &str) -> Result<Vec<i64>, ApiError> {
 
 pub async fn merge(
     State(s): State<AppState>,
-    Login(who): Login,
     Path(id): Path<String>,
-    body: Bytes,
+    Posted(who, f): Posted,
 ) -> Response {
-    let f = Fields::parse(&body);
-    if let Some(r) = f.refused(&who) {
-        return r;
-    }
     let done = match numbers(f.one("incidents").unwrap_or_default()) {
         Ok(from) => {
             let json = Bytes::from(serde_json::json!({ "incidents": from }).to_string());
@@ -379,14 +365,9 @@ pub async fn merge(
 
 pub async fn split(
     State(s): State<AppState>,
-    Login(who): Login,
     Path(id): Path<String>,
-    body: Bytes,
+    Posted(who, f): Posted,
 ) -> Response {
-    let f = Fields::parse(&body);
-    if let Some(r) = f.refused(&who) {
-        return r;
-    }
     let json = serde_json::json!({ "alerts": f.all("alert"), "title": f.one("title") });
     let h = api_headers(&s, &who);
     let done = api::split(
@@ -428,11 +409,7 @@ pub async fn new_page(State(s): State<AppState>, Login(who): Login) -> Response 
 }
 
 /// Takes an incident by hand from the form.
-pub async fn create(State(s): State<AppState>, Login(who): Login, body: Bytes) -> Response {
-    let f = Fields::parse(&body);
-    if let Some(r) = f.refused(&who) {
-        return r;
-    }
+pub async fn create(State(s): State<AppState>, Posted(who, f): Posted) -> Response {
     let m = Manual {
         title: f.one("title").unwrap_or_default().to_owned(),
         customer: f.one("customer").map(str::to_owned),
@@ -482,14 +459,9 @@ pub async fn tasks(State(s): State<AppState>, Login(who): Login) -> Response {
 /// Records a call's outcome from the tasks page.
 pub async fn record_call(
     State(s): State<AppState>,
-    Login(who): Login,
     Path(id): Path<String>,
-    body: Bytes,
+    Posted(who, f): Posted,
 ) -> Response {
-    let f = Fields::parse(&body);
-    if let Some(r) = f.refused(&who) {
-        return r;
-    }
     let attempt = crate::notify::task::Attempt {
         outcome: f.one("outcome").unwrap_or_default().to_owned(),
         answered_by: f.one("answered_by").map(str::to_owned),
@@ -530,11 +502,7 @@ pub async fn shift(State(s): State<AppState>, Login(who): Login) -> Response {
     shift_page(&s, &who, None, StatusCode::OK).await
 }
 
-pub async fn shift_note(State(s): State<AppState>, Login(who): Login, body: Bytes) -> Response {
-    let f = Fields::parse(&body);
-    if let Some(r) = f.refused(&who) {
-        return r;
-    }
+pub async fn shift_note(State(s): State<AppState>, Posted(who, f): Posted) -> Response {
     let json = serde_json::json!({ "text": f.one("text").unwrap_or_default() });
     let h = api_headers(&s, &who);
     match crate::api::shiftlog::add(State(s.clone()), h, Bytes::from(json.to_string())).await {

@@ -27,7 +27,7 @@ pub mod session;
 pub mod views;
 
 use axum::Router;
-use axum::extract::{FromRequestParts, Query, State};
+use axum::extract::{FromRequest, FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -109,6 +109,29 @@ impl FromRequestParts<AppState> for Login {
     }
 }
 
+/// A form posted by a logged-in user, carrying the login's form token (an extractor: without
+/// a login, the login page; without the token, 403). Every handler of a form that changes
+/// something takes one, so none can forget the check.
+pub struct Posted(pub Session, pub Fields);
+
+impl FromRequest<AppState> for Posted {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, s: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let Login(who) = Login::from_request_parts(&mut parts, s).await?;
+        let req = axum::extract::Request::from_parts(parts, body);
+        let body = axum::body::Bytes::from_request(req, s)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let f = Fields::parse(&body);
+        match f.refused(&who) {
+            Some(r) => Err(r),
+            None => Ok(Posted(who, f)),
+        }
+    }
+}
+
 /// The session cookie's value in `headers`.
 fn cookie(headers: &HeaderMap) -> Option<&str> {
     headers
@@ -184,7 +207,7 @@ impl Fields {
     }
 
     /// The refusal of a form without `who`'s form token; none when it has it.
-    pub fn refused(&self, who: &Session) -> Option<Response> {
+    fn refused(&self, who: &Session) -> Option<Response> {
         if self.one("csrf") == Some(who.csrf.as_str()) {
             None
         } else {

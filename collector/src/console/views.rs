@@ -2,14 +2,13 @@
 //! (checks and heartbeats) and agents.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use minijinja::context;
 
 use super::render::page_with;
-use super::{Fields, Login, Session, api_headers, api_problem};
+use super::{Login, Posted, Session, api_headers, api_problem};
 use crate::api::{AppState, agents, checks, heartbeats, rules};
 
 /// What was tested on the rules page, to show again with its outcome.
@@ -52,11 +51,7 @@ fn pasted(text: &str) -> Result<Vec<vigil_schema::Event>, String> {
 }
 
 /// Tests the pasted rule on the pasted events.
-pub async fn test_rule(State(s): State<AppState>, Login(who): Login, body: Bytes) -> Response {
-    let f = Fields::parse(&body);
-    if let Some(r) = f.refused(&who) {
-        return r;
-    }
+pub async fn test_rule(State(s): State<AppState>, Posted(who, f): Posted) -> Response {
     let mut tested = Tested {
         rule: f.one("rule").unwrap_or_default().to_owned(),
         events: f.one("events").unwrap_or_default().to_owned(),
