@@ -407,9 +407,11 @@ fn capture_survives_its_interface_going_down_and_away() {
     let _ = ns;
 }
 
-/// Frames that crossed `iface` either way, by its own counters.
+/// Frames capture can see on `iface`, by the interface's own counters: those received, and
+/// those sent (capture sees a frame before the link takes it, so one the veth could not hand
+/// to its busy peer, `tx_dropped`, counts too).
 fn frames_on(iface: &str) -> f64 {
-    ["rx_packets", "tx_packets"]
+    ["rx_packets", "tx_packets", "tx_dropped"]
         .iter()
         .map(|c| {
             std::fs::read_to_string(format!("/sys/class/net/{iface}/statistics/{c}"))
